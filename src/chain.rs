@@ -1,0 +1,493 @@
+//! Running a [`Plan`]: the attempt loop, what each exit decides, retries, the halt task.
+//!
+//! One chain attempt (a *pass*) starts every task whose dependencies are done, at most
+//! `parallel` at a time, in plan order. The first task that does not succeed stops new
+//! starts; tasks already running finish, and the most severe result decides
+//! (HALT over EXIT over RETRY). A RETRY pauses per [`crate::retry`] and starts the next
+//! pass from the first task, or with `retry_from = failed` from the tasks not yet done.
+//! Workers only run processes; the recorder is called from this thread alone.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use rand::rngs::StdRng;
+
+use crate::config::{ChainConfig, RetryFrom};
+use crate::error::exit_codes;
+use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor};
+use crate::hooks::{self, TaskHookPayload};
+use crate::plan::{Plan, Step};
+use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, RunStatus, TaskResult};
+
+/// How a run of the chain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChainResult {
+    /// Every task succeeded.
+    Ok,
+    /// A task exited 2; the halt task ran.
+    Halted,
+    /// A task exited 3.
+    Exited,
+    /// A task kept failing until `max_tries`; the halt task ran.
+    Failed,
+    /// runner received this signal.
+    Interrupted(i32),
+}
+
+impl ChainResult {
+    /// runner's exit code for this result.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            ChainResult::Ok => exit_codes::OK,
+            ChainResult::Halted | ChainResult::Exited | ChainResult::Failed => exit_codes::FAILED,
+            ChainResult::Interrupted(sig) => {
+                exit_codes::SIGNALED.saturating_add(u8::try_from(sig).unwrap_or(0))
+            }
+        }
+    }
+
+    /// The run status recorded for this result.
+    pub(crate) fn status(self) -> RunStatus {
+        match self {
+            ChainResult::Ok => RunStatus::Ok,
+            ChainResult::Halted => RunStatus::Halted,
+            ChainResult::Exited => RunStatus::Exited,
+            ChainResult::Failed => RunStatus::Failed,
+            ChainResult::Interrupted(_) => RunStatus::Interrupted,
+        }
+    }
+}
+
+/// What a task's exit decides (the table in section 4 of the contract).
+pub(crate) fn result_of(report: &AttemptReport) -> TaskResult {
+    if report.stopped.is_some() {
+        return TaskResult::Retry;
+    }
+    match report.exit {
+        Exit::Code(0) => TaskResult::Ok,
+        Exit::Code(2) => TaskResult::Halt,
+        Exit::Code(3) => TaskResult::Exit,
+        _ => TaskResult::Retry,
+    }
+}
+
+/// Everything about a chain that stays the same across its runs.
+pub(crate) struct Chain<'a> {
+    /// The ordered tasks.
+    pub(crate) plan: &'a Plan,
+    /// The configuration they were planned from.
+    pub(crate) config: &'a ChainConfig,
+    /// The task directory, absolute: every task's working directory.
+    pub(crate) taskdir: &'a Path,
+    /// The job name runs are recorded under.
+    pub(crate) job: &'a str,
+    /// The event session.
+    pub(crate) session: &'a str,
+    /// runner's own absolute path, for `RUNNER_CONFIG_CMD`.
+    pub(crate) exe: PathBuf,
+    /// Runs every process.
+    pub(crate) supervisor: Supervisor,
+}
+
+/// One attempt handed to a worker.
+struct Job<'s> {
+    step: &'s Step,
+    index: usize,
+    try_num: u32,
+    output: Output,
+}
+
+/// Mutable state of one run.
+struct RunState<'r> {
+    run_id: &'r str,
+    recorder: &'r mut dyn Recorder,
+    rng: &'r mut StdRng,
+}
+
+impl Chain<'_> {
+    /// Runs the chain once as run `run_id`; with `halt_after`, runs the halt task after a
+    /// success too (`-H` on the last iteration).
+    pub(crate) fn run(
+        &self,
+        run_id: &str,
+        halt_after: bool,
+        recorder: &mut dyn Recorder,
+        rng: &mut StdRng,
+    ) -> ChainResult {
+        let started = SystemTime::now();
+        recorder.run_started(&RunStart {
+            run_id,
+            job: self.job,
+            started,
+            taskdir: self.taskdir,
+            config: self.config.file.as_deref(),
+        });
+        log::info!(
+            "run {run_id} of job \"{}\" started: {} task(s) in {}",
+            self.job,
+            self.plan.steps.len(),
+            self.taskdir.display()
+        );
+        let mut state = RunState {
+            run_id,
+            recorder,
+            rng,
+        };
+        let result = self.attempts(&mut state);
+        let result = match result {
+            ChainResult::Halted | ChainResult::Failed => {
+                self.halt(&mut state);
+                result
+            }
+            ChainResult::Ok if halt_after => {
+                self.halt(&mut state);
+                result
+            }
+            other => other,
+        };
+        let code = i32::from(result.exit_code());
+        state
+            .recorder
+            .run_finished(run_id, result.status(), code, SystemTime::now());
+        let elapsed = started.elapsed().unwrap_or_default().as_secs_f64();
+        match result {
+            ChainResult::Ok => log::info!("run {run_id} succeeded in {elapsed:.2}s"),
+            other => log::warn!(
+                "run {run_id} ended {} after {elapsed:.2}s",
+                format!("{:?}", other.status()).to_lowercase()
+            ),
+        }
+        result
+    }
+
+    /// The chain attempts of one run, until success, a stop, or retries run out.
+    fn attempts(&self, state: &mut RunState<'_>) -> ChainResult {
+        let mut done = vec![false; self.plan.steps.len()];
+        let mut try_num = 1u32;
+        loop {
+            let failure = match self.pass(state, try_num, &mut done) {
+                Ok(()) => return ChainResult::Ok,
+                Err(failure) => failure,
+            };
+            match failure.outcome {
+                Outcome::Interrupted(sig) => return ChainResult::Interrupted(sig),
+                Outcome::Result(TaskResult::Halt) => return ChainResult::Halted,
+                Outcome::Result(TaskResult::Exit) => return ChainResult::Exited,
+                Outcome::Result(_) => {}
+            }
+            let step = &self.plan.steps[failure.index];
+            if try_num >= step.settings.max_tries {
+                log::warn!(
+                    "task \"{}\" failed on chain attempt {try_num} of {}; giving up",
+                    step.task.name,
+                    step.settings.max_tries
+                );
+                return ChainResult::Failed;
+            }
+            let pause = crate::retry::delay(
+                try_num,
+                step.settings.sleep_time,
+                step.settings.retry_jitter,
+                state.rng,
+            );
+            log::warn!(
+                "task \"{}\" failed; retrying the chain in {} (attempt {} of {})",
+                step.task.name,
+                crate::config::duration::display(pause),
+                try_num + 1,
+                step.settings.max_tries
+            );
+            if self.supervisor.interrupt().sleep(pause) {
+                let sig = self
+                    .supervisor
+                    .interrupt()
+                    .received()
+                    .unwrap_or(libc::SIGTERM);
+                return ChainResult::Interrupted(sig);
+            }
+            if self.config.runner.retry_from == RetryFrom::Start {
+                done.iter_mut().for_each(|d| *d = false);
+            }
+            try_num += 1;
+        }
+    }
+
+    /// One chain attempt over the steps not yet `done`.
+    fn pass(
+        &self,
+        state: &mut RunState<'_>,
+        try_num: u32,
+        done: &mut [bool],
+    ) -> Result<(), Failure> {
+        let steps = &self.plan.steps;
+        let parallel = self.config.runner.parallel.max(1);
+        let mut started = vec![false; steps.len()];
+        let mut failure: Option<Failure> = None;
+        std::thread::scope(|scope| {
+            let (finished, reports) = mpsc::channel::<(usize, AttemptReport)>();
+            let mut running: Vec<(usize, AttemptStart<'_>)> = Vec::new();
+            loop {
+                let interrupted = self.supervisor.interrupt().received();
+                if failure.is_none() && interrupted.is_none() {
+                    while running.len() < parallel {
+                        let Some(index) = (0..steps.len()).find(|&i| {
+                            !done[i] && !started[i] && steps[i].deps.iter().all(|&d| done[d])
+                        }) else {
+                            break;
+                        };
+                        started[index] = true;
+                        let step = &steps[index];
+                        let attempt = AttemptStart {
+                            run_id: state.run_id,
+                            task: &step.task.name,
+                            file: &step.task.file_name,
+                            instance: 0,
+                            try_num,
+                            started: SystemTime::now(),
+                        };
+                        let capture = state.recorder.attempt_started(&attempt);
+                        let job = Job {
+                            step,
+                            index,
+                            try_num,
+                            output: self.output_for(step, capture, parallel),
+                        };
+                        let finished = finished.clone();
+                        let run_id = state.run_id;
+                        scope.spawn(move || {
+                            let report = self.attempt(&job, run_id);
+                            let _ = finished.send((job.index, report));
+                        });
+                        running.push((index, attempt));
+                    }
+                }
+                if running.is_empty() {
+                    if let (None, Some(sig)) = (&failure, interrupted) {
+                        failure = Some(Failure {
+                            index: 0,
+                            outcome: Outcome::Interrupted(sig),
+                        });
+                    }
+                    break;
+                }
+                let Ok((index, report)) = reports.recv() else {
+                    break;
+                };
+                let Some(pos) = running.iter().position(|(i, _)| *i == index) else {
+                    continue;
+                };
+                let (_, attempt) = running.swap_remove(pos);
+                let result = result_of(&report);
+                state
+                    .recorder
+                    .attempt_finished(&attempt, &end_of(&report, result));
+                let outcome = match report.stopped {
+                    Some(Stop::Interrupt(sig)) => Outcome::Interrupted(sig),
+                    _ => Outcome::Result(result),
+                };
+                if outcome == Outcome::Result(TaskResult::Ok) {
+                    done[index] = true;
+                } else if failure.as_ref().is_none_or(|f| outcome > f.outcome) {
+                    failure = Some(Failure { index, outcome });
+                }
+            }
+        });
+        // Without a failure every step ran: the plan is acyclic, so some step was
+        // always ready while any was left.
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn output_for(&self, step: &Step, capture: Option<SharedCapture>, parallel: usize) -> Output {
+        Output {
+            prefix: (parallel > 1).then(|| format!("[{}] ", step.task.name)),
+            capture,
+        }
+    }
+
+    /// Runs one attempt with its hooks; called on a worker thread.
+    fn attempt(&self, job: &Job<'_>, run_id: &str) -> AttemptReport {
+        let step = job.step;
+        let settings = &step.settings;
+        log::info!(
+            "task \"{}\" ({}) starting, try {} of {}",
+            step.task.name,
+            step.task.file_name,
+            job.try_num,
+            settings.max_tries
+        );
+        let hook = self.config.runner.task_hook.as_deref();
+        let mut payload = TaskHookPayload {
+            task: &step.task.file_name,
+            name: &step.task.name,
+            try_num: job.try_num,
+            max_retries: settings.max_tries,
+            result: "RUNNING",
+            run_id,
+            exit_code: None,
+            duration: None,
+        };
+        if let Some(hook) = hook {
+            self.call_hook(hook, &payload, settings.kill_grace);
+        }
+        let limits = Limits {
+            max_time: settings.max_time,
+            kill_grace: settings.kill_grace,
+        };
+        let report =
+            self.supervisor
+                .run(self.command(step, job.try_num, run_id), limits, &job.output);
+        let result = result_of(&report);
+        log_report(step, &report, result);
+        if let Some(hook) = hook {
+            payload.result = result.as_str();
+            payload.exit_code = Some(report.exit_code());
+            payload.duration = Some(report.duration.as_secs_f64());
+            self.call_hook(hook, &payload, settings.kill_grace);
+        }
+        report
+    }
+
+    fn call_hook(
+        &self,
+        hook: &[String],
+        payload: &TaskHookPayload<'_>,
+        grace: std::time::Duration,
+    ) {
+        hooks::call(
+            &self.supervisor,
+            hook,
+            payload,
+            self.config.runner.hook_timeout,
+            grace,
+        );
+    }
+
+    /// The task's command line and environment: inherited, then `[env]`, then `RUNNER_*`.
+    fn command(&self, step: &Step, try_num: u32, run_id: &str) -> Command {
+        let mut cmd = match &step.settings.interpreter {
+            Some(words) => {
+                let mut cmd = Command::new(&words[0]);
+                cmd.args(&words[1..]).arg(&step.task.path);
+                cmd
+            }
+            None => Command::new(&step.task.path),
+        };
+        cmd.current_dir(self.taskdir);
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
+        let config_cmd = match &self.config.file {
+            Some(file) => format!("{} -c {}", self.exe.display(), file.display()),
+            None => self.exe.display().to_string(),
+        };
+        let config_path: OsString = self
+            .config
+            .file
+            .as_ref()
+            .map(|f| f.clone().into_os_string())
+            .unwrap_or_default();
+        cmd.env("RUNNER_CONFIG_CMD", config_cmd)
+            .env("RUNNER_CONFIG", config_path)
+            .env("RUNNER_TASKDIR", self.taskdir)
+            .env("RUNNER_TASK", &step.task.name)
+            .env("RUNNER_TASK_FILE", &step.task.path)
+            .env("RUNNER_TRY", try_num.to_string())
+            .env("RUNNER_MAX_TRIES", step.settings.max_tries.to_string())
+            .env("RUNNER_RUN_ID", run_id)
+            .env("RUNNER_JOB", self.job)
+            .env("RUNNER_SESSION", self.session);
+        cmd
+    }
+
+    /// Runs the halt task, if there is one. Its result changes nothing: the chain is
+    /// already stopping.
+    fn halt(&self, state: &mut RunState<'_>) {
+        let Some(step) = &self.plan.halt else {
+            log::warn!(
+                "halt task \"{}\" not found in {}; nothing to halt",
+                self.config.runner.halt_task,
+                self.taskdir.display()
+            );
+            return;
+        };
+        if self.supervisor.interrupt().received().is_some() {
+            return;
+        }
+        let attempt = AttemptStart {
+            run_id: state.run_id,
+            task: &step.task.name,
+            file: &step.task.file_name,
+            instance: 0,
+            try_num: 1,
+            started: SystemTime::now(),
+        };
+        let capture = state.recorder.attempt_started(&attempt);
+        let job = Job {
+            step,
+            index: usize::MAX,
+            try_num: 1,
+            output: self.output_for(step, capture, self.config.runner.parallel),
+        };
+        let report = self.attempt(&job, state.run_id);
+        let result = result_of(&report);
+        state
+            .recorder
+            .attempt_finished(&attempt, &end_of(&report, result));
+    }
+}
+
+/// What ended a pass early, with the step that caused it.
+#[derive(Debug)]
+struct Failure {
+    index: usize,
+    outcome: Outcome,
+}
+
+/// A pass-ending outcome, ordered by severity: an interrupt beats everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Result(TaskResult),
+    Interrupted(i32),
+}
+
+fn end_of(report: &AttemptReport, result: TaskResult) -> AttemptEnd {
+    let note = match (&report.exit, report.stopped) {
+        (_, Some(Stop::Timeout)) => Some("timed out".to_owned()),
+        (_, Some(Stop::Interrupt(sig))) => Some(format!("interrupted by signal {sig}")),
+        (Exit::NotStarted(e), None) => Some(format!("could not start: {e}")),
+        _ => None,
+    };
+    AttemptEnd {
+        exit_code: report.exit_code(),
+        signal: match report.exit {
+            Exit::Signal(sig) => Some(sig),
+            _ => None,
+        },
+        result,
+        stopped: report.stopped_at(),
+        note,
+    }
+}
+
+fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
+    let secs = report.duration.as_secs_f64();
+    let name = &step.task.name;
+    let how = match (&report.exit, report.stopped) {
+        (_, Some(Stop::Timeout)) => format!(
+            "timed out after {secs:.2}s (max_time {})",
+            step.settings
+                .max_time
+                .map(crate::config::duration::display)
+                .unwrap_or_default()
+        ),
+        (_, Some(Stop::Interrupt(sig))) => format!("stopped by signal {sig} after {secs:.2}s"),
+        (Exit::Code(code), None) => format!("exited {code} after {secs:.2}s"),
+        (Exit::Signal(sig), None) => format!("killed by signal {sig} after {secs:.2}s"),
+        (Exit::NotStarted(e), None) => format!("could not start: {e}"),
+    };
+    match result {
+        TaskResult::Ok => log::info!("task \"{name}\" {how}: {}", result.as_str()),
+        _ => log::warn!("task \"{name}\" {how}: {}", result.as_str()),
+    }
+}

@@ -1,0 +1,94 @@
+//! `runner [run] [-c FILE] [-n N] [-H] TASKDIR`: run the chain.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::prepare::prepare;
+use crate::chain::{Chain, ChainResult};
+use crate::cli::{ChainArgs, GlobalArgs};
+use crate::error::Error;
+use crate::exec::{Guardian, Supervisor};
+use crate::lock::{Acquired, JobLock};
+use crate::record::{NullRecorder, Recorder};
+use crate::signals::Interrupt;
+use crate::state;
+
+/// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
+pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {
+    let prepared = prepare(args.config.as_deref(), taskdir, args.insecure)?;
+    let config = &prepared.config;
+
+    let interrupt = Interrupt::new();
+    if let Err(e) = interrupt.install() {
+        log::warn!("cannot install signal handlers ({e}); signals will kill runner outright");
+    }
+    let state_dir = state::resolve(
+        global.state_dir.as_deref(),
+        config.runner.state_dir.as_deref(),
+    );
+    let mut lock = match JobLock::acquire(&state_dir, &prepared.job, args.wait, &interrupt) {
+        Ok(Acquired::Held(lock)) => Some(lock),
+        Ok(Acquired::Interrupted) => {
+            let sig = interrupt.received().unwrap_or(libc::SIGTERM);
+            return Ok(ChainResult::Interrupted(sig).exit_code());
+        }
+        Err(e @ Error::Locked { .. }) => return Err(e),
+        Err(e) => {
+            log::warn!(
+                "cannot lock job \"{}\" ({e}); running without the one-run-at-a-time guard",
+                prepared.job
+            );
+            None
+        }
+    };
+
+    let grace = prepared
+        .plan
+        .steps
+        .iter()
+        .chain(prepared.plan.halt.iter())
+        .map(|s| s.settings.kill_grace)
+        .max()
+        .unwrap_or(config.defaults.kill_grace);
+    let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(Guardian::start(grace)));
+    let session = match config.runner.session.as_str() {
+        "boot" => state::boot_id(),
+        other => other.to_owned(),
+    };
+    let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+    let chain = Chain {
+        plan: &prepared.plan,
+        config,
+        taskdir: &prepared.dir.path,
+        job: &prepared.job,
+        session: &session,
+        exe,
+        supervisor,
+    };
+    let mut recorder: Box<dyn Recorder> = Box::new(NullRecorder);
+    let mut rng = StdRng::from_entropy();
+    let mut iteration = 0u64;
+    loop {
+        iteration += 1;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        if let Some(lock) = lock.as_mut() {
+            lock.announce(&run_id);
+        }
+        let last = args.iterations != 0 && iteration >= args.iterations;
+        let result = chain.run(
+            &run_id,
+            last && args.halt_after,
+            recorder.as_mut(),
+            &mut rng,
+        );
+        if result != ChainResult::Ok || last {
+            return Ok(result.exit_code());
+        }
+        if let Some(sig) = interrupt.received() {
+            return Ok(ChainResult::Interrupted(sig).exit_code());
+        }
+    }
+}

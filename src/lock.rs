@@ -1,0 +1,129 @@
+//! One run of a job at a time: an exclusive `flock` on `STATE_DIR/locks/JOB.lock`.
+//!
+//! The kernel drops the lock when runner dies, however it dies, so there is no stale
+//! lock to clean up. The holder writes who it is into the file, so that the invocation
+//! that is turned away (exit 75) can name the run that is in the way.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::signals::Interrupt;
+
+/// How often `--wait` tries the lock again.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// What the holder of a lock writes about itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    run_id: String,
+    started: f64,
+}
+
+/// A held job lock; dropping it releases the job.
+#[derive(Debug)]
+pub(crate) struct JobLock {
+    file: Flock<File>,
+    path: PathBuf,
+}
+
+/// What `acquire` found.
+pub(crate) enum Acquired {
+    /// The lock is ours.
+    Held(JobLock),
+    /// A signal arrived while waiting.
+    Interrupted,
+}
+
+impl JobLock {
+    /// Takes the lock of `job`, failing at once if it is held, or waiting if `wait`.
+    pub(crate) fn acquire(
+        state_dir: &Path,
+        job: &str,
+        wait: bool,
+        interrupt: &Interrupt,
+    ) -> Result<Acquired, Error> {
+        let dir = state_dir.join("locks");
+        crate::state::ensure_dir(&dir)?;
+        let path = dir.join(format!("{job}.lock"));
+        let mut announced = false;
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(file) => return Ok(Acquired::Held(JobLock { file, path })),
+                Err((mut file, Errno::EWOULDBLOCK)) => {
+                    let holder = describe_holder(&mut file);
+                    if !wait {
+                        return Err(Error::Locked {
+                            job: job.to_owned(),
+                            holder,
+                        });
+                    }
+                    if !announced {
+                        log::info!("job \"{job}\" is already running ({holder}); waiting for it");
+                        announced = true;
+                    }
+                    if interrupt.sleep(WAIT_POLL) {
+                        return Ok(Acquired::Interrupted);
+                    }
+                }
+                Err((_, errno)) => return Err(Error::io(&path, errno.into())),
+            }
+        }
+    }
+
+    /// Writes the current run into the lock file for whoever is turned away.
+    pub(crate) fn announce(&mut self, run_id: &str) {
+        let holder = Holder {
+            pid: std::process::id(),
+            run_id: run_id.to_owned(),
+            started: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        };
+        let Ok(text) = serde_json::to_string(&holder) else {
+            return;
+        };
+        let file: &mut File = &mut self.file;
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            log::debug!("cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+fn describe_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match serde_json::from_str::<Holder>(&text) {
+        Ok(h) => {
+            let started = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(h.started.max(0.0));
+            format!(
+                "run {} (pid {}, started {})",
+                h.run_id,
+                h.pid,
+                humantime::format_rfc3339_seconds(started)
+            )
+        }
+        Err(_) => "another runner holds its lock".to_owned(),
+    }
+}

@@ -1,0 +1,25 @@
+//! The `runner` binary: parse the command line, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = runner::cli::Cli::parse();
+    runner::logging::init(cli.global.verbose, cli.global.quiet, cli.global.syslog);
+    match runner::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("runner: error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            if let Some(hint) = err.hint() {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The seam between running a chain and recording it.
+//!
+//! The chain reports what happens through [`Recorder`]; the store implements it, and
+//! `--no-record` uses [`NullRecorder`]. A recorder never fails the chain: a store that
+//! cannot write warns once and carries on, so the trait's methods return nothing.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::exec::SharedCapture;
+
+/// What one task attempt decided, in the contract's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub(crate) enum TaskResult {
+    /// Exit 0: go on.
+    Ok,
+    /// Anything unexpected: retry the chain.
+    Retry,
+    /// Exit 3: stop without the halt task.
+    Exit,
+    /// Exit 2: run the halt task and stop.
+    Halt,
+}
+
+impl TaskResult {
+    /// The word used in hooks, logs and records.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TaskResult::Ok => "OK",
+            TaskResult::Retry => "RETRY",
+            TaskResult::Exit => "EXIT",
+            TaskResult::Halt => "HALT",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RunStatus {
+    /// Every task succeeded.
+    Ok,
+    /// Retries ran out.
+    Failed,
+    /// A task asked for the halt task.
+    Halted,
+    /// A task asked to stop.
+    Exited,
+    /// runner was signalled.
+    Interrupted,
+}
+
+/// A run beginning.
+#[derive(Debug)]
+pub(crate) struct RunStart<'a> {
+    /// Its id.
+    pub(crate) run_id: &'a str,
+    /// The job it belongs to.
+    pub(crate) job: &'a str,
+    /// When it started.
+    pub(crate) started: SystemTime,
+    /// The task directory.
+    pub(crate) taskdir: &'a Path,
+    /// The configuration file, if any.
+    pub(crate) config: Option<&'a Path>,
+}
+
+/// An attempt of a task instance beginning.
+#[derive(Debug)]
+pub(crate) struct AttemptStart<'a> {
+    /// The run.
+    pub(crate) run_id: &'a str,
+    /// The task's name.
+    pub(crate) task: &'a str,
+    /// The task's file name.
+    pub(crate) file: &'a str,
+    /// The instance number (`TASK#n`).
+    pub(crate) instance: u32,
+    /// The chain attempt, from 1.
+    pub(crate) try_num: u32,
+    /// When it started.
+    pub(crate) started: SystemTime,
+}
+
+/// An attempt's end.
+#[derive(Debug)]
+pub(crate) struct AttemptEnd {
+    /// The exit code, if it exited by itself.
+    pub(crate) exit_code: Option<i32>,
+    /// The signal that ended it, if any.
+    pub(crate) signal: Option<i32>,
+    /// What it decided.
+    pub(crate) result: TaskResult,
+    /// When it ended.
+    pub(crate) stopped: SystemTime,
+    /// Why runner ended it or why it never started, for people.
+    pub(crate) note: Option<String>,
+}
+
+/// Receives a chain's progress.
+pub(crate) trait Recorder {
+    /// A run started.
+    fn run_started(&mut self, run: &RunStart<'_>);
+    /// An attempt is about to start; the returned capture receives its output.
+    fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture>;
+    /// The attempt ended.
+    fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd);
+    /// The run ended with `status` and runner's exit code for it.
+    fn run_finished(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: i32,
+        stopped: SystemTime,
+    );
+}
+
+/// Records nothing: `--no-record`, and the fallback when no store can be opened.
+#[derive(Debug, Default)]
+pub(crate) struct NullRecorder;
+
+impl Recorder for NullRecorder {
+    fn run_started(&mut self, _run: &RunStart<'_>) {}
+    fn attempt_started(&mut self, _attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
+        None
+    }
+    fn attempt_finished(&mut self, _attempt: &AttemptStart<'_>, _end: &AttemptEnd) {}
+    fn run_finished(
+        &mut self,
+        _run_id: &str,
+        _status: RunStatus,
+        _exit_code: i32,
+        _stopped: SystemTime,
+    ) {
+    }
+}

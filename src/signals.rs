@@ -1,0 +1,121 @@
+//! Turning SIGTERM, SIGINT and SIGHUP into an [`Interrupt`] the chain can look at.
+//!
+//! The handler only enqueues (signal-hook's self-pipe); one thread turns the signal into
+//! state here and wakes anyone sleeping in [`Interrupt::sleep`]. Supervising loops read
+//! [`Interrupt::received`] between their short waits. Tests and commands that do not want
+//! signals use an `Interrupt` that was never installed.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Whether (and by which signal) runner was asked to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Interrupt {
+    signal: AtomicI32,
+    count: AtomicU32,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Interrupt {
+    /// A fresh interrupt state, not yet connected to any signal.
+    pub(crate) fn new() -> Arc<Interrupt> {
+        Arc::new(Interrupt::default())
+    }
+
+    /// Routes SIGTERM, SIGINT and SIGHUP to this state for the rest of the process.
+    pub(crate) fn install(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    me.raise(sig);
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Records `sig`; the first signal is the one runner's exit code reports.
+    pub(crate) fn raise(&self, sig: i32) {
+        let _ = self
+            .signal
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if count == 1 {
+            log::warn!("received signal {sig}: stopping the running task");
+        } else {
+            log::warn!("received signal {sig} again: killing the running task now");
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_all();
+    }
+
+    /// The first signal received, if any.
+    pub(crate) fn received(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    /// How many signals arrived; a second one cuts the grace period short.
+    pub(crate) fn count(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `duration` unless a signal arrives first; returns whether one did.
+    pub(crate) fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.received().is_some() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .wake
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_ends_early_on_raise() {
+        let interrupt = Interrupt::new();
+        let other = Arc::clone(&interrupt);
+        let start = Instant::now();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.raise(15);
+        });
+        assert!(interrupt.sleep(Duration::from_secs(30)));
+        assert!(start.elapsed() < Duration::from_secs(20));
+        t.join().expect("thread");
+        assert_eq!(interrupt.received(), Some(15));
+        interrupt.raise(2);
+        assert_eq!(interrupt.received(), Some(15), "the first signal is kept");
+        assert_eq!(interrupt.count(), 2);
+    }
+
+    #[test]
+    fn sleep_without_signal_runs_out() {
+        let interrupt = Interrupt::new();
+        assert!(!interrupt.sleep(Duration::from_millis(10)));
+        assert_eq!(interrupt.received(), None);
+    }
+}
