@@ -40,11 +40,9 @@ pub(crate) struct Entry {
     pub(crate) origin: Origin,
 }
 
-/// One `[section]`: its keys in file order of first appearance, and where it was opened.
+/// One `[section]`: its keys in file order of first appearance.
 #[derive(Debug, Clone)]
 pub(crate) struct Section {
-    /// Where the section header first appeared.
-    pub(crate) origin: Origin,
     /// Keys with their winning entry; key case is preserved.
     pub(crate) entries: Vec<(String, Entry)>,
 }
@@ -99,15 +97,10 @@ impl Document {
             // `locate` already rejected keys outside a section, so `None` is only
             // rust-ini's always-present empty general section.
             let Some(name) = name else { continue };
-            let origin = Origin {
-                path: path.clone(),
-                line: lines.section_line(name),
-            };
             let section = self
                 .sections
                 .entry(name.to_owned())
                 .or_insert_with(|| Section {
-                    origin,
                     entries: Vec::new(),
                 });
             for (key, value) in props.iter() {
@@ -132,11 +125,6 @@ impl Document {
         self.sections.get(name)
     }
 
-    /// All sections by name.
-    pub(crate) fn sections(&self) -> impl Iterator<Item = (&str, &Section)> {
-        self.sections.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
     /// The value of `section.key`, if set.
     pub(crate) fn get(&self, section: &str, key: &str) -> Option<&Entry> {
         self.sections.get(section).and_then(|s| s.get(key))
@@ -148,17 +136,12 @@ impl Document {
     }
 }
 
-/// Line numbers of section headers and keys of one file; the last duplicate wins.
+/// Line numbers of the keys of one file; the last duplicate wins.
 struct LineIndex {
-    sections: BTreeMap<String, usize>,
     keys: BTreeMap<(String, String), usize>,
 }
 
 impl LineIndex {
-    fn section_line(&self, name: &str) -> usize {
-        self.sections.get(name).copied().unwrap_or(0)
-    }
-
     fn key_line(&self, section: &str, key: &str) -> usize {
         self.keys
             .get(&(section.to_owned(), key.to_owned()))
@@ -174,7 +157,6 @@ impl LineIndex {
 /// an error with its line number.
 fn locate(path: &Path, text: &str) -> Result<LineIndex, ConfigError> {
     let mut index = LineIndex {
-        sections: BTreeMap::new(),
         keys: BTreeMap::new(),
     };
     let mut current: Option<String> = None;
@@ -196,7 +178,6 @@ fn locate(path: &Path, text: &str) -> Result<LineIndex, ConfigError> {
             if name.is_empty() {
                 return Err(ConfigError::syntax(path, line_no, "empty section name"));
             }
-            index.sections.entry(name.to_owned()).or_insert(line_no);
             current = Some(name.to_owned());
             continue;
         }
@@ -249,7 +230,6 @@ mod tests {
         assert_eq!(e.value, "2m 30s");
         assert_eq!(e.origin.line, 6);
         assert_eq!(d.get("env", "Foo").expect("set").value, "a \"b\" ; c");
-        assert_eq!(d.section("env").expect("env").origin.line, 7);
     }
 
     #[test]

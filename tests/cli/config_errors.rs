@@ -1,0 +1,148 @@
+//! Bad input: every configuration error exits 78 before any task runs, and names the
+//! culprit; usage errors exit 2; nothing panics.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{is_root, runner, Chain, Run};
+
+fn a_task() -> Chain {
+    Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"")
+}
+
+#[track_caller]
+fn assert_config_error(chain: &Chain, needle: &str) {
+    chain
+        .run(&[])
+        .assert_code(78)
+        .assert_stderr_contains(needle);
+    assert!(chain.log_lines().is_empty(), "a task ran despite the error");
+}
+
+#[test]
+fn malformed_line_names_file_and_line() {
+    let chain = a_task().ini("[runner]\nthis line is wrong");
+    // The fast defaults take 4 lines, then a blank line: the bad line is line 7.
+    let needle = format!(
+        "{}:7: expected \"key = value\"",
+        chain.config_path().display()
+    );
+    assert_config_error(&chain, &needle);
+}
+
+#[test]
+fn unknown_runner_key_is_named_with_a_suggestion() {
+    let chain = a_task().ini("[runner]\nmax_tris = 3");
+    assert_config_error(&chain, "unknown key \"max_tris\" in [runner]");
+    chain
+        .run(&[])
+        .assert_stderr_contains("did you mean \"max_tries\"?");
+}
+
+#[test]
+fn bad_value_names_key() {
+    let chain = a_task().ini("[a]\nmax_time = forever");
+    assert_config_error(&chain, "[a] max_time: \"forever\" is not a duration");
+}
+
+#[test]
+fn unknown_dependency_names_both_tasks() {
+    let chain = a_task().ini("[a]\ndepends_on = nosuch");
+    assert_config_error(&chain, "task \"a\" depends on \"nosuch\"");
+}
+
+#[test]
+fn cycle_names_the_tasks() {
+    let chain = a_task()
+        .task("20-b.sh", "true")
+        .task("30-c.sh", "true")
+        .ini("[a]\ndepends_on = c\n[b]\ndepends_on = a\n[c]\ndepends_on = b");
+    assert_config_error(&chain, "dependency cycle: a -> c -> b -> a");
+}
+
+#[test]
+fn duplicate_task_names_are_an_error() {
+    let chain = a_task().task("20-a.py", "true");
+    assert_config_error(&chain, "both have the task name \"a\"");
+}
+
+#[test]
+fn non_executable_task_is_an_error_before_anything_runs() {
+    let chain = a_task().file("20-b.sh", "#!/bin/sh\ntrue\n", 0o644);
+    assert_config_error(&chain, "20-b.sh is not executable");
+    chain.run(&[]).assert_stderr_contains("chmod +x");
+}
+
+#[test]
+fn missing_config_file_is_78() {
+    let chain = a_task();
+    let mut cmd = runner();
+    cmd.arg("--state-dir").arg(chain.state_dir());
+    cmd.args(["-c", "/nonexistent/runner.ini"])
+        .arg(chain.taskdir());
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("/nonexistent/runner.ini: cannot read configuration");
+}
+
+#[test]
+fn missing_task_directory_is_78() {
+    let mut cmd = runner();
+    cmd.args(["--state-dir", "/tmp/unused-state", "/nonexistent/tasks.d"]);
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("cannot read task directory");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    Run::of({
+        let mut c = runner();
+        c.arg("--no-such-flag");
+        c
+    })
+    .assert_code(2);
+    Run::of({
+        let mut c = runner();
+        c.args(["-n", "many", "x"]);
+        c
+    })
+    .assert_code(2);
+    Run::of(runner()).assert_code(2);
+}
+
+#[test]
+fn unsafe_permissions_are_refused_as_root() {
+    if !is_root() {
+        eprintln!("skipped: permission checks only apply to root");
+        return;
+    }
+    let chain = a_task();
+    let task = chain.taskdir().join("10-a.sh");
+    std::fs::set_permissions(&task, std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    assert_config_error(&chain, "refusing to use task file");
+    chain.run(&[]).assert_stderr_contains("chmod go-w");
+    chain.run(&["--insecure"]).assert_code(0);
+
+    let chain = a_task();
+    std::fs::set_permissions(chain.taskdir(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
+    assert_config_error(&chain, "refusing to use task directory");
+
+    let chain = a_task();
+    chain.run(&[]).assert_code(0);
+    std::fs::set_permissions(chain.config_path(), std::fs::Permissions::from_mode(0o666))
+        .expect("chmod");
+    // `run` rewrites the config with mode 0644, so check through `check` on the file as is.
+    let mut cmd = runner();
+    cmd.args(["check", "-c"])
+        .arg(chain.config_path())
+        .arg(chain.taskdir());
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("refusing to use configuration file");
+
+    let chain = a_task();
+    let task = chain.taskdir().join("10-a.sh");
+    nix::unistd::chown(&task, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+    assert_config_error(&chain, "owned by uid 65534");
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the `runner` binary: real task directories in temp dirs, real
+//! processes, real signals.
+
+mod support;
+
+mod config_errors;
+mod exits;
+mod hooks_env;
+mod lock;
+mod order;
+mod processes;

@@ -1,0 +1,190 @@
+//! Timeouts, signals and cleanup: no task process may outlive what ended it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::{is_alive, read_pid, wait_for, Chain};
+
+/// A task that leaves a grandchild in its group and records both pids.
+const SPAWNS_GRANDCHILD: &str =
+    "sleep 300 &\necho $! > \"$LOG.grandchild\"\necho $$ > \"$LOG.task\"\nsleep 300";
+
+#[test]
+fn timeout_kills_the_whole_group_and_retries() {
+    let chain = Chain::new()
+        .task("10-slow.sh", SPAWNS_GRANDCHILD)
+        .task("halt.sh", "echo halt >> \"$LOG\"")
+        .ini("[runner]\nmax_time = 1\nmax_tries = 1\nkill_grace = 2");
+    let run = chain.run(&[]);
+    run.assert_code(1).assert_stderr_contains("timed out");
+    assert!(
+        run.elapsed < Duration::from_secs(30),
+        "took {:?}",
+        run.elapsed
+    );
+    let grandchild = read_pid(&chain.path().join("log.grandchild"));
+    let task = read_pid(&chain.path().join("log.task"));
+    assert!(
+        wait_for(Duration::from_secs(10), || !is_alive(grandchild)
+            && !is_alive(task)),
+        "task {task} or grandchild {grandchild} survived the timeout"
+    );
+    assert_eq!(chain.log_lines(), ["halt"]);
+}
+
+#[test]
+fn timeout_escalates_to_sigkill_after_grace() {
+    // The task ignores SIGTERM, so only SIGKILL after kill_grace ends it.
+    let chain = Chain::new()
+        .task(
+            "10-stubborn.sh",
+            "trap '' TERM\necho $$ > \"$LOG.task\"\nwhile :; do sleep 0.1; done",
+        )
+        .ini("[runner]\nmax_time = 1\nmax_tries = 1\nkill_grace = 1");
+    let run = chain.run(&[]);
+    run.assert_code(1);
+    assert!(
+        run.elapsed >= Duration::from_secs(2),
+        "grace not honoured: {:?}",
+        run.elapsed
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(30),
+        "took {:?}",
+        run.elapsed
+    );
+    let task = read_pid(&chain.path().join("log.task"));
+    assert!(wait_for(Duration::from_secs(10), || !is_alive(task)));
+}
+
+#[test]
+fn zero_max_time_means_no_limit() {
+    let chain = Chain::new()
+        .task("10-a.sh", "sleep 1.2; echo done >> \"$LOG\"")
+        .ini("[runner]\nmax_time = 1\n[a]\nmax_time = 0");
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["done"]);
+}
+
+fn interrupt_case(signal: Signal, expected_code: i32) {
+    let chain = Chain::new()
+        .task("10-slow.sh", SPAWNS_GRANDCHILD)
+        .task("20-next.sh", "echo next >> \"$LOG\"")
+        .task("halt.sh", "echo halt >> \"$LOG\"")
+        .ini("[runner]\nkill_grace = 2");
+    let mut child = chain
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let task = read_pid(&chain.path().join("log.task"));
+    let grandchild = read_pid(&chain.path().join("log.grandchild"));
+    kill(Pid::from_raw(child.id() as i32), signal).expect("signal runner");
+    let start = Instant::now();
+    let output = child.wait_with_output().expect("wait");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        output.status.code(),
+        Some(expected_code),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !is_alive(task)
+            && !is_alive(grandchild)),
+        "a task process survived {signal}"
+    );
+    assert!(
+        chain.log_lines().is_empty(),
+        "no task (nor halt) may run after an interrupt: {:?}",
+        chain.log_lines()
+    );
+}
+
+#[test]
+fn sigterm_stops_the_task_group_and_exits_143() {
+    interrupt_case(Signal::SIGTERM, 143);
+}
+
+#[test]
+fn sigint_exits_130() {
+    interrupt_case(Signal::SIGINT, 130);
+}
+
+#[test]
+fn sighup_exits_129() {
+    interrupt_case(Signal::SIGHUP, 129);
+}
+
+#[test]
+fn interrupt_during_retry_pause_exits_at_once() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo a >> \"$LOG\"; exit 1")
+        .ini("[runner]\nsleep_time = 300\nmax_tries = 3");
+    let mut child = chain
+        .command(&[])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_for(Duration::from_secs(20), || chain
+        .log_lines()
+        .len()
+        == 1));
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
+    let start = Instant::now();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn kill_9_of_runner_leaves_no_task_behind() {
+    let chain = Chain::new()
+        .task("10-slow.sh", SPAWNS_GRANDCHILD)
+        .ini("[runner]\nkill_grace = 1");
+    let mut child = chain
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let task = read_pid(&chain.path().join("log.task"));
+    let grandchild = read_pid(&chain.path().join("log.grandchild"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");
+    child.wait().expect("reap runner");
+    assert!(
+        wait_for(Duration::from_secs(10), || !is_alive(task)
+            && !is_alive(grandchild)),
+        "task {task} or grandchild {grandchild} outlived a killed runner"
+    );
+}
+
+#[test]
+fn task_output_passes_through_separately() {
+    let chain = Chain::new().task("10-a.sh", "echo to-stdout; echo to-stderr >&2");
+    let run = chain.run(&[]);
+    run.assert_code(0)
+        .assert_stdout_contains("to-stdout")
+        .assert_stderr_contains("to-stderr");
+    assert!(!run.stdout().contains("to-stderr"));
+}
+
+#[test]
+fn stdin_is_dev_null() {
+    let chain = Chain::new().task(
+        "10-a.sh",
+        "if read line; then echo got-input >> \"$LOG\"; else echo eof >> \"$LOG\"; fi",
+    );
+    let mut cmd = chain.command(&[]);
+    cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    // Keep our end of stdin open: a task reading runner's stdin would hang here.
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(chain.log_lines(), ["eof"]);
+}

@@ -1,0 +1,273 @@
+//! A builder for black-box tests: a task directory and config in a temp dir, the real
+//! binary, and assertions that print everything on failure.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Settings that keep tests fast: no retry pauses, a short grace.
+const FAST: &str = "[runner]\nsleep_time = 0\nretry_jitter = 0\nkill_grace = 1\n";
+
+/// A task directory, its configuration and a state dir, all in one temp dir.
+pub struct Chain {
+    root: tempfile::TempDir,
+    ini: Option<String>,
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        let root = tempfile::Builder::new()
+            .prefix("runner-test-")
+            .tempdir()
+            .expect("tempdir");
+        let chain = Chain {
+            root,
+            ini: Some(FAST.to_owned()),
+        };
+        fs::create_dir(chain.taskdir()).expect("mkdir tasks.d");
+        fs::set_permissions(chain.taskdir(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        chain
+    }
+
+    /// Adds an executable `#!/bin/sh` task with `body`.
+    pub fn task(self, file: &str, body: &str) -> Chain {
+        self.file(file, &format!("#!/bin/sh\n{body}\n"), 0o755)
+    }
+
+    /// Adds a file to the task directory with an exact mode.
+    pub fn file(self, file: &str, content: &str, mode: u32) -> Chain {
+        let path = self.taskdir().join(file);
+        fs::write(&path, content).expect("write task");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        self
+    }
+
+    /// Appends to the configuration (after the fast defaults).
+    pub fn ini(mut self, text: &str) -> Chain {
+        let ini = self.ini.get_or_insert_with(String::new);
+        ini.push('\n');
+        ini.push_str(text);
+        ini.push('\n');
+        self
+    }
+
+    /// Runs without any `-c`.
+    pub fn without_config(mut self) -> Chain {
+        self.ini = None;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn taskdir(&self) -> PathBuf {
+        self.root.path().join("tasks.d")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("runner.ini")
+    }
+
+    /// The file tasks append to through `$LOG`.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("log")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Non-empty lines of the log.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn write_config(&self) {
+        if let Some(ini) = &self.ini {
+            fs::write(self.config_path(), ini).expect("write ini");
+            fs::set_permissions(self.config_path(), fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
+    }
+
+    /// `runner --state-dir S [-c INI] ARGS... TASKDIR`, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.write_config();
+        let mut cmd = runner();
+        cmd.arg("--state-dir").arg(self.state_dir());
+        if self.ini.is_some() {
+            cmd.arg("-c").arg(self.config_path());
+        }
+        cmd.args(args).arg(self.taskdir());
+        cmd.env("LOG", self.log_path()).current_dir(self.path());
+        cmd
+    }
+
+    /// Runs the chain to its end.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.command(args))
+    }
+
+    /// Runs `runner ARGS...` with this chain's state dir and config file, no TASKDIR.
+    pub fn runner(&self, args: &[&str]) -> Run {
+        self.write_config();
+        let mut cmd = runner();
+        cmd.arg("--state-dir").arg(self.state_dir());
+        cmd.args(args)
+            .env("LOG", self.log_path())
+            .current_dir(self.path());
+        Run::of(cmd)
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if std::env::var_os("RUNNER_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.root, tempfile::tempdir().expect("tempdir"));
+            eprintln!("kept test dir {}", kept.keep().display());
+        }
+    }
+}
+
+/// The binary under test.
+pub fn runner() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.env_remove("RUNNER_STATE_DIR").env_remove("RUST_LOG");
+    cmd
+}
+
+/// A finished invocation.
+pub struct Run {
+    pub argv: String,
+    pub output: Output,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn of(mut cmd: Command) -> Run {
+        let argv = format!("{cmd:?}");
+        let start = Instant::now();
+        let output = cmd.output().expect("spawn runner");
+        Run {
+            argv,
+            output,
+            elapsed: start.elapsed(),
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "argv: {}\nstatus: {:?}\n--- stdout\n{}--- stderr\n{}---",
+            self.argv,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "unexpected exit code\n{}",
+            self.explain()
+        );
+        assert!(
+            !self.stderr().contains("panicked"),
+            "runner panicked\n{}",
+            self.explain()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.explain()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout().contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.explain()
+        );
+        self
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes; returns whether it held.
+pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a live process (a zombie waiting for a reaper counts as dead).
+pub fn is_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.trim_start().chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads a pid a task wrote into `path`, waiting for it to appear.
+pub fn read_pid(path: &Path) -> i32 {
+    let mut pid = None;
+    let found = wait_for(Duration::from_secs(20), || {
+        pid = fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    });
+    assert!(found, "no pid appeared in {}", path.display());
+    pid.expect("pid")
+}
+
+/// Whether the tests run as root (CI does); permission checks only apply to root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
