@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Chain benchmark: runner against run-parts on the same task directory.
+
+Prints, for a directory of N trivial `#!/bin/sh` tasks, the median wall time of
+`runner -n 1` (recording off, and on) and of `run-parts`, alternating runs so that
+both see the same machine state; the ratio of each runner mode to run-parts; the
+overshoot past `max_time = 1` on `sleep 30`; and runner's peak RSS on the chain.
+
+Usage: bench/chain.py [--runner PATH] [--tasks N] [--runs K]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+
+def timed(argv, env=None):
+    """Runs argv; returns (seconds, peak RSS in KiB).
+
+    GNU time reports the peak RSS: measuring from here would count the copy of this
+    Python process that exists between fork and exec.
+    """
+    with tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name] + argv,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv} exited {proc.returncode}")
+        peak = int(report.read().split()[-1])
+    return elapsed, peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runner", default="target/release/runner")
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    runner = os.path.abspath(args.runner)
+    run_parts = shutil.which("run-parts")
+    if run_parts is None:
+        raise SystemExit("run-parts is not installed (Debian package debianutils)")
+    if not os.path.exists("/usr/bin/time"):
+        raise SystemExit("GNU time is not installed (Debian package time)")
+
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as root:
+        tasks = os.path.join(root, "tasks.d")
+        os.mkdir(tasks, 0o755)
+        for i in range(args.tasks):
+            # run-parts only accepts names of [A-Za-z0-9_-]; no extension.
+            path = os.path.join(tasks, f"t{i:04d}")
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\nexit 0\n")
+            os.chmod(path, 0o755)
+        state = os.path.join(root, "state")
+        env = dict(os.environ, RUST_LOG="error")
+        modes = {
+            "run-parts": [run_parts, tasks],
+            "runner --no-record": [runner, "-q", "--no-record", "--state-dir", state, "-n", "1", tasks],
+            "runner (recording)": [runner, "-q", "--state-dir", state, "-n", "1", tasks],
+        }
+        times = {name: [] for name in modes}
+        rss = {name: 0 for name in modes}
+        for name, argv in modes.items():  # warm-up: page cache, store creation
+            timed(argv, env)
+        for _ in range(args.runs):
+            for name, argv in modes.items():
+                seconds, peak = timed(argv, env)
+                times[name].append(seconds)
+                rss[name] = max(rss[name], peak)
+
+        base = statistics.median(times["run-parts"])
+        print(f"chain of {args.tasks} trivial tasks, median of {args.runs} alternating runs:")
+        for name in modes:
+            median = statistics.median(times[name])
+            print(f"  {name:<20} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x   peak RSS {rss[name] / 1024:5.1f} MB")
+
+        slow = os.path.join(root, "slow.d")
+        os.mkdir(slow, 0o755)
+        with open(os.path.join(slow, "sleep"), "w") as f:
+            f.write("#!/bin/sh\nexec sleep 30\n")
+        os.chmod(os.path.join(slow, "sleep"), 0o755)
+        ini = os.path.join(root, "slow.ini")
+        with open(ini, "w") as f:
+            f.write("[runner]\nmax_time = 1\nmax_tries = 1\nhalt_task = none\n")
+        overshoots = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            subprocess.run([runner, "-q", "--no-record", "--state-dir", state, "-c", ini, slow],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            overshoots.append(time.perf_counter() - start - 1.0)
+        print(f"timeout overshoot past max_time = 1 on sleep 30 (whole runner process, {args.runs} runs):")
+        print(f"  median {statistics.median(overshoots) * 1000:.1f} ms, max {max(overshoots) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
