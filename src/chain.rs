@@ -15,12 +15,14 @@ use std::time::SystemTime;
 
 use rand::rngs::StdRng;
 
-use crate::config::{ChainConfig, RetryFrom};
+use crate::config::{ChainConfig, Frequency, RetryFrom};
 use crate::error::exit_codes;
 use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor};
 use crate::hooks::{self, TaskHookPayload};
 use crate::plan::{Plan, Step};
-use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, RunStatus, TaskResult};
+use crate::record::{
+    AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, TaskResult,
+};
 
 /// How a run of the chain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,14 @@ pub(crate) struct Chain<'a> {
     pub(crate) exe: PathBuf,
     /// Runs every process.
     pub(crate) supervisor: Supervisor,
+    /// A private directory for per-attempt files (`RUNNER_RESULT`, `RUNNER_EVENTS`).
+    pub(crate) scratch: PathBuf,
+}
+
+/// A finished attempt: how the process ended and what it left in `RUNNER_RESULT`.
+struct Finished {
+    report: AttemptReport,
+    result_data: Option<serde_json::Value>,
 }
 
 /// One attempt handed to a worker.
@@ -118,12 +128,20 @@ impl Chain<'_> {
         rng: &mut StdRng,
     ) -> ChainResult {
         let started = SystemTime::now();
+        let tasks: Vec<(&str, &str)> = self
+            .plan
+            .steps
+            .iter()
+            .map(|s| (s.task.name.as_str(), s.task.file_name.as_str()))
+            .collect();
         recorder.run_started(&RunStart {
             run_id,
             job: self.job,
             started,
             taskdir: self.taskdir,
             config: self.config.file.as_deref(),
+            session: self.session,
+            tasks: &tasks,
         });
         log::info!(
             "run {run_id} of job \"{}\" started: {} task(s) in {}",
@@ -165,7 +183,8 @@ impl Chain<'_> {
 
     /// The chain attempts of one run, until success, a stop, or retries run out.
     fn attempts(&self, state: &mut RunState<'_>) -> ChainResult {
-        let mut done = vec![false; self.plan.steps.len()];
+        let skipped = self.skipped_by_frequency(state);
+        let mut done = skipped.clone();
         let mut try_num = 1u32;
         loop {
             let failure = match self.pass(state, try_num, &mut done) {
@@ -209,10 +228,43 @@ impl Chain<'_> {
                 return ChainResult::Interrupted(sig);
             }
             if self.config.runner.retry_from == RetryFrom::Start {
-                done.iter_mut().for_each(|d| *d = false);
+                done.copy_from_slice(&skipped);
             }
             try_num += 1;
         }
+    }
+
+    /// Which steps `frequency` skips in this run, decided once from the records.
+    fn skipped_by_frequency(&self, state: &mut RunState<'_>) -> Vec<bool> {
+        self.plan
+            .steps
+            .iter()
+            .map(|step| {
+                let this_boot_only = match step.settings.frequency {
+                    Frequency::Always => return false,
+                    Frequency::OncePerBoot => true,
+                    Frequency::Once => false,
+                };
+                if !state
+                    .recorder
+                    .succeeded_before(&step.task.name, this_boot_only)
+                {
+                    return false;
+                }
+                log::info!(
+                    "task \"{}\" skipped: it already succeeded {}",
+                    step.task.name,
+                    if this_boot_only { "since boot" } else { "once" }
+                );
+                state.recorder.instance_status(
+                    state.run_id,
+                    &step.task.name,
+                    &step.task.file_name,
+                    InstanceStatus::Skipped,
+                );
+                true
+            })
+            .collect()
     }
 
     /// One chain attempt over the steps not yet `done`.
@@ -227,7 +279,7 @@ impl Chain<'_> {
         let mut started = vec![false; steps.len()];
         let mut failure: Option<Failure> = None;
         std::thread::scope(|scope| {
-            let (finished, reports) = mpsc::channel::<(usize, AttemptReport)>();
+            let (finished, reports) = mpsc::channel::<(usize, Finished)>();
             let mut running: Vec<(usize, AttemptStart<'_>)> = Vec::new();
             loop {
                 let interrupted = self.supervisor.interrupt().received();
@@ -258,8 +310,8 @@ impl Chain<'_> {
                         let finished = finished.clone();
                         let run_id = state.run_id;
                         scope.spawn(move || {
-                            let report = self.attempt(&job, run_id);
-                            let _ = finished.send((job.index, report));
+                            let outcome = self.attempt(&job, run_id);
+                            let _ = finished.send((job.index, outcome));
                         });
                         running.push((index, attempt));
                     }
@@ -273,18 +325,18 @@ impl Chain<'_> {
                     }
                     break;
                 }
-                let Ok((index, report)) = reports.recv() else {
+                let Ok((index, finished_attempt)) = reports.recv() else {
                     break;
                 };
                 let Some(pos) = running.iter().position(|(i, _)| *i == index) else {
                     continue;
                 };
                 let (_, attempt) = running.swap_remove(pos);
-                let result = result_of(&report);
+                let result = result_of(&finished_attempt.report);
                 state
                     .recorder
-                    .attempt_finished(&attempt, &end_of(&report, result));
-                let outcome = match report.stopped {
+                    .attempt_finished(&attempt, &end_of(&finished_attempt, result));
+                let outcome = match finished_attempt.report.stopped {
                     Some(Stop::Interrupt(sig)) => Outcome::Interrupted(sig),
                     _ => Outcome::Result(result),
                 };
@@ -308,7 +360,7 @@ impl Chain<'_> {
     }
 
     /// Runs one attempt with its hooks; called on a worker thread.
-    fn attempt(&self, job: &Job<'_>, run_id: &str) -> AttemptReport {
+    fn attempt(&self, job: &Job<'_>, run_id: &str) -> Finished {
         let step = job.step;
         let settings = &step.settings;
         log::info!(
@@ -336,9 +388,15 @@ impl Chain<'_> {
             max_time: settings.max_time,
             kill_grace: settings.kill_grace,
         };
-        let report =
-            self.supervisor
-                .run(self.command(step, job.try_num, run_id), limits, &job.output);
+        let result_file = self.scratch.join(format!(
+            "{run_id}.{}.{}.result.json",
+            job.index, job.try_num
+        ));
+        let _ = std::fs::remove_file(&result_file);
+        let mut cmd = self.command(step, job.try_num, run_id);
+        cmd.env("RUNNER_RESULT", &result_file);
+        let report = self.supervisor.run(cmd, limits, &job.output);
+        let result_data = read_result(&result_file, &step.task.name);
         let result = result_of(&report);
         log_report(step, &report, result);
         if let Some(hook) = hook {
@@ -347,7 +405,10 @@ impl Chain<'_> {
             payload.duration = Some(report.duration.as_secs_f64());
             self.call_hook(hook, &payload, settings.kill_grace);
         }
-        report
+        Finished {
+            report,
+            result_data,
+        }
     }
 
     fn call_hook(
@@ -396,7 +457,8 @@ impl Chain<'_> {
             .env("RUNNER_MAX_TRIES", step.settings.max_tries.to_string())
             .env("RUNNER_RUN_ID", run_id)
             .env("RUNNER_JOB", self.job)
-            .env("RUNNER_SESSION", self.session);
+            .env("RUNNER_SESSION", self.session)
+            .env("RUNNER_EVENTS", self.scratch.join(NO_EVENTS));
         cmd
     }
 
@@ -425,15 +487,15 @@ impl Chain<'_> {
         let capture = state.recorder.attempt_started(&attempt);
         let job = Job {
             step,
-            index: usize::MAX,
+            index: self.plan.steps.len(),
             try_num: 1,
             output: self.output_for(step, capture, self.config.runner.parallel),
         };
-        let report = self.attempt(&job, state.run_id);
-        let result = result_of(&report);
+        let finished = self.attempt(&job, state.run_id);
+        let result = result_of(&finished.report);
         state
             .recorder
-            .attempt_finished(&attempt, &end_of(&report, result));
+            .attempt_finished(&attempt, &end_of(&finished, result));
     }
 }
 
@@ -451,7 +513,24 @@ enum Outcome {
     Interrupted(i32),
 }
 
-fn end_of(report: &AttemptReport, result: TaskResult) -> AttemptEnd {
+/// The file every task's `RUNNER_EVENTS` points to until it waits for events: `{}`.
+pub(crate) const NO_EVENTS: &str = "no-events.json";
+
+/// Reads the JSON object a task wrote to `RUNNER_RESULT`, and removes the file.
+fn read_result(path: &Path, task: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let _ = std::fs::remove_file(path);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value @ serde_json::Value::Object(_)) => Some(value),
+        Ok(_) | Err(_) => {
+            log::warn!("task \"{task}\" wrote something other than a JSON object to RUNNER_RESULT; ignored");
+            None
+        }
+    }
+}
+
+fn end_of(finished: &Finished, result: TaskResult) -> AttemptEnd {
+    let report = &finished.report;
     let note = match (&report.exit, report.stopped) {
         (_, Some(Stop::Timeout)) => Some("timed out".to_owned()),
         (_, Some(Stop::Interrupt(sig))) => Some(format!("interrupted by signal {sig}")),
@@ -467,6 +546,7 @@ fn end_of(report: &AttemptReport, result: TaskResult) -> AttemptEnd {
         result,
         stopped: report.stopped_at(),
         note,
+        result_data: finished.result_data.clone(),
     }
 }
 

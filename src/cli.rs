@@ -117,8 +117,43 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and task directory and print the plan.
     Check(CheckArgs),
+    /// Read recorded runs: list, show, output, tail.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+}
+
+/// The `runs` subcommands. A run id may be shortened to any unique prefix.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this job (repeatable).
+        #[arg(long = "job", value_name = "JOB")]
+        jobs: Vec<String>,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show a run with its task instances and attempts.
+    Show {
+        /// The run (a unique prefix is enough).
+        run_id: String,
+    },
+    /// Print the captured output of a run's attempts.
+    Output {
+        /// The run (a unique prefix is enough).
+        run_id: String,
+        /// Only this task's output.
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+    },
+    /// Follow the output of running runs until they end.
+    Tail {
+        /// The runs to follow; all running runs when none is given.
+        run_ids: Vec<String>,
+    },
 }
 
 /// Arguments of `runner run`.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::config::ConfigError;
 use crate::plan::PlanError;
 use crate::security::UnsafeError;
+use crate::store::StoreError;
 use crate::taskdir::TaskDirError;
 
 /// The exit codes of the contract, in one place so that no module invents its own.
@@ -52,6 +53,9 @@ pub enum Error {
         /// Who holds it, as the holder wrote it into the lock file.
         holder: String,
     },
+    /// The records could not be read (or a run id matched nothing).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The command line parsed but makes no sense (clap catches the rest).
     #[error("{0}")]
     Usage(String),
@@ -75,7 +79,7 @@ impl Error {
             }
             Error::Locked { .. } => exit_codes::LOCKED,
             Error::Usage(_) => exit_codes::USAGE,
-            Error::Io { .. } => exit_codes::FAILED,
+            Error::Io { .. } | Error::Store(_) => exit_codes::FAILED,
         }
     }
 
@@ -89,7 +93,10 @@ impl Error {
             Error::Locked { .. } => {
                 Some("pass --wait to wait for it to finish instead of failing".to_owned())
             }
-            Error::Usage(_) | Error::Io { .. } => None,
+            Error::Store(StoreError::Ambiguous { .. }) => {
+                Some("give more characters of the run id".to_owned())
+            }
+            Error::Usage(_) | Error::Io { .. } | Error::Store(_) => None,
         }
     }
 

@@ -30,6 +30,7 @@ mod retry;
 mod security;
 mod signals;
 mod state;
+mod store;
 mod taskdir;
 
 pub use error::Error;

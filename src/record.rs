@@ -37,21 +37,7 @@ impl TaskResult {
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum RunStatus {
-    /// Every task succeeded.
-    Ok,
-    /// Retries ran out.
-    Failed,
-    /// A task asked for the halt task.
-    Halted,
-    /// A task asked to stop.
-    Exited,
-    /// runner was signalled.
-    Interrupted,
-}
+pub(crate) use crate::store::model::{InstanceStatus, RunStatus};
 
 /// A run beginning.
 #[derive(Debug)]
@@ -66,6 +52,10 @@ pub(crate) struct RunStart<'a> {
     pub(crate) taskdir: &'a Path,
     /// The configuration file, if any.
     pub(crate) config: Option<&'a Path>,
+    /// The event session.
+    pub(crate) session: &'a str,
+    /// The planned tasks in order: (name, file name).
+    pub(crate) tasks: &'a [(&'a str, &'a str)],
 }
 
 /// An attempt of a task instance beginning.
@@ -98,6 +88,8 @@ pub(crate) struct AttemptEnd {
     pub(crate) stopped: SystemTime,
     /// Why runner ended it or why it never started, for people.
     pub(crate) note: Option<String>,
+    /// The JSON object the task wrote to `RUNNER_RESULT`, if any.
+    pub(crate) result_data: Option<serde_json::Value>,
 }
 
 /// Receives a chain's progress.
@@ -108,6 +100,11 @@ pub(crate) trait Recorder {
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture>;
     /// The attempt ended.
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd);
+    /// A task instance changed state without an attempt (skipped, waiting, abandoned).
+    fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus);
+    /// Whether `task` of this job already succeeded (in this boot only, when asked):
+    /// the records decide `frequency = once | once-per-boot`.
+    fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool;
     /// The run ended with `status` and runner's exit code for it.
     fn run_finished(
         &mut self,
@@ -128,6 +125,17 @@ impl Recorder for NullRecorder {
         None
     }
     fn attempt_finished(&mut self, _attempt: &AttemptStart<'_>, _end: &AttemptEnd) {}
+    fn instance_status(
+        &mut self,
+        _run_id: &str,
+        _task: &str,
+        _file: &str,
+        _status: InstanceStatus,
+    ) {
+    }
+    fn succeeded_before(&mut self, _task: &str, _this_boot_only: bool) -> bool {
+        false
+    }
     fn run_finished(
         &mut self,
         _run_id: &str,

@@ -4,7 +4,9 @@ mod check;
 mod completions;
 mod get;
 mod prepare;
+mod print;
 mod run;
+mod runs;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -15,6 +17,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Some(Command::Run(args)) => run::run(global, &args.chain, &args.taskdir),
         Some(Command::Check(args)) => check::check(global, &args),
+        Some(Command::Runs(command)) => runs::runs(global, command),
         Some(Command::Completions(args)) => completions::completions(args.shell),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),

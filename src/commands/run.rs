@@ -15,6 +15,7 @@ use crate::lock::{Acquired, JobLock};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
+use crate::store::{retention, StoreRecorder};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
 pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {
@@ -59,6 +60,12 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         other => other.to_owned(),
     };
     let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("runner-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let no_events = scratch.path().join(crate::chain::NO_EVENTS);
+    std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
     let chain = Chain {
         plan: &prepared.plan,
         config,
@@ -67,8 +74,28 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         session: &session,
         exe,
         supervisor,
+        scratch: scratch.path().to_owned(),
     };
-    let mut recorder: Box<dyn Recorder> = Box::new(NullRecorder);
+    let mut recorder: Box<dyn Recorder> = if args.no_record {
+        Box::new(NullRecorder)
+    } else {
+        let mut store = StoreRecorder::open(
+            &state_dir,
+            &prepared.job,
+            config.runner.log_max_bytes,
+            "manual",
+        );
+        if lock.is_some() {
+            store.finalize_lost();
+        }
+        retention::spawn(
+            &state_dir,
+            &prepared.job,
+            config.runner.keep_runs,
+            config.runner.keep_days,
+        );
+        Box::new(store)
+    };
     let mut rng = StdRng::from_entropy();
     let mut iteration = 0u64;
     loop {

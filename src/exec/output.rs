@@ -17,7 +17,7 @@ pub(crate) trait Capture: Write + Send {}
 impl<T: Write + Send> Capture for T {}
 
 /// A capture shared by the stdout and stderr readers, interleaved chunk by chunk.
-pub(crate) type SharedCapture = Arc<Mutex<Box<dyn Capture>>>;
+pub(crate) type SharedCapture = Arc<Mutex<dyn Capture>>;
 
 /// How long to wait for the readers once the task has exited. A grandchild that keeps the
 /// pipe open (a daemon started with `&`) must not hold up the chain.

@@ -1,0 +1,246 @@
+//! `runner runs list|show|output|tail`: reading the records back.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::print::{self, duration, local_time, Style};
+use crate::cli::{GlobalArgs, RunsCommand};
+use crate::error::{exit_codes, Error};
+use crate::state;
+use crate::store::model::{RunDetail, RunRecord, RunStatus};
+use crate::store::{Store, StoreError};
+
+/// How often `runs tail` looks for new output and for the runs' ends.
+const TAIL_POLL: Duration = Duration::from_millis(200);
+
+/// Runs one `runs` subcommand.
+pub(crate) fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<u8, Error> {
+    let state_dir = state::resolve(global.state_dir.as_deref(), None);
+    let store = Store::open_for_reading(&state_dir)?;
+    match command {
+        RunsCommand::List { jobs, limit } => {
+            let runs = match &store {
+                Some(store) => store.list_runs(&jobs, limit)?,
+                None => Vec::new(),
+            };
+            print::records(global.format, &runs, |style| list_table(&runs, style))?;
+        }
+        RunsCommand::Show { run_id } => {
+            let detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
+            print::records(global.format, &detail, |style| show_table(&detail, style))?;
+        }
+        RunsCommand::Output { run_id, task } => {
+            let detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
+            print_output(&detail, task.as_deref())?;
+        }
+        RunsCommand::Tail { run_ids } => {
+            let Some(store) = store else {
+                return Ok(exit_codes::OK);
+            };
+            tail(&store, &run_ids)?;
+        }
+    }
+    Ok(exit_codes::OK)
+}
+
+fn require<'s>(store: Option<&'s Store>, run_id: &str) -> Result<&'s Store, Error> {
+    store.ok_or_else(|| {
+        Error::Store(StoreError::NotFound {
+            prefix: run_id.to_owned(),
+        })
+    })
+}
+
+fn short(run_id: &str) -> String {
+    run_id.chars().take(8).collect()
+}
+
+fn list_table(runs: &[RunRecord], style: &Style) -> String {
+    let mut rows = vec![vec![
+        "RUN".to_owned(),
+        "JOB".to_owned(),
+        "STATUS".to_owned(),
+        "STARTED".to_owned(),
+        "DURATION".to_owned(),
+        "EXIT".to_owned(),
+        "TRIGGER".to_owned(),
+    ]];
+    for run in runs {
+        rows.push(vec![
+            short(&run.run_id),
+            run.job_name.clone(),
+            style.status(run.status.as_str()),
+            local_time(run.start_time),
+            duration(run.start_time, run.stop_time),
+            run.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+            run.trigger_type.clone().unwrap_or_default(),
+        ]);
+    }
+    if runs.is_empty() {
+        return "no runs recorded\n".to_owned();
+    }
+    print::table(&rows)
+}
+
+fn show_table(detail: &RunDetail, style: &Style) -> String {
+    let run = &detail.run;
+    let mut out = String::new();
+    let exit = run
+        .exit_code
+        .map_or(String::new(), |c| format!(" (exit {c})"));
+    out.push_str(&format!("run:      {}\n", run.run_id));
+    out.push_str(&format!("job:      {}\n", run.job_name));
+    out.push_str(&format!(
+        "status:   {}{exit}\n",
+        style.status(run.status.as_str())
+    ));
+    out.push_str(&format!(
+        "trigger:  {} {}\n",
+        run.trigger_type.as_deref().unwrap_or("-"),
+        run.trigger_data
+    ));
+    out.push_str(&format!("started:  {}\n", local_time(run.start_time)));
+    out.push_str(&format!(
+        "stopped:  {} (took {})\n",
+        local_time(run.stop_time),
+        duration(run.start_time, run.stop_time)
+    ));
+    if run.run_data.as_object().is_some_and(|o| !o.is_empty()) {
+        out.push_str(&format!("data:     {}\n", run.run_data));
+    }
+    out.push('\n');
+    let mut rows = vec![vec![
+        "TASK".to_owned(),
+        "STATUS".to_owned(),
+        "TRY".to_owned(),
+        "RESULT".to_owned(),
+        "EXIT".to_owned(),
+        "STARTED".to_owned(),
+        "DURATION".to_owned(),
+        "NOTE".to_owned(),
+    ]];
+    for task in &detail.tasks {
+        let mut first = true;
+        let status = style.status(task.status.as_str());
+        if task.attempts.is_empty() {
+            rows.push(vec![task.instance.clone(), status.clone()]);
+        }
+        for attempt in &task.attempts {
+            let exit = match (attempt.exit_code, attempt.signal) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(sig)) => format!("signal {sig}"),
+                (None, None) => "-".to_owned(),
+            };
+            rows.push(vec![
+                if first {
+                    task.instance.clone()
+                } else {
+                    String::new()
+                },
+                if first { status.clone() } else { String::new() },
+                attempt.try_num.to_string(),
+                style.status(attempt.result.as_deref().unwrap_or("-")),
+                exit,
+                local_time(Some(attempt.start_time)),
+                duration(Some(attempt.start_time), attempt.stop_time),
+                attempt.note.clone().unwrap_or_default(),
+            ]);
+            first = false;
+        }
+    }
+    out.push_str(&print::table(&rows));
+    out
+}
+
+/// The output files of a run, in run order: (label, path).
+fn output_files(detail: &RunDetail, task: Option<&str>) -> Vec<(String, PathBuf)> {
+    detail
+        .tasks
+        .iter()
+        .filter(|t| task.is_none_or(|name| t.name == name))
+        .flat_map(|t| {
+            t.attempts.iter().filter_map(move |a| {
+                let path = a.output.as_ref()?;
+                Some((
+                    format!("{} try {}", t.instance, a.try_num),
+                    PathBuf::from(path),
+                ))
+            })
+        })
+        .collect()
+}
+
+fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
+    if let Some(name) = task {
+        if !detail.tasks.iter().any(|t| t.name == name) {
+            return Err(Error::Usage(format!(
+                "run {} has no task \"{name}\"",
+                short(&detail.run.run_id)
+            )));
+        }
+    }
+    let files = output_files(detail, task);
+    let headers = files.len() > 1;
+    for (label, path) in files {
+        if headers {
+            print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => print::write_stdout(&bytes)?,
+            Err(e) => log::warn!("cannot read {}: {e}", path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// Follows the output of `run_ids` (or of every running run) until all have ended.
+fn tail(store: &Store, run_ids: &[String]) -> Result<(), Error> {
+    let ids: Vec<String> = if run_ids.is_empty() {
+        store
+            .list_runs(&[], usize::MAX)?
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Running)
+            .map(|r| r.run_id)
+            .collect()
+    } else {
+        run_ids
+            .iter()
+            .map(|p| store.find_run(p).map(|r| r.run_id))
+            .collect::<Result<_, _>>()?
+    };
+    let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
+    let mut last_label = String::new();
+    loop {
+        let mut any_running = false;
+        for id in &ids {
+            let detail = store.run_detail(id)?;
+            any_running |= detail.run.status == RunStatus::Running;
+            for (label, path) in output_files(&detail, None) {
+                let offset = offsets.entry(path.clone()).or_insert(0);
+                let Ok(mut file) = std::fs::File::open(&path) else {
+                    continue;
+                };
+                if file.seek(SeekFrom::Start(*offset)).is_err() {
+                    continue;
+                }
+                let mut fresh = Vec::new();
+                if file.read_to_end(&mut fresh).is_err() || fresh.is_empty() {
+                    continue;
+                }
+                *offset += fresh.len() as u64;
+                let label = format!("{} {label}", short(id));
+                if label != last_label {
+                    print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
+                    last_label = label;
+                }
+                print::write_stdout(&fresh)?;
+            }
+        }
+        if !any_running {
+            return Ok(());
+        }
+        std::thread::sleep(TAIL_POLL);
+    }
+}

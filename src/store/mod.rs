@@ -1,0 +1,12 @@
+//! Recording runs: the SQLite store, output capture, retention, and the chain recorder.
+
+mod capture;
+pub(crate) mod model;
+mod owner;
+mod recorder;
+pub(crate) mod retention;
+mod schema;
+mod sqlite;
+
+pub(crate) use recorder::StoreRecorder;
+pub(crate) use sqlite::{Store, StoreError};

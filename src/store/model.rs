@@ -1,0 +1,197 @@
+//! What the store holds, as plain data: runs, task instances and attempts.
+//!
+//! These types are what `runs`, the report and the metrics read; they know nothing of
+//! SQL or processes. Field names follow the contract's JSON (section 7), so they
+//! serialize as they are.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// The state of a run, as `runs list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RunStatus {
+    /// Still in `runs_running` and its process is alive.
+    Running,
+    /// Every task succeeded.
+    Ok,
+    /// Retries ran out.
+    Failed,
+    /// A task exited 2.
+    Halted,
+    /// A task exited 3.
+    Exited,
+    /// runner was signalled.
+    Interrupted,
+    /// The process recording it died without finishing it (kill -9, power loss).
+    Lost,
+}
+
+impl RunStatus {
+    /// The word stored and shown.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Halted => "halted",
+            RunStatus::Exited => "exited",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Lost => "lost",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RunStatus, String> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "ok" => RunStatus::Ok,
+            "failed" => RunStatus::Failed,
+            "halted" => RunStatus::Halted,
+            "exited" => RunStatus::Exited,
+            "interrupted" => RunStatus::Interrupted,
+            "lost" => RunStatus::Lost,
+            other => return Err(format!("unknown run status {other:?}")),
+        })
+    }
+}
+
+/// The state of one task instance within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InstanceStatus {
+    /// Not reached (yet).
+    Unstarted,
+    /// Waiting for events.
+    Waiting,
+    /// An attempt is running.
+    Running,
+    /// Succeeded.
+    Finished,
+    /// Its last attempt failed.
+    Failed,
+    /// Failed, and replaced by a replayed instance.
+    Replayed,
+    /// Not run: skipped by frequency or by hand.
+    Skipped,
+    /// Not run: an `unless` event fired, or a dependency was abandoned.
+    Abandoned,
+}
+
+impl InstanceStatus {
+    /// The word stored and shown.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Unstarted => "unstarted",
+            InstanceStatus::Waiting => "waiting",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Finished => "finished",
+            InstanceStatus::Failed => "failed",
+            InstanceStatus::Replayed => "replayed",
+            InstanceStatus::Skipped => "skipped",
+            InstanceStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl FromStr for InstanceStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<InstanceStatus, String> {
+        Ok(match s {
+            "unstarted" => InstanceStatus::Unstarted,
+            "waiting" => InstanceStatus::Waiting,
+            "running" => InstanceStatus::Running,
+            "finished" => InstanceStatus::Finished,
+            "failed" => InstanceStatus::Failed,
+            "replayed" => InstanceStatus::Replayed,
+            "skipped" => InstanceStatus::Skipped,
+            "abandoned" => InstanceStatus::Abandoned,
+            other => return Err(format!("unknown task status {other:?}")),
+        })
+    }
+}
+
+/// One run, with dsari's columns plus its status.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunRecord {
+    /// The run's id (a UUID).
+    pub(crate) run_id: String,
+    /// The job it belongs to.
+    pub(crate) job_name: String,
+    /// Its state.
+    pub(crate) status: RunStatus,
+    /// When it was due (epoch seconds).
+    pub(crate) schedule_time: Option<f64>,
+    /// When it started.
+    pub(crate) start_time: Option<f64>,
+    /// When it ended; `None` while running.
+    pub(crate) stop_time: Option<f64>,
+    /// runner's exit code for the run (128+N for a signal).
+    pub(crate) exit_code: Option<i64>,
+    /// What started it: `manual`, `schedule`, `file`, `catch_up`, ...
+    pub(crate) trigger_type: Option<String>,
+    /// Details of the trigger.
+    pub(crate) trigger_data: serde_json::Value,
+    /// Extra data (the daemon's `return_data`).
+    pub(crate) run_data: serde_json::Value,
+}
+
+/// One task instance (`TASK#n`) with its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TaskRecord {
+    /// The task's name.
+    pub(crate) name: String,
+    /// `name#n`.
+    pub(crate) instance: String,
+    /// The task's file name.
+    pub(crate) file: String,
+    /// Its state.
+    pub(crate) status: InstanceStatus,
+    /// Its attempts, oldest first.
+    pub(crate) attempts: Vec<AttemptRecord>,
+}
+
+/// One attempt of a task instance.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AttemptRecord {
+    /// The chain attempt it belonged to, from 1.
+    pub(crate) try_num: u32,
+    /// The exit code, when the task exited by itself.
+    pub(crate) exit_code: Option<i64>,
+    /// The signal that ended it, if any.
+    pub(crate) signal: Option<i64>,
+    /// `OK`, `RETRY`, `HALT` or `EXIT`; `None` while running.
+    pub(crate) result: Option<String>,
+    /// Epoch seconds.
+    pub(crate) start_time: f64,
+    /// Epoch seconds; `None` while running.
+    pub(crate) stop_time: Option<f64>,
+    /// Why runner ended it, or why it could not start.
+    pub(crate) note: Option<String>,
+    /// The captured output file, if any.
+    pub(crate) output: Option<String>,
+    /// What the task wrote to `RUNNER_RESULT`.
+    pub(crate) result_data: Option<serde_json::Value>,
+}
+
+/// A run with its tasks, for `runs show`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub(crate) run: RunRecord,
+    /// Its task instances in run order.
+    pub(crate) tasks: Vec<TaskRecord>,
+}

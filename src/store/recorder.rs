@@ -1,0 +1,241 @@
+//! The store as the chain's [`Recorder`]: every run, instance and attempt as it happens,
+//! and each attempt's output in `STATE_DIR/runs/JOB/RUN_ID/`.
+//!
+//! A recording failure never fails the chain. The first one is reported in one warning,
+//! and recording stops for the rest of the process: half-recorded runs are shown as
+//! `lost` later, which is the truth.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::capture::CaptureFile;
+use super::model::{InstanceStatus, RunStatus};
+use super::owner::Owner;
+use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+use crate::exec::SharedCapture;
+use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, TaskResult};
+
+/// Records into a [`Store`], or into nothing once the store has failed.
+pub(crate) struct StoreRecorder {
+    store: Option<Store>,
+    state_dir: PathBuf,
+    job: String,
+    log_max_bytes: u64,
+    owner: Owner,
+    trigger_type: String,
+    output_dir: Option<PathBuf>,
+    instances: HashMap<(String, u32), i64>,
+    attempts: HashMap<(String, u32, u32), (i64, Option<Arc<Mutex<CaptureFile>>>)>,
+}
+
+impl StoreRecorder {
+    /// Opens the store in `state_dir` for `job`. On failure, warns once and returns a
+    /// recorder that records nothing.
+    pub(crate) fn open(
+        state_dir: &Path,
+        job: &str,
+        log_max_bytes: u64,
+        trigger_type: &str,
+    ) -> StoreRecorder {
+        let store = match Store::open(state_dir) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                warn_unrecorded(&e);
+                None
+            }
+        };
+        StoreRecorder {
+            store,
+            state_dir: state_dir.to_owned(),
+            job: job.to_owned(),
+            log_max_bytes,
+            owner: Owner::current(),
+            trigger_type: trigger_type.to_owned(),
+            output_dir: None,
+            instances: HashMap::new(),
+            attempts: HashMap::new(),
+        }
+    }
+
+    /// Finalizes this job's runs whose recording process died (the job lock is held, so
+    /// none of them can still be running).
+    pub(crate) fn finalize_lost(&mut self) {
+        let job = self.job.clone();
+        let result = match self.store.as_mut() {
+            Some(store) => store.finalize_lost(Some(&job)),
+            None => return,
+        };
+        match result {
+            Ok(lost) => {
+                for run_id in lost {
+                    log::warn!("run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost");
+                }
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn fail(&mut self, e: &StoreError) {
+        if self.store.take().is_some() {
+            warn_unrecorded(e);
+        }
+    }
+
+    fn with_store<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Option<T> {
+        let result = f(self.store.as_mut()?);
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    fn instance(&mut self, run_id: &str, task: &str, file: &str, instance: u32) -> Option<i64> {
+        let key = (task.to_owned(), instance);
+        if let Some(id) = self.instances.get(&key) {
+            return Some(*id);
+        }
+        let id = self.with_store(|s| s.instance_id(run_id, task, file, instance))?;
+        self.instances.insert(key, id);
+        Some(id)
+    }
+
+    fn capture(&self, attempt: &AttemptStart<'_>) -> Option<(PathBuf, Arc<Mutex<CaptureFile>>)> {
+        let dir = self.output_dir.as_ref()?;
+        let path = dir.join(format!(
+            "{}#{}.{}.log",
+            attempt.task, attempt.instance, attempt.try_num
+        ));
+        match CaptureFile::create(&path, self.log_max_bytes) {
+            Ok(capture) => Some((path, Arc::new(Mutex::new(capture)))),
+            Err(e) => {
+                log::warn!("cannot capture output to {}: {e}", path.display());
+                None
+            }
+        }
+    }
+}
+
+fn warn_unrecorded(e: &StoreError) {
+    log::warn!("cannot record this run ({e}); the chain goes on without recording");
+}
+
+impl Recorder for StoreRecorder {
+    fn run_started(&mut self, run: &RunStart<'_>) {
+        self.instances.clear();
+        self.attempts.clear();
+        if self.store.is_none() {
+            return;
+        }
+        let dir = self.state_dir.join("runs").join(run.job).join(run.run_id);
+        self.output_dir = match crate::state::ensure_dir(&dir) {
+            Ok(()) => Some(dir.clone()),
+            Err(e) => {
+                log::warn!("cannot keep task output ({e}); recording runs without it");
+                None
+            }
+        };
+        let trigger_data = serde_json::json!({
+            "taskdir": run.taskdir,
+            "config": run.config,
+            "pid": self.owner.pid,
+        });
+        let trigger_type = self.trigger_type.clone();
+        let owner = self.owner.clone();
+        self.with_store(|s| {
+            s.begin_run(&NewRun {
+                run_id: run.run_id,
+                job: run.job,
+                schedule_time: run.started,
+                start_time: run.started,
+                trigger_type: &trigger_type,
+                trigger_data: &trigger_data,
+                session: run.session,
+                output_dir: &dir,
+                owner: &owner,
+                tasks: run.tasks,
+            })
+        });
+    }
+
+    fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
+        let instance =
+            self.instance(attempt.run_id, attempt.task, attempt.file, attempt.instance)?;
+        let capture = self.capture(attempt);
+        let path = capture.as_ref().map(|(p, _)| p.clone());
+        let id = self.with_store(|s| {
+            s.begin_attempt(instance, attempt.try_num, attempt.started, path.as_deref())
+        })?;
+        let shared = capture.map(|(_, c)| c);
+        self.attempts.insert(
+            (attempt.task.to_owned(), attempt.instance, attempt.try_num),
+            (id, shared.clone()),
+        );
+        shared.map(|c| -> SharedCapture { c })
+    }
+
+    fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd) {
+        let key = (attempt.task.to_owned(), attempt.instance, attempt.try_num);
+        let Some((id, capture)) = self.attempts.remove(&key) else {
+            return;
+        };
+        if let Some(capture) = capture {
+            let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = capture.finish() {
+                log::warn!("cannot finish the output of task \"{}\": {e}", attempt.task);
+            }
+        }
+        let Some(&instance) = self
+            .instances
+            .get(&(attempt.task.to_owned(), attempt.instance))
+        else {
+            return;
+        };
+        let status = match end.result {
+            TaskResult::Ok => InstanceStatus::Finished,
+            _ => InstanceStatus::Failed,
+        };
+        self.with_store(|s| {
+            s.finish_attempt(
+                id,
+                instance,
+                &AttemptEnding {
+                    stop_time: end.stopped,
+                    exit_code: end.exit_code,
+                    signal: end.signal,
+                    result: end.result.as_str(),
+                    note: end.note.as_deref(),
+                    result_data: end.result_data.as_ref(),
+                    instance_status: status,
+                },
+            )
+        });
+    }
+
+    fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus) {
+        if let Some(instance) = self.instance(run_id, task, file, 0) {
+            self.with_store(|s| s.set_instance_status(instance, status));
+        }
+    }
+
+    fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool {
+        let boot = this_boot_only.then(crate::state::boot_id);
+        let job = self.job.clone();
+        self.with_store(|s| s.has_succeeded(&job, task, boot.as_deref()))
+            .unwrap_or(false)
+    }
+
+    fn run_finished(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: i32,
+        stopped: SystemTime,
+    ) {
+        self.with_store(|s| s.finish_run(run_id, status, Some(exit_code), Some(stopped)));
+    }
+}

@@ -1,0 +1,161 @@
+//! The store's schema as numbered, forward-only migrations.
+//!
+//! `runs` and `runs_running` keep dsari's columns and types exactly, so dsari's tools and
+//! users' SQL keep working, and a dsari database can be opened in place (every statement
+//! of migration 1 tolerates existing tables). Everything else is runner's own.
+
+use rusqlite::{Connection, Transaction};
+
+/// Migrations in order; the store's version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: dsari's tables, run metadata, task instances, attempts, events.
+    "
+    CREATE TABLE IF NOT EXISTS runs (
+        job_name text,
+        run_id text,
+        schedule_time real,
+        start_time real,
+        stop_time real,
+        exit_code integer,
+        trigger_type text,
+        trigger_data text,
+        run_data text
+    );
+    CREATE TABLE IF NOT EXISTS runs_running (
+        job_name text,
+        run_id text,
+        schedule_time real,
+        start_time real,
+        trigger_type text,
+        trigger_data text,
+        run_data text
+    );
+    CREATE INDEX IF NOT EXISTS runs_run_id ON runs (run_id);
+    CREATE INDEX IF NOT EXISTS runs_start_time ON runs (start_time);
+    CREATE INDEX IF NOT EXISTS runs_job_start_time ON runs (job_name, start_time);
+    CREATE INDEX IF NOT EXISTS runs_running_run_id ON runs_running (run_id);
+
+    -- Who is recording a run (to tell running from lost) and how it ended.
+    CREATE TABLE run_meta (
+        run_id TEXT PRIMARY KEY,
+        job_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pid INTEGER,
+        pid_start INTEGER,
+        boot_id TEXT,
+        session TEXT,
+        output_dir TEXT
+    );
+    CREATE INDEX run_meta_job ON run_meta (job_name);
+
+    CREATE TABLE task_instances (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        file TEXT NOT NULL,
+        instance INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        parent_id INTEGER,
+        UNIQUE (run_id, name, instance)
+    );
+    CREATE INDEX task_instances_name ON task_instances (name, run_id);
+
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        instance_id INTEGER NOT NULL REFERENCES task_instances (id) ON DELETE CASCADE,
+        try_num INTEGER NOT NULL,
+        start_time REAL NOT NULL,
+        stop_time REAL,
+        exit_code INTEGER,
+        signal INTEGER,
+        result TEXT,
+        note TEXT,
+        output_path TEXT,
+        result_data TEXT
+    );
+    CREATE INDEX attempts_instance ON attempts (instance_id);
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        session TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        fired_at REAL NOT NULL,
+        source TEXT
+    );
+    CREATE INDEX events_session_name ON events (session, name);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`CURRENT`], one transaction per migration.
+///
+/// A database newer than this build is refused rather than guessed at.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), usize>> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let version: usize = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .unwrap_or(0) as usize;
+    if version > CURRENT {
+        return Ok(Err(version));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx: Transaction<'_> = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [index as i64 + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_an_empty_database_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("sql").expect("version");
+        migrate(&mut conn).expect("sql").expect("version");
+        let v: i64 = conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v as usize, CURRENT);
+    }
+
+    #[test]
+    fn opens_a_dsari_database_in_place() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE runs (job_name text, run_id text, schedule_time real, start_time real,
+                stop_time real, exit_code integer, trigger_type text, trigger_data text, run_data text);
+             INSERT INTO runs VALUES ('j', 'r1', 1.0, 2.0, 3.0, 0, 'schedule', '{}', '{}');",
+        )
+        .expect("dsari schema");
+        migrate(&mut conn).expect("sql").expect("version");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 1, "existing dsari rows are kept");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("sql").expect("version");
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?1)",
+            [CURRENT as i64 + 5],
+        )
+        .expect("insert");
+        assert_eq!(migrate(&mut conn).expect("sql"), Err(CURRENT + 5));
+    }
+}

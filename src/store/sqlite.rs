@@ -1,0 +1,689 @@
+//! The SQLite store: `STATE_DIR/runner.sqlite3`, WAL, one transaction per state change.
+//!
+//! This is the only place with SQL. Its API is deliberately small (begin/finish a run,
+//! an instance, an attempt; list and show; prune) so that a second backend can offer the
+//! same calls. A finished run moves from `runs_running` to `runs` in one transaction,
+//! exactly as dsari does it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
+use super::owner::Owner;
+use super::schema;
+
+/// The database file's name inside the state directory.
+pub(crate) const FILE_NAME: &str = "runner.sqlite3";
+
+/// How long a write waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("cannot use the run store {}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer runner.
+    #[error("{}: schema version {found} is newer than this runner understands ({})", path.display(), schema::CURRENT)]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: usize,
+    },
+    /// No run id starts with the prefix.
+    #[error("no recorded run matches \"{prefix}\"")]
+    NotFound {
+        /// What was asked for.
+        prefix: String,
+    },
+    /// Several runs start with the prefix.
+    #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
+    Ambiguous {
+        /// What was asked for.
+        prefix: String,
+        /// Some of the matching ids.
+        candidates: Vec<String>,
+    },
+}
+
+/// A run being started.
+#[derive(Debug)]
+pub(crate) struct NewRun<'a> {
+    /// Its id.
+    pub(crate) run_id: &'a str,
+    /// Its job.
+    pub(crate) job: &'a str,
+    /// When it was due.
+    pub(crate) schedule_time: SystemTime,
+    /// When it started.
+    pub(crate) start_time: SystemTime,
+    /// What started it.
+    pub(crate) trigger_type: &'a str,
+    /// Details of the trigger.
+    pub(crate) trigger_data: &'a serde_json::Value,
+    /// Its event session.
+    pub(crate) session: &'a str,
+    /// Where its output files go.
+    pub(crate) output_dir: &'a Path,
+    /// The process recording it.
+    pub(crate) owner: &'a Owner,
+    /// Its tasks in plan order: (name, file).
+    pub(crate) tasks: &'a [(&'a str, &'a str)],
+}
+
+/// An attempt's end, as stored.
+#[derive(Debug)]
+pub(crate) struct AttemptEnding<'a> {
+    /// When it ended.
+    pub(crate) stop_time: SystemTime,
+    /// Exit code, if it exited.
+    pub(crate) exit_code: Option<i32>,
+    /// Signal, if one ended it.
+    pub(crate) signal: Option<i32>,
+    /// `OK`, `RETRY`, `HALT`, `EXIT`.
+    pub(crate) result: &'a str,
+    /// Why runner ended it.
+    pub(crate) note: Option<&'a str>,
+    /// What the task wrote to `RUNNER_RESULT`.
+    pub(crate) result_data: Option<&'a serde_json::Value>,
+    /// The instance's new status.
+    pub(crate) instance_status: InstanceStatus,
+}
+
+/// An open store.
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Seconds since the epoch, as dsari stores times.
+pub(crate) fn epoch(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the store in `state_dir`.
+    pub(crate) fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(wrap)?;
+        // In WAL mode NORMAL loses at most the last transactions on power loss and never
+        // corrupts the file; it keeps each state change cheap.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        match schema::migrate(&mut conn).map_err(wrap)? {
+            Ok(()) => Ok(Store { conn, path }),
+            Err(found) => Err(StoreError::NewerSchema { path, found }),
+        }
+    }
+
+    /// Opens the store for reading only; `None` when nothing was ever recorded there.
+    ///
+    /// Tries a normal open first (so an older schema is migrated), then read-only, so a
+    /// user who may read but not write the state directory can still look at runs.
+    pub(crate) fn open_for_reading(state_dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        if let Ok(store) = Store::open(state_dir) {
+            return Ok(Some(store));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(Store { conn, path }))
+    }
+
+    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records a starting run: `runs_running`, its owner and its task instances, at once.
+    pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO runs_running (job_name, run_id, schedule_time, start_time,
+                    trigger_type, trigger_data, run_data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}')",
+                params![
+                    run.job,
+                    run.run_id,
+                    epoch(run.schedule_time),
+                    epoch(run.start_time),
+                    run.trigger_type,
+                    run.trigger_data.to_string(),
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO run_meta (run_id, job_name, status, pid, pid_start, boot_id,
+                    session, output_dir)
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    run.run_id,
+                    run.job,
+                    run.owner.pid,
+                    run.owner.start_ticks,
+                    run.owner.boot_id,
+                    run.session,
+                    run.output_dir.to_string_lossy(),
+                ],
+            )?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO task_instances (run_id, name, file, instance, position, status)
+                     VALUES (?1, ?2, ?3, 0, ?4, 'unstarted')",
+                )?;
+                for (position, (name, file)) in run.tasks.iter().enumerate() {
+                    insert.execute(params![run.run_id, name, file, position as i64])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The id of instance `name#instance` of a run, creating it (after every planned
+    /// task) if the plan did not have it, as for the halt task.
+    pub(crate) fn instance_id(
+        &mut self,
+        run_id: &str,
+        name: &str,
+        file: &str,
+        instance: u32,
+    ) -> Result<i64, StoreError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT id FROM task_instances WHERE run_id = ?1 AND name = ?2 AND instance = ?3",
+                params![run_id, name, instance],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        self.conn
+            .execute(
+                "INSERT INTO task_instances (run_id, name, file, instance, position, status)
+                 VALUES (?1, ?2, ?3, ?4,
+                    (SELECT coalesce(max(position), -1) + 1 FROM task_instances WHERE run_id = ?1),
+                    'unstarted')",
+                params![run_id, name, file, instance],
+            )
+            .map_err(|e| self.wrap(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets an instance's status (waiting, skipped, abandoned, ...).
+    pub(crate) fn set_instance_status(
+        &mut self,
+        instance_id: i64,
+        status: InstanceStatus,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE task_instances SET status = ?1 WHERE id = ?2",
+                params![status.as_str(), instance_id],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Records an attempt starting and its instance running; returns the attempt's id.
+    pub(crate) fn begin_attempt(
+        &mut self,
+        instance_id: i64,
+        try_num: u32,
+        start_time: SystemTime,
+        output: Option<&Path>,
+    ) -> Result<i64, StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    instance_id,
+                    try_num,
+                    epoch(start_time),
+                    output.map(|p| p.to_string_lossy().into_owned())
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE task_instances SET status = 'running' WHERE id = ?1",
+                [instance_id],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Records an attempt's end and its instance's new status.
+    pub(crate) fn finish_attempt(
+        &mut self,
+        attempt_id: i64,
+        instance_id: i64,
+        end: &AttemptEnding<'_>,
+    ) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute(
+                "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3, result = ?4,
+                    note = ?5, result_data = ?6
+                 WHERE id = ?7",
+                params![
+                    epoch(end.stop_time),
+                    end.exit_code,
+                    end.signal,
+                    end.result,
+                    end.note,
+                    end.result_data.map(|v| v.to_string()),
+                    attempt_id
+                ],
+            )?;
+            tx.execute(
+                "UPDATE task_instances SET status = ?1 WHERE id = ?2",
+                params![end.instance_status.as_str(), instance_id],
+            )?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Moves a run from `runs_running` to `runs` with its end, in one transaction.
+    pub(crate) fn finish_run(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        stop_time: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
+                    exit_code, trigger_type, trigger_data, run_data)
+                 SELECT job_name, run_id, schedule_time, start_time, ?2, ?3, trigger_type,
+                    trigger_data, run_data
+                 FROM runs_running WHERE run_id = ?1",
+                params![run_id, stop_time.map(epoch), exit_code],
+            )?;
+            tx.execute("DELETE FROM runs_running WHERE run_id = ?1", [run_id])?;
+            tx.execute(
+                "UPDATE run_meta SET status = ?1 WHERE run_id = ?2",
+                params![status.as_str(), run_id],
+            )?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Finalizes as `lost` the runs of `job` (or of every job) left in `runs_running`
+    /// by a process that is gone. Returns their ids.
+    pub(crate) fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let running = self.running_owners(job)?;
+        let mut lost = Vec::new();
+        for (run_id, owner) in running {
+            if owner.as_ref().is_some_and(Owner::is_alive) {
+                continue;
+            }
+            // A row without an owner was written by dsari itself; only finalize it when
+            // asked for every job (the daemon's start), as dsari does.
+            if owner.is_none() && job.is_some() {
+                continue;
+            }
+            let result = (|| {
+                let tx = self.conn.transaction()?;
+                tx.execute(
+                    "UPDATE attempts SET note = coalesce(note, 'lost: runner died during this attempt')
+                     WHERE stop_time IS NULL AND instance_id IN
+                        (SELECT id FROM task_instances WHERE run_id = ?1)",
+                    [&run_id],
+                )?;
+                tx.execute(
+                    "UPDATE task_instances SET status = 'failed'
+                     WHERE run_id = ?1 AND status IN ('running', 'waiting')",
+                    [&run_id],
+                )?;
+                tx.commit()
+            })();
+            result.map_err(|e| self.wrap(e))?;
+            self.finish_run(&run_id, RunStatus::Lost, None, None)?;
+            lost.push(run_id);
+        }
+        Ok(lost)
+    }
+
+    fn running_owners(
+        &self,
+        job: Option<&str>,
+    ) -> Result<Vec<(String, Option<Owner>)>, StoreError> {
+        let result = (|| -> rusqlite::Result<Vec<(String, Option<Owner>)>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT r.run_id, m.pid, m.pid_start, m.boot_id
+                 FROM runs_running r LEFT JOIN run_meta m ON m.run_id = r.run_id
+                 WHERE ?1 IS NULL OR r.job_name = ?1",
+            )?;
+            let rows = stmt.query_map([job], |r| {
+                let pid: Option<u32> = r.get(1)?;
+                let owner = match pid {
+                    Some(pid) => Some(Owner {
+                        pid,
+                        start_ticks: r.get(2)?,
+                        boot_id: r.get(3)?,
+                    }),
+                    None => None,
+                };
+                Ok((r.get::<_, String>(0)?, owner))
+            })?;
+            rows.collect()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Whether `task` of `job` ever finished `OK` (in boot `boot_id`, when given).
+    pub(crate) fn has_succeeded(
+        &self,
+        job: &str,
+        task: &str,
+        boot_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (
+                    SELECT 1 FROM task_instances t
+                    JOIN run_meta m ON m.run_id = t.run_id
+                    JOIN attempts a ON a.instance_id = t.id
+                    WHERE t.name = ?2 AND m.job_name = ?1 AND a.result = 'OK'
+                      AND (?3 IS NULL OR m.boot_id = ?3))",
+                params![job, task, boot_id],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The newest runs (running ones first), optionally of some jobs only.
+    pub(crate) fn list_runs(
+        &self,
+        jobs: &[String],
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
+        let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))";
+        let result = (|| {
+            let mut runs = Vec::new();
+            let mut running = self.conn.prepare(&format!(
+                "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
+                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
+            ))?;
+            for run in running.query_map(params![jobs_json, limit as i64], running_row)? {
+                runs.push(run?);
+            }
+            let left = limit.saturating_sub(runs.len());
+            let mut finished = self.conn.prepare(&format!(
+                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
+                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
+            ))?;
+            for run in finished.query_map(params![jobs_json, left as i64], finished_row)? {
+                runs.push(run?);
+            }
+            Ok(runs)
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The run whose id is `prefix` or starts with it.
+    pub(crate) fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError> {
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(StoreError::NotFound {
+                prefix: prefix.to_owned(),
+            });
+        }
+        // GLOB is case-sensitive and can use the run_id indexes for a prefix.
+        let pattern = format!("{prefix}*");
+        let result = (|| {
+            let mut found = Vec::new();
+            let mut running = self.conn.prepare(&format!(
+                "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
+                 WHERE r.run_id GLOB ?1 LIMIT 5"
+            ))?;
+            for run in running.query_map([&pattern], running_row)? {
+                found.push(run?);
+            }
+            let mut finished = self.conn.prepare(&format!(
+                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
+                 WHERE r.run_id GLOB ?1 LIMIT 5"
+            ))?;
+            for run in finished.query_map([&pattern], finished_row)? {
+                found.push(run?);
+            }
+            Ok(found)
+        })();
+        let mut found = result.map_err(|e| self.wrap(e))?;
+        if let Some(exact) = found.iter().position(|r| r.run_id == prefix) {
+            return Ok(found.swap_remove(exact));
+        }
+        match found.len() {
+            0 => Err(StoreError::NotFound {
+                prefix: prefix.to_owned(),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: found.into_iter().map(|r| r.run_id).collect(),
+            }),
+        }
+    }
+
+    /// A run with its task instances and attempts.
+    pub(crate) fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError> {
+        let run = self.find_run(prefix)?;
+        let result = (|| {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, name, file, instance, status FROM task_instances
+                 WHERE run_id = ?1 ORDER BY position, instance",
+            )?;
+            let instances: Vec<(i64, String, String, i64, String)> = stmt
+                .query_map([&run.run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut attempts_stmt = self.conn.prepare(
+                "SELECT try_num, exit_code, signal, result, start_time, stop_time, note,
+                    output_path, result_data
+                 FROM attempts WHERE instance_id = ?1 ORDER BY id",
+            )?;
+            let mut tasks = Vec::with_capacity(instances.len());
+            for (id, name, file, instance, status) in instances {
+                let attempts = attempts_stmt
+                    .query_map([id], attempt_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                tasks.push(TaskRecord {
+                    instance: format!("{name}#{instance}"),
+                    name,
+                    file,
+                    status: status.parse().unwrap_or(InstanceStatus::Failed),
+                    attempts,
+                });
+            }
+            Ok(tasks)
+        })();
+        let tasks = result.map_err(|e| self.wrap(e))?;
+        Ok(RunDetail { run, tasks })
+    }
+
+    /// Deletes the runs of `job` beyond the newest `keep_runs` or older than `keep_days`,
+    /// at most `batch` at a time, and returns their output directories.
+    pub(crate) fn prune(
+        &mut self,
+        job: &str,
+        keep_runs: u64,
+        keep_days: Option<u64>,
+        batch: usize,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            let victims: Vec<(String, Option<String>)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT r.run_id, m.output_dir FROM runs r LEFT JOIN run_meta m USING (run_id)
+                     WHERE r.job_name = ?1 AND (
+                        r.run_id IN (SELECT run_id FROM runs WHERE job_name = ?1
+                                     ORDER BY start_time DESC LIMIT -1 OFFSET ?2)
+                        OR (?3 IS NOT NULL AND r.start_time < ?3))
+                     LIMIT ?4",
+                )?;
+                let rows = stmt
+                    .query_map(params![job, keep_runs as i64, cutoff, batch as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (run_id, _) in &victims {
+                tx.execute(
+                    "DELETE FROM attempts WHERE instance_id IN
+                        (SELECT id FROM task_instances WHERE run_id = ?1)",
+                    [run_id],
+                )?;
+                tx.execute("DELETE FROM task_instances WHERE run_id = ?1", [run_id])?;
+                tx.execute("DELETE FROM run_meta WHERE run_id = ?1", [run_id])?;
+                tx.execute("DELETE FROM runs WHERE run_id = ?1", [run_id])?;
+            }
+            tx.commit()?;
+            Ok(victims
+                .into_iter()
+                .filter_map(|(_, dir)| dir.map(PathBuf::from))
+                .collect())
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Runs SQLite's integrity check; `ok` when the file is sound.
+    pub(crate) fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+const RUNNING_COLUMNS: &str = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
+    r.trigger_data, r.run_data, m.pid, m.pid_start, m.boot_id";
+
+const FINISHED_COLUMNS: &str =
+    "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
+    r.trigger_data, r.run_data, r.stop_time, r.exit_code, m.status";
+
+fn json_column(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
+    let text: Option<String> = row.get(index)?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({})))
+}
+
+fn running_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let pid: Option<u32> = row.get(7)?;
+    let alive = match pid {
+        Some(pid) => Owner {
+            pid,
+            start_ticks: row.get(8)?,
+            boot_id: row.get(9)?,
+        }
+        .is_alive(),
+        // Written by dsari itself: nothing to check it against.
+        None => true,
+    };
+    Ok(RunRecord {
+        run_id: row.get(0)?,
+        job_name: row.get(1)?,
+        status: if alive {
+            RunStatus::Running
+        } else {
+            RunStatus::Lost
+        },
+        schedule_time: row.get(2)?,
+        start_time: row.get(3)?,
+        stop_time: None,
+        exit_code: None,
+        trigger_type: row.get(4)?,
+        trigger_data: json_column(row, 5)?,
+        run_data: json_column(row, 6)?,
+    })
+}
+
+fn finished_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let exit_code: Option<i64> = row.get(8)?;
+    let status: Option<String> = row.get(9)?;
+    // Runs written by dsari have no status of ours: judge them by the exit code.
+    let status = status
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if exit_code == Some(0) {
+            RunStatus::Ok
+        } else {
+            RunStatus::Failed
+        });
+    Ok(RunRecord {
+        run_id: row.get(0)?,
+        job_name: row.get(1)?,
+        status,
+        schedule_time: row.get(2)?,
+        start_time: row.get(3)?,
+        stop_time: row.get(7)?,
+        exit_code,
+        trigger_type: row.get(4)?,
+        trigger_data: json_column(row, 5)?,
+        run_data: json_column(row, 6)?,
+    })
+}
+
+fn attempt_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    let result_data: Option<String> = row.get(8)?;
+    Ok(AttemptRecord {
+        try_num: row.get(0)?,
+        exit_code: row.get(1)?,
+        signal: row.get(2)?,
+        result: row.get(3)?,
+        start_time: row.get(4)?,
+        stop_time: row.get(5)?,
+        note: row.get(6)?,
+        output: row.get(7)?,
+        result_data: result_data.and_then(|t| serde_json::from_str(&t).ok()),
+    })
+}
