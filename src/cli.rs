@@ -13,7 +13,6 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "runner",
     version,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "Exit codes: 0 success, 1 chain failed or operation refused, 2 usage error, \
                   75 job already running, 78 configuration error, 128+N interrupted by signal N."

@@ -14,6 +14,12 @@ use crate::error::Error;
 /// Runs whatever the command line asks for.
 pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
     let global = &cli.global;
+    if cli.command.is_some() && has_chain_args(&cli) {
+        return Err(Error::Usage(
+            "chain options (-c, -n, -H, -g, --wait, --no-record, --insecure, TASKDIR) go after the subcommand"
+                .to_owned(),
+        ));
+    }
     match cli.command {
         Some(Command::Run(args)) => run::run(global, &args.chain, &args.taskdir),
         Some(Command::Check(args)) => check::check(global, &args),
@@ -27,4 +33,18 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             )),
         },
     }
+}
+
+/// Whether the bare (Mozilla) form's options were used; they make no sense before a
+/// subcommand, and silently ignoring them would surprise.
+fn has_chain_args(cli: &Cli) -> bool {
+    let c = &cli.chain;
+    cli.taskdir.is_some()
+        || cli.get.is_some()
+        || c.config.is_some()
+        || c.iterations != 1
+        || c.halt_after
+        || c.wait
+        || c.no_record
+        || c.insecure
 }

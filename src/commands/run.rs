@@ -76,6 +76,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         supervisor,
         scratch: scratch.path().to_owned(),
     };
+    let mut pruning = None;
     let mut recorder: Box<dyn Recorder> = if args.no_record {
         Box::new(NullRecorder)
     } else {
@@ -88,7 +89,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         if lock.is_some() {
             store.finalize_lost();
         }
-        retention::spawn(
+        pruning = retention::spawn(
             &state_dir,
             &prepared.job,
             config.runner.keep_runs,
@@ -97,25 +98,35 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         Box::new(store)
     };
     let mut rng = StdRng::from_entropy();
+    let result = iterate(&chain, args, lock.as_mut(), recorder.as_mut(), &mut rng);
+    if let Some(pruning) = pruning {
+        pruning.finish();
+    }
+    Ok(result.exit_code())
+}
+
+/// Runs the chain `-n` times (forever for 0), stopping at the first run that fails.
+fn iterate(
+    chain: &Chain<'_>,
+    args: &ChainArgs,
+    mut lock: Option<&mut JobLock>,
+    recorder: &mut dyn Recorder,
+    rng: &mut StdRng,
+) -> ChainResult {
     let mut iteration = 0u64;
     loop {
         iteration += 1;
         let run_id = uuid::Uuid::new_v4().to_string();
-        if let Some(lock) = lock.as_mut() {
+        if let Some(lock) = lock.as_deref_mut() {
             lock.announce(&run_id);
         }
         let last = args.iterations != 0 && iteration >= args.iterations;
-        let result = chain.run(
-            &run_id,
-            last && args.halt_after,
-            recorder.as_mut(),
-            &mut rng,
-        );
+        let result = chain.run(&run_id, last && args.halt_after, recorder, rng);
         if result != ChainResult::Ok || last {
-            return Ok(result.exit_code());
+            return result;
         }
-        if let Some(sig) = interrupt.received() {
-            return Ok(ChainResult::Interrupted(sig).exit_code());
+        if let Some(sig) = chain.supervisor.interrupt().received() {
+            return ChainResult::Interrupted(sig);
         }
     }
 }

@@ -27,7 +27,13 @@ pub(crate) struct StoreRecorder {
     trigger_type: String,
     output_dir: Option<PathBuf>,
     instances: HashMap<(String, u32), i64>,
-    attempts: HashMap<(String, u32, u32), (i64, Option<Arc<Mutex<CaptureFile>>>)>,
+    attempts: HashMap<(String, u32, u32), OpenAttempt>,
+}
+
+/// An attempt that started and has not ended yet.
+struct OpenAttempt {
+    id: i64,
+    capture: Option<Arc<Mutex<CaptureFile>>>,
 }
 
 impl StoreRecorder {
@@ -121,7 +127,10 @@ impl StoreRecorder {
 }
 
 fn warn_unrecorded(e: &StoreError) {
-    log::warn!("cannot record this run ({e}); the chain goes on without recording");
+    log::warn!(
+        "cannot record this run ({}); the chain goes on without recording",
+        crate::error::one_line(e)
+    );
 }
 
 impl Recorder for StoreRecorder {
@@ -173,14 +182,17 @@ impl Recorder for StoreRecorder {
         let shared = capture.map(|(_, c)| c);
         self.attempts.insert(
             (attempt.task.to_owned(), attempt.instance, attempt.try_num),
-            (id, shared.clone()),
+            OpenAttempt {
+                id,
+                capture: shared.clone(),
+            },
         );
         shared.map(|c| -> SharedCapture { c })
     }
 
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd) {
         let key = (attempt.task.to_owned(), attempt.instance, attempt.try_num);
-        let Some((id, capture)) = self.attempts.remove(&key) else {
+        let Some(OpenAttempt { id, capture }) = self.attempts.remove(&key) else {
             return;
         };
         if let Some(capture) = capture {

@@ -6,21 +6,52 @@
 //! record whose output is gone.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::sqlite::Store;
 
 /// Runs deleted per transaction.
 const BATCH: usize = 200;
 
+/// How long runner lingers at exit for a prune still going on: long enough for the
+/// usual handful of runs, short enough that a huge backlog never delays an exit much
+/// (what is left is pruned next time).
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// A prune running in the background.
+pub(crate) struct Pruning {
+    done: mpsc::Receiver<usize>,
+}
+
+impl Pruning {
+    /// Waits (boundedly) for the prune to end, so short runs leave a tidy store.
+    pub(crate) fn finish(self) {
+        let _ = self.done.recv_timeout(EXIT_WAIT);
+    }
+}
+
 /// Starts pruning `job`'s old runs on a background thread.
-pub(crate) fn spawn(state_dir: &Path, job: &str, keep_runs: u64, keep_days: Option<u64>) {
+pub(crate) fn spawn(
+    state_dir: &Path,
+    job: &str,
+    keep_runs: u64,
+    keep_days: Option<u64>,
+) -> Option<Pruning> {
     let state_dir = state_dir.to_owned();
     let job = job.to_owned();
+    let (tx, done) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("retention".to_owned())
-        .spawn(move || prune(&state_dir, &job, keep_runs, keep_days));
-    if let Err(e) = spawned {
-        log::debug!("cannot start pruning old runs: {e}");
+        .spawn(move || {
+            let _ = tx.send(prune(&state_dir, &job, keep_runs, keep_days));
+        });
+    match spawned {
+        Ok(_) => Some(Pruning { done }),
+        Err(e) => {
+            log::debug!("cannot start pruning old runs: {e}");
+            None
+        }
     }
 }
 
@@ -29,7 +60,7 @@ pub(crate) fn prune(state_dir: &Path, job: &str, keep_runs: u64, keep_days: Opti
     let mut store = match Store::open(state_dir) {
         Ok(store) => store,
         Err(e) => {
-            log::debug!("not pruning old runs: {e}");
+            log::debug!("not pruning old runs: {}", crate::error::one_line(&e));
             return 0;
         }
     };
@@ -38,7 +69,10 @@ pub(crate) fn prune(state_dir: &Path, job: &str, keep_runs: u64, keep_days: Opti
         let dirs: Vec<PathBuf> = match store.prune(job, keep_runs, keep_days, BATCH) {
             Ok(dirs) => dirs,
             Err(e) => {
-                log::warn!("cannot prune old runs of job \"{job}\": {e}");
+                log::warn!(
+                    "cannot prune old runs of job \"{job}\": {}",
+                    crate::error::one_line(&e)
+                );
                 return deleted;
             }
         };

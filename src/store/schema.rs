@@ -4,7 +4,7 @@
 //! users' SQL keep working, and a dsari database can be opened in place (every statement
 //! of migration 1 tolerates existing tables). Everything else is runner's own.
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// Migrations in order; the store's version is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -93,27 +93,32 @@ pub(crate) const CURRENT: usize = MIGRATIONS.len();
 
 /// Brings the database up to [`CURRENT`], one transaction per migration.
 ///
-/// A database newer than this build is refused rather than guessed at.
+/// The version is read inside each write transaction, so two processes opening a new
+/// store at once never both apply the same migration. A database newer than this build
+/// is refused rather than guessed at.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), usize>> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let version: usize = conn
-        .query_row("SELECT max(version) FROM schema_version", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })?
-        .unwrap_or(0) as usize;
-    if version > CURRENT {
-        return Ok(Err(version));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx: Transaction<'_> = conn.transaction()?;
-        tx.execute_batch(sql)?;
+    loop {
+        let tx: Transaction<'_> = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = tx
+            .query_row("SELECT max(version) FROM schema_version", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .unwrap_or(0) as usize;
+        if version > CURRENT {
+            return Ok(Err(version));
+        }
+        if version == CURRENT {
+            tx.commit()?;
+            return Ok(Ok(()));
+        }
+        tx.execute_batch(MIGRATIONS[version])?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",
-            [index as i64 + 1],
+            [version as i64 + 1],
         )?;
         tx.commit()?;
     }
-    Ok(Ok(()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
 use super::owner::Owner;
@@ -171,7 +171,9 @@ impl Store {
     /// Records a starting run: `runs_running`, its owner and its task instances, at once.
     pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
         let result = (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO runs_running (job_name, run_id, schedule_time, start_time,
                     trigger_type, trigger_data, run_data)
@@ -270,7 +272,9 @@ impl Store {
         output: Option<&Path>,
     ) -> Result<i64, StoreError> {
         let result = (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -300,7 +304,9 @@ impl Store {
         end: &AttemptEnding<'_>,
     ) -> Result<(), StoreError> {
         let result = (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3, result = ?4,
                     note = ?5, result_data = ?6
@@ -333,7 +339,9 @@ impl Store {
         stop_time: Option<SystemTime>,
     ) -> Result<(), StoreError> {
         let result = (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
                     exit_code, trigger_type, trigger_data, run_data)
@@ -367,7 +375,9 @@ impl Store {
                 continue;
             }
             let result = (|| {
-                let tx = self.conn.transaction()?;
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute(
                     "UPDATE attempts SET note = coalesce(note, 'lost: runner died during this attempt')
                      WHERE stop_time IS NULL AND instance_id IN
@@ -561,7 +571,9 @@ impl Store {
     ) -> Result<Vec<PathBuf>, StoreError> {
         let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
         let result = (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let victims: Vec<(String, Option<String>)> = {
                 let mut stmt = tx.prepare(
                     "SELECT r.run_id, m.output_dir FROM runs r LEFT JOIN run_meta m USING (run_id)
@@ -594,13 +606,6 @@ impl Store {
                 .collect())
         })();
         result.map_err(|e| self.wrap(e))
-    }
-
-    /// Runs SQLite's integrity check; `ok` when the file is sound.
-    pub(crate) fn integrity_check(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|e| self.wrap(e))
     }
 }
 

@@ -178,3 +178,15 @@ fn missing_hook_is_only_a_warning() {
         .assert_stderr_contains("could not start");
     assert_eq!(chain.log_lines(), ["a"]);
 }
+
+#[test]
+fn without_a_config_defaults_apply_and_lookups_are_empty() {
+    let chain = Chain::new()
+        .without_config()
+        .task(
+            "10-a.sh",
+            "echo \"[$($RUNNER_CONFIG_CMD -g runner.max_tries)] $RUNNER_MAX_TRIES [$RUNNER_CONFIG]\" >> \"$LOG\"",
+        );
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["[] 5 []"]);
+}

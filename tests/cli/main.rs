@@ -4,8 +4,10 @@
 mod support;
 
 mod config_errors;
+mod crash;
 mod exits;
 mod hooks_env;
 mod lock;
 mod order;
 mod processes;
+mod records;

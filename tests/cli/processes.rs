@@ -75,7 +75,7 @@ fn interrupt_case(signal: Signal, expected_code: i32) {
         .task("20-next.sh", "echo next >> \"$LOG\"")
         .task("halt.sh", "echo halt >> \"$LOG\"")
         .ini("[runner]\nkill_grace = 2");
-    let mut child = chain
+    let child = chain
         .command(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

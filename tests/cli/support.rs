@@ -271,3 +271,25 @@ pub fn read_pid(path: &Path) -> i32 {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+impl Chain {
+    /// `runner runs ARGS... --format json`, parsed.
+    pub fn runs_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["runs"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "json"]);
+        let run = self.runner(&all);
+        run.assert_code(0);
+        serde_json::from_str(&run.stdout()).expect("runs prints JSON")
+    }
+
+    /// The newest recorded run, as `runs show` prints it.
+    pub fn last_run(&self) -> serde_json::Value {
+        let list = self.runs_json(&["list", "--limit", "1"]);
+        let id = list[0]["run_id"]
+            .as_str()
+            .expect("a run was recorded")
+            .to_owned();
+        self.runs_json(&["show", &id])
+    }
+}

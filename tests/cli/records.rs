@@ -1,0 +1,392 @@
+//! Every run, task instance and attempt is recorded and can be read back.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::support::{is_alive, read_pid, wait_for, Chain};
+
+fn statuses(tasks: &Value) -> Vec<(String, String)> {
+    tasks
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["instance"].as_str().expect("instance").to_owned(),
+                t["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_is_recorded_with_tasks_and_attempts() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo out-a; echo err-a >&2")
+        .task(
+            "20-flaky.sh",
+            "if [ ! -e \"$LOG.m\" ]; then : > \"$LOG.m\"; exit 7; fi",
+        )
+        .task(
+            "30-c.sh",
+            "echo out-c; echo '{\"answer\": 42}' > \"$RUNNER_RESULT\"",
+        )
+        .ini("[runner]\nname = rec");
+    chain.run(&[]).assert_code(0);
+    let run = chain.last_run();
+    assert_eq!(run["job_name"], "rec");
+    assert_eq!(run["status"], "ok");
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(run["trigger_type"], "manual");
+    let (start, stop) = (run["start_time"].as_f64(), run["stop_time"].as_f64());
+    assert!(start.is_some() && stop.is_some() && stop >= start, "{run}");
+    assert_eq!(
+        statuses(&run["tasks"]),
+        [
+            ("a#0".to_owned(), "finished".to_owned()),
+            ("flaky#0".to_owned(), "finished".to_owned()),
+            ("c#0".to_owned(), "finished".to_owned())
+        ]
+    );
+    let flaky = &run["tasks"][1]["attempts"];
+    assert_eq!(flaky.as_array().map(Vec::len), Some(2));
+    assert_eq!(flaky[0]["try_num"], 1);
+    assert_eq!(flaky[0]["exit_code"], 7);
+    assert_eq!(flaky[0]["result"], "RETRY");
+    assert_eq!(flaky[1]["result"], "OK");
+    assert_eq!(run["tasks"][2]["attempts"][0]["result_data"]["answer"], 42);
+
+    let id = run["run_id"].as_str().expect("id");
+    let output = chain.runner(&["runs", "output", &id[..8], "--task", "c"]);
+    output.assert_code(0);
+    assert_eq!(output.stdout(), "out-c\n", "one attempt: its output alone");
+    let output = chain.runner(&["runs", "output", &id[..8], "--task", "a"]);
+    assert!(output.stdout().contains("out-a") && output.stdout().contains("err-a"));
+    let output = chain.runner(&["runs", "output", id]);
+    assert!(
+        output.stdout().contains("==> a#0 try 1 <=="),
+        "{}",
+        output.stdout()
+    );
+    assert!(output.stdout().contains("==> a#0 try 2 <=="));
+
+    let table = chain.runner(&["runs", "show", &id[..6]]);
+    table
+        .assert_code(0)
+        .assert_stdout_contains("flaky#0")
+        .assert_stdout_contains("RETRY");
+    chain
+        .runner(&["runs", "list"])
+        .assert_code(0)
+        .assert_stdout_contains(&id[..8]);
+    let yaml = chain.runner(&["runs", "show", id, "--format", "yaml"]);
+    yaml.assert_code(0).assert_stdout_contains("job_name: rec");
+}
+
+#[test]
+fn each_ending_has_its_status() {
+    for (body, status, code) in [
+        ("exit 2", "halted", 1),
+        ("exit 3", "exited", 1),
+        ("exit 1", "failed", 1),
+        ("exit 0", "ok", 0),
+    ] {
+        let chain = Chain::new()
+            .task("10-a.sh", body)
+            .ini("[runner]\nmax_tries = 2");
+        chain.run(&[]).assert_code(code);
+        let run = chain.last_run();
+        assert_eq!(run["status"], status, "{body}");
+        assert_eq!(run["exit_code"], code, "{body}");
+    }
+}
+
+#[test]
+fn interrupted_run_is_recorded_as_interrupted() {
+    let chain = Chain::new()
+        .task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300")
+        .task("20-never.sh", "true");
+    let mut child = chain
+        .command(&[])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    read_pid(&chain.path().join("log.task"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
+    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    let run = chain.last_run();
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(run["exit_code"], 143);
+    assert_eq!(
+        statuses(&run["tasks"]),
+        [
+            ("slow#0".to_owned(), "failed".to_owned()),
+            ("never#0".to_owned(), "unstarted".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn unknown_and_ambiguous_run_ids_are_refused() {
+    let chain = Chain::new().task("10-a.sh", "true");
+    chain.run(&[]).assert_code(0);
+    chain
+        .runner(&["runs", "show", "zzzz"])
+        .assert_code(1)
+        .assert_stderr_contains("no recorded run matches \"zzzz\"");
+    // Runs until two ids share a first character, then ask for that character.
+    let ids: Vec<String> = loop {
+        chain.run(&[]).assert_code(0);
+        let list = chain.runs_json(&["list", "--limit", "100"]);
+        let ids: Vec<String> = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|r| r["run_id"].as_str().expect("id").to_owned())
+            .collect();
+        let firsts: std::collections::BTreeSet<char> = ids
+            .iter()
+            .map(|i| i.chars().next().expect("char"))
+            .collect();
+        if firsts.len() < ids.len() {
+            break ids;
+        }
+    };
+    let shared = ids
+        .iter()
+        .map(|i| i.chars().next().expect("char"))
+        .find(|c| ids.iter().filter(|i| i.starts_with(*c)).count() > 1)
+        .expect("a shared first character");
+    chain
+        .runner(&["runs", "show", &shared.to_string()])
+        .assert_code(1)
+        .assert_stderr_contains("matches several runs");
+}
+
+#[test]
+fn output_is_capped_keeping_head_and_tail() {
+    let chain = Chain::new()
+        .task(
+            "10-loud.sh",
+            "echo FIRST-LINE; i=0; while [ $i -lt 20000 ]; do echo \"line $i of noise\"; i=$((i+1)); done; echo LAST-LINE",
+        )
+        .ini("[runner]\nlog_max_bytes = 4096");
+    let run = chain.run(&[]);
+    run.assert_code(0)
+        .assert_stdout_contains("line 19999 of noise");
+    let record = chain.last_run();
+    let path = record["tasks"][0]["attempts"][0]["output"]
+        .as_str()
+        .expect("output path");
+    let captured = std::fs::read_to_string(path).expect("capture");
+    assert!(
+        captured.len() < 4096 + 200,
+        "capture is capped: {}",
+        captured.len()
+    );
+    assert!(captured.starts_with("FIRST-LINE\n"));
+    assert!(captured.trim_end().ends_with("LAST-LINE"));
+    assert!(captured.contains("bytes of output omitted"));
+}
+
+#[test]
+fn tail_follows_a_running_run_until_it_ends() {
+    let chain = Chain::new().task(
+        "10-a.sh",
+        "echo before\nwhile [ ! -e \"$LOG.go\" ]; do sleep 0.05; done\necho after",
+    );
+    let mut runner = chain
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_for(Duration::from_secs(20), || {
+        chain
+            .runs_json(&["list"])
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    }));
+    let mut tail = crate::support::runner();
+    tail.arg("--state-dir")
+        .arg(chain.state_dir())
+        .args(["runs", "tail"]);
+    let tail = tail.stdout(Stdio::piped()).spawn().expect("spawn tail");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(chain.path().join("log.go"), "").expect("go");
+    assert_eq!(runner.wait().expect("runner").code(), Some(0));
+    let out = tail
+        .wait_with_output()
+        .expect("tail ends when the run ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("before") && text.contains("after"), "{text}");
+}
+
+#[test]
+fn a_killed_runner_leaves_a_lost_run_that_the_next_run_finalizes() {
+    let chain = Chain::new().task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300");
+    let mut child = chain
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let task = read_pid(&chain.path().join("log.task"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");
+    child.wait().expect("reap");
+    assert!(wait_for(Duration::from_secs(10), || !is_alive(task)));
+    let list = chain.runs_json(&["list"]);
+    assert_eq!(list[0]["status"], "lost", "{list}");
+    assert!(list[0]["stop_time"].is_null());
+
+    // The next run of the job moves it from runs_running to runs, still lost.
+    std::fs::write(chain.taskdir().join("10-slow.sh"), "#!/bin/sh\ntrue\n").expect("rewrite");
+    chain
+        .run(&[])
+        .assert_code(0)
+        .assert_stderr_contains("recorded as lost");
+    let list = chain.runs_json(&["list"]);
+    let statuses: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["status"].as_str().expect("s"))
+        .collect();
+    assert_eq!(statuses, ["ok", "lost"]);
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
+    let running: i64 = db
+        .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(running, 0);
+}
+
+#[test]
+fn frequency_once_and_once_per_boot_skip_after_success() {
+    let chain = Chain::new()
+        .task("10-setup.sh", "echo setup >> \"$LOG\"")
+        .task("20-boot.sh", "echo boot >> \"$LOG\"")
+        .task("30-always.sh", "echo always >> \"$LOG\"")
+        .ini("[setup]\nfrequency = once\n[boot]\nfrequency = once-per-boot");
+    chain.run(&[]).assert_code(0);
+    chain
+        .run(&[])
+        .assert_code(0)
+        .assert_stderr_contains("skipped");
+    assert_eq!(chain.log_lines(), ["setup", "boot", "always", "always"]);
+    let run = chain.last_run();
+    assert_eq!(
+        statuses(&run["tasks"]),
+        [
+            ("setup#0".to_owned(), "skipped".to_owned()),
+            ("boot#0".to_owned(), "skipped".to_owned()),
+            ("always#0".to_owned(), "finished".to_owned())
+        ]
+    );
+    // A different boot: once-per-boot runs again, once does not.
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
+    db.execute("UPDATE run_meta SET boot_id = 'an-earlier-boot'", [])
+        .expect("update");
+    chain.run(&[]).assert_code(0);
+    assert_eq!(
+        chain.log_lines(),
+        ["setup", "boot", "always", "always", "boot", "always"]
+    );
+}
+
+#[test]
+fn failed_once_task_runs_again() {
+    let chain = Chain::new()
+        .task("10-setup.sh", "echo setup >> \"$LOG\"; [ -e \"$LOG.ok\" ]")
+        .ini("[runner]\nmax_tries = 1\n[setup]\nfrequency = once");
+    chain.run(&[]).assert_code(1);
+    std::fs::write(chain.path().join("log.ok"), "").expect("ok");
+    chain.run(&[]).assert_code(0);
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["setup", "setup"]);
+}
+
+#[test]
+fn retention_keeps_the_newest_runs_and_removes_their_output() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo hi")
+        .ini("[runner]\nkeep_runs = 2");
+    for _ in 0..5 {
+        chain.run(&[]).assert_code(0);
+    }
+    let list = chain.runs_json(&["list", "--limit", "100"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["run_id"].as_str().expect("id"))
+        .collect();
+    // Pruning runs at the start of a run: two finished runs kept, plus the newest.
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let dirs = std::fs::read_dir(chain.state_dir().join("runs/tasks.d"))
+        .expect("runs dir")
+        .count();
+    assert_eq!(dirs, 3, "output of pruned runs is removed");
+}
+
+#[test]
+fn no_record_writes_nothing() {
+    let chain = Chain::new().task("10-a.sh", "echo a >> \"$LOG\"");
+    chain.run(&["--no-record"]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["a"]);
+    assert!(!chain.state_dir().join("runner.sqlite3").exists());
+    let list = chain.runs_json(&["list"]);
+    assert_eq!(list, serde_json::json!([]));
+}
+
+#[test]
+fn an_unusable_store_warns_once_and_the_chain_keeps_its_exit_code() {
+    // A state "directory" that is a file: neither the lock nor the store can be made.
+    let chain = Chain::new().task("10-a.sh", "echo a >> \"$LOG\"; exit 3");
+    std::fs::write(chain.state_dir(), "not a directory").expect("write");
+    let run = chain.run(&[]);
+    run.assert_code(1);
+    assert_eq!(chain.log_lines(), ["a"]);
+    assert_eq!(
+        run.stderr().matches("cannot record").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
+
+    // A store file that is not a database.
+    let chain = Chain::new().task("10-a.sh", "echo a >> \"$LOG\"");
+    std::fs::create_dir(chain.state_dir()).expect("mkdir");
+    std::fs::write(chain.state_dir().join("runner.sqlite3"), vec![b'x'; 8192]).expect("garbage");
+    let run = chain.run(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr().matches("cannot record").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(chain.log_lines(), ["a"]);
+}
+
+#[test]
+fn a_store_locked_past_the_busy_timeout_is_survived() {
+    let chain = Chain::new().task("10-a.sh", "echo a >> \"$LOG\"");
+    chain.run(&[]).assert_code(0);
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
+    db.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
+    let run = chain.run(&[]);
+    run.assert_code(0).assert_stderr_contains("cannot record");
+    assert_eq!(chain.log_lines(), ["a", "a"]);
+    db.execute_batch("COMMIT").expect("unlock");
+    // Nothing recorded before was lost.
+    let list = chain.runs_json(&["list"]);
+    assert!(list.as_array().is_some_and(|l| !l.is_empty()), "{list}");
+    assert_eq!(
+        list.as_array().expect("list").last().expect("first run")["status"],
+        "ok"
+    );
+}
