@@ -523,7 +523,9 @@ fn read_result(path: &Path, task: &str) -> Option<serde_json::Value> {
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value @ serde_json::Value::Object(_)) => Some(value),
         Ok(_) | Err(_) => {
-            log::warn!("task \"{task}\" wrote something other than a JSON object to RUNNER_RESULT; ignored");
+            log::warn!(
+                "task \"{task}\" wrote something other than a JSON object to RUNNER_RESULT; ignored"
+            );
             None
         }
     }

@@ -27,6 +27,7 @@ mod lock;
 mod plan;
 mod record;
 mod retry;
+mod schedule;
 mod security;
 mod signals;
 mod state;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::config::{ChainConfig, TaskSettings};
 use crate::error::Error;
-use crate::taskdir::{task_name, TaskDir, TaskFile};
+use crate::taskdir::{TaskDir, TaskFile, task_name};
 
 /// One task in the plan with everything needed to run it.
 #[derive(Debug, Clone)]

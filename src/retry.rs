@@ -28,8 +28,8 @@ pub(crate) fn delay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use rand::rngs::StdRng;
 
     #[test]
     fn zero_settings_mean_no_pause() {

@@ -181,7 +181,7 @@ impl TaskDir {
                     return Err(TaskDirError::NonUtf8Name {
                         dir: path,
                         name: raw.to_string_lossy().into_owned(),
-                    })
+                    });
                 }
             }
         }
@@ -205,7 +205,7 @@ impl TaskDir {
             let meta = match std::fs::metadata(&file_path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(TaskDirError::BrokenLink { path: file_path })
+                    return Err(TaskDirError::BrokenLink { path: file_path });
                 }
                 Err(e) => return Err(unreadable(e)),
             };
@@ -282,12 +282,16 @@ mod tests {
         let files: Vec<&str> = scanned.tasks.iter().map(|t| t.file_name.as_str()).collect();
         assert_eq!(files, ["10-a.sh", "B.sh", "b.sh"]);
         assert!(scanned.halt.is_some());
-        assert!(scanned
-            .excluded
-            .contains(&("sub".to_owned(), Exclusion::Directory)));
-        assert!(scanned
-            .excluded
-            .contains(&("halt.sh".to_owned(), Exclusion::HaltTask)));
+        assert!(
+            scanned
+                .excluded
+                .contains(&("sub".to_owned(), Exclusion::Directory))
+        );
+        assert!(
+            scanned
+                .excluded
+                .contains(&("halt.sh".to_owned(), Exclusion::HaltTask))
+        );
 
         std::fs::write(dir.path().join("20-b.py"), "").expect("write");
         let err = TaskDir::scan(dir.path(), "halt.sh").expect_err("duplicate");

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::prepare::{prepare, Prepared};
+use super::prepare::{Prepared, prepare};
 use crate::cli::{CheckArgs, Format, GlobalArgs};
-use crate::config::duration::display;
 use crate::config::TaskSettings;
-use crate::error::{exit_codes, Error};
+use crate::config::duration::display;
+use crate::error::{Error, exit_codes};
 
 /// The printed plan.
 #[derive(Serialize)]

@@ -3,7 +3,7 @@
 use clap::CommandFactory;
 
 use crate::cli::Cli;
-use crate::error::{exit_codes, Error};
+use crate::error::{Error, exit_codes};
 
 /// Writes the completion script for `shell` to stdout.
 pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8, Error> {

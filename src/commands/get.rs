@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::ChainConfig;
-use crate::error::{exit_codes, Error};
+use crate::error::{Error, exit_codes};
 
 /// Prints the value of `key` (split at its first dot) and a newline.
 pub(crate) fn get(config: Option<&Path>, key: &str) -> Result<u8, Error> {

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use super::prepare::prepare;
 use crate::chain::{Chain, ChainResult};
@@ -15,7 +15,7 @@ use crate::lock::{Acquired, JobLock};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
-use crate::store::{retention, StoreRecorder};
+use crate::store::{StoreRecorder, retention};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
 pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {

@@ -5,9 +5,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::print::{self, duration, local_time, Style};
+use super::print::{self, Style, duration, local_time};
 use crate::cli::{GlobalArgs, RunsCommand};
-use crate::error::{exit_codes, Error};
+use crate::error::{Error, exit_codes};
 use crate::state;
 use crate::store::model::{RunDetail, RunRecord, RunStatus};
 use crate::store::{Store, StoreError};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ini::{Document, Entry, Section};
-use super::{duration, ConfigError};
+use super::{ConfigError, duration};
 
 /// Keys of `[runner]`, with the task-level ones first.
 const RUNNER_KEYS: &[&str] = &[
@@ -535,9 +535,10 @@ mod tests {
     #[test]
     fn misspelt_runner_key_names_line_and_suggests() {
         let err = load("[runner]\n\nmax_tris = 2\n").expect_err("invalid");
-        assert!(err
-            .to_string()
-            .ends_with("chain.ini:3: unknown key \"max_tris\" in [runner]"));
+        assert!(
+            err.to_string()
+                .ends_with("chain.ini:3: unknown key \"max_tris\" in [runner]")
+        );
         assert_eq!(err.hint().as_deref(), Some("did you mean \"max_tries\"?"));
     }
 
@@ -545,23 +546,26 @@ mod tests {
     fn misspelt_task_key_is_an_error_but_task_keys_are_free() {
         let c = load("[fetch]\ndepend_on = a\n").expect("document loads");
         let err = c.task_settings("fetch").expect_err("typo");
-        assert!(err
-            .to_string()
-            .ends_with(":2: unknown key \"depend_on\" in [fetch]"));
+        assert!(
+            err.to_string()
+                .ends_with(":2: unknown key \"depend_on\" in [fetch]")
+        );
     }
 
     #[test]
     fn bad_values_name_key_and_reason() {
         let err = load("[runner]\nmax_tries = many\n").expect_err("invalid");
-        assert!(err
-            .to_string()
-            .ends_with(":2: [runner] max_tries: \"many\" is not a whole number"));
+        assert!(
+            err.to_string()
+                .ends_with(":2: [runner] max_tries: \"many\" is not a whole number")
+        );
         let err = load("[runner]\nretry_from = middle\n").expect_err("invalid");
         assert!(err.to_string().contains("is not one of start, failed"));
         let err = load("[runner]\nkill_grace = soon\n").expect_err("invalid");
-        assert!(err
-            .to_string()
-            .contains("[runner] kill_grace: \"soon\" is not a duration"));
+        assert!(
+            err.to_string()
+                .contains("[runner] kill_grace: \"soon\" is not a duration")
+        );
         let err = load("[runner]\ntask_hook = 'unclosed\n").expect_err("invalid");
         assert!(err.to_string().contains("cannot split command"));
     }

@@ -46,9 +46,11 @@ mod tests {
     #[test]
     fn garbage_is_rejected_with_a_reason() {
         assert!(parse("").is_err());
-        assert!(parse("-1")
-            .expect_err("negative")
-            .contains("not a duration"));
+        assert!(
+            parse("-1")
+                .expect_err("negative")
+                .contains("not a duration")
+        );
         assert!(parse("ten").is_err());
         assert!(parse("99999999999999999999999").is_err());
     }

@@ -1,6 +1,7 @@
 //! The chain's INI configuration: reading ([`ini`]), typing ([`chain`]) and durations.
 
 pub(crate) mod chain;
+pub(crate) mod daemon;
 pub(crate) mod duration;
 pub(crate) mod ini;
 

@@ -19,7 +19,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// The process group of one task attempt; its id is the leader's pid.
@@ -142,87 +142,91 @@ fn fork_guardian(grace: Duration) -> io::Result<File> {
 /// # Safety
 /// Must only be called in a freshly forked child.
 unsafe fn guard(read_end: RawFd, write_end: RawFd, grace: Duration) -> ! {
-    libc::close(write_end);
-    // Leave runner's process group, so that a Ctrl-C meant for runner does not end the
-    // guardian before runner has had its say, and ignore the usual stop signals for the
-    // same reason: the guardian ends when runner's end of the pipe closes.
-    libc::setpgid(0, 0);
-    for sig in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGTSTP,
-    ] {
-        libc::signal(sig, libc::SIG_IGN);
-    }
-    // Let go of runner's terminal, pipes, lock file and database: whoever waits for
-    // runner's output or lock must not wait for the guardian too.
-    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-    if null >= 0 {
-        for fd in 0..3 {
-            libc::dup2(null, fd);
+    // SAFETY: only async-signal-safe libc calls on descriptors and memory this freshly
+    // forked process owns (see the function's contract).
+    unsafe {
+        libc::close(write_end);
+        // Leave runner's process group, so that a Ctrl-C meant for runner does not end the
+        // guardian before runner has had its say, and ignore the usual stop signals for the
+        // same reason: the guardian ends when runner's end of the pipe closes.
+        libc::setpgid(0, 0);
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGTSTP,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
         }
-    }
-    if libc::dup2(read_end, 3) == 3 {
-        close_from(4);
-    } else {
-        libc::_exit(1);
-    }
+        // Let go of runner's terminal, pipes, lock file and database: whoever waits for
+        // runner's output or lock must not wait for the guardian too.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+        }
+        if libc::dup2(read_end, 3) == 3 {
+            close_from(4);
+        } else {
+            libc::_exit(1);
+        }
 
-    let mut groups = [0i32; GUARDIAN_SLOTS];
-    let mut count = 0usize;
-    let mut buf = [0u8; 5 * 64];
-    let mut have = 0usize;
-    loop {
-        let n = libc::read(3, buf.as_mut_ptr().add(have).cast(), buf.len() - have);
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            if *libc::__errno_location() == libc::EINTR {
-                continue;
+        let mut groups = [0i32; GUARDIAN_SLOTS];
+        let mut count = 0usize;
+        let mut buf = [0u8; 5 * 64];
+        let mut have = 0usize;
+        loop {
+            let n = libc::read(3, buf.as_mut_ptr().add(have).cast(), buf.len() - have);
+            if n == 0 {
+                break;
             }
-            break;
-        }
-        have += n as usize;
-        let whole = have - have % 5;
-        for message in buf[..whole].chunks_exact(5) {
-            let pgid = i32::from_le_bytes([message[1], message[2], message[3], message[4]]);
-            if message[0] == b'+' {
-                if count < GUARDIAN_SLOTS {
-                    groups[count] = pgid;
-                    count += 1;
+            if n < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
                 }
-            } else if let Some(i) = groups[..count].iter().position(|&g| g == pgid) {
-                groups[i] = groups[count - 1];
-                count -= 1;
+                break;
             }
+            have += n as usize;
+            let whole = have - have % 5;
+            for message in buf[..whole].chunks_exact(5) {
+                let pgid = i32::from_le_bytes([message[1], message[2], message[3], message[4]]);
+                if message[0] == b'+' {
+                    if count < GUARDIAN_SLOTS {
+                        groups[count] = pgid;
+                        count += 1;
+                    }
+                } else if let Some(i) = groups[..count].iter().position(|&g| g == pgid) {
+                    groups[i] = groups[count - 1];
+                    count -= 1;
+                }
+            }
+            buf.copy_within(whole..have, 0);
+            have -= whole;
         }
-        buf.copy_within(whole..have, 0);
-        have -= whole;
-    }
-    if count == 0 {
-        libc::_exit(0);
-    }
-    for &pgid in &groups[..count] {
-        libc::kill(-pgid, libc::SIGTERM);
-    }
-    let start = Instant::now();
-    while start.elapsed() < grace {
-        if groups[..count].iter().all(|&g| libc::kill(-g, 0) != 0) {
+        if count == 0 {
             libc::_exit(0);
         }
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 20_000_000,
-        };
-        libc::nanosleep(&pause, std::ptr::null_mut());
+        for &pgid in &groups[..count] {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if groups[..count].iter().all(|&g| libc::kill(-g, 0) != 0) {
+                libc::_exit(0);
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+        for &pgid in &groups[..count] {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        libc::_exit(0)
     }
-    for &pgid in &groups[..count] {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    libc::_exit(0)
 }
 
 /// Closes every descriptor from `first` up.
@@ -230,18 +234,21 @@ unsafe fn guard(read_end: RawFd, write_end: RawFd, grace: Duration) -> ! {
 /// # Safety
 /// Only for the guardian, which owns nothing above `first`.
 unsafe fn close_from(first: RawFd) {
-    if libc::syscall(
-        libc::SYS_close_range,
-        first as libc::c_uint,
-        libc::c_uint::MAX,
-        0,
-    ) == 0
-    {
-        return;
-    }
-    // Kernels before 5.9 lack close_range; the soft limit bounds the loop.
-    let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 65_536) as RawFd;
-    for fd in first..max {
-        libc::close(fd);
+    // SAFETY: closing descriptors the guardian does not use (see the contract).
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.9 lack close_range; the soft limit bounds the loop.
+        let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 65_536) as RawFd;
+        for fd in first..max {
+            libc::close(fd);
+        }
     }
 }

@@ -115,7 +115,7 @@ impl Supervisor {
                     duration: clock.elapsed(),
                     exit: Exit::NotStarted(e.to_string()),
                     stopped: None,
-                }
+                };
             }
         };
         let group = ProcessGroup::of(&child);

@@ -76,7 +76,9 @@ impl StoreRecorder {
         match result {
             Ok(lost) => {
                 for run_id in lost {
-                    log::warn!("run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost");
+                    log::warn!(
+                        "run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost"
+                    );
                 }
             }
             Err(e) => self.fail(&e),

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
 use super::owner::Owner;
@@ -174,33 +174,33 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO runs_running (job_name, run_id, schedule_time, start_time,
                     trigger_type, trigger_data, run_data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}')",
-                params![
-                    run.job,
-                    run.run_id,
-                    epoch(run.schedule_time),
-                    epoch(run.start_time),
-                    run.trigger_type,
-                    run.trigger_data.to_string(),
-                ],
-            )?;
-            tx.execute(
+            )?
+            .execute(params![
+                run.job,
+                run.run_id,
+                epoch(run.schedule_time),
+                epoch(run.start_time),
+                run.trigger_type,
+                run.trigger_data.to_string(),
+            ])?;
+            tx.prepare_cached(
                 "INSERT INTO run_meta (run_id, job_name, status, pid, pid_start, boot_id,
                     session, output_dir)
                  VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    run.run_id,
-                    run.job,
-                    run.owner.pid,
-                    run.owner.start_ticks,
-                    run.owner.boot_id,
-                    run.session,
-                    run.output_dir.to_string_lossy(),
-                ],
-            )?;
+            )?
+            .execute(params![
+                run.run_id,
+                run.job,
+                run.owner.pid,
+                run.owner.start_ticks,
+                run.owner.boot_id,
+                run.session,
+                run.output_dir.to_string_lossy(),
+            ])?;
             {
                 let mut insert = tx.prepare(
                     "INSERT INTO task_instances (run_id, name, file, instance, position, status)
@@ -226,24 +226,25 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let found = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM task_instances WHERE run_id = ?1 AND name = ?2 AND instance = ?3",
-                params![run_id, name, instance],
-                |r| r.get::<_, i64>(0),
             )
-            .optional()
+            .and_then(|mut stmt| {
+                stmt.query_row(params![run_id, name, instance], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
             .map_err(|e| self.wrap(e))?;
         if let Some(id) = found {
             return Ok(id);
         }
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO task_instances (run_id, name, file, instance, position, status)
                  VALUES (?1, ?2, ?3, ?4,
                     (SELECT coalesce(max(position), -1) + 1 FROM task_instances WHERE run_id = ?1),
                     'unstarted')",
-                params![run_id, name, file, instance],
             )
+            .and_then(|mut stmt| stmt.execute(params![run_id, name, file, instance]))
             .map_err(|e| self.wrap(e))?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -255,10 +256,8 @@ impl Store {
         status: InstanceStatus,
     ) -> Result<(), StoreError> {
         self.conn
-            .execute(
-                "UPDATE task_instances SET status = ?1 WHERE id = ?2",
-                params![status.as_str(), instance_id],
-            )
+            .prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![status.as_str(), instance_id]))
             .map(drop)
             .map_err(|e| self.wrap(e))
     }
@@ -275,21 +274,19 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    instance_id,
-                    try_num,
-                    epoch(start_time),
-                    output.map(|p| p.to_string_lossy().into_owned())
-                ],
-            )?;
+            )?
+            .execute(params![
+                instance_id,
+                try_num,
+                epoch(start_time),
+                output.map(|p| p.to_string_lossy().into_owned())
+            ])?;
             let id = tx.last_insert_rowid();
-            tx.execute(
-                "UPDATE task_instances SET status = 'running' WHERE id = ?1",
-                [instance_id],
-            )?;
+            tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
+                .execute([instance_id])?;
             tx.commit()?;
             Ok(id)
         })();
@@ -307,24 +304,22 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3, result = ?4,
                     note = ?5, result_data = ?6
                  WHERE id = ?7",
-                params![
-                    epoch(end.stop_time),
-                    end.exit_code,
-                    end.signal,
-                    end.result,
-                    end.note,
-                    end.result_data.map(|v| v.to_string()),
-                    attempt_id
-                ],
-            )?;
-            tx.execute(
-                "UPDATE task_instances SET status = ?1 WHERE id = ?2",
-                params![end.instance_status.as_str(), instance_id],
-            )?;
+            )?
+            .execute(params![
+                epoch(end.stop_time),
+                end.exit_code,
+                end.signal,
+                end.result,
+                end.note,
+                end.result_data.map(|v| v.to_string()),
+                attempt_id
+            ])?;
+            tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
+                .execute(params![end.instance_status.as_str(), instance_id])?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -342,19 +337,18 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
                     exit_code, trigger_type, trigger_data, run_data)
                  SELECT job_name, run_id, schedule_time, start_time, ?2, ?3, trigger_type,
                     trigger_data, run_data
                  FROM runs_running WHERE run_id = ?1",
-                params![run_id, stop_time.map(epoch), exit_code],
-            )?;
-            tx.execute("DELETE FROM runs_running WHERE run_id = ?1", [run_id])?;
-            tx.execute(
-                "UPDATE run_meta SET status = ?1 WHERE run_id = ?2",
-                params![status.as_str(), run_id],
-            )?;
+            )?
+            .execute(params![run_id, stop_time.map(epoch), exit_code])?;
+            tx.prepare_cached("DELETE FROM runs_running WHERE run_id = ?1")?
+                .execute([run_id])?;
+            tx.prepare_cached("UPDATE run_meta SET status = ?1 WHERE run_id = ?2")?
+                .execute(params![status.as_str(), run_id])?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -378,17 +372,18 @@ impl Store {
                 let tx = self
                     .conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE attempts SET note = coalesce(note, 'lost: runner died during this attempt')
                      WHERE stop_time IS NULL AND instance_id IN
-                        (SELECT id FROM task_instances WHERE run_id = ?1)",
+                        (SELECT id FROM task_instances WHERE run_id = ?1)")?
+.execute(
                     [&run_id],
                 )?;
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE task_instances SET status = 'failed'
                      WHERE run_id = ?1 AND status IN ('running', 'waiting')",
-                    [&run_id],
-                )?;
+                )?
+                .execute([&run_id])?;
                 tx.commit()
             })();
             result.map_err(|e| self.wrap(e))?;
@@ -590,14 +585,17 @@ impl Store {
                 rows.collect::<Result<_, _>>()?
             };
             for (run_id, _) in &victims {
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM attempts WHERE instance_id IN
                         (SELECT id FROM task_instances WHERE run_id = ?1)",
-                    [run_id],
-                )?;
-                tx.execute("DELETE FROM task_instances WHERE run_id = ?1", [run_id])?;
-                tx.execute("DELETE FROM run_meta WHERE run_id = ?1", [run_id])?;
-                tx.execute("DELETE FROM runs WHERE run_id = ?1", [run_id])?;
+                )?
+                .execute([run_id])?;
+                tx.prepare_cached("DELETE FROM task_instances WHERE run_id = ?1")?
+                    .execute([run_id])?;
+                tx.prepare_cached("DELETE FROM run_meta WHERE run_id = ?1")?
+                    .execute([run_id])?;
+                tx.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?
+                    .execute([run_id])?;
             }
             tx.commit()?;
             Ok(victims

@@ -1,0 +1,524 @@
+//! One job: dsari's job keys plus runner's own (`taskdir`, `config`, `catch_up`, events).
+//!
+//! This owns the shape and validity of one job. Whether a schedule expression is valid is the
+//! schedule module's business; whether a concurrency group exists is decided by `load`, which
+//! sees all of them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::{DaemonConfigError, ErrorKind, Scope};
+use super::fields::{Table, suggest};
+use super::tree::{Node, Value};
+
+/// The keys of a job: dsari's, then runner's.
+pub(crate) const JOB_KEYS: &[&str] = &[
+    "command",
+    "command_append_run",
+    "schedule",
+    "schedule_timezone",
+    "environment",
+    "max_execution",
+    "max_execution_grace",
+    "concurrency_groups",
+    "concurrent_runs",
+    "job_group",
+    "jenkins_environment",
+    "render_reports",
+    "taskdir",
+    "config",
+    "catch_up",
+    "after",
+    "unless",
+    "and_every",
+    "with_params",
+];
+
+/// dsari's default for `max_execution_grace` (doc/configuration.md).
+pub(crate) const DEFAULT_MAX_EXECUTION_GRACE: Duration = Duration::from_secs(60);
+
+/// What to do about a scheduled time that passed while the daemon was not running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// Skip it, as dsari does.
+    #[default]
+    None,
+    /// Run the job once at start, recorded with trigger type `catch_up`.
+    Once,
+}
+
+/// One configured job, as the daemon schedules it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Job {
+    /// The job's name, valid as a directory name (see [`validate_name`]).
+    pub(crate) name: String,
+    /// The command to run, when the job runs a command; `None` when it runs a chain.
+    pub(crate) command: Option<Vec<String>>,
+    /// Append the job name and the run id to `command` (dsari).
+    pub(crate) command_append_run: bool,
+    /// The schedule expression, unchecked here: the schedule module validates it.
+    pub(crate) schedule: Option<String>,
+    /// An IANA time zone name, checked to exist; `None` means local time.
+    pub(crate) schedule_timezone: Option<String>,
+    /// The job's own variables, above the global ones and below a trigger's.
+    pub(crate) environment: BTreeMap<String, String>,
+    /// How long a run may take before it is sent SIGTERM; `None` waits forever.
+    pub(crate) max_execution: Option<Duration>,
+    /// How long after that SIGTERM the run gets SIGKILL.
+    pub(crate) max_execution_grace: Duration,
+    /// Names of the concurrency groups the job runs in (all known to the configuration).
+    pub(crate) concurrency_groups: Vec<String>,
+    /// Whether runs of this job may overlap.
+    pub(crate) concurrent_runs: bool,
+    /// The job group the job was expanded from (or set by hand); becomes `JOB_GROUP`.
+    pub(crate) job_group: Option<String>,
+    /// Whether runs get the Jenkins-compatible variables.
+    pub(crate) jenkins_environment: bool,
+    /// Whether the report shows this job.
+    pub(crate) render_reports: bool,
+    /// The task directory of the chain the job runs, instead of a command.
+    pub(crate) taskdir: Option<PathBuf>,
+    /// The chain's INI file; only with `taskdir`.
+    pub(crate) config: Option<PathBuf>,
+    /// What to do about a schedule missed while the daemon was down.
+    pub(crate) catch_up: CatchUp,
+    /// Events that must have fired before a run starts.
+    pub(crate) after: Vec<String>,
+    /// Events that, once fired, stop the job from starting.
+    pub(crate) unless: Vec<String>,
+    /// An event whose every further firing starts a new run.
+    pub(crate) and_every: Option<String>,
+    /// Data merged into the events' data given to a run.
+    pub(crate) with_params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Checks a job, job group or concurrency group name with dsari's rule (`is_valid_name` in
+/// dsari/config.py): 1 to 64 of `A-Za-z0-9`, space and `-_+.:@`, and not `.` or `..`. Names
+/// become directory names under the data directory, so nothing else is safe.
+pub(crate) fn validate_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name == "." || name == ".." {
+        return Err("\".\" and \"..\" are not names");
+    }
+    if name.len() > 64 {
+        return Err("longer than 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " -_+.:@".contains(c))
+    {
+        return Err("only letters, digits, space and - _ + . : @ are allowed");
+    }
+    Ok(())
+}
+
+/// Reads one job's keys out of `t`.
+pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigError> {
+    t.check_keys(JOB_KEYS)?;
+
+    let command = match t.take("command") {
+        None => None,
+        Some(node) => Some(command(&t, node)?),
+    };
+    // Blame the file that set the key, which config.d merging may have made a different one.
+    let taskdir_file = t.origin_of("taskdir");
+    let config_file = t.origin_of("config");
+    let append_file = t.origin_of("command_append_run");
+    let taskdir = t.path("taskdir")?;
+    let has_config = t.contains("config");
+    let config = t.path("config")?;
+    match (&command, &taskdir) {
+        (Some(_), Some(_)) => {
+            return Err(t.bad_key_in(
+                &taskdir_file,
+                "taskdir",
+                "command and taskdir are mutually exclusive; keep one",
+            ));
+        }
+        (None, None) => {
+            return Err(t.bad_key(
+                "command",
+                "a job needs a command (or a taskdir to run a chain)",
+            ));
+        }
+        _ => {}
+    }
+    if has_config && taskdir.is_none() {
+        return Err(t.bad_key_in(
+            &config_file,
+            "config",
+            "config names the chain's INI file and needs taskdir",
+        ));
+    }
+    let command_append_run = t.bool("command_append_run", false)?;
+    if command_append_run && command.is_none() {
+        return Err(t.bad_key_in(
+            &append_file,
+            "command_append_run",
+            "applies to command, not to taskdir",
+        ));
+    }
+
+    let schedule = t.string("schedule")?.map(|(s, _)| s);
+    let schedule_timezone = match t.string("schedule_timezone")? {
+        None => None,
+        Some((tz, node)) => {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                let mut reason =
+                    format!("unknown time zone {tz:?}; use an IANA name such as \"Europe/Paris\"");
+                if let Some(close) = closest_timezone(&tz) {
+                    reason = format!("unknown time zone {tz:?}; did you mean \"{close}\"?");
+                }
+                return Err(t.bad_value(&node, "schedule_timezone", reason));
+            }
+            Some(tz)
+        }
+    };
+    let environment = t.environment("environment")?;
+    let max_execution = match t.duration("max_execution")? {
+        Some((d, node)) if d.is_zero() => {
+            return Err(t.bad_value(
+                &node,
+                "max_execution",
+                "must be more than zero; leave it out to wait forever",
+            ));
+        }
+        other => other.map(|(d, _)| d),
+    };
+    let max_execution_grace = t
+        .duration("max_execution_grace")?
+        .map_or(DEFAULT_MAX_EXECUTION_GRACE, |(d, _)| d);
+
+    let concurrency_groups = match t.string_list("concurrency_groups")? {
+        None => Vec::new(),
+        Some((names, node)) => {
+            for group in &names {
+                if let Err(reason) = validate_name(group) {
+                    return Err(t.bad_value(
+                        &node,
+                        "concurrency_groups",
+                        format!("{group:?} is not a valid concurrency group name: {reason}"),
+                    ));
+                }
+            }
+            names
+        }
+    };
+    let concurrent_runs = t.bool("concurrent_runs", false)?;
+    let job_group = t.string("job_group")?.map(|(s, _)| s);
+    let jenkins_environment = t.bool("jenkins_environment", false)?;
+    let render_reports = t.bool("render_reports", true)?;
+    let catch_up = match t.string("catch_up")? {
+        None => CatchUp::None,
+        Some((s, node)) => match s.as_str() {
+            "none" => CatchUp::None,
+            "once" => CatchUp::Once,
+            _ => {
+                let hint = suggest(&s, &["none", "once"])
+                    .map(|c| format!(" (did you mean \"{c}\"?)"))
+                    .unwrap_or_default();
+                return Err(t.bad_value(
+                    &node,
+                    "catch_up",
+                    format!("{s:?} is not \"none\" or \"once\"{hint}"),
+                ));
+            }
+        },
+    };
+    let after = events(&mut t, "after")?;
+    let unless = events(&mut t, "unless")?;
+    let and_every = match t.string("and_every")? {
+        None => None,
+        Some((event, node)) => {
+            check_event(&t, &node, "and_every", &event)?;
+            Some(event)
+        }
+    };
+    let with_params = t.json_object("with_params")?;
+
+    Ok(Job {
+        name,
+        command,
+        command_append_run,
+        schedule,
+        schedule_timezone,
+        environment,
+        max_execution,
+        max_execution_grace,
+        concurrency_groups,
+        concurrent_runs,
+        job_group,
+        jenkins_environment,
+        render_reports,
+        taskdir,
+        config,
+        catch_up,
+        after,
+        unless,
+        and_every,
+        with_params,
+    })
+}
+
+/// `command`: a list of arguments, or one string split like a shell would (dsari uses
+/// Python's `shlex.split`; `shell-words` follows the same POSIX rules).
+fn command(t: &Table, node: Node) -> Result<Vec<String>, DaemonConfigError> {
+    let argv = match &node.value {
+        Value::String(s) => shell_words::split(s).map_err(|e| {
+            t.bad_value(
+                &node,
+                "command",
+                format!("cannot split {s:?} into words: {e}"),
+            )
+        })?,
+        Value::List(_) => {
+            // Reuse the list reader on a one-key table so the messages stay the same.
+            let mut one = Table::new(
+                BTreeMap::from([("command".to_owned(), node.clone())]),
+                t.scope.clone(),
+                node.origin.clone(),
+            );
+            one.string_list("command")?
+                .map(|(v, _)| v)
+                .unwrap_or_default()
+        }
+        _ => return Err(t.bad_type(&node, "command", "a list of arguments or a string")),
+    };
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(t.bad_value(&node, "command", "the command is empty"));
+    }
+    Ok(argv)
+}
+
+/// A list of event names (`after`, `unless`).
+fn events(t: &mut Table, key: &str) -> Result<Vec<String>, DaemonConfigError> {
+    let Some((names, node)) = t.string_list(key)? else {
+        return Ok(Vec::new());
+    };
+    for name in &names {
+        check_event(t, &node, key, name)?;
+    }
+    Ok(names)
+}
+
+fn check_event(t: &Table, node: &Node, key: &str, name: &str) -> Result<(), DaemonConfigError> {
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(t.bad_value(node, key, format!("{name:?} is not an event name")));
+    }
+    Ok(())
+}
+
+/// The known time zone closest to `name`, for a "did you mean" (case or a small typo).
+fn closest_timezone(name: &str) -> Option<&'static str> {
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .map(|known| {
+            (
+                strsim::damerau_levenshtein(&name.to_lowercase(), &known.to_lowercase()),
+                known,
+            )
+        })
+        .filter(|&(d, _)| d <= 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, known)| known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::daemon::job_groups::jobs_of;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn jobs(yaml: &str) -> Result<BTreeMap<String, Job>, DaemonConfigError> {
+        jobs_of(yaml)
+    }
+
+    fn err(yaml: &str) -> DaemonConfigError {
+        jobs(yaml).expect_err("should fail")
+    }
+
+    #[test]
+    fn names_follow_dsari() {
+        for good in [
+            "a",
+            "sample-job",
+            "a b",
+            "x_y+z.w:1@host",
+            "...",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(validate_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a\nb", "é", "a*", &"a".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        let e = err("jobs:\n  a/b: {command: [x]}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"a/b\": invalid name: only letters, digits, space and - _ + . : @ are allowed"
+        );
+        assert!(e.hint().is_some());
+    }
+
+    #[test]
+    fn defaults() {
+        let jobs = jobs("jobs:\n  j: {command: /usr/bin/env}\n").expect("loads");
+        let j = &jobs["j"];
+        assert_eq!(j.command.as_deref(), Some(&["/usr/bin/env".to_owned()][..]));
+        assert!(!j.command_append_run && !j.concurrent_runs && !j.jenkins_environment);
+        assert!(j.render_reports);
+        assert_eq!(j.max_execution, None);
+        assert_eq!(j.max_execution_grace, Duration::from_secs(60));
+        assert_eq!(j.catch_up, CatchUp::None);
+        assert!(j.after.is_empty() && j.unless.is_empty() && j.with_params.is_empty());
+    }
+
+    #[test]
+    fn command_strings_split_like_a_shell() {
+        let jobs =
+            jobs("jobs:\n  j: {command: \"sh -c 'echo \\\"hi there\\\"' x\"}\n").expect("loads");
+        assert_eq!(
+            jobs["j"].command.as_deref(),
+            Some(
+                &[
+                    "sh".to_owned(),
+                    "-c".to_owned(),
+                    "echo \"hi there\"".to_owned(),
+                    "x".to_owned()
+                ][..]
+            )
+        );
+        let e = err("jobs:\n  j: {command: \"echo 'open\"}\n");
+        assert!(
+            e.to_string()
+                .contains("job \"j\": key \"command\": cannot split"),
+            "{e}"
+        );
+        let e = err("jobs:\n  j: {command: []}\n");
+        assert!(
+            e.to_string()
+                .ends_with("key \"command\": the command is empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn runner_keys() {
+        let jobs = jobs(
+            "jobs:\n  chain:\n    taskdir: tasks/nightly\n    config: nightly.ini\n    catch_up: once\n\
+             \x20   after: [fetched, built]\n    unless: [holiday]\n    and_every: fetched\n\
+             \x20   with_params: {env: prod, n: 3}\n    max_execution: 1h\n    max_execution_grace: 5\n",
+        )
+        .expect("loads");
+        let j = &jobs["chain"];
+        assert_eq!(j.command, None);
+        assert_eq!(
+            j.taskdir.as_deref(),
+            Some(Path::new("/etc/runner/tasks/nightly"))
+        );
+        assert_eq!(
+            j.config.as_deref(),
+            Some(Path::new("/etc/runner/nightly.ini"))
+        );
+        assert_eq!(j.catch_up, CatchUp::Once);
+        assert_eq!(j.after, ["fetched", "built"]);
+        assert_eq!(j.unless, ["holiday"]);
+        assert_eq!(j.and_every.as_deref(), Some("fetched"));
+        assert_eq!(j.with_params["n"], serde_json::json!(3));
+        assert_eq!(j.max_execution, Some(Duration::from_secs(3600)));
+        assert_eq!(j.max_execution_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn command_and_taskdir() {
+        let e = err("jobs:\n  j: {command: [x], taskdir: t}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"j\": key \"taskdir\": command and taskdir are mutually exclusive; keep one"
+        );
+        let e = err("jobs:\n  j: {schedule: '@daily'}\n");
+        assert_eq!(e.key(), Some("command"));
+        assert!(
+            e.to_string()
+                .contains("job \"j\": key \"command\": a job needs a command"),
+            "{e}"
+        );
+        let e = err("jobs:\n  j: {command: [x], config: c.ini}\n");
+        assert_eq!(e.key(), Some("config"));
+        let e = err("jobs:\n  j: {taskdir: t, command_append_run: true}\n");
+        assert_eq!(e.key(), Some("command_append_run"));
+    }
+
+    #[test]
+    fn bad_keys_types_and_values_name_job_and_key() {
+        let e = err("jobs:\n  backup: {command: [x], scedule: '@daily'}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"backup\": unknown key \"scedule\""
+        );
+        assert_eq!(e.hint().as_deref(), Some("did you mean \"schedule\"?"));
+
+        let e = err("jobs:\n  backup: {command: [x], concurrent_runs: [1]}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"backup\": key \"concurrent_runs\": expected a bool, found a list"
+        );
+
+        let e = err("jobs:\n  backup: {command: [x], schedule_timezone: Europe/Pari}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"backup\": key \"schedule_timezone\": unknown time zone \"Europe/Pari\"; did you mean \"Europe/Paris\"?"
+        );
+        let e = err("jobs:\n  backup: {command: [x], schedule_timezone: Nowhere/Special}\n");
+        assert!(e.to_string().contains("use an IANA name"), "{e}");
+
+        let e = err("jobs:\n  backup: {command: [x], catch_up: onse}\n");
+        assert!(
+            e.to_string().contains("key \"catch_up\": \"onse\" is not"),
+            "{e}"
+        );
+        let e = err("jobs:\n  backup: {command: [x], concurrency_groups: [a/b]}\n");
+        assert!(
+            e.to_string()
+                .contains("key \"concurrency_groups\": \"a/b\" is not a valid"),
+            "{e}"
+        );
+        let e = err("jobs:\n  backup: {command: [x], after: fetched}\n");
+        assert!(
+            e.to_string()
+                .contains("key \"after\": expected a list of strings, found a string"),
+            "{e}"
+        );
+        let e = err("jobs:\n  backup: {command: [x], with_params: [1]}\n");
+        assert!(
+            e.to_string()
+                .contains("key \"with_params\": expected a mapping"),
+            "{e}"
+        );
+        let e = err("jobs:\n  backup: {command: [x], max_execution: 0}\n");
+        assert_eq!(e.key(), Some("max_execution"));
+        let e = err("jobs:\n  backup: [x]\n");
+        assert!(
+            e.to_string()
+                .contains("key \"jobs\": expected a mapping, found a list"),
+            "{e}"
+        );
+        assert!(matches!(e.scope(), Scope::Job { name, .. } if name == "backup"));
+    }
+
+    #[test]
+    fn timezones_parse() {
+        let jobs = jobs("jobs:\n  j: {command: [x], schedule: '0 3 * * *', schedule_timezone: America/New_York}\n")
+            .expect("loads");
+        assert_eq!(
+            jobs["j"].schedule_timezone.as_deref(),
+            Some("America/New_York")
+        );
+        assert_eq!(jobs["j"].schedule.as_deref(), Some("0 3 * * *"));
+    }
+}

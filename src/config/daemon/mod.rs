@@ -1,0 +1,18 @@
+//! The scheduler daemon's configuration: dsari's YAML/JSON keys plus runner's own.
+//!
+//! `source` finds the files and merges them as dsari does, `tree` parses one file into values
+//! that remember their file, `fields` reads typed keys with errors that name file, job and key,
+//! `job` reads one job, `job_groups` assembles `jobs` and expands `job_groups`, and `load`
+//! checks the whole. Schedule expressions are kept as text: the schedule module validates them.
+
+mod error;
+mod fields;
+mod job;
+mod job_groups;
+mod load;
+mod source;
+mod tree;
+
+pub use error::DaemonConfigError;
+pub(crate) use job::{CatchUp, Job, validate_name};
+pub(crate) use load::{ConcurrencyGroup, DaemonConfig, Database};

@@ -1,0 +1,513 @@
+//! The public entry point: [`Schedule`] parsing and next-run computation.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use super::cron::CronSpec;
+use super::error::{FieldError, ScheduleError};
+use super::hash;
+use super::rrule::{self as rule, RruleSpec};
+use super::zone;
+
+/// A parsed schedule for one job.
+///
+/// Holds everything `next_after` needs so the daemon can ask repeatedly
+/// without re-parsing: the expanded cron masks (or validated RRULE), the
+/// resolved zone and the job's dsari sub-second offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    kind: Kind,
+    tz: Tz,
+    /// Added to every due time, exactly as dsari does, so jobs sharing a
+    /// second are still started in a stable, spread-out order.
+    offset: Duration,
+    /// `crc % 86400`, the RRULE DTSTART alignment.
+    alignment: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Cron(CronSpec),
+    Rrule(RruleSpec),
+}
+
+/// The `@` aliases, expanded as croniter does when given a hash id
+/// (6 fields, hashed seconds last).
+const ALIASES: [(&str, &str); 7] = [
+    ("@midnight", "h h(0-2) * * * h"),
+    ("@hourly", "h * * * * h"),
+    ("@daily", "h h * * * h"),
+    ("@weekly", "h h * * h h"),
+    ("@monthly", "h h h * * h"),
+    ("@yearly", "h h h h * h"),
+    ("@annually", "h h h h * h"),
+];
+
+/// Upper bound on wall times examined per query. Only reached when many
+/// candidates fall inside a repeated (fall-back) hour, e.g. every second.
+const MAX_CANDIDATES: usize = 100_000;
+
+impl Schedule {
+    /// Parses a cron expression (5 fields, or 6 with seconds last), an
+    /// `@alias`, or an RRULE set (`RRULE:...`, optionally with
+    /// DTSTART/RDATE/EXDATE lines). `job_name` drives `H`/`R` hashing and
+    /// the sub-second offset; `tz` is the schedule time zone, `None` meaning
+    /// the machine's.
+    pub(crate) fn parse(expr: &str, job_name: &str, tz: Option<Tz>) -> Result<Self, ScheduleError> {
+        let crc = hash::crc32(job_name.as_bytes());
+        let tz = zone::resolve(tz);
+        let kind = parse_kind(expr.trim(), crc, tz).map_err(|e| e.into_schedule_error(expr))?;
+        Ok(Self {
+            kind,
+            tz,
+            offset: hash::subsecond_offset(crc),
+            alignment: hash::rrule_alignment(crc),
+        })
+    }
+
+    /// The first due time strictly after `after`, or `None` if the schedule
+    /// never fires again (an RRULE past its UNTIL, an impossible date such
+    /// as 31 February).
+    pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Due times are occurrence + offset, so "due > after" is
+        // "occurrence > after - offset".
+        let base = after.checked_sub_signed(self.offset)?;
+        let occurrence = match &self.kind {
+            Kind::Cron(spec) => self.next_cron(spec, base),
+            Kind::Rrule(spec) => spec.next_after(base, self.alignment),
+        }?;
+        occurrence.checked_add_signed(self.offset)
+    }
+
+    /// The zone this schedule is evaluated in (after resolving `None`).
+    pub(crate) fn time_zone(&self) -> Tz {
+        self.tz
+    }
+
+    /// Scans matching wall times in order and returns the first whose
+    /// instant is after `base`. Wall-to-instant mapping is monotonic (see
+    /// `zone.rs`), so the only candidates skipped are second passes through
+    /// a repeated hour, which map to instants already past.
+    fn next_cron(&self, spec: &CronSpec, base: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut wall = base.with_timezone(&self.tz).naive_local();
+        for _ in 0..MAX_CANDIDATES {
+            let candidate = spec.next_after(wall)?;
+            let instant = zone::instant_of(self.tz, candidate)?;
+            if instant > base {
+                return Some(instant);
+            }
+            wall = candidate;
+        }
+        None
+    }
+}
+
+fn parse_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
+    if expr.is_empty() {
+        return Err(FieldError::new("schedule", "empty expression"));
+    }
+    if rule::is_rrule(expr) {
+        return RruleSpec::parse(expr, tz).map(Kind::Rrule);
+    }
+    let lower = expr.to_ascii_lowercase();
+    let mut fields: Vec<&str> = if lower.starts_with('@') {
+        let expansion = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == lower)
+            .map(|(_, fields)| *fields)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "schedule",
+                    format!(
+                        "unknown alias \"{expr}\" (expected @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually)"
+                    ),
+                )
+            })?;
+        expansion.split_whitespace().collect()
+    } else {
+        expr.split_whitespace().collect()
+    };
+    // dsari appends a hashed seconds field to 5-field expressions, so each
+    // job fires at its own second of the minute.
+    if fields.len() == 5 {
+        fields.push("h");
+    }
+    CronSpec::parse(&fields, crc).map(Kind::Cron)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDateTime;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .unwrap_or_default()
+            .and_utc()
+    }
+
+    fn schedule(expr: &str, job: &str, tz: Tz) -> Schedule {
+        match Schedule::parse(expr, job, Some(tz)) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn next(expr: &str, job: &str, tz: Tz, after: &str) -> Option<DateTime<Utc>> {
+        schedule(expr, job, tz).next_after(at(after))
+    }
+
+    fn error(expr: &str) -> ScheduleError {
+        match Schedule::parse(expr, "job", Some(Tz::UTC)) {
+            Ok(_) => panic!("{expr} should be rejected"),
+            Err(e) => e,
+        }
+    }
+
+    /// dsari's own result for each case, computed with dsari's
+    /// `get_next_schedule_time` formula on croniter 6 and python-dateutil
+    /// 2.9 (UTC machine), called at `after - offset` as `next_after` is.
+    #[test]
+    fn matches_dsari_reference_times() {
+        let cases = [
+            (
+                "H H * * *",
+                "hello",
+                "2020-01-01T00:00:00",
+                "2020-01-01T11:10:32.211192",
+            ),
+            (
+                "@daily",
+                "hello",
+                "2020-01-01T00:00:00",
+                "2020-01-01T11:10:32.211192",
+            ),
+            (
+                "@weekly",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-05-09T12:24:00.499824",
+            ),
+            (
+                "@monthly",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-06-02T12:24:00.499824",
+            ),
+            (
+                "@yearly",
+                "db-vacuum",
+                "2026-05-05T13:14:15",
+                "2027-04-18T14:29:45.722319",
+            ),
+            (
+                "@midnight",
+                "db-vacuum",
+                "2026-05-05T13:14:15",
+                "2026-05-06T02:29:45.722319",
+            ),
+            (
+                "@hourly",
+                "db-vacuum",
+                "2026-05-05T13:14:15",
+                "2026-05-05T13:29:45.722319",
+            ),
+            (
+                "H/15 * * * *",
+                "db-vacuum",
+                "2026-05-05T13:14:15",
+                "2026-05-05T13:14:45.722319",
+            ),
+            (
+                "H(30-59)/10 H(0-7) * * 1-5",
+                "report",
+                "2026-05-09T13:14:15",
+                "2026-05-11T02:34:20.766349",
+            ),
+            (
+                "H H(9-17) H/3 * *",
+                "report",
+                "2026-05-09T13:14:15",
+                "2026-05-09T13:44:20.766349",
+            ),
+            (
+                "0 9 * jan-mar mon",
+                "report",
+                "2026-05-09T13:14:15",
+                "2027-01-04T09:00:20.766349",
+            ),
+            (
+                "*/20 * * * * H/7",
+                "poll",
+                "2026-05-09T13:14:15",
+                "2026-05-09T13:20:01.518509",
+            ),
+            (
+                "0 0 13 * fri",
+                "spooky",
+                "2026-05-09T13:14:15",
+                "2026-05-13T00:00:37.291873",
+            ),
+            (
+                "RRULE:FREQ=DAILY",
+                "hello",
+                "2020-01-01T00:00:00",
+                "2020-01-01T16:31:10.211192",
+            ),
+            (
+                "RRULE:FREQ=WEEKLY",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-05-12T07:40:48.499824",
+            ),
+            (
+                "RRULE:FREQ=HOURLY;INTERVAL=3",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-05-05T13:40:48.499824",
+            ),
+            (
+                "RRULE:FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
+                "report",
+                "2026-05-05T13:14:15",
+                "2026-05-29T11:15:32.766349",
+            ),
+            (
+                "RRULE:FREQ=MINUTELY;INTERVAL=5",
+                "poll",
+                "2026-05-05T13:14:15",
+                "2026-05-05T13:14:27.518509",
+            ),
+        ];
+        for (expr, job, after, expected) in cases {
+            assert_eq!(
+                next(expr, job, Tz::UTC, after),
+                Some(at(expected)),
+                "{expr} / {job}"
+            );
+        }
+    }
+
+    /// Same, with the dsari machine in America/New_York (dsari works on
+    /// naive local time; away from DST changes that is the same thing).
+    #[test]
+    fn matches_dsari_reference_times_new_york() {
+        let ny = Tz::America__New_York;
+        let cases = [
+            (
+                "RRULE:FREQ=WEEKLY",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-05-12T07:40:48.499824",
+            ),
+            (
+                "RRULE:FREQ=DAILY;BYHOUR=9",
+                "hello",
+                "2026-07-01T00:00:00",
+                "2026-07-01T13:56:10.211192",
+            ),
+            (
+                "@weekly",
+                "nightly-backup",
+                "2026-05-05T13:14:15",
+                "2026-05-09T16:24:00.499824",
+            ),
+            (
+                "H(0-7) * * * 1-5",
+                "report",
+                "2026-05-09T13:14:15",
+                "2026-05-11T04:04:20.766349",
+            ),
+        ];
+        for (expr, job, after, expected) in cases {
+            assert_eq!(
+                next(expr, job, ny, after),
+                Some(at(expected)),
+                "{expr} / {job}"
+            );
+        }
+    }
+
+    #[test]
+    fn five_fields_get_hashed_seconds_and_offset() {
+        // test_hash_second's 11:10:32 plus hello's 0.211192 s offset.
+        let s = schedule("H H * * *", "hello", Tz::UTC);
+        assert_eq!(s.offset, Duration::microseconds(211_192));
+        assert_eq!(
+            s.next_after(at("2020-01-01T00:00:00")),
+            Some(at("2020-01-01T11:10:32.211192"))
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_last() {
+        let got = next("0 12 * * * 45", "hello", Tz::UTC, "2020-01-01T00:00:00");
+        assert_eq!(got, Some(at("2020-01-01T12:00:45.211192")));
+    }
+
+    #[test]
+    fn every_alias_parses_and_repeats() {
+        let cases = [
+            ("@hourly", Duration::hours(1)),
+            ("@daily", Duration::days(1)),
+            ("@midnight", Duration::days(1)),
+            ("@weekly", Duration::weeks(1)),
+            ("@monthly", Duration::days(31)),
+            ("@yearly", Duration::days(365)),
+            ("@annually", Duration::days(365)),
+            ("@DAILY", Duration::days(1)),
+        ];
+        for (alias, gap) in cases {
+            let s = schedule(alias, "hello", Tz::UTC);
+            let first = s.next_after(at("2020-01-01T00:00:00"));
+            let second = first.and_then(|t| s.next_after(t));
+            assert_eq!(second.zip(first).map(|(b, a)| b - a), Some(gap), "{alias}");
+        }
+        let midnight = next("@midnight", "hello", Tz::UTC, "2020-01-01T00:00:00");
+        assert_eq!(midnight, Some(at("2020-01-01T02:10:32.211192")));
+        let yearly = next("@yearly", "hello", Tz::UTC, "2020-01-01T00:00:00");
+        assert_eq!(
+            next("@annually", "hello", Tz::UTC, "2020-01-01T00:00:00"),
+            yearly
+        );
+    }
+
+    #[test]
+    fn next_after_is_strictly_after() {
+        let s = schedule("H H * * *", "hello", Tz::UTC);
+        let due = at("2020-01-01T11:10:32.211192");
+        assert_eq!(s.next_after(due), Some(due + Duration::days(1)));
+        assert_eq!(s.next_after(due - Duration::microseconds(1)), Some(due));
+        let r = schedule("RRULE:FREQ=HOURLY;BYMINUTE=0;BYSECOND=0", "hello", Tz::UTC);
+        let due = at("2020-01-01T01:00:00.211192");
+        assert_eq!(r.next_after(due), Some(due + Duration::hours(1)));
+        assert_eq!(r.next_after(due - Duration::microseconds(1)), Some(due));
+    }
+
+    #[test]
+    fn time_zone_is_applied() {
+        // 09:00 in London is 08:00Z in summer and 09:00Z in winter.
+        let london = Tz::Europe__London;
+        let summer = next("0 9 * * * 0", "hello", london, "2026-07-01T00:00:00");
+        assert_eq!(summer, Some(at("2026-07-01T08:00:00.211192")));
+        let winter = next("0 9 * * * 0", "hello", london, "2026-01-05T00:00:00");
+        assert_eq!(winter, Some(at("2026-01-05T09:00:00.211192")));
+        assert_eq!(schedule("@daily", "x", london).time_zone(), london);
+        assert!(Schedule::parse("@daily", "x", None).is_ok());
+    }
+
+    #[test]
+    fn spring_forward_runs_once_at_end_of_gap() {
+        // 02:30 does not exist in New York on 2026-03-08; it runs at 03:00.
+        let s = schedule("30 2 * * * 0", "hello", Tz::America__New_York);
+        let mut t = at("2026-03-07T00:00:00");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            t = s.next_after(t).unwrap_or_default();
+            got.push(t);
+        }
+        assert_eq!(
+            got,
+            [
+                at("2026-03-07T07:30:00.211192"), // 02:30 EST
+                at("2026-03-08T07:00:00.211192"), // 03:00 EDT, once
+                at("2026-03-09T06:30:00.211192"), // 02:30 EDT
+            ]
+        );
+    }
+
+    #[test]
+    fn spring_forward_collapses_gap_runs() {
+        let s = schedule("*/15 * * * * 0", "hello", Tz::America__New_York);
+        let first = s.next_after(at("2026-03-08T06:50:00")); // 01:50 EST
+        assert_eq!(first, Some(at("2026-03-08T07:00:00.211192"))); // 03:00 EDT
+        let second = first.and_then(|t| s.next_after(t));
+        assert_eq!(second, Some(at("2026-03-08T07:15:00.211192"))); // 03:15 EDT
+    }
+
+    #[test]
+    fn fall_back_runs_once() {
+        // 01:30 happens twice in New York on 2026-11-01; run the first.
+        let s = schedule("30 1 * * * 0", "hello", Tz::America__New_York);
+        let first = s.next_after(at("2026-10-31T16:00:00"));
+        assert_eq!(first, Some(at("2026-11-01T05:30:00.211192"))); // 01:30 EDT
+        let second = first.and_then(|t| s.next_after(t));
+        assert_eq!(second, Some(at("2026-11-02T06:30:00.211192"))); // 01:30 EST next day
+        // Asked during the repeated hour (01:00 EST), still not again today.
+        let during = s.next_after(at("2026-11-01T06:00:00"));
+        assert_eq!(during, Some(at("2026-11-02T06:30:00.211192")));
+    }
+
+    #[test]
+    fn rrule_dst_follows_rfc5545() {
+        // The rrule crate resolves a missing 02:30 with the pre-gap offset
+        // (RFC 5545 section 3.3.5): 03:30 EDT, still once that day.
+        let s = schedule(
+            "RRULE:FREQ=DAILY;BYHOUR=2;BYMINUTE=30;BYSECOND=0",
+            "hello",
+            Tz::America__New_York,
+        );
+        let first = s.next_after(at("2026-03-08T00:00:00"));
+        assert_eq!(first, Some(at("2026-03-08T07:30:00.211192")));
+        let second = first.and_then(|t| s.next_after(t));
+        assert_eq!(second, Some(at("2026-03-09T06:30:00.211192")));
+        let fall = schedule(
+            "RRULE:FREQ=DAILY;BYHOUR=1;BYMINUTE=30;BYSECOND=0",
+            "hello",
+            Tz::America__New_York,
+        );
+        let first = fall.next_after(at("2026-10-31T16:00:00"));
+        assert_eq!(first, Some(at("2026-11-01T05:30:00.211192")));
+        let second = first.and_then(|t| fall.next_after(t));
+        assert_eq!(second, Some(at("2026-11-02T06:30:00.211192")));
+    }
+
+    #[test]
+    fn rrule_multiline_and_lowercase() {
+        let s = schedule(
+            "rrule:freq=daily;byhour=6;byminute=0;bysecond=0\nEXDATE:20200102T060000",
+            "hello",
+            Tz::UTC,
+        );
+        assert_eq!(
+            s.next_after(at("2020-01-01T07:00:00")),
+            Some(at("2020-01-03T06:00:00.211192"))
+        );
+    }
+
+    #[test]
+    fn never_fires_again_is_none() {
+        assert_eq!(
+            next("0 0 31 2 * 0", "hello", Tz::UTC, "2020-01-01T00:00:00"),
+            None
+        );
+        let until = "RRULE:FREQ=DAILY;UNTIL=20200101T000000Z";
+        assert_eq!(next(until, "hello", Tz::UTC, "2021-01-01T00:00:00"), None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error("0 0 32 * *");
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("day of month", "value 32 out of range 1-31")
+        );
+        assert_eq!(
+            e.to_string(),
+            "schedule \"0 0 32 * *\": day of month: value 32 out of range 1-31"
+        );
+        assert_eq!(error("0 0 * * * 60").field, "second");
+        assert_eq!(error("0 0 * * mo").field, "day of week");
+        assert_eq!(error("H(5-1) * * * *").field, "minute");
+        assert_eq!(error("@fortnightly").field, "schedule");
+        assert_eq!(error("   ").reason, "empty expression");
+        assert_eq!(error("1 2 3").reason, "expected 5 or 6 fields, got 3");
+        let count = error("RRULE:FREQ=DAILY;COUNT=5");
+        assert_eq!(count.field, "COUNT");
+        assert_eq!(
+            count.to_string(),
+            "schedule \"RRULE:FREQ=DAILY;COUNT=5\": COUNT: not supported, a schedule has no fixed start to count from (use UNTIL)"
+        );
+        assert_eq!(error("RRULE:FREQ=DAILY;BYMINUTE=61").field, "BYMINUTE");
+    }
+}
