@@ -356,6 +356,7 @@ impl Chain<'_> {
         Output {
             prefix: (parallel > 1).then(|| format!("[{}] ", step.task.name)),
             capture,
+            file: None,
         }
     }
 
@@ -387,6 +388,7 @@ impl Chain<'_> {
         let limits = Limits {
             max_time: settings.max_time,
             kill_grace: settings.kill_grace,
+            interrupt_grace: None,
         };
         let result_file = self.scratch.join(format!(
             "{run_id}.{}.{}.result.json",

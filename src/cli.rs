@@ -107,6 +107,14 @@ pub struct ChainArgs {
     /// As root, run task files and read configuration even if others could write them.
     #[arg(long)]
     pub insecure: bool,
+
+    /// Record the chain's tasks under this existing run (the daemon runs chain jobs so).
+    #[arg(long, hide = true, value_name = "RUN_ID", requires = "job_name")]
+    pub attach_run: Option<String>,
+
+    /// The job name to record under, instead of `[runner] name` or the directory's name.
+    #[arg(long, hide = true, value_name = "JOB")]
+    pub job_name: Option<String>,
 }
 
 /// The subcommands.
@@ -119,6 +127,15 @@ pub enum Command {
     /// Read recorded runs: list, show, output, tail.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Run the scheduler daemon in the foreground until SIGTERM or SIGINT.
+    Daemon(DaemonArgs),
+    /// The daemon's jobs and their next times.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Ask the daemon for a run of JOB by writing a trigger file.
+    Trigger(TriggerArgs),
+    /// Print the next times of a schedule expression.
+    Schedule(ScheduleArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -171,16 +188,111 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The chain's INI configuration file.
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "daemon"
+    )]
     pub config: Option<PathBuf>,
 
-    /// Check permissions as a root run would, but do not fail on them.
+    /// As root, do not fail on files that others could write.
     #[arg(long)]
     pub insecure: bool,
 
+    /// Check a daemon configuration (file or directory) instead of a chain.
+    #[arg(long, value_name = "PATH", conflicts_with = "taskdir")]
+    pub daemon: Option<PathBuf>,
+
     /// The task directory to check.
-    #[arg(value_name = "TASKDIR")]
-    pub taskdir: PathBuf,
+    #[arg(value_name = "TASKDIR", required_unless_present = "daemon")]
+    pub taskdir: Option<PathBuf>,
+}
+
+/// Where the daemon's configuration is, shared by `daemon` and `jobs`.
+#[derive(Debug, Args)]
+pub struct DaemonConfigArgs {
+    /// A YAML or JSON file, or a directory with runner.yaml/runner.json (or dsari's
+    /// dsari.yaml/dsari.json) and config.d/ [default: /etc/runner as root,
+    /// $XDG_CONFIG_HOME/runner otherwise].
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `runner daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon's configuration.
+    #[command(flatten)]
+    pub config: DaemonConfigArgs,
+}
+
+/// The `jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List the configured jobs with their schedules, next times and last runs.
+    List {
+        /// The daemon's configuration.
+        #[command(flatten)]
+        config: DaemonConfigArgs,
+    },
+    /// The next due runs of all jobs, soonest first.
+    Next {
+        /// The daemon's configuration.
+        #[command(flatten)]
+        config: DaemonConfigArgs,
+        /// How many due times to print.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
+}
+
+/// Arguments of `runner trigger`.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The job to run.
+    pub job: String,
+    /// An environment variable for the run (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// When to run: epoch seconds or an ISO 8601 time [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The trigger type shown in records and reports [default: file].
+    #[arg(long = "type", value_name = "T")]
+    pub kind: Option<String>,
+    /// A description for people.
+    #[arg(long, value_name = "D")]
+    pub description: Option<String>,
+    /// The daemon's configuration, to find data_dir and check that JOB exists.
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `runner schedule`.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// A cron expression (5 fields, or 6 with seconds last), an @alias, or an RRULE.
+    pub expr: String,
+    /// The job name that H and R hash on.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Print times after this one: epoch seconds or RFC 3339 [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// How many times to print.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// IANA time zone of the schedule and of the printed times [default: local].
+    #[arg(long, value_name = "TZ")]
+    pub tz: Option<String>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 /// Arguments of `runner completions`.

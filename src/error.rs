@@ -9,7 +9,9 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::config::daemon::DaemonConfigError;
 use crate::plan::PlanError;
+use crate::schedule::ScheduleError;
 use crate::security::UnsafeError;
 use crate::store::StoreError;
 use crate::taskdir::TaskDirError;
@@ -36,6 +38,12 @@ pub enum Error {
     /// The INI configuration is malformed or holds a bad value.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The daemon configuration is malformed or holds a bad value.
+    #[error(transparent)]
+    DaemonConfig(#[from] DaemonConfigError),
+    /// A schedule expression given on the command line is wrong.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// The task directory cannot be read or holds something runner will not run.
     #[error(transparent)]
     TaskDir(#[from] TaskDirError),
@@ -56,6 +64,9 @@ pub enum Error {
     /// The records could not be read (or a run id matched nothing).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An operation was refused (exit 1): the thing exists but cannot be done.
+    #[error("{0}")]
+    Refused(String),
     /// The command line parsed but makes no sense (clap catches the rest).
     #[error("{0}")]
     Usage(String),
@@ -74,12 +85,15 @@ impl Error {
     /// The process exit code for this error, per the contract's section 12.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::TaskDir(_) | Error::Plan(_) | Error::Unsafe(_) => {
-                exit_codes::CONFIG
-            }
+            Error::Config(_)
+            | Error::DaemonConfig(_)
+            | Error::Schedule(_)
+            | Error::TaskDir(_)
+            | Error::Plan(_)
+            | Error::Unsafe(_) => exit_codes::CONFIG,
             Error::Locked { .. } => exit_codes::LOCKED,
             Error::Usage(_) => exit_codes::USAGE,
-            Error::Io { .. } | Error::Store(_) => exit_codes::FAILED,
+            Error::Io { .. } | Error::Store(_) | Error::Refused(_) => exit_codes::FAILED,
         }
     }
 
@@ -87,6 +101,8 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Config(e) => e.hint(),
+            Error::DaemonConfig(e) => e.hint(),
+            Error::Schedule(_) => None,
             Error::Plan(e) => e.hint(),
             Error::Unsafe(e) => Some(e.hint()),
             Error::TaskDir(e) => e.hint(),
@@ -96,7 +112,7 @@ impl Error {
             Error::Store(StoreError::Ambiguous { .. }) => {
                 Some("give more characters of the run id".to_owned())
             }
-            Error::Usage(_) | Error::Io { .. } | Error::Store(_) => None,
+            Error::Usage(_) | Error::Io { .. } | Error::Store(_) | Error::Refused(_) => None,
         }
     }
 

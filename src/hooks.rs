@@ -57,6 +57,7 @@ pub(crate) fn call(
     let limits = Limits {
         max_time: Some(timeout),
         kill_grace: grace.min(timeout),
+        interrupt_grace: None,
     };
     let report = supervisor.run(cmd, limits, &Output::default());
     match (&report.exit, report.stopped) {

@@ -21,6 +21,7 @@ pub mod logging;
 mod chain;
 mod commands;
 mod config;
+mod daemon;
 mod exec;
 mod hooks;
 mod lock;
@@ -33,6 +34,7 @@ mod signals;
 mod state;
 mod store;
 mod taskdir;
+mod triggers;
 
 pub use error::Error;
 

@@ -5,7 +5,7 @@
 //! [`Interrupt::received`] between their short waits. Tests and commands that do not want
 //! signals use an `Interrupt` that was never installed.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use signal_hook::iterator::Signals;
 #[derive(Debug, Default)]
 pub(crate) struct Interrupt {
     signal: AtomicI32,
-    count: AtomicU32,
+    urgent: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -35,22 +35,26 @@ impl Interrupt {
             .name("signals".to_owned())
             .spawn(move || {
                 for sig in signals.forever() {
+                    if me.received().is_none() {
+                        log::warn!("received signal {sig}: stopping the running task");
+                    } else {
+                        log::warn!("received signal {sig} again: killing the running task now");
+                    }
                     me.raise(sig);
                 }
             })?;
         Ok(())
     }
 
-    /// Records `sig`; the first signal is the one runner's exit code reports.
+    /// Records `sig`. The first signal is the one runner's exit code reports; any
+    /// further one makes the interrupt urgent: grace periods end at once.
     pub(crate) fn raise(&self, sig: i32) {
-        let _ = self
+        if self
             .signal
-            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        if count == 1 {
-            log::warn!("received signal {sig}: stopping the running task");
-        } else {
-            log::warn!("received signal {sig} again: killing the running task now");
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            self.urgent.store(true, Ordering::SeqCst);
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.wake.notify_all();
@@ -64,9 +68,9 @@ impl Interrupt {
         }
     }
 
-    /// How many signals arrived; a second one cuts the grace period short.
-    pub(crate) fn count(&self) -> u32 {
-        self.count.load(Ordering::SeqCst)
+    /// Whether a second signal asked to skip what is left of any grace period.
+    pub(crate) fn is_urgent(&self) -> bool {
+        self.urgent.load(Ordering::SeqCst)
     }
 
     /// Sleeps for `duration` unless a signal arrives first; returns whether one did.
@@ -104,12 +108,13 @@ mod tests {
             other.raise(15);
         });
         assert!(interrupt.sleep(Duration::from_secs(30)));
+        assert!(!interrupt.is_urgent());
         assert!(start.elapsed() < Duration::from_secs(20));
         t.join().expect("thread");
         assert_eq!(interrupt.received(), Some(15));
         interrupt.raise(2);
         assert_eq!(interrupt.received(), Some(15), "the first signal is kept");
-        assert_eq!(interrupt.count(), 2);
+        assert!(interrupt.is_urgent(), "a second signal is urgent");
     }
 
     #[test]

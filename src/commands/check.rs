@@ -38,7 +38,16 @@ struct NotRunView {
 
 /// Validates the chain and prints its plan; configuration errors exit 78 like a run would.
 pub(crate) fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<u8, Error> {
-    let prepared = prepare(args.config.as_deref(), &args.taskdir, args.insecure)?;
+    let taskdir = match (&args.daemon, &args.taskdir) {
+        (Some(path), _) => return super::daemon::check(global, path),
+        (None, Some(taskdir)) => taskdir,
+        (None, None) => {
+            return Err(Error::Usage(
+                "a TASKDIR or --daemon PATH is required".to_owned(),
+            ));
+        }
+    };
+    let prepared = prepare(args.config.as_deref(), taskdir, args.insecure, None)?;
     let view = view_of(&prepared);
     let mut out = std::io::stdout().lock();
     let text = match global.format {

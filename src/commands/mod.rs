@@ -2,11 +2,14 @@
 
 mod check;
 mod completions;
+mod daemon;
 mod get;
 mod prepare;
 mod print;
 mod run;
 mod runs;
+mod schedule;
+mod trigger;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -24,6 +27,10 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Run(args)) => run::run(global, &args.chain, &args.taskdir),
         Some(Command::Check(args)) => check::check(global, &args),
         Some(Command::Runs(command)) => runs::runs(global, command),
+        Some(Command::Daemon(args)) => daemon::daemon(global, &args.config),
+        Some(Command::Jobs(command)) => daemon::jobs(global, command),
+        Some(Command::Trigger(args)) => trigger::trigger(global, args),
+        Some(Command::Schedule(args)) => schedule::schedule(&args),
         Some(Command::Completions(args)) => completions::completions(args.shell),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),
@@ -47,4 +54,6 @@ fn has_chain_args(cli: &Cli) -> bool {
         || c.wait
         || c.no_record
         || c.insecure
+        || c.attach_run.is_some()
+        || c.job_name.is_some()
 }

@@ -23,15 +23,20 @@ pub(crate) struct Prepared {
 }
 
 /// Loads everything and finds every configuration error before the first task starts.
+/// `job` overrides the job name (the daemon names the runs of its chain jobs).
 pub(crate) fn prepare(
     config: Option<&Path>,
     taskdir: &Path,
     insecure: bool,
+    job: Option<&str>,
 ) -> Result<Prepared, Error> {
     let config = ChainConfig::load(config)?;
     let dir = TaskDir::scan(taskdir, &config.runner.halt_task)?;
     let plan = Plan::build(&dir, &config)?;
-    let job = job_name(&config, &dir)?;
+    let job = match job {
+        Some(job) => job.to_owned(),
+        None => job_name(&config, &dir)?,
+    };
     if security::is_root() && !insecure {
         security::check(Kind::TaskDir, &dir.path)?;
         for file in config.doc.files() {

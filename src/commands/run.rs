@@ -19,7 +19,12 @@ use crate::store::{StoreRecorder, retention};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
 pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {
-    let prepared = prepare(args.config.as_deref(), taskdir, args.insecure)?;
+    let prepared = prepare(
+        args.config.as_deref(),
+        taskdir,
+        args.insecure,
+        args.job_name.as_deref(),
+    )?;
     let config = &prepared.config;
 
     let interrupt = Interrupt::new();
@@ -86,15 +91,19 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             config.runner.log_max_bytes,
             "manual",
         );
-        if lock.is_some() {
-            store.finalize_lost();
+        if args.attach_run.is_some() {
+            store = store.attached();
+        } else {
+            if lock.is_some() {
+                store.finalize_lost();
+            }
+            pruning = retention::spawn(
+                &state_dir,
+                &prepared.job,
+                config.runner.keep_runs,
+                config.runner.keep_days,
+            );
         }
-        pruning = retention::spawn(
-            &state_dir,
-            &prepared.job,
-            config.runner.keep_runs,
-            config.runner.keep_days,
-        );
         Box::new(store)
     };
     let mut rng = StdRng::from_entropy();
@@ -116,11 +125,16 @@ fn iterate(
     let mut iteration = 0u64;
     loop {
         iteration += 1;
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = match &args.attach_run {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         if let Some(lock) = lock.as_deref_mut() {
             lock.announce(&run_id);
         }
-        let last = args.iterations != 0 && iteration >= args.iterations;
+        // An attached chain is one run of the daemon's: exactly one iteration.
+        let last =
+            args.attach_run.is_some() || (args.iterations != 0 && iteration >= args.iterations);
         let result = chain.run(&run_id, last && args.halt_after, recorder, rng);
         if result != ChainResult::Ok || last {
             return result;

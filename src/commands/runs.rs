@@ -154,8 +154,17 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
     out
 }
 
-/// The output files of a run, in run order: (label, path).
+/// The output files of a run, in run order: (label, path). A daemon run of a command
+/// has one, `output.txt`; a chain run has one per attempt.
 fn output_files(detail: &RunDetail, task: Option<&str>) -> Vec<(String, PathBuf)> {
+    if task.is_none() {
+        if let Some(dir) = &detail.output_dir {
+            let path = PathBuf::from(dir).join("output.txt");
+            if path.is_file() {
+                return vec![("output.txt".to_owned(), path)];
+            }
+        }
+    }
     detail
         .tasks
         .iter()

@@ -30,6 +30,8 @@ pub(crate) struct Output {
     pub(crate) prefix: Option<String>,
     /// Where the copy goes, if anywhere.
     pub(crate) capture: Option<SharedCapture>,
+    /// A file that receives both streams directly instead (a daemon run's output.txt).
+    pub(crate) file: Option<std::fs::File>,
 }
 
 impl Output {
@@ -39,6 +41,17 @@ impl Output {
 
     /// Sets the child's stdout and stderr before it is spawned.
     pub(crate) fn configure(&self, cmd: &mut Command) {
+        if let Some(file) = &self.file {
+            match (file.try_clone(), file.try_clone()) {
+                (Ok(out), Ok(err)) => {
+                    cmd.stdout(out).stderr(err);
+                    return;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    log::warn!("cannot hand the output file to the process: {e}");
+                }
+            }
+        }
         if self.needs_pipes() {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         } else {

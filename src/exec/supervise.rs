@@ -78,6 +78,9 @@ pub(crate) struct Limits {
     pub(crate) max_time: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
     pub(crate) kill_grace: Duration,
+    /// The grace after an interrupt, when it differs (the daemon's
+    /// `shutdown_kill_grace`); `None` uses `kill_grace`.
+    pub(crate) interrupt_grace: Option<Duration>,
 }
 
 /// Runs processes under the shared interrupt and guardian.
@@ -127,7 +130,8 @@ impl Supervisor {
         let status = loop {
             if let Some(sig) = self.interrupt.received() {
                 stopped = Some(Stop::Interrupt(sig));
-                break self.terminate(&mut child, group, limits.kill_grace);
+                let grace = limits.interrupt_grace.unwrap_or(limits.kill_grace);
+                break self.terminate(&mut child, group, grace);
             }
             let slice = match deadline {
                 Some(deadline) => {
@@ -170,24 +174,24 @@ impl Supervisor {
         }
     }
 
-    /// SIGTERM to the group, SIGKILL after `grace` (or at once on a second interrupt),
-    /// and reap the leader. Returns as soon as the leader is reaped and the group empty.
+    /// SIGTERM to the group, SIGKILL after `grace` (or at once when the interrupt is
+    /// urgent), and reap the leader. Returns as soon as the leader is reaped and the
+    /// group empty.
     fn terminate(
         &self,
         child: &mut std::process::Child,
         group: ProcessGroup,
         grace: Duration,
     ) -> Option<ExitStatus> {
-        let signals_before = self.interrupt.count();
         let mut status = None;
-        if !grace.is_zero() {
+        if !grace.is_zero() && !self.interrupt.is_urgent() {
             if let Err(e) = group.signal(Signal::SIGTERM) {
                 log::warn!("cannot send SIGTERM to process group {}: {e}", group.id());
             }
             let end = Instant::now() + grace;
             loop {
                 let now = Instant::now();
-                if now >= end || self.interrupt.count() > signals_before.max(1) {
+                if now >= end || self.interrupt.is_urgent() {
                     break;
                 }
                 match status {

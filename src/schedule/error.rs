@@ -8,7 +8,7 @@ use std::fmt;
 /// command can point at the offending field, e.g. field `day of month`,
 /// reason `value 32 out of range 1-31`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ScheduleError {
+pub struct ScheduleError {
     /// The expression as given by the user, kept for the message.
     pub(crate) expr: String,
     /// Which part is wrong: a cron field name ("second", "minute", "hour",

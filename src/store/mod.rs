@@ -8,5 +8,6 @@ pub(crate) mod retention;
 mod schema;
 mod sqlite;
 
+pub(crate) use owner::Owner;
 pub(crate) use recorder::StoreRecorder;
-pub(crate) use sqlite::{Store, StoreError};
+pub(crate) use sqlite::{NewRun, Store, StoreError};

@@ -194,4 +194,7 @@ pub(crate) struct RunDetail {
     pub(crate) run: RunRecord,
     /// Its task instances in run order.
     pub(crate) tasks: Vec<TaskRecord>,
+    /// The directory holding its output (a daemon run's `output.txt`, a chain's
+    /// per-attempt files).
+    pub(crate) output_dir: Option<String>,
 }

@@ -28,6 +28,8 @@ pub(crate) struct StoreRecorder {
     output_dir: Option<PathBuf>,
     instances: HashMap<(String, u32), i64>,
     attempts: HashMap<(String, u32, u32), OpenAttempt>,
+    /// Recording into a run that another process (the daemon) started and finishes.
+    attached: bool,
 }
 
 /// An attempt that started and has not ended yet.
@@ -62,7 +64,15 @@ impl StoreRecorder {
             output_dir: None,
             instances: HashMap::new(),
             attempts: HashMap::new(),
+            attached: false,
         }
+    }
+
+    /// Records task instances and attempts into an existing run, leaving the run itself
+    /// to whoever started it.
+    pub(crate) fn attached(mut self) -> StoreRecorder {
+        self.attached = true;
+        self
     }
 
     /// Finalizes this job's runs whose recording process died (the job lock is held, so
@@ -150,6 +160,11 @@ impl Recorder for StoreRecorder {
                 None
             }
         };
+        if self.attached {
+            let tasks = run.tasks;
+            self.with_store(|s| s.add_instances(run.run_id, tasks));
+            return;
+        }
         let trigger_data = serde_json::json!({
             "taskdir": run.taskdir,
             "config": run.config,

@@ -116,7 +116,13 @@ pub(crate) fn epoch(t: SystemTime) -> f64 {
 impl Store {
     /// Opens (creating and migrating as needed) the store in `state_dir`.
     pub(crate) fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        let path = state_dir.join(FILE_NAME);
+        Store::open_file(&state_dir.join(FILE_NAME))
+    }
+
+    /// Opens (creating and migrating as needed) the store at `path`, for a daemon whose
+    /// configuration names its database file.
+    pub(crate) fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_owned();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
@@ -201,15 +207,24 @@ impl Store {
                 run.session,
                 run.output_dir.to_string_lossy(),
             ])?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO task_instances (run_id, name, file, instance, position, status)
-                     VALUES (?1, ?2, ?3, 0, ?4, 'unstarted')",
-                )?;
-                for (position, (name, file)) in run.tasks.iter().enumerate() {
-                    insert.execute(params![run.run_id, name, file, position as i64])?;
-                }
-            }
+            insert_instances(&tx, run.run_id, run.tasks)?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Adds the planned task instances of a run someone else started (a daemon run of a
+    /// chain job).
+    pub(crate) fn add_instances(
+        &mut self,
+        run_id: &str,
+        tasks: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert_instances(&tx, run_id, tasks)?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -352,6 +367,55 @@ impl Store {
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
+    }
+
+    /// Sets a running run's `run_data` (the daemon's `return_data`).
+    pub(crate) fn set_run_data(
+        &mut self,
+        run_id: &str,
+        data: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE runs_running SET run_data = ?1 WHERE run_id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![data.to_string(), run_id]))
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The newest finished run of `job`, the newest with exit 0 and the newest without:
+    /// what the daemon's `PREVIOUS_*`, `PREVIOUS_GOOD_*` and `PREVIOUS_BAD_*` describe.
+    pub(crate) fn previous_runs(&self, job: &str) -> Result<[Option<RunRecord>; 3], StoreError> {
+        let one = |condition: &str| -> rusqlite::Result<Option<RunRecord>> {
+            let sql = format!(
+                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
+                 WHERE r.job_name = ?1 {condition} ORDER BY r.start_time DESC LIMIT 1"
+            );
+            self.conn
+                .prepare_cached(&sql)?
+                .query_row([job], finished_row)
+                .optional()
+        };
+        let result = (|| {
+            Ok([
+                one("")?,
+                one("AND r.exit_code = 0")?,
+                one("AND r.exit_code IS NOT NULL AND r.exit_code != 0")?,
+            ])
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The latest schedule time of `job`'s scheduled runs, for `catch_up`.
+    pub(crate) fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError> {
+        let sql = "SELECT max(schedule_time) FROM (
+                SELECT schedule_time FROM runs WHERE job_name = ?1
+                    AND trigger_type IN ('schedule', 'catch_up')
+                UNION ALL
+                SELECT schedule_time FROM runs_running WHERE job_name = ?1
+                    AND trigger_type IN ('schedule', 'catch_up'))";
+        self.conn
+            .query_row(sql, [job], |r| r.get::<_, Option<f64>>(0))
+            .map_err(|e| self.wrap(e))
     }
 
     /// Finalizes as `lost` the runs of `job` (or of every job) left in `runs_running`
@@ -552,7 +616,21 @@ impl Store {
             Ok(tasks)
         })();
         let tasks = result.map_err(|e| self.wrap(e))?;
-        Ok(RunDetail { run, tasks })
+        let output_dir = self
+            .conn
+            .query_row(
+                "SELECT output_dir FROM run_meta WHERE run_id = ?1",
+                [&run.run_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))?
+            .flatten();
+        Ok(RunDetail {
+            run,
+            tasks,
+            output_dir,
+        })
     }
 
     /// Deletes the runs of `job` beyond the newest `keep_runs` or older than `keep_days`,
@@ -605,6 +683,21 @@ impl Store {
         })();
         result.map_err(|e| self.wrap(e))
     }
+}
+
+fn insert_instances(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    tasks: &[(&str, &str)],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare(
+        "INSERT INTO task_instances (run_id, name, file, instance, position, status)
+         VALUES (?1, ?2, ?3, 0, ?4, 'unstarted')",
+    )?;
+    for (position, (name, file)) in tasks.iter().enumerate() {
+        insert.execute(params![run_id, name, file, position as i64])?;
+    }
+    Ok(())
 }
 
 const RUNNING_COLUMNS: &str = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
+use super::error::DaemonConfigError;
 use super::fields::{Table, suggest};
 use super::tree::{Node, Value};
 
@@ -330,9 +330,9 @@ fn closest_timezone(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::daemon::error::Scope;
     use crate::config::daemon::job_groups::jobs_of;
     use std::path::Path;
-    use std::sync::Arc;
 
     fn jobs(yaml: &str) -> Result<BTreeMap<String, Job>, DaemonConfigError> {
         jobs_of(yaml)

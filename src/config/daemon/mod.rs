@@ -13,6 +13,7 @@ mod load;
 mod source;
 mod tree;
 
-pub use error::DaemonConfigError;
+pub(crate) use error::DaemonConfigError;
+pub(crate) use error::{ErrorKind, Scope};
 pub(crate) use job::{CatchUp, Job, validate_name};
-pub(crate) use load::{ConcurrencyGroup, DaemonConfig, Database};
+pub(crate) use load::DaemonConfig;

@@ -1,0 +1,203 @@
+//! `runner daemon`, `runner check --daemon` and `runner jobs list|next`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Local, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::print::{self, Style, local_time};
+use crate::cli::{DaemonConfigArgs, GlobalArgs, JobsCommand};
+use crate::config::daemon::DaemonConfig;
+use crate::daemon::jobs::{self, ScheduledJob};
+use crate::daemon::{Service, Setup, data_dir};
+use crate::error::{Error, exit_codes};
+use crate::store::Store;
+
+/// The daemon configuration to use: `--config`, else `/etc/runner` as root and
+/// `$XDG_CONFIG_HOME/runner` (default `~/.config/runner`) otherwise.
+pub(crate) fn config_path(args: &DaemonConfigArgs) -> PathBuf {
+    if let Some(path) = &args.config {
+        return path.clone();
+    }
+    if crate::security::is_root() {
+        return PathBuf::from("/etc/runner");
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("/etc"));
+    base.join("runner")
+}
+
+/// Runs the scheduler in the foreground.
+pub(crate) fn daemon(global: &GlobalArgs, args: &DaemonConfigArgs) -> Result<u8, Error> {
+    let service = Service::new(Setup {
+        config_path: config_path(args),
+        state_dir: global.state_dir.clone(),
+    })?;
+    service.run()
+}
+
+/// One job as `check --daemon` and `jobs list` print it.
+#[derive(Serialize)]
+struct JobView {
+    name: String,
+    schedule: Option<String>,
+    schedule_timezone: Option<String>,
+    next: Option<String>,
+    command: Option<Vec<String>>,
+    taskdir: Option<PathBuf>,
+    concurrency_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run: Option<LastRun>,
+}
+
+#[derive(Serialize)]
+struct LastRun {
+    run_id: String,
+    status: String,
+    start_time: Option<f64>,
+}
+
+fn view(job: &ScheduledJob, last_run: Option<LastRun>) -> JobView {
+    let next = job.next_after(Utc::now()).map(|t| {
+        t.with_timezone(&Local)
+            .to_rfc3339_opts(SecondsFormat::Millis, false)
+    });
+    JobView {
+        name: job.job.name.clone(),
+        schedule: job.job.schedule.clone(),
+        schedule_timezone: job.job.schedule_timezone.clone(),
+        next,
+        command: job.job.command.clone(),
+        taskdir: job.job.taskdir.clone(),
+        concurrency_groups: job.job.concurrency_groups.clone(),
+        last_run,
+    }
+}
+
+fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
+    let mut header = vec!["JOB", "SCHEDULE", "NEXT", "RUNS"];
+    if with_last {
+        header.push("LAST RUN");
+    }
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for v in views {
+        let what = match (&v.command, &v.taskdir) {
+            (Some(c), _) => shell_words::join(c),
+            (None, Some(t)) => format!("chain {}", t.display()),
+            (None, None) => String::new(),
+        };
+        let mut row = vec![
+            v.name.clone(),
+            v.schedule
+                .clone()
+                .unwrap_or_else(|| "(triggers only)".to_owned()),
+            v.next.clone().unwrap_or_else(|| "-".to_owned()),
+            what,
+        ];
+        if with_last {
+            row.push(match &v.last_run {
+                Some(last) => format!(
+                    "{} {}",
+                    style.status(&last.status),
+                    local_time(last.start_time)
+                ),
+                None => "-".to_owned(),
+            });
+        }
+        rows.push(row);
+    }
+    print::table(&rows)
+}
+
+fn load(path: &Path) -> Result<(DaemonConfig, Vec<ScheduledJob>), Error> {
+    let config = DaemonConfig::load(path)?;
+    let jobs = jobs::prepare(&config)?.into_values().collect();
+    Ok((config, jobs))
+}
+
+/// `check --daemon PATH`: validates without starting anything and prints each job with
+/// its next time.
+pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
+    let (config, jobs) = load(path)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    let views: Vec<JobView> = jobs.iter().map(|j| view(j, None)).collect();
+    print::records(global.format, &views, |style| {
+        format!(
+            "{}\nok: {} job(s); data in {}\n",
+            table(&views, style, false),
+            views.len(),
+            data_dir(&config, global.state_dir.as_deref()).display()
+        )
+    })?;
+    Ok(exit_codes::OK)
+}
+
+/// `jobs list` and `jobs next`.
+pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Error> {
+    match command {
+        JobsCommand::List { config } => {
+            let (config, jobs) = load(&config_path(&config))?;
+            let dir = data_dir(&config, global.state_dir.as_deref());
+            let store = Store::open_for_reading(&dir)?;
+            let mut views = Vec::new();
+            for job in &jobs {
+                let last = match &store {
+                    Some(store) => store
+                        .list_runs(std::slice::from_ref(&job.job.name), 1)?
+                        .into_iter()
+                        .next()
+                        .map(|r| LastRun {
+                            run_id: r.run_id,
+                            status: r.status.to_string(),
+                            start_time: r.start_time,
+                        }),
+                    None => None,
+                };
+                views.push(view(job, last));
+            }
+            print::records(global.format, &views, |style| table(&views, style, true))?;
+        }
+        JobsCommand::Next { config, count } => {
+            let (_, jobs) = load(&config_path(&config))?;
+            let now = Utc::now();
+            let mut due = Vec::new();
+            for job in &jobs {
+                let mut after = now;
+                for _ in 0..count {
+                    let Some(next) = job.next_after(after) else {
+                        break;
+                    };
+                    due.push((next, job.job.name.clone()));
+                    after = next;
+                }
+            }
+            due.sort();
+            due.truncate(count);
+            #[derive(Serialize)]
+            struct Due {
+                time: String,
+                job: String,
+            }
+            let due: Vec<Due> = due
+                .into_iter()
+                .map(|(t, job)| Due {
+                    time: t
+                        .with_timezone(&Local)
+                        .to_rfc3339_opts(SecondsFormat::Millis, false),
+                    job,
+                })
+                .collect();
+            print::records(global.format, &due, |_| {
+                let mut rows = vec![vec!["TIME".to_owned(), "JOB".to_owned()]];
+                rows.extend(due.iter().map(|d| vec![d.time.clone(), d.job.clone()]));
+                print::table(&rows)
+            })?;
+        }
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,55 @@
+//! `runner trigger JOB`: ask the daemon for a run by writing a trigger file atomically.
+
+use std::collections::BTreeMap;
+
+use crate::cli::{GlobalArgs, TriggerArgs};
+use crate::config::daemon::{DaemonConfig, validate_name};
+use crate::error::{Error, exit_codes};
+use crate::triggers::{self, TriggerFile};
+
+/// Writes `DATA_DIR/trigger/JOB/trigger.json` and prints its path.
+pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Error> {
+    validate_name(&args.job)
+        .map_err(|reason| Error::Usage(format!("job name {:?}: {reason}", args.job)))?;
+    let configured = match &args.config {
+        Some(path) => {
+            let config = DaemonConfig::load(path)?;
+            if !config.jobs.contains_key(&args.job) {
+                return Err(Error::Refused(format!(
+                    "no job \"{}\" in {}",
+                    args.job,
+                    path.display()
+                )));
+            }
+            config.configured_data_dir
+        }
+        None => None,
+    };
+    let data_dir = crate::state::resolve(global.state_dir.as_deref(), configured.as_deref());
+    let schedule_time = match &args.at {
+        Some(at) => {
+            let value = match at.parse::<f64>() {
+                Ok(n) => serde_json::json!(n),
+                Err(_) => serde_json::json!(at),
+            };
+            triggers::parse_time(&value, None).map_err(|e| Error::Usage(format!("--at: {e}")))?;
+            Some(value)
+        }
+        None => None,
+    };
+    let file = TriggerFile {
+        kind: args.kind,
+        description: args.description,
+        environment: args
+            .env
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect::<BTreeMap<_, _>>(),
+        schedule_time,
+        schedule_timezone: None,
+    };
+    let path = triggers::write(&data_dir, &args.job, &file)
+        .map_err(|e| Error::io(triggers::job_dir(&data_dir, &args.job), e))?;
+    super::print::write_stdout(format!("{}\n", path.display()).as_bytes())?;
+    Ok(exit_codes::OK)
+}

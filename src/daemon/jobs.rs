@@ -1,0 +1,88 @@
+//! A daemon configuration made ready to schedule: every job with its parsed schedule.
+//!
+//! Parsing every schedule here means `runner check --daemon`, `runner jobs` and a reload
+//! all reject a bad expression before anything runs, with the job and key named.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::daemon::{DaemonConfig, DaemonConfigError, ErrorKind, Job, Scope};
+use crate::schedule::Schedule;
+
+/// A job and its schedule (none for jobs that only run on triggers).
+#[derive(Debug, Clone)]
+pub(crate) struct ScheduledJob {
+    /// The configured job.
+    pub(crate) job: Job,
+    /// Its parsed schedule.
+    pub(crate) schedule: Option<Schedule>,
+}
+
+impl ScheduledJob {
+    /// The first due time strictly after `after`.
+    pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.as_ref()?.next_after(after)
+    }
+}
+
+/// Parses every job's schedule and refuses what the daemon cannot honour yet.
+pub(crate) fn prepare(
+    config: &DaemonConfig,
+) -> Result<BTreeMap<String, ScheduledJob>, DaemonConfigError> {
+    let mut jobs = BTreeMap::new();
+    for (name, job) in &config.jobs {
+        let scope = Scope::Job {
+            name: name.clone(),
+            group: job.job_group.clone(),
+        };
+        let bad = |key: &str, reason: String| {
+            DaemonConfigError::new(
+                &config.path,
+                scope.clone(),
+                ErrorKind::BadValue {
+                    key: key.to_owned(),
+                    reason,
+                },
+            )
+        };
+        // Events (after/unless/and_every/with_params) need the events machinery; a job
+        // that asks for them must not silently run without them.
+        for (key, used) in [
+            ("after", !job.after.is_empty()),
+            ("unless", !job.unless.is_empty()),
+            ("and_every", job.and_every.is_some()),
+            ("with_params", !job.with_params.is_empty()),
+        ] {
+            if used {
+                return Err(bad(
+                    key,
+                    "events are not supported by this version of the daemon yet".to_owned(),
+                ));
+            }
+        }
+        let tz = match &job.schedule_timezone {
+            Some(zone) => Some(zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                bad(
+                    "schedule_timezone",
+                    format!("{zone:?} is not an IANA time zone"),
+                )
+            })?),
+            None => None,
+        };
+        let schedule = match &job.schedule {
+            Some(expr) => {
+                Some(Schedule::parse(expr, name, tz).map_err(|e| bad("schedule", e.to_string()))?)
+            }
+            None => None,
+        };
+        jobs.insert(
+            name.clone(),
+            ScheduledJob {
+                job: job.clone(),
+                schedule,
+            },
+        );
+    }
+    Ok(jobs)
+}

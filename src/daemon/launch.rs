@@ -1,0 +1,257 @@
+//! Starting one daemon run: its directory, its environment (dsari's, with dsari's
+//! precedence), its command, and what is left when it ends (`return_data.json`).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::daemon::Job;
+use crate::exec::{AttemptReport, Exit, Stop};
+use crate::store::model::RunRecord;
+
+/// A run that was asked for and waits to start.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    /// The job.
+    pub(crate) job: String,
+    /// When it was due.
+    pub(crate) schedule_time: DateTime<Utc>,
+    /// `schedule`, `file` (or a trigger's own type), `catch_up`.
+    pub(crate) trigger_type: String,
+    /// Recorded as the run's `trigger_data`.
+    pub(crate) trigger_data: serde_json::Value,
+    /// The trigger's environment, which wins over everything else.
+    pub(crate) environment: BTreeMap<String, String>,
+}
+
+/// Where a run lives on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct RunPaths {
+    /// `DATA_DIR`.
+    pub(crate) data_dir: PathBuf,
+    /// `DATA_DIR/runs/JOB`.
+    pub(crate) job_dir: PathBuf,
+    /// `DATA_DIR/runs/JOB/RUN_ID`: the cwd and the home of `output.txt`.
+    pub(crate) run_dir: PathBuf,
+}
+
+impl RunPaths {
+    /// The paths of run `run_id` of `job`.
+    pub(crate) fn new(data_dir: &Path, job: &str, run_id: &str) -> RunPaths {
+        let job_dir = data_dir.join("runs").join(job);
+        RunPaths {
+            data_dir: data_dir.to_owned(),
+            run_dir: job_dir.join(run_id),
+            job_dir,
+        }
+    }
+}
+
+/// Everything the environment of a run is built from.
+pub(crate) struct Context<'a> {
+    /// The job.
+    pub(crate) job: &'a Job,
+    /// The request.
+    pub(crate) request: &'a Request,
+    /// The run's id.
+    pub(crate) run_id: &'a str,
+    /// Its paths.
+    pub(crate) paths: &'a RunPaths,
+    /// When it starts.
+    pub(crate) start_time: DateTime<Utc>,
+    /// The concurrency group it took a slot in.
+    pub(crate) group: Option<&'a str>,
+    /// The previous run, the previous good and the previous bad one.
+    pub(crate) previous: &'a [Option<RunRecord>; 3],
+    /// The global `environment`.
+    pub(crate) global_env: &'a BTreeMap<String, String>,
+}
+
+fn epoch(t: DateTime<Utc>) -> String {
+    format_epoch(t.timestamp_micros() as f64 / 1e6)
+}
+
+fn format_epoch(t: f64) -> String {
+    // Python's str(float) form, which dsari scripts parse: shortest round-trip digits.
+    format!("{t}")
+}
+
+/// The run's environment, built from scratch (only PATH is inherited), in dsari's
+/// precedence: automatic < global `environment` < job `environment` < trigger.
+pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    let run_dir = ctx.paths.run_dir.display().to_string();
+    set("CI", "true".to_owned());
+    set("DSARI", "true".to_owned());
+    set(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()),
+    );
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
+        set("LOGNAME", user.name);
+        set("HOME", user.dir.display().to_string());
+    }
+    set("PWD", run_dir.clone());
+    set("DATA_DIR", ctx.paths.data_dir.display().to_string());
+    set("JOB_NAME", ctx.job.name.clone());
+    set("JOB_DIR", ctx.paths.job_dir.display().to_string());
+    set("RUN_ID", ctx.run_id.to_owned());
+    set("RUN_DIR", run_dir.clone());
+    set("SCHEDULE_TIME", epoch(ctx.request.schedule_time));
+    set("START_TIME", epoch(ctx.start_time));
+    set("TRIGGER_TYPE", ctx.request.trigger_type.clone());
+    set(
+        "TRIGGER_DIR",
+        crate::triggers::job_dir(&ctx.paths.data_dir, &ctx.job.name)
+            .display()
+            .to_string(),
+    );
+    if let Some(group) = ctx.group {
+        set("CONCURRENCY_GROUP", group.to_owned());
+    }
+    if let Some(group) = &ctx.job.job_group {
+        set("JOB_GROUP", group.clone());
+    }
+    for (prefix, run) in ["PREVIOUS", "PREVIOUS_GOOD", "PREVIOUS_BAD"]
+        .iter()
+        .zip(ctx.previous.iter())
+    {
+        let Some(run) = run else { continue };
+        set(&format!("{prefix}_RUN_ID"), run.run_id.clone());
+        for (name, value) in [
+            ("SCHEDULE_TIME", run.schedule_time),
+            ("START_TIME", run.start_time),
+            ("STOP_TIME", run.stop_time),
+        ] {
+            if let Some(value) = value {
+                set(&format!("{prefix}_{name}"), format_epoch(value));
+            }
+        }
+        if let Some(code) = run.exit_code {
+            set(&format!("{prefix}_EXIT_CODE"), code.to_string());
+        }
+    }
+    if ctx.job.jenkins_environment {
+        let data_url = format!("file://{}/", ctx.paths.data_dir.display());
+        set("BUILD_ID", ctx.run_id.to_owned());
+        set("BUILD_NUMBER", ctx.run_id.to_owned());
+        set(
+            "BUILD_TAG",
+            format!("dsari-{}-{}", ctx.job.name, ctx.run_id),
+        );
+        set("BUILD_URL", format!("file://{run_dir}/"));
+        set("EXECUTOR_NUMBER", "0".to_owned());
+        set("JENKINS_URL", data_url);
+        set("NODE_NAME", "master".to_owned());
+        set("WORKSPACE", run_dir);
+    }
+    for layer in [
+        ctx.global_env,
+        &ctx.job.environment,
+        &ctx.request.environment,
+    ] {
+        for (k, v) in layer {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env
+}
+
+/// The command of a run: the job's `command` (plus job name and run id with
+/// `command_append_run`), or runner itself running the job's chain attached to this run.
+pub(crate) fn command(
+    job: &Job,
+    run_id: &str,
+    env: &BTreeMap<String, String>,
+    paths: &RunPaths,
+    exe: &Path,
+) -> Command {
+    let argv: Vec<OsString> = match (&job.command, &job.taskdir) {
+        (Some(command), _) => {
+            let mut argv: Vec<OsString> = command.iter().map(OsString::from).collect();
+            if job.command_append_run {
+                argv.push(job.name.clone().into());
+                argv.push(run_id.into());
+            }
+            argv
+        }
+        (None, Some(taskdir)) => {
+            let mut argv: Vec<OsString> = vec![
+                exe.into(),
+                "--state-dir".into(),
+                paths.data_dir.clone().into(),
+                "run".into(),
+                "--attach-run".into(),
+                run_id.into(),
+                "--job-name".into(),
+                job.name.clone().into(),
+            ];
+            if let Some(config) = &job.config {
+                argv.push("-c".into());
+                argv.push(config.clone().into());
+            }
+            argv.push(taskdir.clone().into());
+            argv
+        }
+        // The loader requires one of the two.
+        (None, None) => vec![OsString::from("false")],
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_clear().envs(env);
+    // dsari lets PWD (from the job or a trigger) choose the working directory.
+    let cwd = env
+        .get("PWD")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| paths.run_dir.clone());
+    cmd.current_dir(cwd);
+    cmd
+}
+
+/// Opens `RUN_DIR/output.txt` for the run's stdout and stderr.
+pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<File> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&paths.run_dir)?;
+    File::create(paths.run_dir.join("output.txt"))
+}
+
+/// The run's exit code in dsari's terms: the code, or 128 + the signal that ended it.
+pub(crate) fn exit_code(report: &AttemptReport) -> i32 {
+    match &report.exit {
+        Exit::Code(code) => *code,
+        Exit::Signal(sig) => 128 + sig,
+        // The shell's "command not found".
+        Exit::NotStarted(_) => 127,
+    }
+}
+
+/// Why the daemon ended a run itself, for the log.
+pub(crate) fn stop_reason(report: &AttemptReport) -> Option<&'static str> {
+    match report.stopped {
+        Some(Stop::Timeout) => Some("max_execution reached"),
+        Some(Stop::Interrupt(_)) => Some("stopped at shutdown"),
+        None => None,
+    }
+}
+
+/// `run_data` for a finished run: `{"return_data": ...}` when the run left a valid
+/// `return_data.json` in its directory.
+pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
+    let path = paths.run_dir.join("return_data.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) => Some(serde_json::json!({ "return_data": value })),
+        Err(e) => {
+            log::warn!("{} is not valid JSON ({e}); not recorded", path.display());
+            None
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Trigger files: `DATA_DIR/trigger/JOB/trigger.json` (or `.yaml`) asks the daemon for a
+//! run of JOB, as in dsari.
+//!
+//! This module reads, validates and consumes them, writes them atomically for
+//! `runner trigger`, and watches the trigger directories with inotify so that a new file
+//! is noticed at once. A malformed file, or one owned by a user other than the daemon's
+//! or root, is renamed to `*.invalid` with the reason logged, so it is never retried.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use inotify::{Inotify, WatchDescriptor, WatchMask};
+use serde::{Deserialize, Serialize};
+
+/// File names the daemon looks for, in order of preference: JSON wins.
+const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
+
+/// A trigger file's contents (all keys optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TriggerFile {
+    /// Shown as the run's trigger type; `file` when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    /// Environment of the run; wins over every other source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) environment: BTreeMap<String, serde_json::Value>,
+    /// When to run: epoch seconds or an ISO 8601 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schedule_time: Option<serde_json::Value>,
+    /// The zone of a `schedule_time` without an offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schedule_timezone: Option<String>,
+}
+
+/// A consumed, valid trigger.
+#[derive(Debug, Clone)]
+pub(crate) struct Trigger {
+    /// The job it asks for.
+    pub(crate) job: String,
+    /// The run's trigger type.
+    pub(crate) kind: String,
+    /// When the run is due; `None` means now.
+    pub(crate) schedule_time: Option<DateTime<Utc>>,
+    /// Environment strings for the run.
+    pub(crate) environment: BTreeMap<String, String>,
+    /// The file's contents, recorded as the run's `trigger_data`.
+    pub(crate) data: serde_json::Value,
+}
+
+/// The trigger directory of `job`.
+pub(crate) fn job_dir(data_dir: &Path, job: &str) -> PathBuf {
+    data_dir.join("trigger").join(job)
+}
+
+/// Creates the trigger directory of each job (mode 0700: only the daemon's user may ask
+/// for runs).
+pub(crate) fn prepare_dirs<'a>(data_dir: &Path, jobs: impl Iterator<Item = &'a str>) {
+    for job in jobs {
+        let dir = job_dir(data_dir, job);
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+        {
+            log::warn!("cannot create trigger directory {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Looks for a trigger file of `job` and consumes it: returns the trigger and deletes
+/// the file, or renames an unusable file to `*.invalid` and logs why.
+pub(crate) fn take(data_dir: &Path, job: &str) -> Option<Trigger> {
+    let dir = job_dir(data_dir, job);
+    let path = NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+    let result = read(&path, job);
+    match result {
+        Ok(trigger) => {
+            if let Err(e) = fs::remove_file(&path) {
+                // A trigger that cannot be removed would run again and again.
+                log::error!("cannot remove trigger {}: {e}; ignoring it", path.display());
+                return None;
+            }
+            log::info!("trigger {} consumed for job \"{job}\"", path.display());
+            Some(trigger)
+        }
+        Err(reason) => {
+            let mut invalid = path.clone().into_os_string();
+            invalid.push(".invalid");
+            log::error!(
+                "invalid trigger {}: {reason}; renamed to *.invalid",
+                path.display()
+            );
+            if let Err(e) = fs::rename(&path, &invalid) {
+                log::error!("cannot rename {}: {e}", path.display());
+            }
+            None
+        }
+    }
+}
+
+fn read(path: &Path, job: &str) -> Result<Trigger, String> {
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "it is owned by uid {}, not by the daemon's user ({me}) or root",
+            meta.uid()
+        ));
+    }
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let file: TriggerFile = if path.extension().is_some_and(|e| e == "yaml") {
+        if text.trim().is_empty() {
+            TriggerFile::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| e.to_string())?
+        }
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())?
+    };
+    let schedule_time = match &file.schedule_time {
+        None => None,
+        Some(value) => Some(parse_time(value, file.schedule_timezone.as_deref())?),
+    };
+    let mut environment = BTreeMap::new();
+    for (key, value) in &file.environment {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "environment {key}: {other} is not a string or number"
+                ));
+            }
+        };
+        environment.insert(key.clone(), text);
+    }
+    let data = serde_json::to_value(&file).map_err(|e| e.to_string())?;
+    Ok(Trigger {
+        job: job.to_owned(),
+        kind: file.kind.clone().unwrap_or_else(|| "file".to_owned()),
+        schedule_time,
+        environment,
+        data,
+    })
+}
+
+/// Reads `schedule_time`: epoch seconds, RFC 3339, or an ISO 8601 time without offset
+/// in `zone` (default UTC, as the value most scripts write).
+pub(crate) fn parse_time(
+    value: &serde_json::Value,
+    zone: Option<&str>,
+) -> Result<DateTime<Utc>, String> {
+    if let Some(epoch) = value.as_f64() {
+        let secs = epoch.floor() as i64;
+        let nanos = ((epoch - epoch.floor()) * 1e9) as u32;
+        return DateTime::from_timestamp(secs, nanos)
+            .ok_or_else(|| format!("{epoch} is out of range"));
+    }
+    let Some(text) = value.as_str() else {
+        return Err(format!(
+            "schedule_time {value} is neither a number nor a string"
+        ));
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .ok_or_else(|| format!("schedule_time {text:?} is not an ISO 8601 time"))?;
+    match zone {
+        None => Ok(Utc.from_utc_datetime(&naive)),
+        Some(zone) => {
+            let tz: chrono_tz::Tz = zone
+                .parse()
+                .map_err(|_| format!("schedule_timezone {zone:?} is not an IANA zone"))?;
+            tz.from_local_datetime(&naive)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| format!("{text} does not exist in {zone}"))
+        }
+    }
+}
+
+/// Writes a trigger file atomically (temporary name, then rename), so the daemon never
+/// reads half a file.
+pub(crate) fn write(data_dir: &Path, job: &str, file: &TriggerFile) -> std::io::Result<PathBuf> {
+    let dir = job_dir(data_dir, job);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let path = dir.join(NAMES[0]);
+    let tmp = dir.join(format!(".trigger.json.{}", std::process::id()));
+    let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.sync_all()?;
+    drop(out);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Watches the trigger directories with inotify and reports a job's name whenever a
+/// trigger file appears in its directory.
+pub(crate) struct Watcher {
+    data_dir: PathBuf,
+    watches: inotify::Watches,
+    jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>>,
+}
+
+impl Watcher {
+    /// Starts the watching thread; `None` if inotify is unavailable (the caller then
+    /// looks every second instead). `notify` returns `false` once nobody listens.
+    pub(crate) fn start(
+        data_dir: &Path,
+        notify: impl Fn(String) -> bool + Send + 'static,
+    ) -> Option<Watcher> {
+        let mut inotify = match Inotify::init() {
+            Ok(i) => i,
+            Err(e) => {
+                log::warn!("inotify is unavailable ({e}); looking for trigger files every second");
+                return None;
+            }
+        };
+        let jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>> = Arc::default();
+        let watcher = Watcher {
+            data_dir: data_dir.to_owned(),
+            watches: inotify.watches(),
+            jobs: Arc::clone(&jobs),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("triggers".to_owned())
+            .spawn(move || {
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let events = match inotify.read_events_blocking(&mut buffer) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            log::error!("watching trigger files failed: {e}");
+                            return;
+                        }
+                    };
+                    for event in events {
+                        let is_trigger = event
+                            .name
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| NAMES.contains(&n));
+                        if !is_trigger {
+                            continue;
+                        }
+                        let job = jobs
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&event.wd)
+                            .cloned();
+                        if let Some(job) = job {
+                            if !notify(job) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(watcher),
+            Err(e) => {
+                log::warn!("cannot start watching trigger files ({e}); looking every second");
+                None
+            }
+        }
+    }
+
+    /// Starts watching the trigger directory of `job` (which must exist).
+    pub(crate) fn add(&mut self, job: &str) {
+        let dir = job_dir(&self.data_dir, job);
+        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE;
+        match self.watches.add(&dir, mask) {
+            Ok(wd) => {
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(wd, job.to_owned());
+            }
+            Err(e) => log::warn!("cannot watch {}: {e}", dir.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_as_epoch_rfc3339_and_naive() {
+        let t = parse_time(&serde_json::json!(1473546507), None).expect("epoch");
+        assert_eq!(t.timestamp(), 1473546507);
+        let t = parse_time(&serde_json::json!("2016-09-10T14:28:27Z"), None).expect("rfc3339");
+        assert_eq!(t.timestamp(), 1473517707);
+        let t = parse_time(&serde_json::json!("2016-09-10T14:28:27"), None).expect("naive");
+        assert_eq!(t.timestamp(), 1473517707);
+        let t = parse_time(
+            &serde_json::json!("2016-09-10T14:28:27"),
+            Some("America/New_York"),
+        )
+        .expect("zoned");
+        assert_eq!(t.timestamp(), 1473517707 + 4 * 3600);
+        assert!(parse_time(&serde_json::json!("yesterday"), None).is_err());
+        assert!(parse_time(&serde_json::json!([1]), None).is_err());
+    }
+
+    #[test]
+    fn write_then_take_round_trips_and_removes_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = TriggerFile {
+            kind: Some("git".to_owned()),
+            description: Some("new commit".to_owned()),
+            environment: BTreeMap::from([("GIT_COMMIT".to_owned(), serde_json::json!("d170"))]),
+            schedule_time: None,
+            schedule_timezone: None,
+        };
+        let path = write(dir.path(), "job", &file).expect("write");
+        let trigger = take(dir.path(), "job").expect("valid");
+        assert_eq!(trigger.kind, "git");
+        assert_eq!(trigger.environment["GIT_COMMIT"], "d170");
+        assert_eq!(trigger.data["description"], "new commit");
+        assert!(!path.exists());
+        assert!(take(dir.path(), "job").is_none());
+    }
+
+    #[test]
+    fn malformed_trigger_is_renamed_invalid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobdir = job_dir(dir.path(), "job");
+        fs::create_dir_all(&jobdir).expect("mkdir");
+        fs::write(jobdir.join("trigger.json"), "{not json").expect("write");
+        assert!(take(dir.path(), "job").is_none());
+        assert!(jobdir.join("trigger.json.invalid").exists());
+        fs::write(jobdir.join("trigger.yaml"), "typo_key: 1\n").expect("write");
+        assert!(take(dir.path(), "job").is_none());
+        assert!(jobdir.join("trigger.yaml.invalid").exists());
+    }
+
+    #[test]
+    fn empty_yaml_and_empty_object_are_plain_triggers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobdir = job_dir(dir.path(), "job");
+        fs::create_dir_all(&jobdir).expect("mkdir");
+        fs::write(jobdir.join("trigger.yaml"), "").expect("write");
+        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+        fs::write(jobdir.join("trigger.json"), "{}").expect("write");
+        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+    }
+}
