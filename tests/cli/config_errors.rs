@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{is_root, runner, Chain, Run};
+use crate::support::{Chain, Run, is_root, runner};
 
 fn a_task() -> Chain {
     Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"")

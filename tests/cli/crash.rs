@@ -4,11 +4,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{is_alive, wait_for, Chain};
+use crate::support::{Chain, is_alive, wait_for};
 
 const KILLS: usize = 30;
 

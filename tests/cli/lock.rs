@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{wait_for, Chain};
+use crate::support::{Chain, wait_for};
 
 #[test]
 fn second_run_of_the_same_job_exits_75_naming_the_run() {

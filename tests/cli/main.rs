@@ -5,6 +5,7 @@ mod support;
 
 mod config_errors;
 mod crash;
+mod daemon;
 mod exits;
 mod hooks_env;
 mod lock;

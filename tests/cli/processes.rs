@@ -3,10 +3,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{is_alive, read_pid, wait_for, Chain};
+use crate::support::{Chain, is_alive, read_pid, wait_for};
 
 /// A task that leaves a grandchild in its group and records both pids.
 const SPAWNS_GRANDCHILD: &str =

@@ -3,11 +3,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::support::{is_alive, read_pid, wait_for, Chain};
+use crate::support::{Chain, is_alive, read_pid, wait_for};
 
 fn statuses(tasks: &Value) -> Vec<(String, String)> {
     tasks

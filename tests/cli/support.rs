@@ -293,3 +293,128 @@ impl Chain {
         self.runs_json(&["show", &id])
     }
 }
+
+/// A daemon configuration in a temp dir and the daemon process running it.
+pub struct Daemon {
+    root: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Daemon {
+    /// Writes `files` (relative path, content) under the config directory.
+    pub fn new(files: &[(&str, &str)]) -> Daemon {
+        let root = tempfile::Builder::new()
+            .prefix("runner-daemon-")
+            .tempdir()
+            .expect("tempdir");
+        for (path, content) in files {
+            let path = root.path().join("etc").join(path);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(
+                &path,
+                content.replace("@ROOT@", &root.path().display().to_string()),
+            )
+            .expect("write config");
+        }
+        Daemon { root, child: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.path().join("etc")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("daemon.log")
+    }
+
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `runner --state-dir S ARGS...`, to completion.
+    pub fn runner(&self, args: &[&str]) -> Run {
+        let mut cmd = runner();
+        cmd.arg("--state-dir").arg(self.state_dir()).args(args);
+        Run::of(cmd)
+    }
+
+    /// Starts `runner daemon --config CONFIG` (a path relative to the config directory,
+    /// or the directory itself for "").
+    pub fn start(&mut self, config: &str) {
+        let log = fs::File::create(self.log_path()).expect("log");
+        let mut cmd = runner();
+        cmd.arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["-v", "daemon", "--config"])
+            .arg(self.config_dir().join(config))
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn daemon"));
+        let started = wait_for(Duration::from_secs(20), || {
+            self.daemon_log().contains("daemon started") || self.daemon_log().contains("error")
+        });
+        assert!(started, "daemon did not start:\n{}", self.daemon_log());
+        assert!(
+            self.daemon_log().contains("daemon started"),
+            "{}",
+            self.daemon_log()
+        );
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("started").id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("started");
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("daemon did not stop:\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every recorded run, newest first.
+    pub fn runs(&self) -> Vec<serde_json::Value> {
+        let run = self.runner(&["runs", "list", "--limit", "100000", "--format", "json"]);
+        run.assert_code(0);
+        let list: serde_json::Value = serde_json::from_str(&run.stdout()).expect("json");
+        list.as_array().expect("array").clone()
+    }
+
+    /// Finished runs of `job`.
+    pub fn finished_runs(&self, job: &str) -> Vec<serde_json::Value> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r["job_name"] == job && r["status"] != "running")
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

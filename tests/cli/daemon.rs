@@ -1,0 +1,547 @@
+//! The scheduler daemon: dsari configurations, schedules, triggers, concurrency,
+//! signals and crash recovery, against the real binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Daemon, is_alive, wait_for};
+
+const EVERY_SECOND: &str = "* * * * * *";
+
+/// Reads KEY=VALUE lines a run wrote into its `env` file.
+fn env_of(daemon: &Daemon, run: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    let job = run["job_name"].as_str().expect("job");
+    let id = run["run_id"].as_str().expect("id");
+    let path = daemon
+        .state_dir()
+        .join("runs")
+        .join(job)
+        .join(id)
+        .join("env");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_dsari_configuration_directory_runs_unchanged() {
+    // dsari's layout: dsari.json plus config.d/*.json, dsari's keys only.
+    let mut daemon = Daemon::new(&[
+        (
+            "dsari.json",
+            r#"{
+                "shutdown_kill_runs": true,
+                "environment": {"SITE": "global", "LAYER": "global"},
+                "jobs": {
+                    "sample-job": {
+                        "command": ["/bin/sh", "-c", "env > env"],
+                        "schedule": "* * * * * *",
+                        "environment": {"LAYER": "job"},
+                        "concurrency_groups": ["sample-group"],
+                        "jenkins_environment": true
+                    }
+                },
+                "concurrency_groups": {"sample-group": {"max": 1}}
+            }"#,
+        ),
+        (
+            "config.d/10-more.json",
+            r#"{"jobs": {"appended": {"command": ["true"], "command_append_run": true}}}"#,
+        ),
+    ]);
+    daemon.start("");
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .finished_runs("sample-job")
+            .len()
+            >= 2),
+        "{}",
+        daemon.daemon_log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+
+    let runs = daemon.finished_runs("sample-job");
+    let newest = &runs[0];
+    assert_eq!(newest["status"], "ok");
+    assert_eq!(newest["trigger_type"], "schedule");
+    let env = env_of(&daemon, newest);
+    let id = newest["run_id"].as_str().expect("id");
+    let run_dir = daemon.state_dir().join("runs/sample-job").join(id);
+    assert_eq!(env["CI"], "true");
+    assert_eq!(env["DSARI"], "true");
+    assert_eq!(env["JOB_NAME"], "sample-job");
+    assert_eq!(env["RUN_ID"], id);
+    assert_eq!(env["RUN_DIR"], run_dir.display().to_string());
+    assert_eq!(env["PWD"], run_dir.display().to_string());
+    assert_eq!(env["DATA_DIR"], daemon.state_dir().display().to_string());
+    assert_eq!(env["TRIGGER_TYPE"], "schedule");
+    assert_eq!(env["CONCURRENCY_GROUP"], "sample-group");
+    assert_eq!(env["SITE"], "global");
+    assert_eq!(env["LAYER"], "job", "job environment wins over global");
+    assert_eq!(env["WORKSPACE"], run_dir.display().to_string());
+    assert_eq!(env["BUILD_TAG"], format!("dsari-sample-job-{id}"));
+    let schedule: f64 = env["SCHEDULE_TIME"].parse().expect("float");
+    let start: f64 = env["START_TIME"].parse().expect("float");
+    assert!(
+        start >= schedule && start - schedule < 5.0,
+        "{schedule} {start}"
+    );
+    assert_eq!(newest["schedule_time"].as_f64(), Some(schedule));
+    // The second run knows the first.
+    let older = runs.last().expect("older run");
+    assert_eq!(
+        env["PREVIOUS_RUN_ID"],
+        older["run_id"].as_str().expect("id")
+    );
+    assert_eq!(env["PREVIOUS_EXIT_CODE"], "0");
+    assert_eq!(env["PREVIOUS_GOOD_RUN_ID"], env["PREVIOUS_RUN_ID"]);
+    assert!(!env.contains_key("PREVIOUS_BAD_RUN_ID"));
+    // Due ticks are one second apart and none was skipped.
+    let mut times: Vec<f64> = runs
+        .iter()
+        .map(|r| r["schedule_time"].as_f64().expect("t"))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    for pair in times.windows(2) {
+        assert!((pair[1] - pair[0] - 1.0).abs() < 0.01, "ticks {times:?}");
+    }
+}
+
+#[test]
+fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  manual:\n    command: [\"/bin/sh\", \"-c\", \"env > env\"]\n    environment:\n      FROM: job\n",
+    )]);
+    daemon.start("runner.yaml");
+    let trigger = daemon.runner(&[
+        "trigger",
+        "manual",
+        "--env",
+        "FROM=trigger",
+        "--type",
+        "git",
+        "--description",
+        "new commit",
+    ]);
+    trigger.assert_code(0);
+    let path = std::path::PathBuf::from(trigger.stdout().trim());
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon
+            .finished_runs("manual")
+            .len()
+            == 1),
+        "{}",
+        daemon.daemon_log()
+    );
+    assert!(!path.exists(), "a consumed trigger is deleted");
+    let run = &daemon.finished_runs("manual")[0];
+    assert_eq!(run["trigger_type"], "git");
+    assert_eq!(run["trigger_data"]["description"], "new commit");
+    assert_eq!(
+        env_of(&daemon, run)["FROM"],
+        "trigger",
+        "trigger environment wins"
+    );
+
+    // Malformed: renamed .invalid, no run.
+    let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::write(dir.join("trigger.json"), "{\"environment\": ").expect("write");
+    assert!(wait_for(Duration::from_secs(10), || dir
+        .join("trigger.json.invalid")
+        .exists()));
+    // Owned by someone else: refused the same way.
+    if crate::support::is_root() {
+        let tmp = dir.join(".foreign");
+        std::fs::write(&tmp, "{}").expect("write");
+        nix::unistd::chown(&tmp, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+        std::fs::rename(&tmp, dir.join("trigger.yaml")).expect("rename");
+        assert!(wait_for(Duration::from_secs(10), || dir
+            .join("trigger.yaml.invalid")
+            .exists()));
+        assert!(daemon.daemon_log().contains("owned by uid 65534"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        daemon.finished_runs("manual").len(),
+        1,
+        "bad triggers start nothing"
+    );
+    assert!(daemon.daemon_log().contains("invalid trigger"));
+    let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "trigger directories are private");
+}
+
+#[test]
+fn a_concurrency_group_of_two_is_never_exceeded() {
+    let mut yaml = String::from("concurrency_groups:\n  pair:\n    max: 2\njobs:\n");
+    for i in 0..5 {
+        yaml.push_str(&format!(
+            "  job{i}:\n    command: [\"/bin/sh\", \"-c\", \"echo start $(date +%s.%N) >> @ROOT@/spans; sleep 0.3; echo end $(date +%s.%N) >> @ROOT@/spans\"]\n    schedule: \"{EVERY_SECOND}\"\n    concurrency_groups: [pair]\n"
+        ));
+    }
+    let mut daemon = Daemon::new(&[("runner.yaml", &yaml)]);
+    daemon.start("runner.yaml");
+    assert!(wait_for(Duration::from_secs(30), || daemon.runs().len() >= 12));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let spans = std::fs::read_to_string(daemon.path().join("spans")).expect("spans");
+    let mut events: Vec<(f64, i32)> = spans
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(kind, t)| {
+            (
+                t.parse().expect("time"),
+                if kind == "start" { 1 } else { -1 },
+            )
+        })
+        .collect();
+    // Ends sort before starts at the same instant.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in &events {
+        now += delta;
+        most = most.max(now);
+    }
+    assert_eq!(
+        most, 2,
+        "at most two runs at once, and the group was used fully: {spans}"
+    );
+    let groups: std::collections::BTreeSet<String> = daemon
+        .runs()
+        .iter()
+        .map(|r| r["job_name"].as_str().expect("job").to_owned())
+        .collect();
+    assert_eq!(groups.len(), 5, "every job got to run");
+}
+
+#[test]
+fn hup_with_a_broken_config_keeps_the_old_one_and_a_good_one_is_taken() {
+    let good =
+        format!("jobs:\n  tick:\n    command: [\"true\"]\n    schedule: \"{EVERY_SECOND}\"\n");
+    let mut daemon = Daemon::new(&[("runner.yaml", &good)]);
+    daemon.start("runner.yaml");
+    let config = daemon.config_dir().join("runner.yaml");
+    std::fs::write(&config, "jobs:\n  tick:\n    comand: [true]\n").expect("break");
+    daemon.signal(Signal::SIGHUP);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .daemon_log()
+        .contains("reload failed")));
+    assert!(
+        daemon.daemon_log().contains("unknown key \"comand\""),
+        "{}",
+        daemon.daemon_log()
+    );
+    let before = daemon.finished_runs("tick").len();
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon
+            .finished_runs("tick")
+            .len()
+            > before + 1),
+        "old config still runs"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{good}  tock:\n    command: [\"true\"]\n    schedule: \"{EVERY_SECOND}\"\n"),
+    )
+    .expect("fix");
+    daemon.signal(Signal::SIGHUP);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .daemon_log()
+        .contains("configuration reloaded: 2 job(s)")));
+    assert!(wait_for(Duration::from_secs(10), || !daemon
+        .finished_runs("tock")
+        .is_empty()));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+fn long_job(kill_runs: bool) -> Daemon {
+    let yaml = format!(
+        "shutdown_kill_runs: {kill_runs}\nshutdown_kill_grace: 1\njobs:\n  long:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ > @ROOT@/pid; sleep 2; echo done\"]\n"
+    );
+    let mut daemon = Daemon::new(&[("runner.yaml", &yaml)]);
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "long"]).assert_code(0);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .path()
+        .join("pid")
+        .exists()));
+    daemon
+}
+
+#[test]
+fn term_with_shutdown_kill_runs_stops_the_running_run() {
+    let mut daemon = long_job(true);
+    let pid: i32 = std::fs::read_to_string(daemon.path().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(!is_alive(pid));
+    let run = &daemon.finished_runs("long")[0];
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(run["exit_code"], 143);
+}
+
+#[test]
+fn term_without_shutdown_kill_runs_waits_for_the_run() {
+    let mut daemon = long_job(false);
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let run = &daemon.finished_runs("long")[0];
+    assert_eq!(run["status"], "ok");
+    let output = daemon.runner(&["runs", "output", run["run_id"].as_str().expect("id")]);
+    output.assert_stdout_contains("done");
+}
+
+#[test]
+fn max_execution_ends_the_run_with_sigterm() {
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  slow:\n    command: [\"/bin/sh\", \"-c\", \"sleep 300 & echo $! > @ROOT@/child; wait\"]\n    max_execution: 1\n    max_execution_grace: 1\n",
+    )]);
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "slow"]).assert_code(0);
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .finished_runs("slow")
+            .len()
+            == 1),
+        "{}",
+        daemon.daemon_log()
+    );
+    let run = &daemon.finished_runs("slow")[0];
+    assert_eq!(run["exit_code"], 143);
+    assert_eq!(run["status"], "failed");
+    let duration =
+        run["stop_time"].as_f64().expect("stop") - run["start_time"].as_f64().expect("start");
+    assert!((0.9..5.0).contains(&duration), "{duration}");
+    let child: i32 = std::fs::read_to_string(daemon.path().join("child"))
+        .expect("child")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(
+        wait_for(Duration::from_secs(5), || !is_alive(child)),
+        "the run's whole group is ended"
+    );
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait();
+}
+
+#[test]
+fn kill_9_then_restart_finalizes_lost_runs_without_duplicates() {
+    let yaml =
+        "jobs:\n  long:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ > @ROOT@/pid; sleep 300\"]\n";
+    let mut daemon = Daemon::new(&[("runner.yaml", yaml)]);
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "long"]).assert_code(0);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .path()
+        .join("pid")
+        .exists()));
+    let pid: i32 = std::fs::read_to_string(daemon.path().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait();
+    assert!(
+        wait_for(Duration::from_secs(15), || !is_alive(pid)),
+        "the guardian ends the orphaned run"
+    );
+    assert_eq!(daemon.runs()[0]["status"], "lost");
+
+    daemon.start("runner.yaml");
+    assert!(
+        daemon.daemon_log().contains("recorded as lost"),
+        "{}",
+        daemon.daemon_log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let runs = daemon.runs();
+    assert_eq!(runs.len(), 1, "no run was started again: {runs:?}");
+    assert_eq!(runs[0]["status"], "lost");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let db = rusqlite::Connection::open(daemon.state_dir().join("runner.sqlite3")).expect("db");
+    let running: i64 = db
+        .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(running, 0);
+}
+
+#[test]
+fn catch_up_once_runs_a_missed_schedule_at_start() {
+    let yaml = "jobs:\n  nightly:\n    command: [\"true\"]\n    schedule: \"* * * * *\"\n    catch_up: once\n";
+    let mut daemon = Daemon::new(&[("runner.yaml", yaml)]);
+    // A scheduled run three minutes ago: at least two ticks were missed since.
+    std::fs::create_dir_all(daemon.state_dir()).expect("mkdir");
+    let old = chrono::Utc::now().timestamp() - 180;
+    let db = rusqlite::Connection::open(daemon.state_dir().join("runner.sqlite3")).expect("db");
+    db.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS runs (job_name text, run_id text, schedule_time real, start_time real, stop_time real, exit_code integer, trigger_type text, trigger_data text, run_data text);
+         INSERT INTO runs VALUES ('nightly', 'old-run', {old}, {old}, {old}, 0, 'schedule', '{{}}', '{{}}');"
+    ))
+    .expect("seed");
+    drop(db);
+    daemon.start("runner.yaml");
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon
+            .runs()
+            .iter()
+            .any(|r| r["trigger_type"] == "catch_up")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let catch_ups = daemon
+        .runs()
+        .iter()
+        .filter(|r| r["trigger_type"] == "catch_up")
+        .count();
+    assert_eq!(catch_ups, 1, "caught up once, not once per missed tick");
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait();
+}
+
+#[test]
+fn a_chain_job_records_its_tasks_under_the_daemon_run() {
+    let mut daemon = Daemon::new(&[
+        (
+            "runner.yaml",
+            "jobs:\n  provision:\n    taskdir: tasks.d\n    config: chain.ini\n",
+        ),
+        (
+            "chain.ini",
+            "[runner]\nsleep_time = 0\nretry_jitter = 0\n[env]\nWHO = chain\n",
+        ),
+        (
+            "tasks.d/10-a.sh",
+            "#!/bin/sh\necho \"a from $WHO in $RUNNER_JOB run $RUNNER_RUN_ID\"\n",
+        ),
+        ("tasks.d/20-b.sh", "#!/bin/sh\necho b\n"),
+    ]);
+    for task in ["10-a.sh", "20-b.sh"] {
+        let path = daemon.config_dir().join("tasks.d").join(task);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "provision"]).assert_code(0);
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .finished_runs("provision")
+            .len()
+            == 1),
+        "{}",
+        daemon.daemon_log()
+    );
+    let id = daemon.finished_runs("provision")[0]["run_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let show = daemon.runner(&["runs", "show", &id, "--format", "json"]);
+    show.assert_code(0);
+    let detail: serde_json::Value = serde_json::from_str(&show.stdout()).expect("json");
+    assert_eq!(detail["status"], "ok");
+    let tasks: Vec<&str> = detail["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["instance"].as_str().expect("i"))
+        .collect();
+    assert_eq!(tasks, ["a#0", "b#0"]);
+    let output = daemon.runner(&["runs", "output", &id, "--task", "a"]);
+    output.assert_stdout_contains(&format!("a from chain in provision run {id}"));
+    assert_eq!(
+        daemon.runs().len(),
+        1,
+        "one run, not a daemon run plus a chain run"
+    );
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait();
+}
+
+#[test]
+fn check_daemon_names_the_job_and_key() {
+    let daemon = Daemon::new(&[
+        (
+            "bad-key.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    scedule: \"@daily\"\n",
+        ),
+        (
+            "bad-schedule.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    schedule: \"0 0 32 * *\"\n",
+        ),
+        (
+            "good.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    schedule: \"@daily\"\n",
+        ),
+    ]);
+    let check = |file: &str| {
+        daemon.runner(&[
+            "check",
+            "--daemon",
+            daemon.config_dir().join(file).to_str().expect("utf-8"),
+        ])
+    };
+    check("bad-key.yaml")
+        .assert_code(78)
+        .assert_stderr_contains("job \"backup\"")
+        .assert_stderr_contains("\"scedule\"")
+        .assert_stderr_contains("did you mean \"schedule\"?");
+    check("bad-schedule.yaml")
+        .assert_code(78)
+        .assert_stderr_contains("job \"backup\"")
+        .assert_stderr_contains("day of month");
+    check("good.yaml")
+        .assert_code(0)
+        .assert_stdout_contains("backup");
+}
+
+#[test]
+fn schedule_prints_next_times_and_rejects_bad_fields() {
+    let daemon = Daemon::new(&[]);
+    let run = daemon.runner(&[
+        "schedule",
+        "H/15 * * * *",
+        "--name",
+        "tick",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--count",
+        "3",
+        "--tz",
+        "UTC",
+    ]);
+    run.assert_code(0);
+    let lines: Vec<&str> = run
+        .output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).expect("utf-8"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = lines
+        .iter()
+        .map(|l| chrono::DateTime::parse_from_rfc3339(l).expect("rfc3339"))
+        .collect();
+    for pair in times.windows(2) {
+        assert_eq!((pair[1] - pair[0]).num_seconds(), 900);
+    }
+    daemon
+        .runner(&["schedule", "0 0 32 * *"])
+        .assert_code(78)
+        .assert_stderr_contains("day of month");
+}
