@@ -1,27 +1,24 @@
 //! Where a task's stdout and stderr go.
 //!
-//! The fast path hands the task runner's own descriptors, costing nothing. When output
-//! must also be captured, or prefixed because several tasks run at once, each stream gets
-//! a pipe and a reader thread that copies chunks to runner's stream and to the capture.
-//! Memory stays flat: readers move fixed-size chunks and never hold a whole line.
+//! The fast path hands the task runner's own descriptors (or a daemon run's
+//! `output.txt`), costing nothing. When output must also be captured, or prefixed because
+//! several tasks run at once, each stream gets a pipe that the supervising thread itself
+//! drains whenever `poll` says so ([`Pump`]): no reader threads, and memory stays flat
+//! because fixed-size chunks are moved and no whole line is ever held.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 /// Something that keeps a copy of an attempt's output (the records' capture file).
 pub(crate) trait Capture: Write + Send {}
 impl<T: Write + Send> Capture for T {}
 
-/// A capture shared by the stdout and stderr readers, interleaved chunk by chunk.
+/// A capture shared between whoever writes it and whoever finishes it.
 pub(crate) type SharedCapture = Arc<Mutex<dyn Capture>>;
-
-/// How long to wait for the readers once the task has exited. A grandchild that keeps the
-/// pipe open (a daemon started with `&`) must not hold up the chain.
-const READER_JOIN_BOUND: Duration = Duration::from_millis(500);
 
 /// The routing of one attempt's output.
 #[derive(Default)]
@@ -36,7 +33,7 @@ pub(crate) struct Output {
 
 impl Output {
     fn needs_pipes(&self) -> bool {
-        self.prefix.is_some() || self.capture.is_some()
+        self.file.is_none() && (self.prefix.is_some() || self.capture.is_some())
     }
 
     /// Sets the child's stdout and stderr before it is spawned.
@@ -59,112 +56,148 @@ impl Output {
         }
     }
 
-    /// Starts the reader threads for a spawned child's pipes, if any.
-    pub(crate) fn start(
+    /// The pump for a spawned child's pipes; `None` when output is not piped.
+    pub(crate) fn pump(
         &self,
         stdout: Option<ChildStdout>,
         stderr: Option<ChildStderr>,
-    ) -> Readers {
-        let (done, finished) = mpsc::channel();
-        let mut started = 0;
-        if let Some(out) = stdout {
-            started += self.spawn_reader(out, Stream::Stdout, done.clone());
+    ) -> Option<Pump> {
+        if stdout.is_none() && stderr.is_none() {
+            return None;
         }
-        if let Some(err) = stderr {
-            started += self.spawn_reader(err, Stream::Stderr, done.clone());
-        }
-        Readers { started, finished }
-    }
-
-    fn spawn_reader(
-        &self,
-        source: impl Read + Send + 'static,
-        stream: Stream,
-        done: mpsc::Sender<()>,
-    ) -> usize {
-        let prefix = self.prefix.clone();
-        let capture = self.capture.clone();
-        let spawned = thread::Builder::new()
-            .name("output".to_owned())
-            .spawn(move || {
-                copy_stream(source, stream, prefix.as_deref(), capture.as_ref());
-                let _ = done.send(());
-            });
-        match spawned {
-            Ok(_) => 1,
-            Err(e) => {
-                log::warn!("cannot start an output reader: {e}");
-                0
-            }
-        }
+        let stream = |source: Option<Box<dyn ReadFd>>, target| {
+            source.and_then(|source| {
+                // Non-blocking, so one `read` too many never stalls the supervising loop.
+                let nonblocking = fcntl(
+                    source.fd().as_raw_fd(),
+                    FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+                );
+                if let Err(e) = nonblocking {
+                    log::warn!("cannot read task output without blocking: {e}");
+                    return None;
+                }
+                Some(Stream {
+                    source,
+                    target,
+                    at_line_start: true,
+                })
+            })
+        };
+        Some(Pump {
+            streams: [
+                stream(
+                    stdout.map(|s| Box::new(s) as Box<dyn ReadFd>),
+                    Target::Stdout,
+                ),
+                stream(
+                    stderr.map(|s| Box::new(s) as Box<dyn ReadFd>),
+                    Target::Stderr,
+                ),
+            ],
+            prefix: self.prefix.clone(),
+            capture: self.capture.clone(),
+            buffer: vec![0; 8192],
+            decorated: Vec::new(),
+        })
     }
 }
 
-/// The running reader threads of one attempt.
-pub(crate) struct Readers {
-    started: usize,
-    finished: mpsc::Receiver<()>,
+/// A pipe end the pump can poll and read.
+trait ReadFd: Read + Send {
+    fn fd(&self) -> BorrowedFd<'_>;
 }
 
-impl Readers {
-    /// Waits (boundedly) for the readers to drain the pipes after the task exited.
-    pub(crate) fn finish(self) {
-        let deadline = Instant::now() + READER_JOIN_BOUND;
-        for _ in 0..self.started {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.finished.recv_timeout(left).is_err() {
-                log::debug!("a task's output pipe is still held open by a leftover process");
-                return;
-            }
-        }
+impl ReadFd for ChildStdout {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl ReadFd for ChildStderr {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
     }
 }
 
 #[derive(Clone, Copy)]
-enum Stream {
+enum Target {
     Stdout,
     Stderr,
 }
 
-fn copy_stream(
-    mut source: impl Read,
-    stream: Stream,
-    prefix: Option<&str>,
-    capture: Option<&SharedCapture>,
-) {
-    let mut buf = [0u8; 8192];
-    let mut at_line_start = true;
-    let mut decorated = Vec::new();
-    loop {
-        let n = match source.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        let chunk = &buf[..n];
-        if let Some(capture) = capture {
-            let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = capture.write_all(chunk);
-        }
-        let out: &[u8] = match prefix {
-            Some(prefix) => {
-                decorated.clear();
-                for piece in chunk.split_inclusive(|&b| b == b'\n') {
-                    if at_line_start {
-                        decorated.extend_from_slice(prefix.as_bytes());
-                    }
-                    decorated.extend_from_slice(piece);
-                    at_line_start = piece.ends_with(b"\n");
+struct Stream {
+    source: Box<dyn ReadFd>,
+    target: Target,
+    at_line_start: bool,
+}
+
+/// Copies a child's piped output to runner's streams and to the capture.
+pub(crate) struct Pump {
+    streams: [Option<Stream>; 2],
+    prefix: Option<String>,
+    capture: Option<SharedCapture>,
+    buffer: Vec<u8>,
+    decorated: Vec<u8>,
+}
+
+impl Pump {
+    /// The descriptors still open, with their stream index, for `poll`.
+    pub(crate) fn fds(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        self.streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s.source.fd())))
+            .collect()
+    }
+
+    /// Whether both pipes reached end-of-file.
+    pub(crate) fn is_done(&self) -> bool {
+        self.streams.iter().all(Option::is_none)
+    }
+
+    /// Reads stream `index` until it would block, copying every chunk; closes it at EOF.
+    pub(crate) fn drain(&mut self, index: usize) {
+        loop {
+            let Some(stream) = self.streams[index].as_mut() else {
+                return;
+            };
+            let n = match stream.source.read(&mut self.buffer) {
+                Ok(0) => {
+                    self.streams[index] = None;
+                    return;
                 }
-                &decorated
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.streams[index] = None;
+                    return;
+                }
+            };
+            let chunk = &self.buffer[..n];
+            if let Some(capture) = &self.capture {
+                let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = capture.write_all(chunk);
             }
-            None => chunk,
-        };
-        // A closed terminal must not stop the copy into the capture.
-        let _ = match stream {
-            Stream::Stdout => io::stdout().lock().write_all(out),
-            Stream::Stderr => io::stderr().lock().write_all(out),
-        };
+            let out: &[u8] = match &self.prefix {
+                Some(prefix) => {
+                    self.decorated.clear();
+                    for piece in chunk.split_inclusive(|&b| b == b'\n') {
+                        if stream.at_line_start {
+                            self.decorated.extend_from_slice(prefix.as_bytes());
+                        }
+                        self.decorated.extend_from_slice(piece);
+                        stream.at_line_start = piece.ends_with(b"\n");
+                    }
+                    &self.decorated
+                }
+                None => chunk,
+            };
+            // A closed terminal must not stop the copy into the capture.
+            let _ = match stream.target {
+                Target::Stdout => io::stdout().lock().write_all(out),
+                Target::Stderr => io::stderr().lock().write_all(out),
+            };
+        }
     }
 }

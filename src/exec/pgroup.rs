@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,19 @@ impl ProcessGroup {
     pub(crate) fn is_empty(self) -> bool {
         matches!(killpg(Pid::from_raw(self.0), None), Err(Errno::ESRCH))
     }
+}
+
+/// A descriptor that becomes readable when `child` exits (a pidfd, Linux 5.3 and
+/// later), so one `poll` can wait for the exit and for output at once. `None` on older
+/// kernels; callers then fall back to `wait-timeout`.
+pub(crate) fn exit_fd(child: &Child) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(child.id()).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1. The
+    // child is not reaped yet, so its pid cannot have been reused.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Groups the guardian can hold at once; runner never has more running than `parallel`.

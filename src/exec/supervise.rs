@@ -1,20 +1,26 @@
 //! Running one process to its end: spawn, wait, enforce the deadline, honour interrupts.
 //!
-//! Waiting uses `wait-timeout` (a SIGCHLD self-pipe, so an exit is seen at once) in
-//! slices of at most [`SLICE`], looking at the interrupt between slices. On the deadline
+//! Waiting polls a pidfd of the child together with its output pipes, so an exit is
+//! seen at once and output is copied by the same thread; on kernels without pidfds,
+//! `wait-timeout` (a SIGCHLD self-pipe) takes its place. Waits last at most [`SLICE`],
+//! and the interrupt is looked at between them. On the deadline
 //! or an interrupt the whole process group gets SIGTERM, then SIGKILL after the grace
 //! time; every path reaps the child and returns an [`AttemptReport`].
 
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use wait_timeout::ChildExt;
 
-use super::output::Output;
-use super::pgroup::{Guardian, ProcessGroup};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::output::{Output, Pump};
+use super::pgroup::{self, Guardian, ProcessGroup};
 use crate::signals::Interrupt;
 
 /// Longest wait between two looks at the interrupt and the deadline.
@@ -123,7 +129,12 @@ impl Supervisor {
         };
         let group = ProcessGroup::of(&child);
         self.guardian.watch(group);
-        let readers = output.start(child.stdout.take(), child.stderr.take());
+        let pump = output.pump(child.stdout.take(), child.stderr.take());
+        let mut waiter = Waiter {
+            exit_fd: pgroup::exit_fd(&child),
+            child,
+            pump,
+        };
         let deadline = limits.max_time.map(|d| clock + d);
 
         let mut stopped = None;
@@ -131,34 +142,34 @@ impl Supervisor {
             if let Some(sig) = self.interrupt.received() {
                 stopped = Some(Stop::Interrupt(sig));
                 let grace = limits.interrupt_grace.unwrap_or(limits.kill_grace);
-                break self.terminate(&mut child, group, grace);
+                break self.terminate(&mut waiter, group, grace);
             }
             let slice = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         stopped = Some(Stop::Timeout);
-                        break self.terminate(&mut child, group, limits.kill_grace);
+                        break self.terminate(&mut waiter, group, limits.kill_grace);
                     }
                     (deadline - now).min(SLICE)
                 }
                 None => SLICE,
             };
-            match child.wait_timeout(slice) {
+            match waiter.wait(slice) {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) => {}
                 Err(e) => {
                     log::warn!(
                         "waiting for pid {} failed ({e}); killing its group",
-                        child.id()
+                        waiter.child.id()
                     );
-                    break self.terminate(&mut child, group, Duration::ZERO);
+                    break self.terminate(&mut waiter, group, Duration::ZERO);
                 }
             }
         };
         let duration = clock.elapsed();
         self.guardian.forget(group);
-        readers.finish();
+        waiter.drain(READER_BOUND);
         let exit = match status {
             Some(status) => exit_of(status),
             None => Exit::NotStarted("the process could not be reaped".to_owned()),
@@ -176,10 +187,11 @@ impl Supervisor {
 
     /// SIGTERM to the group, SIGKILL after `grace` (or at once when the interrupt is
     /// urgent), and reap the leader. Returns as soon as the leader is reaped and the
-    /// group empty.
+    /// group empty. Output keeps flowing meanwhile, so a task blocked on a full pipe can
+    /// still handle SIGTERM.
     fn terminate(
         &self,
-        child: &mut std::process::Child,
+        waiter: &mut Waiter,
         group: ProcessGroup,
         grace: Duration,
     ) -> Option<ExitStatus> {
@@ -195,7 +207,7 @@ impl Supervisor {
                     break;
                 }
                 match status {
-                    None => match child.wait_timeout((end - now).min(SLICE)) {
+                    None => match waiter.wait((end - now).min(SLICE)) {
                         Ok(Some(s)) => status = Some(s),
                         Ok(None) => {}
                         Err(_) => break,
@@ -210,7 +222,93 @@ impl Supervisor {
         }
         match status {
             Some(s) => Some(s),
-            None => child.wait().ok(),
+            None => waiter.child.wait().ok(),
+        }
+    }
+}
+
+/// How long to keep draining output after the task exited. A grandchild that keeps the
+/// pipe open (a daemon started with `&`) must not hold up the chain.
+const READER_BOUND: Duration = Duration::from_millis(500);
+
+/// Waits for a child's exit while moving its output.
+struct Waiter {
+    child: Child,
+    exit_fd: Option<OwnedFd>,
+    pump: Option<Pump>,
+}
+
+impl Waiter {
+    /// Waits up to `timeout` for the child to exit, draining its pipes meanwhile.
+    fn wait(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match (&self.exit_fd, &self.pump) {
+                // No pidfd and no pipes: wait-timeout's SIGCHLD self-pipe.
+                (None, None) => return self.child.wait_timeout(left),
+                // No pidfd: poll the pipes, and look at the child every few ms.
+                (None, Some(_)) => self.poll(left.min(GROUP_POLL)),
+                (Some(_), _) => self.poll(left),
+            }
+        }
+    }
+
+    /// One `poll` over the exit descriptor and the open pipes; drains what is ready.
+    fn poll(&mut self, timeout: Duration) {
+        let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let ready: Vec<usize> = {
+            let mut fds = Vec::with_capacity(3);
+            let mut streams = Vec::with_capacity(2);
+            if let Some(fd) = &self.exit_fd {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(pump) = &self.pump {
+                for (index, fd) in pump.fds() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    streams.push(index);
+                }
+            }
+            if fds.is_empty() {
+                std::thread::sleep(timeout);
+                return;
+            }
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let skip = usize::from(self.exit_fd.is_some());
+            fds[skip..]
+                .iter()
+                .zip(&streams)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, index)| *index)
+                .collect()
+        };
+        if let Some(pump) = self.pump.as_mut() {
+            for index in ready {
+                pump.drain(index);
+            }
+        }
+    }
+
+    /// After the exit: copies what is left in the pipes, for at most `bound`.
+    fn drain(&mut self, bound: Duration) {
+        let end = Instant::now() + bound;
+        self.exit_fd = None;
+        while self.pump.as_ref().is_some_and(|p| !p.is_done()) {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::debug!("a task's output pipe is still held open by a leftover process");
+                return;
+            }
+            self.poll(left);
         }
     }
 }

@@ -29,7 +29,7 @@ fn kill_9_at_random_moments_loses_nothing() {
         )
         .task(
             "30-c.sh",
-            "echo $$ >> \"$LOG.pids\"; sleep 0.05; [ $(($(date +%N) % 3)) -ne 0 ] || exit 1",
+            "echo $$ >> \"$LOG.pids\"; sleep 0.05; [ $(($$ % 3)) -ne 0 ] || exit 1",
         )
         .task("halt.sh", "echo $$ >> \"$LOG.pids\"")
         .ini("[runner]\nmax_tries = 2\nkill_grace = 1");
@@ -49,8 +49,9 @@ fn kill_9_at_random_moments_loses_nothing() {
             "bounded in time"
         );
     }
-    // One clean run at the end finalizes what the last kill left.
-    chain.run(&[]).assert_code(0);
+    // One run to its end finalizes what the last kill left (task c may fail it).
+    let last = chain.run(&[]);
+    assert!(matches!(last.code(), Some(0 | 1)), "{}", last.stderr());
 
     let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
     let check: String = db

@@ -215,14 +215,36 @@ fn tail_follows_a_running_run_until_it_ends() {
     tail.arg("--state-dir")
         .arg(chain.state_dir())
         .args(["runs", "tail"]);
-    let tail = tail.stdout(Stdio::piped()).spawn().expect("spawn tail");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut tail = tail.stdout(Stdio::piped()).spawn().expect("spawn tail");
+    let mut stdout = tail.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    // Only once tail is following (it printed the output so far) does the task go on.
+    assert!(wait_for(Duration::from_secs(20), || seen
+        .lock()
+        .expect("lock")
+        .contains("before")));
     std::fs::write(chain.path().join("log.go"), "").expect("go");
     assert_eq!(runner.wait().expect("runner").code(), Some(0));
-    let out = tail
-        .wait_with_output()
-        .expect("tail ends when the run ends");
-    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        tail.wait().expect("tail ends when the run ends").code(),
+        Some(0)
+    );
+    reader.join().expect("reader");
+    let text = seen.lock().expect("lock").clone();
     assert!(text.contains("before") && text.contains("after"), "{text}");
 }
 
