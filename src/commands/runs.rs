@@ -198,6 +198,8 @@ fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
         }
         match std::fs::read(&path) {
             Ok(bytes) => print::write_stdout(&bytes)?,
+            // Pruned since, or never written by an attempt cut short.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("cannot read {}: {e}", path.display()),
         }
     }

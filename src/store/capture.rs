@@ -11,10 +11,12 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// A capped capture file being written.
+/// A capped capture file being written. The file is only created when the first byte
+/// arrives: most tasks of a chain print nothing, and an empty file per attempt would
+/// cost an inode each.
 #[derive(Debug)]
 pub(crate) struct CaptureFile {
-    file: File,
+    file: Option<File>,
     path: PathBuf,
     head_cap: u64,
     tail_cap: u64,
@@ -25,17 +27,12 @@ pub(crate) struct CaptureFile {
 }
 
 impl CaptureFile {
-    /// Creates `path` (mode 0600: output may hold secrets) with a total cap of `max_bytes`.
-    pub(crate) fn create(path: &Path, max_bytes: u64) -> io::Result<CaptureFile> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
+    /// A capture into `path` (created with mode 0600 on the first write: output may hold
+    /// secrets) with a total cap of `max_bytes`.
+    pub(crate) fn new(path: &Path, max_bytes: u64) -> CaptureFile {
         let head_cap = max_bytes / 2;
-        Ok(CaptureFile {
-            file,
+        CaptureFile {
+            file: None,
             path: path.to_owned(),
             head_cap,
             tail_cap: max_bytes - head_cap,
@@ -43,7 +40,25 @@ impl CaptureFile {
             ring: None,
             ring_written: 0,
             finished: false,
-        })
+        }
+    }
+
+    /// Whether anything was captured (and so whether the file exists).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.file.is_none()
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("the file was just opened"))
     }
 
     fn ring_path(&self) -> PathBuf {
@@ -97,31 +112,32 @@ impl CaptureFile {
         }
         let kept = self.ring_written.min(self.tail_cap);
         let dropped = self.ring_written - kept;
+        let (tail_cap, ring_written) = (self.tail_cap, self.ring_written);
+        let ring = self.ring.take();
+        let ring_path = self.ring_path();
+        let file = self.file()?;
         if dropped > 0 {
             writeln!(
-                self.file,
+                file,
                 "\n[runner: {dropped} bytes of output omitted; log_max_bytes keeps the first and last parts]"
             )?;
         }
-        if let Some(mut ring) = self.ring.take() {
-            if self.ring_written > self.tail_cap {
+        if let Some(mut ring) = ring {
+            if ring_written > tail_cap {
                 // The ring is full and wrapped: its oldest byte is where the next would go.
-                let oldest = self.ring_written % self.tail_cap;
+                let oldest = ring_written % tail_cap;
                 ring.seek(SeekFrom::Start(oldest))?;
-                io::copy(
-                    &mut (&mut ring).take(self.tail_cap - oldest),
-                    &mut self.file,
-                )?;
+                io::copy(&mut (&mut ring).take(tail_cap - oldest), file)?;
                 ring.seek(SeekFrom::Start(0))?;
-                io::copy(&mut (&mut ring).take(oldest), &mut self.file)?;
+                io::copy(&mut (&mut ring).take(oldest), file)?;
             } else {
                 ring.seek(SeekFrom::Start(0))?;
-                io::copy(&mut (&mut ring).take(kept), &mut self.file)?;
+                io::copy(&mut (&mut ring).take(kept), file)?;
             }
             drop(ring);
-            let _ = std::fs::remove_file(self.ring_path());
+            let _ = std::fs::remove_file(ring_path);
         }
-        self.file.flush()
+        file.flush()
     }
 }
 
@@ -133,7 +149,7 @@ impl Write for CaptureFile {
         let room = self.head_cap.saturating_sub(self.head_written) as usize;
         let (head, rest) = data.split_at(room.min(data.len()));
         if !head.is_empty() {
-            self.file.write_all(head)?;
+            self.file()?.write_all(head)?;
             self.head_written += head.len() as u64;
         }
         if !rest.is_empty() {
@@ -143,7 +159,10 @@ impl Write for CaptureFile {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match self.file.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -154,7 +173,7 @@ mod tests {
     fn capture(max: u64, chunks: &[&[u8]]) -> String {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
-        let mut c = CaptureFile::create(&path, max).expect("create");
+        let mut c = CaptureFile::new(&path, max);
         for chunk in chunks {
             c.write_all(chunk).expect("write");
         }
@@ -191,10 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn nothing_written_creates_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.log");
+        let mut c = CaptureFile::new(&path, 100);
+        c.finish().expect("finish");
+        assert!(c.is_empty());
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn writes_after_finish_are_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
-        let mut c = CaptureFile::create(&path, 100).expect("create");
+        let mut c = CaptureFile::new(&path, 100);
         c.write_all(b"before").expect("write");
         c.finish().expect("finish");
         c.write_all(b"after").expect("write");
@@ -205,7 +234,7 @@ mod tests {
     fn memory_does_not_grow_with_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
-        let mut c = CaptureFile::create(&path, 1024).expect("create");
+        let mut c = CaptureFile::new(&path, 1024);
         let block = vec![b'x'; 64 * 1024];
         for _ in 0..160 {
             c.write_all(&block).expect("write");

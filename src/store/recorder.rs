@@ -128,13 +128,8 @@ impl StoreRecorder {
             "{}#{}.{}.log",
             attempt.task, attempt.instance, attempt.try_num
         ));
-        match CaptureFile::create(&path, self.log_max_bytes) {
-            Ok(capture) => Some((path, Arc::new(Mutex::new(capture)))),
-            Err(e) => {
-                log::warn!("cannot capture output to {}: {e}", path.display());
-                None
-            }
-        }
+        let capture = CaptureFile::new(&path, self.log_max_bytes);
+        Some((path, Arc::new(Mutex::new(capture))))
     }
 }
 
@@ -212,11 +207,13 @@ impl Recorder for StoreRecorder {
         let Some(OpenAttempt { id, capture }) = self.attempts.remove(&key) else {
             return;
         };
+        let mut has_output = false;
         if let Some(capture) = capture {
             let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = capture.finish() {
-                log::warn!("cannot finish the output of task \"{}\": {e}", attempt.task);
+                log::warn!("cannot keep the output of task \"{}\": {e}", attempt.task);
             }
+            has_output = !capture.is_empty();
         }
         let Some(&instance) = self
             .instances
@@ -240,6 +237,7 @@ impl Recorder for StoreRecorder {
                     note: end.note.as_deref(),
                     result_data: end.result_data.as_ref(),
                     instance_status: status,
+                    has_output,
                 },
             )
         });

@@ -98,6 +98,8 @@ pub(crate) struct AttemptEnding<'a> {
     pub(crate) result_data: Option<&'a serde_json::Value>,
     /// The instance's new status.
     pub(crate) instance_status: InstanceStatus,
+    /// Whether the attempt printed anything; a silent one keeps no output file.
+    pub(crate) has_output: bool,
 }
 
 /// An open store.
@@ -321,7 +323,8 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3, result = ?4,
-                    note = ?5, result_data = ?6
+                    note = ?5, result_data = ?6,
+                    output_path = CASE WHEN ?8 THEN output_path END
                  WHERE id = ?7",
             )?
             .execute(params![
@@ -331,7 +334,8 @@ impl Store {
                 end.result,
                 end.note,
                 end.result_data.map(|v| v.to_string()),
-                attempt_id
+                attempt_id,
+                end.has_output
             ])?;
             tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
                 .execute(params![end.instance_status.as_str(), instance_id])?;
