@@ -309,10 +309,16 @@ impl Chain<'_> {
                         };
                         let finished = finished.clone();
                         let run_id = state.run_id;
-                        scope.spawn(move || {
+                        if parallel == 1 {
+                            // One at a time: no thread to start and hand back from.
                             let outcome = self.attempt(&job, run_id);
                             let _ = finished.send((job.index, outcome));
-                        });
+                        } else {
+                            scope.spawn(move || {
+                                let outcome = self.attempt(&job, run_id);
+                                let _ = finished.send((job.index, outcome));
+                            });
+                        }
                         running.push((index, attempt));
                     }
                 }
