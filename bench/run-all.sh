@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet
 python3 bench/chain.py "$@"
 python3 bench/records.py
+python3 bench/daemon.py

@@ -109,8 +109,11 @@ pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathB
 impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
-        let config = DaemonConfig::load(&setup.config_path)?;
+        let mut config = DaemonConfig::load(&setup.config_path)?;
         let jobs = jobs::prepare(&config)?;
+        // The prepared jobs are the ones the loop uses; keeping a second copy of every
+        // job in the configuration would double the memory of a large daemon.
+        config.jobs.clear();
         for warning in &config.warnings {
             log::warn!("{warning}");
         }
@@ -118,10 +121,9 @@ impl Service {
         crate::state::ensure_dir(&data_dir)?;
         let store = Store::open_file(&config.database.path(&data_dir))?;
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-        let grace = config
-            .jobs
+        let grace = jobs
             .values()
-            .map(|j| j.max_execution_grace)
+            .map(|j| j.job.max_execution_grace)
             .max()
             .unwrap_or(Duration::from_secs(60));
         let (sender, events) = mpsc::channel();
@@ -608,7 +610,11 @@ impl Service {
     fn reload(&mut self) {
         let loaded = DaemonConfig::load(&self.setup.config_path)
             .map_err(Error::from)
-            .and_then(|config| Ok((jobs::prepare(&config)?, config)));
+            .and_then(|mut config| {
+                let jobs = jobs::prepare(&config)?;
+                config.jobs.clear();
+                Ok((jobs, config))
+            });
         let (jobs, config) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
