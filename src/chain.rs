@@ -403,6 +403,13 @@ impl Chain<'_> {
         let _ = std::fs::remove_file(&result_file);
         let mut cmd = self.command(step, job.try_num, run_id);
         cmd.env("RUNNER_RESULT", &result_file);
+        log::debug!(
+            "task \"{}\": running {:?} {:?} in {}",
+            step.task.name,
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            self.taskdir.display()
+        );
         let report = self.supervisor.run(cmd, limits, &job.output);
         let result_data = read_result(&result_file, &step.task.name);
         let result = result_of(&report);

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli_misc;
 mod config_errors;
 mod crash;
 mod daemon;
