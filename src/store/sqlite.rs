@@ -169,6 +169,15 @@ impl Store {
         Ok(Some(Store { conn, path }))
     }
 
+    /// One statement outside any explicit transaction (SQLite makes it one).
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(params))
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
     fn wrap(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
@@ -272,11 +281,10 @@ impl Store {
         instance_id: i64,
         status: InstanceStatus,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")
-            .and_then(|mut stmt| stmt.execute(params![status.as_str(), instance_id]))
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "UPDATE task_instances SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), instance_id],
+        )
     }
 
     /// Records an attempt starting and its instance running; returns the attempt's id.
@@ -379,11 +387,10 @@ impl Store {
         run_id: &str,
         data: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE runs_running SET run_data = ?1 WHERE run_id = ?2")
-            .and_then(|mut stmt| stmt.execute(params![data.to_string(), run_id]))
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "UPDATE runs_running SET run_data = ?1 WHERE run_id = ?2",
+            params![data.to_string(), run_id],
+        )
     }
 
     /// The newest finished run of `job`, the newest with exit 0 and the newest without:

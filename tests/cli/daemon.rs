@@ -132,14 +132,7 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
     ]);
     trigger.assert_code(0);
     let path = std::path::PathBuf::from(trigger.stdout().trim());
-    assert!(
-        wait_for(Duration::from_secs(10), || daemon
-            .finished_runs("manual")
-            .len()
-            == 1),
-        "{}",
-        daemon.daemon_log()
-    );
+    daemon.wait_runs("manual", 1);
     assert!(!path.exists(), "a consumed trigger is deleted");
     let run = &daemon.finished_runs("manual")[0];
     assert_eq!(run["trigger_type"], "git");
@@ -280,11 +273,7 @@ fn long_job(kill_runs: bool) -> Daemon {
 #[test]
 fn term_with_shutdown_kill_runs_stops_the_running_run() {
     let mut daemon = long_job(true);
-    let pid: i32 = std::fs::read_to_string(daemon.path().join("pid"))
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid = daemon.pid("pid");
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
     assert!(!is_alive(pid));
@@ -312,25 +301,14 @@ fn max_execution_ends_the_run_with_sigterm() {
     )]);
     daemon.start("runner.yaml");
     daemon.runner(&["trigger", "slow"]).assert_code(0);
-    assert!(
-        wait_for(Duration::from_secs(15), || daemon
-            .finished_runs("slow")
-            .len()
-            == 1),
-        "{}",
-        daemon.daemon_log()
-    );
+    daemon.wait_runs("slow", 1);
     let run = &daemon.finished_runs("slow")[0];
     assert_eq!(run["exit_code"], 143);
     assert_eq!(run["status"], "failed");
     let duration =
         run["stop_time"].as_f64().expect("stop") - run["start_time"].as_f64().expect("start");
     assert!((0.9..5.0).contains(&duration), "{duration}");
-    let child: i32 = std::fs::read_to_string(daemon.path().join("child"))
-        .expect("child")
-        .trim()
-        .parse()
-        .expect("pid");
+    let child = daemon.pid("child");
     assert!(
         wait_for(Duration::from_secs(5), || !is_alive(child)),
         "the run's whole group is ended"
@@ -350,11 +328,7 @@ fn kill_9_then_restart_finalizes_lost_runs_without_duplicates() {
         .path()
         .join("pid")
         .exists()));
-    let pid: i32 = std::fs::read_to_string(daemon.path().join("pid"))
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid = daemon.pid("pid");
     daemon.signal(Signal::SIGKILL);
     daemon.wait();
     assert!(
@@ -438,14 +412,7 @@ fn a_chain_job_records_its_tasks_under_the_daemon_run() {
     }
     daemon.start("runner.yaml");
     daemon.runner(&["trigger", "provision"]).assert_code(0);
-    assert!(
-        wait_for(Duration::from_secs(15), || daemon
-            .finished_runs("provision")
-            .len()
-            == 1),
-        "{}",
-        daemon.daemon_log()
-    );
+    daemon.wait_runs("provision", 1);
     let id = daemon.finished_runs("provision")[0]["run_id"]
         .as_str()
         .expect("id")

@@ -147,12 +147,7 @@ fn kill_9_of_runner_leaves_no_task_behind() {
     let chain = Chain::new()
         .task("10-slow.sh", SPAWNS_GRANDCHILD)
         .ini("[runner]\nkill_grace = 1");
-    let mut child = chain
-        .command(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = chain.spawn(&[]);
     let task = read_pid(&chain.path().join("log.task"));
     let grandchild = read_pid(&chain.path().join("log.grandchild"));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");

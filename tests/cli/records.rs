@@ -199,12 +199,7 @@ fn tail_follows_a_running_run_until_it_ends() {
         "10-a.sh",
         "echo before\nwhile [ ! -e \"$LOG.go\" ]; do sleep 0.05; done\necho after",
     );
-    let mut runner = chain
-        .command(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut runner = chain.spawn(&[]);
     assert!(wait_for(Duration::from_secs(20), || {
         chain
             .runs_json(&["list"])
@@ -251,12 +246,7 @@ fn tail_follows_a_running_run_until_it_ends() {
 #[test]
 fn a_killed_runner_leaves_a_lost_run_that_the_next_run_finalizes() {
     let chain = Chain::new().task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300");
-    let mut child = chain
-        .command(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = chain.spawn(&[]);
     let task = read_pid(&chain.path().join("log.task"));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");
     child.wait().expect("reap");

@@ -114,6 +114,15 @@ impl Chain {
         cmd
     }
 
+    /// Starts the chain in the background, its output discarded.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn runner")
+    }
+
     /// Runs the chain to its end.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::of(self.command(args))
@@ -369,12 +378,9 @@ impl Daemon {
         );
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("started").id() as i32
-    }
-
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+        let pid = self.child.as_ref().expect("started").id() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
     }
 
     /// Waits for the daemon to exit and returns its exit code.
@@ -399,6 +405,24 @@ impl Daemon {
         run.assert_code(0);
         let list: serde_json::Value = serde_json::from_str(&run.stdout()).expect("json");
         list.as_array().expect("array").clone()
+    }
+
+    /// Waits until `job` has `count` finished runs and returns them, newest first.
+    pub fn wait_runs(&self, job: &str, count: usize) -> Vec<serde_json::Value> {
+        let done = wait_for(Duration::from_secs(20), || {
+            self.finished_runs(job).len() >= count
+        });
+        assert!(
+            done,
+            "job {job} did not finish {count} run(s):\n{}",
+            self.daemon_log()
+        );
+        self.finished_runs(job)
+    }
+
+    /// Reads a pid that a run wrote into `name` under the test directory.
+    pub fn pid(&self, name: &str) -> i32 {
+        read_pid(&self.root.path().join(name))
     }
 
     /// Finished runs of `job`.
