@@ -1,0 +1,105 @@
+#!/bin/sh
+# Builds runner's .deb and .rpm from a checkout: the release binary, man pages from the
+# clap definition (examples/mangen.rs), shell completions from the binary itself, then
+# `cargo deb` and `cargo generate-rpm` with the assets listed in Cargo.toml.
+#
+# Usage: packaging/build.sh
+# Needs: the Rust toolchain, strip (binutils) and dpkg-deb. Installs cargo-deb and
+# cargo-generate-rpm with `cargo install --locked` when they are missing.
+# Writes: target/debian/*.deb, target/generate-rpm/*.rpm, and target/packaging/ (the
+# generated files, plus packages.env naming both packages for packaging/test.sh).
+set -eu
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# Cargo.toml's asset paths name ./target, so the build must land there.
+unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
+# One date for the man pages and the archives' time stamps: the last commit's, so that
+# the same commit gives the same files (reproducible-builds.org).
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+fi
+export SOURCE_DATE_EPOCH
+out=target/packaging
+
+step() {
+	printf '== %s\n' "$*"
+}
+
+die() {
+	printf 'packaging/build.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+for doc in README.md CHANGELOG.md LICENSE; do
+	[ -f "$doc" ] || die "$doc is missing: the packages ship it in /usr/share/doc/runner"
+done
+command -v dpkg-deb >/dev/null || die "dpkg-deb is missing (apt-get install dpkg)"
+command -v strip >/dev/null || die "strip is missing (apt-get install binutils)"
+
+# `cargo deb` and `cargo generate-rpm` are cargo subcommands from crates.io.
+for tool in deb generate-rpm; do
+	if ! cargo "$tool" --version >/dev/null 2>&1; then
+		step "cargo install --locked cargo-$tool (first time only, takes a few minutes)"
+		cargo install --locked "cargo-$tool"
+	fi
+done
+
+step "cargo build --release"
+cargo build --release --locked
+
+rm -rf "$out"
+mkdir -p "$out/man" "$out/completions"
+
+step "man pages -> $out/man"
+cargo run --release --locked --quiet --example mangen -- "$out/man" >/dev/null
+# -n: no name or time stamp in the gzip header, so the same page gives the same bytes.
+gzip -9nf "$out"/man/*.1
+ls "$out/man"
+
+step "shell completions -> $out/completions"
+bin=target/release/runner
+"$bin" completions bash >"$out/completions/runner.bash"
+"$bin" completions zsh >"$out/completions/_runner"
+"$bin" completions fish >"$out/completions/runner.fish"
+ls "$out/completions"
+
+# cargo-deb strips the binary it packs, cargo-generate-rpm does not: the rpm gets this
+# stripped copy. The build's own binary keeps its symbols.
+strip --strip-all -o "$out/runner" "$bin"
+
+step "cargo deb --no-build"
+rm -f target/debian/runner_*.deb
+cargo deb --no-build
+set -- target/debian/runner_*.deb
+deb=$1
+
+# cargo-deb packs files only, and /etc/runner/tasks.d must exist, empty, and belong to the
+# package (dpkg -S, removal when empty). Nor does it write md5sums, which debsums and
+# `dpkg --verify` check installed files against. Unpack the archive, add both, and pack it
+# again with dpkg-deb itself; the other control files are kept as they are.
+step "add the empty /etc/runner/tasks.d and md5sums to $deb"
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+dpkg-deb --raw-extract "$deb" "$tree/pkg"
+install -d -m 0755 "$tree/pkg/etc/runner/tasks.d"
+(
+	cd "$tree/pkg"
+	# As dh_md5sums does: every file but the conffiles, whose sums dpkg keeps itself.
+	sed 's|^/||' DEBIAN/conffiles >"$tree/conffiles"
+	find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort |
+		grep -vxF -f "$tree/conffiles" | tr '\n' '\0' | xargs -0 md5sum >DEBIAN/md5sums
+)
+chmod 0644 "$tree/pkg/DEBIAN/md5sums"
+dpkg-deb --root-owner-group -Zxz --build "$tree/pkg" "$deb" >/dev/null
+
+step "cargo generate-rpm"
+rm -f target/generate-rpm/runner-*.rpm
+cargo generate-rpm
+set -- target/generate-rpm/runner-*.rpm
+rpm=$1
+
+printf 'DEB=%s\nRPM=%s\n' "$root/$deb" "$root/$rpm" >"$out/packages.env"
+step "packages"
+printf 'deb: %s\nrpm: %s\n' "$root/$deb" "$root/$rpm"

@@ -1,0 +1,20 @@
+# %post of runner ($1: 1 on a first install, 2 or more on an upgrade).
+#
+# The directories the package cannot own (cargo-generate-rpm packs no empty directory):
+# the boot chain's task directory, and the records of runs, root only since task output
+# may hold secrets.
+install -d -m 0755 /etc/runner/tasks.d
+if [ ! -d /var/lib/runner ]; then
+	install -d -m 0700 -o root -g root /var/lib/runner
+fi
+
+# The units, as the systemd RPM macros do it: the distribution's preset policy decides
+# whether they are enabled (most presets leave them disabled: `systemctl enable
+# runner.service`). Nothing is started: installing a package must not run the admin's
+# tasks.
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload >/dev/null 2>&1 || :
+fi
+if [ "$1" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
+	systemctl --no-reload preset runner.service runner-daemon.service >/dev/null 2>&1 || :
+fi
