@@ -219,6 +219,7 @@ impl Chain<'_> {
                 try_num + 1,
                 step.settings.max_tries
             );
+            state.recorder.flush();
             if self.supervisor.interrupt().sleep(pause) {
                 let sig = self
                     .supervisor
@@ -331,6 +332,8 @@ impl Chain<'_> {
                     }
                     break;
                 }
+                // About to wait for a task: nothing recorded may lag behind the wait.
+                state.recorder.flush();
                 let Ok((index, finished_attempt)) = reports.recv() else {
                     break;
                 };

@@ -100,6 +100,9 @@ pub(crate) trait Recorder {
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture>;
     /// The attempt ended.
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd);
+    /// Writes whatever the recorder held back; called before the chain waits (for a
+    /// task, for a retry pause), so records never lag behind a wait.
+    fn flush(&mut self);
     /// A task instance changed state without an attempt (skipped, waiting, abandoned).
     fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus);
     /// Whether `task` of this job already succeeded (in this boot only, when asked):
@@ -125,6 +128,7 @@ impl Recorder for NullRecorder {
         None
     }
     fn attempt_finished(&mut self, _attempt: &AttemptStart<'_>, _end: &AttemptEnd) {}
+    fn flush(&mut self) {}
     fn instance_status(
         &mut self,
         _run_id: &str,

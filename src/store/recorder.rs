@@ -30,6 +30,9 @@ pub(crate) struct StoreRecorder {
     attempts: HashMap<(String, u32, u32), OpenAttempt>,
     /// Recording into a run that another process (the daemon) started and finishes.
     attached: bool,
+    /// Attempt endings not written yet: they go with the next state change, which in a
+    /// chain follows at once (see [`Store::record_attempts`]), or with [`Recorder::flush`].
+    ended: Vec<AttemptEnding>,
 }
 
 /// An attempt that started and has not ended yet.
@@ -65,6 +68,7 @@ impl StoreRecorder {
             instances: HashMap::new(),
             attempts: HashMap::new(),
             attached: false,
+            ended: Vec::new(),
         }
     }
 
@@ -188,9 +192,15 @@ impl Recorder for StoreRecorder {
             self.instance(attempt.run_id, attempt.task, attempt.file, attempt.instance)?;
         let capture = self.capture(attempt);
         let path = capture.as_ref().map(|(p, _)| p.clone());
-        let id = self.with_store(|s| {
-            s.begin_attempt(instance, attempt.try_num, attempt.started, path.as_deref())
-        })?;
+        let ended = std::mem::take(&mut self.ended);
+        let id = self
+            .with_store(|s| {
+                s.record_attempts(
+                    &ended,
+                    Some((instance, attempt.try_num, attempt.started, path.as_deref())),
+                )
+            })
+            .flatten()?;
         let shared = capture.map(|(_, c)| c);
         self.attempts.insert(
             (attempt.task.to_owned(), attempt.instance, attempt.try_num),
@@ -225,25 +235,30 @@ impl Recorder for StoreRecorder {
             TaskResult::Ok => InstanceStatus::Finished,
             _ => InstanceStatus::Failed,
         };
-        self.with_store(|s| {
-            s.finish_attempt(
-                id,
-                instance,
-                &AttemptEnding {
-                    stop_time: end.stopped,
-                    exit_code: end.exit_code,
-                    signal: end.signal,
-                    result: end.result.as_str(),
-                    note: end.note.as_deref(),
-                    result_data: end.result_data.as_ref(),
-                    instance_status: status,
-                    has_output,
-                },
-            )
+        self.ended.push(AttemptEnding {
+            attempt_id: id,
+            instance_id: instance,
+            stop_time: end.stopped,
+            exit_code: end.exit_code,
+            signal: end.signal,
+            result: end.result.as_str(),
+            note: end.note.clone(),
+            result_data: end.result_data.clone(),
+            instance_status: status,
+            has_output,
         });
     }
 
+    fn flush(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        let ended = std::mem::take(&mut self.ended);
+        self.with_store(|s| s.record_attempts(&ended, None));
+    }
+
     fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus) {
+        self.flush();
         if let Some(instance) = self.instance(run_id, task, file, 0) {
             self.with_store(|s| s.set_instance_status(instance, status));
         }
@@ -263,6 +278,11 @@ impl Recorder for StoreRecorder {
         exit_code: i32,
         stopped: SystemTime,
     ) {
+        self.flush();
+        // An attached chain's run is the daemon's to finish, with the command's exit code.
+        if self.attached {
+            return;
+        }
         self.with_store(|s| s.finish_run(run_id, status, Some(exit_code), Some(stopped)));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::sqlite::Store;
 
@@ -40,11 +40,12 @@ pub(crate) fn spawn(
 ) -> Option<Pruning> {
     let state_dir = state_dir.to_owned();
     let job = job.to_owned();
+    let before = SystemTime::now();
     let (tx, done) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("retention".to_owned())
         .spawn(move || {
-            let _ = tx.send(prune(&state_dir, &job, keep_runs, keep_days));
+            let _ = tx.send(prune(&state_dir, &job, keep_runs, keep_days, before));
         });
     match spawned {
         Ok(_) => Some(Pruning { done }),
@@ -56,7 +57,13 @@ pub(crate) fn spawn(
 }
 
 /// Prunes synchronously; returns how many runs were deleted.
-pub(crate) fn prune(state_dir: &Path, job: &str, keep_runs: u64, keep_days: Option<u64>) -> usize {
+pub(crate) fn prune(
+    state_dir: &Path,
+    job: &str,
+    keep_runs: u64,
+    keep_days: Option<u64>,
+    before: SystemTime,
+) -> usize {
     let mut store = match Store::open(state_dir) {
         Ok(store) => store,
         Err(e) => {
@@ -66,7 +73,7 @@ pub(crate) fn prune(state_dir: &Path, job: &str, keep_runs: u64, keep_days: Opti
     };
     let mut deleted = 0;
     loop {
-        let dirs: Vec<PathBuf> = match store.prune(job, keep_runs, keep_days, BATCH) {
+        let dirs: Vec<PathBuf> = match store.prune(job, keep_runs, keep_days, before, BATCH) {
             Ok(dirs) => dirs,
             Err(e) => {
                 log::warn!(

@@ -82,8 +82,12 @@ pub(crate) struct NewRun<'a> {
 }
 
 /// An attempt's end, as stored.
-#[derive(Debug)]
-pub(crate) struct AttemptEnding<'a> {
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptEnding {
+    /// The attempt's row.
+    pub(crate) attempt_id: i64,
+    /// Its instance's row.
+    pub(crate) instance_id: i64,
     /// When it ended.
     pub(crate) stop_time: SystemTime,
     /// Exit code, if it exited.
@@ -91,11 +95,11 @@ pub(crate) struct AttemptEnding<'a> {
     /// Signal, if one ended it.
     pub(crate) signal: Option<i32>,
     /// `OK`, `RETRY`, `HALT`, `EXIT`.
-    pub(crate) result: &'a str,
+    pub(crate) result: &'static str,
     /// Why runner ended it.
-    pub(crate) note: Option<&'a str>,
+    pub(crate) note: Option<String>,
     /// What the task wrote to `RUNNER_RESULT`.
-    pub(crate) result_data: Option<&'a serde_json::Value>,
+    pub(crate) result_data: Option<serde_json::Value>,
     /// The instance's new status.
     pub(crate) instance_status: InstanceStatus,
     /// Whether the attempt printed anything; a silent one keeps no output file.
@@ -287,67 +291,58 @@ impl Store {
         )
     }
 
-    /// Records an attempt starting and its instance running; returns the attempt's id.
-    pub(crate) fn begin_attempt(
+    /// Records the attempts that `ended` and then, when given, an attempt starting (and
+    /// its instance running), all in one transaction; returns the new attempt's id.
+    ///
+    /// One chain step is "the last attempt ended, the next one starts": writing both at
+    /// once halves the transactions of a chain, which is most of what recording costs.
+    pub(crate) fn record_attempts(
         &mut self,
-        instance_id: i64,
-        try_num: u32,
-        start_time: SystemTime,
-        output: Option<&Path>,
-    ) -> Result<i64, StoreError> {
+        ended: &[AttemptEnding],
+        starting: Option<(i64, u32, SystemTime, Option<&Path>)>,
+    ) -> Result<Option<i64>, StoreError> {
         let result = (|| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                instance_id,
-                try_num,
-                epoch(start_time),
-                output.map(|p| p.to_string_lossy().into_owned())
-            ])?;
-            let id = tx.last_insert_rowid();
-            tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
-                .execute([instance_id])?;
+            for end in ended {
+                tx.prepare_cached(
+                    "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3,
+                        result = ?4, note = ?5, result_data = ?6,
+                        output_path = CASE WHEN ?8 THEN output_path END
+                     WHERE id = ?7",
+                )?
+                .execute(params![
+                    epoch(end.stop_time),
+                    end.exit_code,
+                    end.signal,
+                    end.result,
+                    end.note,
+                    end.result_data.as_ref().map(|v| v.to_string()),
+                    end.attempt_id,
+                    end.has_output
+                ])?;
+                tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
+                    .execute(params![end.instance_status.as_str(), end.instance_id])?;
+            }
+            let mut id = None;
+            if let Some((instance_id, try_num, start_time, output)) = starting {
+                tx.prepare_cached(
+                    "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    instance_id,
+                    try_num,
+                    epoch(start_time),
+                    output.map(|p| p.to_string_lossy().into_owned())
+                ])?;
+                id = Some(tx.last_insert_rowid());
+                tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
+                    .execute([instance_id])?;
+            }
             tx.commit()?;
             Ok(id)
-        })();
-        result.map_err(|e| self.wrap(e))
-    }
-
-    /// Records an attempt's end and its instance's new status.
-    pub(crate) fn finish_attempt(
-        &mut self,
-        attempt_id: i64,
-        instance_id: i64,
-        end: &AttemptEnding<'_>,
-    ) -> Result<(), StoreError> {
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3, result = ?4,
-                    note = ?5, result_data = ?6,
-                    output_path = CASE WHEN ?8 THEN output_path END
-                 WHERE id = ?7",
-            )?
-            .execute(params![
-                epoch(end.stop_time),
-                end.exit_code,
-                end.signal,
-                end.result,
-                end.note,
-                end.result_data.map(|v| v.to_string()),
-                attempt_id,
-                end.has_output
-            ])?;
-            tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
-                .execute(params![end.instance_status.as_str(), instance_id])?;
-            tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
     }
@@ -644,16 +639,20 @@ impl Store {
         })
     }
 
-    /// Deletes the runs of `job` beyond the newest `keep_runs` or older than `keep_days`,
-    /// at most `batch` at a time, and returns their output directories.
+    /// Deletes the runs of `job` that started `before` and are beyond the newest
+    /// `keep_runs` of those or older than `keep_days`, at most `batch` at a time, and
+    /// returns their output directories. Runs from `before` on (the current one) are
+    /// never counted, so what is kept does not depend on whether it has finished yet.
     pub(crate) fn prune(
         &mut self,
         job: &str,
         keep_runs: u64,
         keep_days: Option<u64>,
+        before: SystemTime,
         batch: usize,
     ) -> Result<Vec<PathBuf>, StoreError> {
         let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
+        let before = epoch(before);
         let result = (|| {
             let tx = self
                 .conn
@@ -661,16 +660,17 @@ impl Store {
             let victims: Vec<(String, Option<String>)> = {
                 let mut stmt = tx.prepare(
                     "SELECT r.run_id, m.output_dir FROM runs r LEFT JOIN run_meta m USING (run_id)
-                     WHERE r.job_name = ?1 AND (
+                     WHERE r.job_name = ?1 AND r.start_time < ?5 AND (
                         r.run_id IN (SELECT run_id FROM runs WHERE job_name = ?1
+                                       AND start_time < ?5
                                      ORDER BY start_time DESC LIMIT -1 OFFSET ?2)
                         OR (?3 IS NOT NULL AND r.start_time < ?3))
                      LIMIT ?4",
                 )?;
-                let rows = stmt
-                    .query_map(params![job, keep_runs as i64, cutoff, batch as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?;
+                let rows = stmt.query_map(
+                    params![job, keep_runs as i64, cutoff, batch as i64, before],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 rows.collect::<Result<_, _>>()?
             };
             for (run_id, _) in &victims {

@@ -404,7 +404,10 @@ fn a_chain_job_records_its_tasks_under_the_daemon_run() {
             "tasks.d/10-a.sh",
             "#!/bin/sh\necho \"a from $WHO in $RUNNER_JOB run $RUNNER_RUN_ID\"\n",
         ),
-        ("tasks.d/20-b.sh", "#!/bin/sh\necho b\n"),
+        (
+            "tasks.d/20-b.sh",
+            "#!/bin/sh\necho b\necho '{\"from\": \"b\"}' > \"$RUN_DIR/return_data.json\"\n",
+        ),
     ]);
     for task in ["10-a.sh", "20-b.sh"] {
         let path = daemon.config_dir().join("tasks.d").join(task);
@@ -421,6 +424,11 @@ fn a_chain_job_records_its_tasks_under_the_daemon_run() {
     show.assert_code(0);
     let detail: serde_json::Value = serde_json::from_str(&show.stdout()).expect("json");
     assert_eq!(detail["status"], "ok");
+    assert_eq!(detail["trigger_type"], "file");
+    assert_eq!(
+        detail["run_data"]["return_data"]["from"], "b",
+        "the daemon finished the run"
+    );
     let tasks: Vec<&str> = detail["tasks"]
         .as_array()
         .expect("tasks")
