@@ -37,7 +37,7 @@ const TRIGGER_POLL: Duration = Duration::from_secs(1);
 const MAX_TICK_BACKLOG: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// What wakes the loop.
-enum Event {
+pub(super) enum Event {
     Signal(signals::Request),
     Trigger(String),
     Finished {
@@ -48,13 +48,13 @@ enum Event {
 
 /// One entry of the timer heap.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    due: DateTime<Utc>,
-    kind: TimerKind,
+pub(super) struct Timer {
+    pub(super) due: DateTime<Utc>,
+    pub(super) kind: TimerKind,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
+pub(super) enum TimerKind {
     /// The next scheduled tick of a job, valid for one configuration generation.
     Tick { job: String, generation: u64 },
     /// A trigger with a future `schedule_time`, waiting in `deferred`.
@@ -62,12 +62,12 @@ enum TimerKind {
 }
 
 /// A run in progress.
-struct Running {
-    job: String,
-    group: Option<String>,
-    interrupt: Arc<Interrupt>,
-    paths: RunPaths,
-    started: Instant,
+pub(super) struct Running {
+    pub(super) job: String,
+    pub(super) group: Option<String>,
+    pub(super) interrupt: Arc<Interrupt>,
+    pub(super) paths: RunPaths,
+    pub(super) started: Instant,
 }
 
 /// Where the daemon's configuration comes from and what overrides it.
@@ -80,25 +80,25 @@ pub(crate) struct Setup {
 
 /// The running scheduler.
 pub(crate) struct Service {
-    setup: Setup,
-    config: DaemonConfig,
-    data_dir: PathBuf,
-    jobs: BTreeMap<String, ScheduledJob>,
-    store: Store,
-    owner: Owner,
-    exe: PathBuf,
-    guardian: Arc<Guardian>,
-    sender: Sender<Event>,
-    events: Receiver<Event>,
-    timers: BinaryHeap<Reverse<Timer>>,
-    deferred: HashMap<u64, Request>,
-    next_deferred: u64,
-    generation: u64,
-    pending: Vec<Request>,
-    running: HashMap<String, Running>,
-    group_use: HashMap<String, usize>,
-    watcher: Option<Watcher>,
-    stopping: bool,
+    pub(super) setup: Setup,
+    pub(super) config: DaemonConfig,
+    pub(super) data_dir: PathBuf,
+    pub(super) jobs: BTreeMap<String, ScheduledJob>,
+    pub(super) store: Store,
+    pub(super) owner: Owner,
+    pub(super) exe: PathBuf,
+    pub(super) guardian: Arc<Guardian>,
+    pub(super) sender: Sender<Event>,
+    pub(super) events: Receiver<Event>,
+    pub(super) timers: BinaryHeap<Reverse<Timer>>,
+    pub(super) deferred: HashMap<u64, Request>,
+    pub(super) next_deferred: u64,
+    pub(super) generation: u64,
+    pub(super) pending: Vec<Request>,
+    pub(super) running: HashMap<String, Running>,
+    pub(super) group_use: HashMap<String, usize>,
+    pub(super) watcher: Option<Watcher>,
+    pub(super) stopping: bool,
 }
 
 /// The data directory: `--state-dir` first, then the configuration's `data_dir`.
@@ -247,7 +247,7 @@ impl Service {
     }
 
     /// Schedules the next tick of every job, from `now`.
-    fn schedule_all(&mut self, now: DateTime<Utc>) {
+    pub(super) fn schedule_all(&mut self, now: DateTime<Utc>) {
         let generation = self.generation;
         for (name, job) in &self.jobs {
             if let Some(due) = job.next_after(now) {
@@ -353,7 +353,7 @@ impl Service {
     /// Queues a run. A job without `concurrent_runs` has at most one waiting run: a
     /// trigger replaces a waiting scheduled run, and a tick finding one waiting is merged
     /// into it.
-    fn enqueue(&mut self, request: Request) {
+    pub(super) fn enqueue(&mut self, request: Request) {
         let Some(job) = self.jobs.get(&request.job) else {
             return;
         };
@@ -566,156 +566,5 @@ impl Service {
             run.job,
             run.started.elapsed().as_secs_f64()
         );
-    }
-
-    fn scan_triggers(&mut self) {
-        let names: Vec<String> = self.jobs.keys().cloned().collect();
-        for job in names {
-            self.take_trigger(&job);
-        }
-    }
-
-    fn take_trigger(&mut self, job: &str) {
-        if !self.jobs.contains_key(job) {
-            return;
-        }
-        let Some(trigger) = triggers::take(&self.data_dir, job) else {
-            return;
-        };
-        let now = Utc::now();
-        let request = Request {
-            job: trigger.job,
-            schedule_time: trigger.schedule_time.unwrap_or(now),
-            trigger_type: trigger.kind,
-            trigger_data: trigger.data,
-            environment: trigger.environment,
-        };
-        match trigger.schedule_time {
-            Some(due) if due > now => {
-                let id = self.next_deferred;
-                self.next_deferred += 1;
-                log::info!("job \"{job}\": triggered run deferred until {due}");
-                self.deferred.insert(id, request);
-                self.timers.push(Reverse(Timer {
-                    due,
-                    kind: TimerKind::Deferred(id),
-                }));
-            }
-            _ => self.enqueue(request),
-        }
-    }
-
-    /// SIGHUP: swap in the new configuration only if it loads completely; running runs
-    /// finish under the old one.
-    fn reload(&mut self) {
-        let loaded = DaemonConfig::load(&self.setup.config_path)
-            .map_err(Error::from)
-            .and_then(|mut config| {
-                let jobs = jobs::prepare(&config)?;
-                config.jobs.clear();
-                Ok((jobs, config))
-            });
-        let (jobs, config) = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                log::error!(
-                    "reload failed, keeping the running configuration: {}",
-                    crate::error::one_line(&e)
-                );
-                return;
-            }
-        };
-        let new_dir = data_dir(&config, self.setup.state_dir.as_deref());
-        if new_dir != self.data_dir {
-            log::warn!(
-                "data_dir changed to {}; it takes effect when the daemon restarts",
-                new_dir.display()
-            );
-        }
-        for warning in &config.warnings {
-            log::warn!("{warning}");
-        }
-        let added: Vec<String> = jobs
-            .keys()
-            .filter(|j| !self.jobs.contains_key(*j))
-            .cloned()
-            .collect();
-        self.config = config;
-        self.jobs = jobs;
-        self.generation += 1;
-        triggers::prepare_dirs(&self.data_dir, added.iter().map(String::as_str));
-        if let Some(watcher) = self.watcher.as_mut() {
-            for job in &added {
-                watcher.add(job);
-            }
-        }
-        self.schedule_all(Utc::now());
-        log::info!("configuration reloaded: {} job(s)", self.jobs.len());
-    }
-
-    fn shutdown(&mut self, sig: i32) {
-        if self.stopping {
-            log::warn!(
-                "signal {sig} again: killing {} running run(s) now",
-                self.running.len()
-            );
-            for run in self.running.values() {
-                run.interrupt.raise(sig);
-                run.interrupt.raise(sig);
-            }
-            return;
-        }
-        self.stopping = true;
-        self.pending.clear();
-        if self.running.is_empty() {
-            log::info!("signal {sig}: stopping");
-        } else if self.config.shutdown_kill_runs {
-            log::info!(
-                "signal {sig}: stopping {} running run(s)",
-                self.running.len()
-            );
-            for run in self.running.values() {
-                run.interrupt.raise(sig);
-            }
-        } else {
-            log::info!(
-                "signal {sig}: no new runs; waiting for {} running run(s) to finish",
-                self.running.len()
-            );
-        }
-    }
-
-    fn log_status(&self) {
-        log::info!(
-            "status: {} job(s), {} running, {} waiting",
-            self.jobs.len(),
-            self.running.len(),
-            self.pending.len()
-        );
-        for (run_id, run) in &self.running {
-            log::info!(
-                "status: run {run_id} of job \"{}\" running for {:.1}s{}",
-                run.job,
-                run.started.elapsed().as_secs_f64(),
-                run.group
-                    .as_ref()
-                    .map(|g| format!(" in group \"{g}\""))
-                    .unwrap_or_default()
-            );
-        }
-        for request in &self.pending {
-            log::info!(
-                "status: job \"{}\" waiting ({})",
-                request.job,
-                request.trigger_type
-            );
-        }
-        let now = Utc::now();
-        for (name, job) in &self.jobs {
-            match job.next_after(now) {
-                Some(next) => log::info!("status: job \"{name}\" next due {}", next.to_rfc3339()),
-                None => log::info!("status: job \"{name}\" has no scheduled time"),
-            }
-        }
     }
 }

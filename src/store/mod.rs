@@ -3,6 +3,7 @@
 mod capture;
 pub(crate) mod model;
 mod owner;
+mod query;
 mod recorder;
 pub(crate) mod retention;
 mod schema;

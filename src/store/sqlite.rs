@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
+use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::schema;
 
@@ -108,8 +108,8 @@ pub(crate) struct AttemptEnding {
 
 /// An open store.
 pub(crate) struct Store {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 /// Seconds since the epoch, as dsari stores times.
@@ -182,7 +182,7 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
-    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn wrap(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -388,42 +388,6 @@ impl Store {
         )
     }
 
-    /// The newest finished run of `job`, the newest with exit 0 and the newest without:
-    /// what the daemon's `PREVIOUS_*`, `PREVIOUS_GOOD_*` and `PREVIOUS_BAD_*` describe.
-    pub(crate) fn previous_runs(&self, job: &str) -> Result<[Option<RunRecord>; 3], StoreError> {
-        let one = |condition: &str| -> rusqlite::Result<Option<RunRecord>> {
-            let sql = format!(
-                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
-                 WHERE r.job_name = ?1 {condition} ORDER BY r.start_time DESC LIMIT 1"
-            );
-            self.conn
-                .prepare_cached(&sql)?
-                .query_row([job], finished_row)
-                .optional()
-        };
-        let result = (|| {
-            Ok([
-                one("")?,
-                one("AND r.exit_code = 0")?,
-                one("AND r.exit_code IS NOT NULL AND r.exit_code != 0")?,
-            ])
-        })();
-        result.map_err(|e| self.wrap(e))
-    }
-
-    /// The latest schedule time of `job`'s scheduled runs, for `catch_up`.
-    pub(crate) fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError> {
-        let sql = "SELECT max(schedule_time) FROM (
-                SELECT schedule_time FROM runs WHERE job_name = ?1
-                    AND trigger_type IN ('schedule', 'catch_up')
-                UNION ALL
-                SELECT schedule_time FROM runs_running WHERE job_name = ?1
-                    AND trigger_type IN ('schedule', 'catch_up'))";
-        self.conn
-            .query_row(sql, [job], |r| r.get::<_, Option<f64>>(0))
-            .map_err(|e| self.wrap(e))
-    }
-
     /// Finalizes as `lost` the runs of `job` (or of every job) left in `runs_running`
     /// by a process that is gone. Returns their ids.
     pub(crate) fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
@@ -488,155 +452,6 @@ impl Store {
             rows.collect()
         })();
         result.map_err(|e| self.wrap(e))
-    }
-
-    /// Whether `task` of `job` ever finished `OK` (in boot `boot_id`, when given).
-    pub(crate) fn has_succeeded(
-        &self,
-        job: &str,
-        task: &str,
-        boot_id: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (
-                    SELECT 1 FROM task_instances t
-                    JOIN run_meta m ON m.run_id = t.run_id
-                    JOIN attempts a ON a.instance_id = t.id
-                    WHERE t.name = ?2 AND m.job_name = ?1 AND a.result = 'OK'
-                      AND (?3 IS NULL OR m.boot_id = ?3))",
-                params![job, task, boot_id],
-                |r| r.get::<_, bool>(0),
-            )
-            .map_err(|e| self.wrap(e))
-    }
-
-    /// The newest runs (running ones first), optionally of some jobs only.
-    pub(crate) fn list_runs(
-        &self,
-        jobs: &[String],
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
-        let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))";
-        let result = (|| {
-            let mut runs = Vec::new();
-            let mut running = self.conn.prepare(&format!(
-                "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
-                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
-            ))?;
-            for run in running.query_map(params![jobs_json, limit as i64], running_row)? {
-                runs.push(run?);
-            }
-            let left = limit.saturating_sub(runs.len());
-            let mut finished = self.conn.prepare(&format!(
-                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
-                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
-            ))?;
-            for run in finished.query_map(params![jobs_json, left as i64], finished_row)? {
-                runs.push(run?);
-            }
-            Ok(runs)
-        })();
-        result.map_err(|e| self.wrap(e))
-    }
-
-    /// The run whose id is `prefix` or starts with it.
-    pub(crate) fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError> {
-        if prefix.is_empty()
-            || !prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(StoreError::NotFound {
-                prefix: prefix.to_owned(),
-            });
-        }
-        // GLOB is case-sensitive and can use the run_id indexes for a prefix.
-        let pattern = format!("{prefix}*");
-        let result = (|| {
-            let mut found = Vec::new();
-            let mut running = self.conn.prepare(&format!(
-                "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
-                 WHERE r.run_id GLOB ?1 LIMIT 5"
-            ))?;
-            for run in running.query_map([&pattern], running_row)? {
-                found.push(run?);
-            }
-            let mut finished = self.conn.prepare(&format!(
-                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
-                 WHERE r.run_id GLOB ?1 LIMIT 5"
-            ))?;
-            for run in finished.query_map([&pattern], finished_row)? {
-                found.push(run?);
-            }
-            Ok(found)
-        })();
-        let mut found = result.map_err(|e| self.wrap(e))?;
-        if let Some(exact) = found.iter().position(|r| r.run_id == prefix) {
-            return Ok(found.swap_remove(exact));
-        }
-        match found.len() {
-            0 => Err(StoreError::NotFound {
-                prefix: prefix.to_owned(),
-            }),
-            1 => Ok(found.remove(0)),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: found.into_iter().map(|r| r.run_id).collect(),
-            }),
-        }
-    }
-
-    /// A run with its task instances and attempts.
-    pub(crate) fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError> {
-        let run = self.find_run(prefix)?;
-        let result = (|| {
-            let mut stmt = self.conn.prepare(
-                "SELECT id, name, file, instance, status FROM task_instances
-                 WHERE run_id = ?1 ORDER BY position, instance",
-            )?;
-            let instances: Vec<(i64, String, String, i64, String)> = stmt
-                .query_map([&run.run_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            let mut attempts_stmt = self.conn.prepare(
-                "SELECT try_num, exit_code, signal, result, start_time, stop_time, note,
-                    output_path, result_data
-                 FROM attempts WHERE instance_id = ?1 ORDER BY id",
-            )?;
-            let mut tasks = Vec::with_capacity(instances.len());
-            for (id, name, file, instance, status) in instances {
-                let attempts = attempts_stmt
-                    .query_map([id], attempt_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                tasks.push(TaskRecord {
-                    instance: format!("{name}#{instance}"),
-                    name,
-                    file,
-                    status: status.parse().unwrap_or(InstanceStatus::Failed),
-                    attempts,
-                });
-            }
-            Ok(tasks)
-        })();
-        let tasks = result.map_err(|e| self.wrap(e))?;
-        let output_dir = self
-            .conn
-            .query_row(
-                "SELECT output_dir FROM run_meta WHERE run_id = ?1",
-                [&run.run_id],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()
-            .map_err(|e| self.wrap(e))?
-            .flatten();
-        Ok(RunDetail {
-            run,
-            tasks,
-            output_dir,
-        })
     }
 
     /// Deletes the runs of `job` that started `before` and are beyond the newest
@@ -709,88 +524,4 @@ fn insert_instances(
         insert.execute(params![run_id, name, file, position as i64])?;
     }
     Ok(())
-}
-
-const RUNNING_COLUMNS: &str = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
-    r.trigger_data, r.run_data, m.pid, m.pid_start, m.boot_id";
-
-const FINISHED_COLUMNS: &str =
-    "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
-    r.trigger_data, r.run_data, r.stop_time, r.exit_code, m.status";
-
-fn json_column(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
-    let text: Option<String> = row.get(index)?;
-    Ok(text
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| serde_json::json!({})))
-}
-
-fn running_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let pid: Option<u32> = row.get(7)?;
-    let alive = match pid {
-        Some(pid) => Owner {
-            pid,
-            start_ticks: row.get(8)?,
-            boot_id: row.get(9)?,
-        }
-        .is_alive(),
-        // Written by dsari itself: nothing to check it against.
-        None => true,
-    };
-    Ok(RunRecord {
-        run_id: row.get(0)?,
-        job_name: row.get(1)?,
-        status: if alive {
-            RunStatus::Running
-        } else {
-            RunStatus::Lost
-        },
-        schedule_time: row.get(2)?,
-        start_time: row.get(3)?,
-        stop_time: None,
-        exit_code: None,
-        trigger_type: row.get(4)?,
-        trigger_data: json_column(row, 5)?,
-        run_data: json_column(row, 6)?,
-    })
-}
-
-fn finished_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let exit_code: Option<i64> = row.get(8)?;
-    let status: Option<String> = row.get(9)?;
-    // Runs written by dsari have no status of ours: judge them by the exit code.
-    let status = status
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if exit_code == Some(0) {
-            RunStatus::Ok
-        } else {
-            RunStatus::Failed
-        });
-    Ok(RunRecord {
-        run_id: row.get(0)?,
-        job_name: row.get(1)?,
-        status,
-        schedule_time: row.get(2)?,
-        start_time: row.get(3)?,
-        stop_time: row.get(7)?,
-        exit_code,
-        trigger_type: row.get(4)?,
-        trigger_data: json_column(row, 5)?,
-        run_data: json_column(row, 6)?,
-    })
-}
-
-fn attempt_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
-    let result_data: Option<String> = row.get(8)?;
-    Ok(AttemptRecord {
-        try_num: row.get(0)?,
-        exit_code: row.get(1)?,
-        signal: row.get(2)?,
-        result: row.get(3)?,
-        start_time: row.get(4)?,
-        stop_time: row.get(5)?,
-        note: row.get(6)?,
-        output: row.get(7)?,
-        result_data: result_data.and_then(|t| serde_json::from_str(&t).ok()),
-    })
 }
