@@ -234,7 +234,10 @@ impl Service {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Signal(signals::Request::Reload) => self.reload(),
-            Event::Signal(signals::Request::ScanTriggers) => self.scan_triggers(),
+            Event::Signal(signals::Request::ScanTriggers) => {
+                log::info!("SIGUSR1: scanning the trigger directories");
+                self.scan_triggers();
+            }
             Event::Signal(signals::Request::Status) => self.log_status(),
             Event::Signal(signals::Request::Shutdown(sig)) => self.shutdown(sig),
             Event::Trigger(job) => {

@@ -520,3 +520,141 @@ fn schedule_prints_next_times_and_rejects_bad_fields() {
         .assert_code(78)
         .assert_stderr_contains("day of month");
 }
+
+#[test]
+fn usr1_scans_quit_logs_status_and_systemd_hears_ready() {
+    let socket_path = tempfile::tempdir().expect("tempdir");
+    let socket =
+        std::os::unix::net::UnixDatagram::bind(socket_path.path().join("notify")).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  hourly:\n    command: [\"true\"]\n    schedule: \"@hourly\"\n  manual:\n    command: [\"true\"]\n",
+    )]);
+    daemon.start_with_env(
+        "runner.yaml",
+        &[("NOTIFY_SOCKET", socket_path.path().join("notify"))],
+    );
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+
+    daemon.signal(Signal::SIGQUIT);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .daemon_log()
+        .contains("status: job \"hourly\" next due")));
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("status: job \"manual\" has no scheduled time")
+    );
+
+    // A trigger written straight into place, then SIGUSR1: picked up either way, once.
+    let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::write(dir.join("trigger.json"), "{}").expect("write");
+    daemon.signal(Signal::SIGUSR1);
+    assert!(wait_for(Duration::from_secs(10), || daemon
+        .daemon_log()
+        .contains("SIGUSR1: scanning")));
+    daemon.wait_runs("manual", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(daemon.finished_runs("manual").len(), 1);
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+}
+
+#[test]
+fn command_append_run_and_concurrent_runs() {
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  args:\n    command: [\"/bin/sh\", \"-c\", \"echo \\\"$@\\\" > args\", \"sh\"]\n    command_append_run: true\n  overlap:\n    command: [\"sleep\", \"1.6\"]\n    schedule: \"* * * * * *\"\n    concurrent_runs: true\n  single:\n    command: [\"sleep\", \"1.6\"]\n    schedule: \"* * * * * *\"\n",
+    )]);
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "args"]).assert_code(0);
+    let run = daemon.wait_runs("args", 1).remove(0);
+    let id = run["run_id"].as_str().expect("id");
+    let args = std::fs::read_to_string(daemon.state_dir().join("runs/args").join(id).join("args"))
+        .expect("args");
+    assert_eq!(args.trim(), format!("args {id}"));
+
+    std::thread::sleep(Duration::from_secs(5));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let spans = |job: &str| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = daemon
+            .finished_runs(job)
+            .iter()
+            .map(|r| {
+                (
+                    r["start_time"].as_f64().expect("start"),
+                    r["stop_time"].as_f64().expect("stop"),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let overlapping = |v: &[(f64, f64)]| v.windows(2).any(|w| w[1].0 < w[0].1);
+    assert!(
+        overlapping(&spans("overlap")),
+        "concurrent_runs lets runs of a job overlap"
+    );
+    assert!(!spans("single").is_empty());
+    assert!(
+        !overlapping(&spans("single")),
+        "without it a job never overlaps itself"
+    );
+}
+
+#[test]
+fn jobs_list_and_next_show_schedules_and_last_runs() {
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  a:\n    command: [\"true\"]\n    schedule: \"0 12 * * *\"\n    schedule_timezone: UTC\n  b:\n    command: [\"true\"]\n    schedule: \"30 12 * * *\"\n    schedule_timezone: UTC\n  c:\n    command: [\"true\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "c"]).assert_code(0);
+    daemon.wait_runs("c", 1);
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait();
+    let config = daemon.config_dir().join("runner.yaml");
+    let config = config.to_str().expect("utf-8");
+    let list = daemon.runner(&["jobs", "list", "--config", config, "--format", "json"]);
+    list.assert_code(0);
+    let jobs: serde_json::Value = serde_json::from_str(&list.stdout()).expect("json");
+    let names: Vec<&str> = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(
+        jobs[0]["next"]
+            .as_str()
+            .is_some_and(|t| t.contains("T12:00:") && t.ends_with("+00:00")),
+        "{jobs}"
+    );
+    assert!(jobs[2]["next"].is_null());
+    assert_eq!(jobs[2]["last_run"]["status"], "ok");
+    let next = daemon.runner(&[
+        "jobs", "next", "--config", config, "--count", "4", "--format", "json",
+    ]);
+    next.assert_code(0);
+    let due: serde_json::Value = serde_json::from_str(&next.stdout()).expect("json");
+    let order: Vec<&str> = due
+        .as_array()
+        .expect("due")
+        .iter()
+        .map(|d| d["job"].as_str().expect("job"))
+        .collect();
+    assert_eq!(order, ["a", "b", "a", "b"]);
+    daemon
+        .runner(&["jobs", "list", "--config", config])
+        .assert_code(0)
+        .assert_stdout_contains("(triggers only)");
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod check;
 mod cli_misc;
 mod config_errors;
 mod crash;

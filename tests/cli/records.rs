@@ -402,3 +402,26 @@ fn a_store_locked_past_the_busy_timeout_is_survived() {
         "ok"
     );
 }
+
+#[test]
+fn keep_days_prunes_old_runs_and_the_state_dir_is_private() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo hi")
+        .ini("[runner]\nkeep_days = 7");
+    chain.run(&[]).assert_code(0);
+    let mode = std::fs::metadata(chain.state_dir())
+        .expect("state dir")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o700
+    );
+    // Age the first run by thirty days.
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("db");
+    db.execute("UPDATE runs SET start_time = start_time - 30 * 86400", [])
+        .expect("age");
+    drop(db);
+    chain.run(&[]).assert_code(0);
+    let list = chain.runs_json(&["list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}

@@ -358,8 +358,16 @@ impl Daemon {
     /// Starts `runner daemon --config CONFIG` (a path relative to the config directory,
     /// or the directory itself for "").
     pub fn start(&mut self, config: &str) {
+        self.start_with_env(config, &[]);
+    }
+
+    /// Starts the daemon with extra environment variables.
+    pub fn start_with_env(&mut self, config: &str, env: &[(&str, PathBuf)]) {
         let log = fs::File::create(self.log_path()).expect("log");
         let mut cmd = runner();
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .args(["-v", "daemon", "--config"])
