@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -54,15 +55,21 @@ class Daemon:
         with open(path, "w") as f:
             json.dump(config, f)
         self.log = open(os.path.join(root, "daemon.log"), "w")
+        # Ready when the daemon says so, as it tells systemd: READY=1 on NOTIFY_SOCKET.
+        notify_path = os.path.join(root, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(120)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
         self.proc = subprocess.Popen([runner, "-q", "--state-dir", self.state, "daemon", "--config", path],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        # Ready when the store exists and the daemon has settled.
-        deadline = time.time() + 60
-        while not os.path.exists(os.path.join(self.state, "runner.sqlite3")):
-            if time.time() > deadline or self.proc.poll() is not None:
-                raise SystemExit("daemon did not start; see " + self.log.name)
-            time.sleep(0.05)
-        time.sleep(1.0)
+                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        try:
+            while b"READY=1" not in notify.recv(256):
+                pass
+        except socket.timeout:
+            raise SystemExit("daemon did not start; see " + self.log.name)
+        finally:
+            notify.close()
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -112,11 +119,10 @@ def idle(runner, jobs, seconds):
                 for i in range(jobs)
             }
         }
-        start = time.time()
         d = Daemon(runner, root, config)
         pid = d.proc.pid
         startup = cpu_seconds(pid)
-        cpu0 = cpu_seconds(pid)
+        cpu0 = startup
         time.sleep(seconds)
         cpu1 = cpu_seconds(pid)
         rss = rss_mb(pid, "VmRSS")

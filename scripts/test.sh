@@ -1,8 +1,23 @@
 #!/bin/sh
 # The whole test suite: formatting, lints, unit and black-box tests, then the packaging
-# tests when their tools are present. CI (.ci/run) calls exactly this.
+# tests. CI (.ci/run) calls exactly this.
+#
+# The packaging tests need lintian and rpm from Debian's packages: as root they are
+# installed when missing; otherwise those tests are skipped with a message saying so.
 set -eu
 cd "$(dirname "$0")/.."
+
+missing=
+for tool in lintian rpm dpkg-deb; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== apt-get install lintian rpm (missing:$missing)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends lintian rpm dpkg-dev binutils >/dev/null
+    missing=
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -10,7 +25,10 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
-if [ -x packaging/test.sh ]; then
+
+if [ -n "$missing" ]; then
+    echo "== packaging tests SKIPPED: missing$missing (run as root, or apt-get install lintian rpm)"
+else
     echo "== packaging tests"
     packaging/test.sh
 fi
