@@ -658,3 +658,49 @@ fn jobs_list_and_next_show_schedules_and_last_runs() {
         .assert_code(0)
         .assert_stdout_contains("(triggers only)");
 }
+
+#[test]
+fn the_sample_from_dsaris_documentation_runs_unchanged() {
+    // doc/configuration.md's sample, byte for byte in meaning: /usr/bin/env every five
+    // minutes (hashed) in a concurrency group of one. A trigger runs it now.
+    let sample = r#"{
+        "shutdown_kill_runs": true,
+        "jobs": {
+            "sample-job": {
+                "command": ["/usr/bin/env"],
+                "schedule": "H/5 * * * *",
+                "concurrency_groups": ["sample-group"]
+            }
+        },
+        "concurrency_groups": {
+            "sample-group": {
+                "max": 1
+            }
+        }
+    }"#;
+    let mut daemon = Daemon::new(&[("dsari.json", sample)]);
+    let check = daemon.runner(&[
+        "check",
+        "--daemon",
+        daemon.config_dir().to_str().expect("utf-8"),
+    ]);
+    check
+        .assert_code(0)
+        .assert_stdout_contains("sample-job")
+        .assert_stdout_contains("H/5 * * * *");
+    daemon.start("");
+    let dir = daemon.state_dir().join("trigger/sample-job");
+    std::fs::write(dir.join(".new"), "{}").expect("write");
+    std::fs::rename(dir.join(".new"), dir.join("trigger.json")).expect("rename");
+    let run = daemon.wait_runs("sample-job", 1).remove(0);
+    assert_eq!(run["status"], "ok");
+    let output = daemon.runner(&["runs", "output", run["run_id"].as_str().expect("id")]);
+    output
+        .assert_code(0)
+        .assert_stdout_contains("DSARI=true")
+        .assert_stdout_contains("JOB_NAME=sample-job")
+        .assert_stdout_contains("CONCURRENCY_GROUP=sample-group")
+        .assert_stdout_contains("TRIGGER_TYPE=file");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}

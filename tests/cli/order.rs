@@ -125,3 +125,26 @@ fn strictly_sequential_by_default() {
     chain.run(&[]).assert_code(0);
     assert_eq!(chain.log_lines(), ["start-a", "end-a", "start-b"]);
 }
+
+#[test]
+fn zero_iterations_runs_forever_until_signalled() {
+    let chain = Chain::new().task("10-a.sh", "echo \"$RUNNER_RUN_ID\" >> \"$LOG\"");
+    let mut child = chain.spawn(&["-n", "0"]);
+    assert!(crate::support::wait_for(
+        std::time::Duration::from_secs(20),
+        || chain.log_lines().len() >= 5
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    let runs = chain.runs_json(&["list", "--limit", "1000"]);
+    let runs = runs.as_array().expect("runs");
+    assert!(runs.len() >= 5);
+    assert!(
+        runs.iter().skip(1).all(|r| r["status"] == "ok"),
+        "every finished iteration succeeded"
+    );
+}

@@ -425,3 +425,24 @@ fn keep_days_prunes_old_runs_and_the_state_dir_is_private() {
     let list = chain.runs_json(&["list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }
+
+#[test]
+fn state_dir_from_the_configuration_is_used_when_no_flag_or_env_says_otherwise() {
+    let chain = Chain::new().task("10-a.sh", "true");
+    let configured = chain.path().join("configured-state");
+    let chain = chain.ini(&format!("[runner]\nstate_dir = {}", configured.display()));
+    let _ = chain.command(&[]); // writes the configuration
+    let mut cmd = crate::support::runner();
+    cmd.arg("-c").arg(chain.config_path()).arg(chain.taskdir());
+    crate::support::Run::of(cmd).assert_code(0);
+    assert!(configured.join("runner.sqlite3").exists());
+    // The environment wins over the configuration.
+    let from_env = chain.path().join("env-state");
+    let mut cmd = crate::support::runner();
+    cmd.env("RUNNER_STATE_DIR", &from_env)
+        .arg("-c")
+        .arg(chain.config_path())
+        .arg(chain.taskdir());
+    crate::support::Run::of(cmd).assert_code(0);
+    assert!(from_env.join("runner.sqlite3").exists());
+}
