@@ -61,11 +61,14 @@ pub(crate) fn call(
     };
     let report = supervisor.run(cmd, limits, &Output::default());
     match (&report.exit, report.stopped) {
-        (_, Some(_)) => log::warn!(
+        (_, Some(crate::exec::Stop::Timeout)) => log::warn!(
             "hook {program} was stopped after {:.1}s (hook_timeout is {})",
             report.duration.as_secs_f64(),
             crate::config::duration::display(timeout)
         ),
+        (_, Some(crate::exec::Stop::Interrupt(sig))) => {
+            log::warn!("hook {program} was stopped: runner received signal {sig}")
+        }
         (Exit::Code(0), None) => {}
         (Exit::Code(code), None) => log::warn!("hook {program} exited with code {code}"),
         (Exit::Signal(sig), None) => log::warn!("hook {program} was killed by signal {sig}"),

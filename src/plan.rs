@@ -57,6 +57,17 @@ pub enum PlanError {
         /// The tasks of one cycle, each depending on the next, the first repeated at the end.
         tasks: Vec<String>,
     },
+    /// A task's name is taken by the halt task or by one of runner's own sections, so
+    /// its records or its settings would be mixed up with theirs.
+    #[error("task file {file:?} has the name \"{name}\", which {taken}")]
+    NameTaken {
+        /// The task file.
+        file: String,
+        /// Its derived name.
+        name: String,
+        /// What already has that name.
+        taken: String,
+    },
     /// A task file has no execute bit and no interpreter applies to it.
     #[error("task file {} is not executable", path.display())]
     NotExecutable {
@@ -76,6 +87,10 @@ impl PlanError {
             PlanError::Cycle { .. } => {
                 Some("remove one of the depends_on entries along the cycle".to_owned())
             }
+            PlanError::NameTaken { .. } => Some(
+                "rename the task file: a task name drops the ordering prefix and the extension"
+                    .to_owned(),
+            ),
             PlanError::UnknownDependency { .. } => Some(
                 "dependencies use task names: the file name without ordering prefix and extension"
                     .to_owned(),
@@ -87,6 +102,29 @@ impl PlanError {
 impl Plan {
     /// Validates the chain and orders it.
     pub(crate) fn build(dir: &TaskDir, config: &ChainConfig) -> Result<Plan, Error> {
+        let halt_name = dir
+            .halt
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| task_name(&n.to_string_lossy()));
+        for task in &dir.tasks {
+            let taken = match task.name.as_str() {
+                "runner" | "env" => Some(format!(
+                    "is the [{}] section of the configuration",
+                    task.name
+                )),
+                name if Some(name) == halt_name.as_deref() => Some("is the halt task's".to_owned()),
+                _ => None,
+            };
+            if let Some(taken) = taken {
+                return Err(PlanError::NameTaken {
+                    file: task.file_name.clone(),
+                    name: task.name.clone(),
+                    taken,
+                }
+                .into());
+            }
+        }
         let mut settings = Vec::with_capacity(dir.tasks.len());
         for task in &dir.tasks {
             settings.push(config.task_settings(&task.name)?);

@@ -9,8 +9,9 @@ use crate::error::Error;
 /// flag), else the configuration's `state_dir`, else `/var/lib/runner` for root and
 /// `$XDG_STATE_HOME/runner` (default `~/.local/state/runner`) for everyone else.
 pub(crate) fn resolve(flag: Option<&Path>, config: Option<&Path>) -> PathBuf {
+    // Absolute, because records keep output paths and runs work in other directories.
     if let Some(dir) = flag.or(config) {
-        return dir.to_owned();
+        return std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     }
     if crate::security::is_root() {
         return PathBuf::from("/var/lib/runner");

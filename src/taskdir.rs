@@ -188,7 +188,17 @@ impl TaskDir {
         names.sort();
 
         let halt_path = path.join(halt_task);
-        let halt_name = (Path::new(halt_task).parent() == Some(Path::new(""))).then_some(halt_task);
+        // The halt task may be named as a file of TASKDIR or as a path (`./halt.sh`,
+        // `/etc/runner/tasks.d/halt.sh`); either way, a file of TASKDIR that is it must
+        // never run as a normal task.
+        let halt_name: Option<String> = match (halt_path.canonicalize(), path.canonicalize()) {
+            (Ok(halt), Ok(dir)) if halt.parent() == Some(dir.as_path()) => {
+                halt.file_name().map(|n| n.to_string_lossy().into_owned())
+            }
+            _ => {
+                (Path::new(halt_task).parent() == Some(Path::new(""))).then(|| halt_task.to_owned())
+            }
+        };
         let mut tasks: Vec<TaskFile> = Vec::new();
         let mut excluded = Vec::new();
         for file_name in names {
@@ -196,7 +206,7 @@ impl TaskDir {
                 excluded.push((file_name, reason));
                 continue;
             }
-            if halt_name == Some(file_name.as_str()) {
+            if halt_name.as_deref() == Some(file_name.as_str()) {
                 excluded.push((file_name, Exclusion::HaltTask));
                 continue;
             }

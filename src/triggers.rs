@@ -23,7 +23,6 @@ const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
 
 /// A trigger file's contents (all keys optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct TriggerFile {
     /// Shown as the run's trigger type; `file` when absent.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +39,9 @@ pub(crate) struct TriggerFile {
     /// The zone of a `schedule_time` without an offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) schedule_timezone: Option<String>,
+    /// Any other key: kept as trigger data, as dsari keeps it.
+    #[serde(flatten)]
+    pub(crate) extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// A consumed, valid trigger.
@@ -339,12 +341,17 @@ mod tests {
             environment: BTreeMap::from([("GIT_COMMIT".to_owned(), serde_json::json!("d170"))]),
             schedule_time: None,
             schedule_timezone: None,
+            extra: BTreeMap::from([("commit".to_owned(), serde_json::json!("abc"))]),
         };
         let path = write(dir.path(), "job", &file).expect("write");
         let trigger = take(dir.path(), "job").expect("valid");
         assert_eq!(trigger.kind, "git");
         assert_eq!(trigger.environment["GIT_COMMIT"], "d170");
         assert_eq!(trigger.data["description"], "new commit");
+        assert_eq!(
+            trigger.data["commit"], "abc",
+            "unknown keys are kept as data"
+        );
         assert!(!path.exists());
         assert!(take(dir.path(), "job").is_none());
     }
@@ -357,7 +364,7 @@ mod tests {
         fs::write(jobdir.join("trigger.json"), "{not json").expect("write");
         assert!(take(dir.path(), "job").is_none());
         assert!(jobdir.join("trigger.json.invalid").exists());
-        fs::write(jobdir.join("trigger.yaml"), "typo_key: 1\n").expect("write");
+        fs::write(jobdir.join("trigger.yaml"), "environment: [1, 2]\n").expect("write");
         assert!(take(dir.path(), "job").is_none());
         assert!(jobdir.join("trigger.yaml.invalid").exists());
     }

@@ -60,10 +60,16 @@ fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
     let (name, origin) = match &config.runner.name {
         Some(name) => (name.clone(), config.origin_of("runner", "name")),
         None => {
-            let base = dir
+            // `..` or a trailing `/.` has no file name of its own: ask the file system.
+            let named = dir
                 .path
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| n.to_string_lossy().into_owned());
+            let base = named
+                .or_else(|| {
+                    let real = dir.path.canonicalize().ok()?;
+                    real.file_name().map(|n| n.to_string_lossy().into_owned())
+                })
                 .unwrap_or_default();
             (base, None)
         }

@@ -184,7 +184,7 @@ fn output_files(detail: &RunDetail, task: Option<&str>) -> Vec<(String, PathBuf)
 fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
     if let Some(name) = task {
         if !detail.tasks.iter().any(|t| t.name == name) {
-            return Err(Error::Usage(format!(
+            return Err(Error::Refused(format!(
                 "run {} has no task \"{name}\"",
                 short(&detail.run.run_id)
             )));

@@ -11,7 +11,16 @@ use crate::triggers::{self, TriggerFile};
 pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Error> {
     validate_name(&args.job)
         .map_err(|reason| Error::Usage(format!("job name {:?}: {reason}", args.job)))?;
-    let configured = match &args.config {
+    // Without --config, the daemon's default configuration is used when there is one,
+    // so the file lands where that daemon looks and an unknown job is caught.
+    let config_path = args.config.clone().or_else(|| {
+        let default = super::daemon::config_path(&crate::cli::DaemonConfigArgs { config: None });
+        ["runner.yaml", "runner.json", "dsari.yaml", "dsari.json"]
+            .iter()
+            .any(|name| default.join(name).exists())
+            .then_some(default)
+    });
+    let configured = match &config_path {
         Some(path) => {
             let config = DaemonConfig::load(path)?;
             if !config.jobs.contains_key(&args.job) {
@@ -47,6 +56,7 @@ pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Erro
             .collect::<BTreeMap<_, _>>(),
         schedule_time,
         schedule_timezone: None,
+        extra: BTreeMap::new(),
     };
     let path = triggers::write(&data_dir, &args.job, &file)
         .map_err(|e| Error::io(triggers::job_dir(&data_dir, &args.job), e))?;

@@ -272,6 +272,14 @@ impl ChainConfig {
                 env.push((key.clone(), entry.value.clone()));
             }
         }
+        let mut runner = runner;
+        // A relative state_dir is relative to the configuration file, like include_dir.
+        if let (Some(dir), Some(base)) = (&runner.state_dir, file.as_ref().and_then(|f| f.parent()))
+        {
+            if dir.is_relative() {
+                runner.state_dir = Some(base.join(dir));
+            }
+        }
         Ok(ChainConfig {
             file,
             doc,
@@ -455,7 +463,9 @@ impl Values<'_> {
             return Ok(None);
         };
         match shell_words::split(&e.value) {
-            Ok(words) if words.is_empty() => Err(self.bad(e, key, "empty command")),
+            Ok(words) if words.first().is_none_or(String::is_empty) => {
+                Err(self.bad(e, key, "empty command"))
+            }
             Ok(words) => Ok(Some(words)),
             Err(err) => Err(self.bad(e, key, format!("cannot split command: {err}"))),
         }

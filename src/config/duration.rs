@@ -3,6 +3,18 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted anywhere: ten years. Longer values are certainly
+/// mistakes, and clock arithmetic with them would overflow.
+const MAX: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// Rejects durations longer than [`MAX`], with a reason for the error message.
+pub(crate) fn check_range(d: Duration) -> Result<Duration, String> {
+    if d > MAX {
+        return Err(format!("{} is longer than ten years", display(d)));
+    }
+    Ok(d)
+}
+
 /// Parses `text` as whole seconds or a humantime duration.
 ///
 /// Returns a reason fit to follow the key's name in an error message.
@@ -15,11 +27,13 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         return text
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|_| format!("{text:?} is too large"));
+            .map_err(|_| format!("{text:?} is too large"))
+            .and_then(check_range);
     }
     humantime::parse_duration(text).map_err(|e| {
         format!("{text:?} is not a duration ({e}); write seconds (\"90\") or a unit (\"30s\", \"2m 30s\")")
     })
+    .and_then(check_range)
 }
 
 /// Formats a duration the way it would be written in the INI file.
@@ -53,6 +67,13 @@ mod tests {
         );
         assert!(parse("ten").is_err());
         assert!(parse("99999999999999999999999").is_err());
+        assert!(
+            parse("18446744073709551615")
+                .expect_err("huge")
+                .contains("ten years")
+        );
+        assert!(parse("20years").is_err());
+        assert!(parse("9years").is_ok());
     }
 
     #[test]

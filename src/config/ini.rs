@@ -90,7 +90,22 @@ impl Document {
             enabled_escape: false,
             ..ParseOption::default()
         };
-        let parsed = Ini::load_from_str_opt(text, option)
+        // rust-ini only knows comments that start in the first column; an indented one
+        // would be glued to the next key. Comment lines become blank (keeping the line
+        // numbers) before rust-ini sees the text.
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with(';') || trimmed.starts_with('#') {
+                    ""
+                } else {
+                    line
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed = Ini::load_from_str_opt(&uncommented, option)
             .map_err(|e| ConfigError::syntax(path, e.line, e.msg.to_string()))?;
         let path: Arc<Path> = Arc::from(path);
         for (name, props) in parsed.iter() {
@@ -230,6 +245,15 @@ mod tests {
         assert_eq!(e.value, "2m 30s");
         assert_eq!(e.origin.line, 6);
         assert_eq!(d.get("env", "Foo").expect("set").value, "a \"b\" ; c");
+    }
+
+    #[test]
+    fn indented_comments_are_comments() {
+        let d = doc("[env]\n  ; indented\n\t# tab\nFOO = bar\n[hg]\n   # note\n   remote = x\n")
+            .expect("valid");
+        assert_eq!(d.get("env", "FOO").expect("set").value, "bar");
+        assert_eq!(d.get("env", "FOO").expect("set").origin.line, 4);
+        assert_eq!(d.get("hg", "remote").expect("set").value, "x");
     }
 
     #[test]

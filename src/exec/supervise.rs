@@ -116,6 +116,16 @@ impl Supervisor {
         output.configure(&mut cmd);
         let started = SystemTime::now();
         let clock = Instant::now();
+        // A signal that came while the caller prepared (a pre-task hook, say) means no
+        // new process may start.
+        if let Some(sig) = self.interrupt.received() {
+            return AttemptReport {
+                started,
+                duration: Duration::ZERO,
+                exit: Exit::NotStarted(format!("not started: runner received signal {sig}")),
+                stopped: Some(Stop::Interrupt(sig)),
+            };
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -135,7 +145,9 @@ impl Supervisor {
             child,
             pump,
         };
-        let deadline = limits.max_time.map(|d| clock + d);
+        // Durations are validated to a sane range; a deadline past what the clock can
+        // express would simply never come.
+        let deadline = limits.max_time.and_then(|d| clock.checked_add(d));
 
         let mut stopped = None;
         let status = loop {
@@ -200,7 +212,9 @@ impl Supervisor {
             if let Err(e) = group.signal(Signal::SIGTERM) {
                 log::warn!("cannot send SIGTERM to process group {}: {e}", group.id());
             }
-            let end = Instant::now() + grace;
+            let end = Instant::now()
+                .checked_add(grace)
+                .unwrap_or_else(|| Instant::now() + SLICE);
             loop {
                 let now = Instant::now();
                 if now >= end || self.interrupt.is_urgent() {

@@ -82,14 +82,20 @@ impl Store {
             for run in running.query_map(params![jobs_json, limit as i64], running_row)? {
                 runs.push(run?);
             }
-            let left = limit.saturating_sub(runs.len());
             let mut finished = self.conn.prepare(&format!(
                 "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
                  WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
             ))?;
-            for run in finished.query_map(params![jobs_json, left as i64], finished_row)? {
+            for run in finished.query_map(params![jobs_json, limit as i64], finished_row)? {
                 runs.push(run?);
             }
+            // Both lists are newest first; so is their union (a run left running by a
+            // dead runner sorts by when it started, like any other).
+            runs.sort_by(|a, b| {
+                let key = |r: &RunRecord| r.start_time.unwrap_or(f64::NEG_INFINITY);
+                key(b).total_cmp(&key(a))
+            });
+            runs.truncate(limit);
             Ok(runs)
         })();
         result.map_err(|e| self.wrap(e))

@@ -146,3 +146,24 @@ fn unsafe_permissions_are_refused_as_root() {
     nix::unistd::chown(&task, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
     assert_config_error(&chain, "owned by uid 65534");
 }
+
+#[test]
+fn absurd_durations_and_empty_commands_are_configuration_errors() {
+    let chain = a_task().ini("[runner]\nmax_time = 18446744073709551615");
+    assert_config_error(&chain, "longer than ten years");
+    let chain = a_task().ini("[a]\nkill_grace = 200 years");
+    assert_config_error(&chain, "longer than ten years");
+    let chain = a_task().ini("[runner]\ninterpreter = \"\"");
+    assert_config_error(&chain, "[runner] interpreter: empty command");
+}
+
+#[test]
+fn a_task_may_not_take_the_halt_tasks_or_a_reserved_sections_name() {
+    let chain = a_task().task("20-halt.sh", "true").task("halt.sh", "true");
+    assert_config_error(
+        &chain,
+        "\"20-halt.sh\" has the name \"halt\", which is the halt task's",
+    );
+    let chain = a_task().task("20-env.sh", "true");
+    assert_config_error(&chain, "is the [env] section of the configuration");
+}

@@ -704,3 +704,73 @@ fn the_sample_from_dsaris_documentation_runs_unchanged() {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
 }
+
+#[test]
+fn relative_paths_in_the_daemon_configuration_are_relative_to_it() {
+    let daemon = Daemon::new(&[
+        (
+            "runner.yaml",
+            "data_dir: data\njobs:\n  provision:\n    taskdir: tasks.d\n    config: chain.ini\n  cmd:\n    command: [\"/bin/sh\", \"-c\", \"cat $RUN_DIR/output.txt > /dev/null && echo ok\"]\n",
+        ),
+        ("chain.ini", "[runner]\nsleep_time = 0\n"),
+        ("tasks.d/10-a.sh", "#!/bin/sh\necho from-chain\n"),
+    ]);
+    let task = daemon.config_dir().join("tasks.d/10-a.sh");
+    std::fs::set_permissions(&task, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Started from the configuration's directory with relative paths everywhere.
+    let log = std::fs::File::create(daemon.log_path()).expect("log");
+    let mut child = crate::support::runner()
+        .args(["-v", "daemon", "--config", "runner.yaml"])
+        .current_dir(daemon.config_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .daemon_log()
+            .contains("daemon started")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let data = daemon.config_dir().join("data");
+    for job in ["provision", "cmd"] {
+        let mut trigger = crate::support::runner();
+        trigger.arg("--state-dir").arg(&data).args(["trigger", job]);
+        crate::support::Run::of(trigger).assert_code(0);
+    }
+    let show = |args: &[&str]| {
+        let mut cmd = crate::support::runner();
+        cmd.arg("--state-dir").arg(&data).args(args);
+        crate::support::Run::of(cmd)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let list: serde_json::Value =
+                serde_json::from_str(&show(&["runs", "list", "--format", "json"]).stdout())
+                    .unwrap_or_default();
+            list.as_array()
+                .is_some_and(|l| l.len() == 2 && l.iter().all(|r| r["status"] != "running"))
+        }),
+        "{}",
+        daemon.daemon_log()
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&show(&["runs", "list", "--format", "json"]).stdout()).expect("json");
+    for run in list.as_array().expect("runs") {
+        assert_eq!(run["status"], "ok", "{run}");
+        let id = run["run_id"].as_str().expect("id");
+        let detail: serde_json::Value =
+            serde_json::from_str(&show(&["runs", "show", id, "--format", "json"]).stdout())
+                .expect("json");
+        if run["job_name"] == "provision" {
+            assert_eq!(detail["tasks"][0]["instance"], "a#0", "{detail}");
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .expect("signal");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}

@@ -138,3 +138,20 @@ fn retry_pause_follows_sleep_time() {
     let gap = times[1] - times[0];
     assert!((0.95..10.0).contains(&gap), "pause was {gap}s");
 }
+
+#[test]
+fn a_halt_task_given_as_a_path_never_runs_as_a_task() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo a >> \"$LOG\"")
+        .task("halt.sh", "echo halt >> \"$LOG\"");
+    let by_path = chain.taskdir().join("halt.sh");
+    let chain = chain.ini(&format!("[runner]\nhalt_task = {}", by_path.display()));
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["a"]);
+    chain.run(&["-H"]).assert_code(0);
+    assert_eq!(
+        chain.log_lines(),
+        ["a", "a", "halt"],
+        "-H runs it once, as the halt task"
+    );
+}

@@ -190,3 +190,32 @@ fn without_a_config_defaults_apply_and_lookups_are_empty() {
     chain.run(&[]).assert_code(0);
     assert_eq!(chain.log_lines(), ["[] 5 []"]);
 }
+
+#[test]
+fn a_signal_during_the_pre_hook_starts_no_task() {
+    let chain = Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"");
+    let hook = chain.path().join("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\necho hooked >> \"$LOG.hook\"\nsleep 5\n").expect("write");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let chain = chain.ini(&format!(
+        "[runner]\ntask_hook = {}\nkill_grace = 1",
+        hook.display()
+    ));
+    let mut child = chain.spawn(&[]);
+    let hooked = chain.path().join("log.hook");
+    assert!(crate::support::wait_for(
+        std::time::Duration::from_secs(20),
+        || hooked.exists()
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    assert!(
+        chain.log_lines().is_empty(),
+        "the task must not start after the signal"
+    );
+}

@@ -230,7 +230,8 @@ impl Table {
                 .map_err(|_| format!("{f} is not a duration in seconds")),
             Value::String(s) => duration::parse(s),
             _ => return Err(self.bad_type(&node, key, "seconds or a duration such as \"90s\"")),
-        };
+        }
+        .and_then(duration::check_range);
         match parsed {
             Ok(d) => Ok(Some((d, node))),
             Err(reason) => Err(self.bad_value(&node, key, reason)),

@@ -103,6 +103,9 @@ impl DaemonConfig {
     /// Loads and checks the configuration at `path`: a YAML or JSON file, or a directory with
     /// `runner.yaml`/`runner.json` (or `dsari.yaml`/`dsari.json`) and `config.d/`.
     pub(crate) fn load(path: &Path) -> Result<DaemonConfig, DaemonConfigError> {
+        // Relative paths inside resolve against the configuration's directory; runs work
+        // in their own directories, so those must be absolute from here on.
+        let path = &std::path::absolute(path).map_err(|e| DaemonConfigError::io(path, e))?;
         let sources = source::read(path)?;
         let mut top = Table::new(sources.root, Scope::Top, sources.main);
         top.check_keys(TOP_KEYS)?;
