@@ -403,7 +403,7 @@ impl Chain<'_> {
             "{run_id}.{}.{}.result.json",
             job.index, job.try_num
         ));
-        let _ = std::fs::remove_file(&result_file);
+        // The name is unique to this run, task and try, so no stale file can be there.
         let mut cmd = self.command(step, job.try_num, run_id);
         cmd.env("RUNNER_RESULT", &result_file);
         log::debug!(
