@@ -300,8 +300,7 @@ fn max_execution_ends_the_run_with_sigterm() {
         "jobs:\n  slow:\n    command: [\"/bin/sh\", \"-c\", \"sleep 300 & echo $! > @ROOT@/child; wait\"]\n    max_execution: 1\n    max_execution_grace: 1\n",
     )]);
     daemon.start("runner.yaml");
-    daemon.runner(&["trigger", "slow"]).assert_code(0);
-    daemon.wait_runs("slow", 1);
+    daemon.trigger_and_wait("slow");
     let run = &daemon.finished_runs("slow")[0];
     assert_eq!(run["exit_code"], 143);
     assert_eq!(run["status"], "failed");
@@ -414,8 +413,7 @@ fn a_chain_job_records_its_tasks_under_the_daemon_run() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     daemon.start("runner.yaml");
-    daemon.runner(&["trigger", "provision"]).assert_code(0);
-    daemon.wait_runs("provision", 1);
+    daemon.trigger_and_wait("provision");
     let id = daemon.finished_runs("provision")[0]["run_id"]
         .as_str()
         .expect("id")
@@ -617,8 +615,7 @@ fn jobs_list_and_next_show_schedules_and_last_runs() {
         "jobs:\n  a:\n    command: [\"true\"]\n    schedule: \"0 12 * * *\"\n    schedule_timezone: UTC\n  b:\n    command: [\"true\"]\n    schedule: \"30 12 * * *\"\n    schedule_timezone: UTC\n  c:\n    command: [\"true\"]\n",
     )]);
     daemon.start("runner.yaml");
-    daemon.runner(&["trigger", "c"]).assert_code(0);
-    daemon.wait_runs("c", 1);
+    daemon.trigger_and_wait("c");
     daemon.signal(Signal::SIGTERM);
     daemon.wait();
     let config = daemon.config_dir().join("runner.yaml");

@@ -1,6 +1,5 @@
 //! One run of a job at a time.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::{Chain, wait_for};
@@ -11,11 +10,7 @@ fn second_run_of_the_same_job_exits_75_naming_the_run() {
         "10-a.sh",
         "echo \"$RUNNER_RUN_ID\" > \"$LOG.id\"\nwhile [ ! -e \"$LOG.release\" ]; do sleep 0.05; done",
     );
-    let mut first = chain
-        .command(&[])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut first = chain.spawn(&[]);
     let id_path = chain.path().join("log.id");
     assert!(wait_for(Duration::from_secs(20), || id_path.exists()));
     let run_id = std::fs::read_to_string(&id_path)
@@ -40,20 +35,12 @@ fn wait_flag_waits_for_the_running_job() {
         "10-a.sh",
         "echo run >> \"$LOG\"\nwhile [ ! -e \"$LOG.release\" ]; do sleep 0.05; done",
     );
-    let mut first = chain
-        .command(&[])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut first = chain.spawn(&[]);
     assert!(wait_for(Duration::from_secs(20), || chain
         .log_lines()
         .len()
         == 1));
-    let mut second = chain
-        .command(&["--wait"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut second = chain.spawn(&["--wait"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         chain.log_lines().len(),
@@ -74,11 +61,7 @@ fn different_jobs_do_not_block_each_other() {
             "while [ ! -e \"$LOG.release\" ]; do sleep 0.05; done",
         )
         .ini("[runner]\nname = first");
-    let mut first = chain
-        .command(&[])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut first = chain.spawn(&[]);
     let other = Chain::new().task("10-b.sh", "echo b >> \"$LOG\"");
     // Same state dir, another job (named after its task directory).
     let mut cmd = crate::support::runner();

@@ -110,11 +110,7 @@ fn interrupted_run_is_recorded_as_interrupted() {
     let chain = Chain::new()
         .task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300")
         .task("20-never.sh", "true");
-    let mut child = chain
-        .command(&[])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = chain.spawn(&[]);
     read_pid(&chain.path().join("log.task"));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
     assert_eq!(child.wait().expect("wait").code(), Some(143));

@@ -415,6 +415,13 @@ impl Daemon {
         list.as_array().expect("array").clone()
     }
 
+    /// Triggers a run of `job` with `runner trigger` and waits for it to finish.
+    pub fn trigger_and_wait(&self, job: &str) -> serde_json::Value {
+        let before = self.finished_runs(job).len();
+        self.runner(&["trigger", job]).assert_code(0);
+        self.wait_runs(job, before + 1).remove(0)
+    }
+
     /// Waits until `job` has `count` finished runs and returns them, newest first.
     pub fn wait_runs(&self, job: &str, count: usize) -> Vec<serde_json::Value> {
         let done = wait_for(Duration::from_secs(20), || {
