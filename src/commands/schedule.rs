@@ -1,10 +1,10 @@
 //! `runner schedule EXPR`: the next times of a schedule, as the daemon would compute them.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
 use crate::cli::ScheduleArgs;
 use crate::error::{Error, exit_codes};
-use crate::schedule::{Schedule, ScheduleError};
+use crate::schedule::{self, Schedule, ScheduleError};
 
 /// Prints the next `--count` times after `--from`, one RFC 3339 time per line.
 pub(crate) fn schedule(args: &ScheduleArgs) -> Result<u8, Error> {
@@ -19,9 +19,9 @@ pub(crate) fn schedule(args: &ScheduleArgs) -> Result<u8, Error> {
         None => None,
     };
     let schedule = Schedule::parse(&args.expr, &args.name, tz)?;
+    let zone = schedule.time_zone();
     let mut after: DateTime<Utc> = match &args.from {
-        Some(text) => crate::triggers::parse_time(&json_time(text), None)
-            .map_err(|e| Error::Usage(format!("--from: {e}")))?,
+        Some(text) => parse_from(text, zone).map_err(|e| Error::Usage(format!("--from: {e}")))?,
         None => Utc::now(),
     };
     let mut out = String::new();
@@ -29,7 +29,6 @@ pub(crate) fn schedule(args: &ScheduleArgs) -> Result<u8, Error> {
         let Some(next) = schedule.next_after(after) else {
             break;
         };
-        let zone = schedule.time_zone();
         let line = format_time(&zone.from_utc_datetime(&next.naive_utc()));
         out.push_str(&line);
         out.push('\n');
@@ -39,12 +38,25 @@ pub(crate) fn schedule(args: &ScheduleArgs) -> Result<u8, Error> {
     Ok(exit_codes::OK)
 }
 
-/// A number is epoch seconds; anything else is a time string.
-fn json_time(text: &str) -> serde_json::Value {
-    match text.parse::<f64>() {
-        Ok(n) => serde_json::json!(n),
-        Err(_) => serde_json::json!(text),
+/// Epoch seconds, RFC 3339 with an offset, or a time without one, read as a wall time
+/// of the schedule's zone (the zone rule decides a time in a gap or a repeated hour).
+fn parse_from(text: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(epoch) = text.parse::<f64>() {
+        return crate::triggers::parse_time(&serde_json::json!(epoch), None);
     }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let wall = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .ok_or_else(|| format!("{text:?} is neither epoch seconds nor an RFC 3339 time"))?;
+    schedule::instant_of(zone, wall).ok_or_else(|| format!("{text} is out of range"))
 }
 
 fn format_time<Tz: TimeZone>(t: &DateTime<Tz>) -> String

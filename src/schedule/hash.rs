@@ -10,8 +10,8 @@
 //!   allowed range, plus the range start.
 //! * The sub-second offset added to every run is `crc / 0xFFFFFFFF` seconds,
 //!   rounded to microseconds (dsari `utils.get_next_schedule_time`).
-//! * RRULEs get a DTSTART aligned on a multiple of `crc % 86400` seconds
-//!   (same function); see `rrule.rs`.
+//! * RRULEs get a DTSTART on the job's hashed second of the day (same
+//!   function); see `rrule.rs`.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -45,17 +45,6 @@ pub(crate) fn subsecond_offset(crc: u32) -> Duration {
     let micros = (seconds * 1_000_000.0).round_ties_even();
     // In 0..=1_000_000, so the cast is exact.
     Duration::microseconds(micros as i64)
-}
-
-/// The alignment (in seconds) of the hashed RRULE DTSTART: `crc % 86400`.
-///
-/// dsari would divide by zero for the one-in-86400 names whose CRC is a
-/// multiple of 86400; we use a whole day instead (midnight UTC alignment).
-pub(crate) fn rrule_alignment(crc: u32) -> i64 {
-    match i64::from(crc) % 86_400 {
-        0 => 86_400,
-        m => m,
-    }
 }
 
 /// A random 32-bit value, standing in for croniter's
@@ -127,39 +116,60 @@ fn expand_parts(token: &str, rest: &str, kind: FieldKind, crc: u32) -> Result<St
         }
     };
     if let Some((a, b)) = range {
-        // croniter: "Range end must be greater than range begin".
-        if a >= b {
-            return Err(FieldError::new(
-                kind.name(),
-                format!("hash range end must be greater than range begin in \"{token}\""),
-            ));
-        }
-        // croniter only notices an out-of-range bound if the hashed value
-        // happens to land outside; we reject it for every job name.
-        if a < min || b > max {
+        // A bound outside the field is refused for every job name; croniter would only
+        // notice when the hashed value of a given name happens to land outside. A bound
+        // of 0 means "the field's own bound" to dsari, so it is allowed everywhere.
+        if (a != 0 && a < min) || b > max {
             return Err(FieldError::new(
                 kind.name(),
                 format!("hash range {a}-{b} outside {min}-{max}"),
             ));
         }
     }
-
+    let hash = |lo: u32, hi: u32| {
+        dsari_hash(crc, position, lo, hi).ok_or_else(|| {
+            FieldError::new(
+                kind.name(),
+                format!("hash range in \"{token}\" holds no value"),
+            )
+        })
+    };
+    // What dsari's `croniter_hash.py` computes, quirks included: its hash helper treats
+    // a bound of 0 as "not given" (so `H(0-0)` is the whole field and `H(0-5)` in the
+    // day of month starts at 1), the `/n` forms hash over `min..=n` whatever the range
+    // (n + 1 values for minutes, not n), and `H(a-b)/n` adds `a` to that value even when
+    // the sum passes `b` (croniter then reads `x-b/n` as a backwards range, or refuses a
+    // value past the field).
     Ok(match (range, divisor) {
-        // H(30-59)/10 -> x-59/10 with x hashed in 30..=39.
-        (Some((a, b)), Some(n)) => {
-            let start = hashed_value(crc, position, a, a.saturating_add(n - 1));
-            format!("{start}-{b}/{n}")
+        // H(30-59)/10 -> x-59/10, x = 30 + a hash over 0..=10.
+        (Some((a, b)), Some(n)) => format!("{}-{b}/{n}", hash(min, n)? + i64::from(a)),
+        // H(0-29) -> one value hashed in 0..=29; H(6-6) is 6.
+        (Some((a, b)), None) => {
+            let lo = if a == 0 { min } else { a };
+            let hi = if b == 0 { max } else { b };
+            hash(lo, hi)?.to_string()
         }
-        // H(0-29) -> one value hashed in 0..=29.
-        (Some((a, b)), None) => hashed_value(crc, position, a, b).to_string(),
-        // H/15 -> x-59/15 with x hashed in 0..=14 (field minimum based).
-        (None, Some(n)) => {
-            let start = hashed_value(crc, position, min, min.saturating_add(n - 1));
-            format!("{start}-{max}/{n}")
-        }
+        // H/15 -> x-59/15, x hashed over 0..=15.
+        (None, Some(n)) => format!("{}-{max}/{n}", hash(min, n)?),
         // H -> one value hashed over the whole field.
         (None, None) => hashed_value(crc, position, min, max).to_string(),
     })
+}
+
+/// dsari's hash helper with Python's arithmetic: `((crc >> position) % (hi - lo + 1)) + lo`,
+/// where `%` takes the sign of the divisor, so a backwards range `H(10-5)` still gives a
+/// value (7 to 10) as under dsari. `None` where Python divides by zero (`hi = lo - 1`).
+fn dsari_hash(crc: u32, position: u32, lo: u32, hi: u32) -> Option<i64> {
+    let divisor = i64::from(hi) - i64::from(lo) + 1;
+    if divisor == 0 {
+        return None;
+    }
+    let value = i64::from(crc >> position);
+    let mut rem = value % divisor;
+    if rem != 0 && (rem < 0) != (divisor < 0) {
+        rem += divisor;
+    }
+    Some(rem + i64::from(lo))
 }
 
 /// Parses a plain decimal number (croniter's `\d+`).
@@ -200,12 +210,6 @@ mod tests {
     }
 
     #[test]
-    fn rrule_alignment_is_crc_mod_day() {
-        assert_eq!(rrule_alignment(HELLO), 33_670);
-        assert_eq!(rrule_alignment(86_400 * 3), 86_400);
-    }
-
-    #[test]
     fn plain_h_uses_position_shift() {
         assert_eq!(expand("h", FieldKind::Minute, HELLO), Some(Ok("10".into())));
         assert_eq!(expand("h", FieldKind::Hour, HELLO), Some(Ok("11".into())));
@@ -230,16 +234,38 @@ mod tests {
         );
         assert_eq!(
             expand("h/3", FieldKind::Hour, HELLO),
-            Some(Ok("2-23/3".into()))
+            Some(Ok("3-23/3".into()))
         );
         assert_eq!(
             expand("h(30-59)/10", FieldKind::Minute, HELLO),
-            Some(Ok("30-59/10".into()))
+            Some(Ok("31-59/10".into()))
         );
         assert_eq!(
             expand("h/15", FieldKind::DayOfMonth, HELLO),
             Some(Ok("3-31/15".into()))
         );
+    }
+
+    /// What dsari 2.0's `croniter_hash` expands these to for "hello" (printed
+    /// by croniter's `expressions` after expansion).
+    #[test]
+    fn dsari_quirks_are_kept() {
+        let minute = |t| expand(t, FieldKind::Minute, HELLO);
+        // A one-value range.
+        assert_eq!(minute("h(6-6)"), Some(Ok("6".into())));
+        // A backwards range hashes with Python's modulo.
+        assert_eq!(minute("h(10-5)"), Some(Ok("8".into())));
+        // A bound of 0 is "not given": the whole field, or its minimum.
+        assert_eq!(minute("h(0-0)"), Some(Ok("10".into())));
+        assert_eq!(
+            expand("h(0-5)", FieldKind::DayOfMonth, HELLO),
+            Some(Ok("3".into()))
+        );
+        // H(a-b)/n adds a to a value hashed over 0..=n, even past b.
+        assert_eq!(minute("h(10-12)/20"), Some(Ok("26-12/20".into())));
+        assert_eq!(minute("h(50-57)/20"), Some(Ok("66-57/20".into())));
+        // Python would divide by zero: refused.
+        assert!(matches!(minute("h(6-5)"), Some(Err(_))));
     }
 
     #[test]
@@ -255,6 +281,7 @@ mod tests {
             err("h(11-10)", FieldKind::Minute).map(|e| e.field),
             Some("minute".into())
         );
+        assert!(err("h(5-60)", FieldKind::Minute).is_some());
         assert!(err("h/0", FieldKind::DayOfMonth).is_some());
         assert!(err("h(0-99)", FieldKind::Minute).is_some());
         assert!(err("h(5)", FieldKind::Hour).is_some());

@@ -6,17 +6,24 @@
 //! defaults (which take unset BYxxx parts from DTSTART) do the rest:
 //!
 //! ```text
-//! m       = crc32(job_name) % 86400
-//! dtstart = start - (start_timestamp % m)   # latest multiple of m seconds
+//! dtstart = start - ((start_timestamp - crc32(job_name)) % 86400)  # wall-clock arithmetic
 //! next    = rrulestr(rule, dtstart=dtstart).after(start) + subsecond_offset
 //! ```
 //!
-//! So `RRULE:FREQ=DAILY` runs at DTSTART's hour/minute/second, `FREQ=WEEKLY`
-//! on DTSTART's weekday, and so on. DTSTART depends on `start` (it moves
-//! every `m` seconds), so the time of day is spread per job but not fixed;
-//! we reproduce that exactly rather than "fix" it, so a migrated job keeps
+//! DTSTART is the last instant at or before `start` whose epoch second is the
+//! job's CRC modulo one day, so `RRULE:FREQ=DAILY` runs at the same hashed time
+//! every day, `FREQ=WEEKLY` on a hashed weekday, and so on. Rules with an
+//! INTERVAL restart their count from that DTSTART at each query, which is what
+//! dsari does; we reproduce it rather than "fix" it, so a migrated job keeps
 //! dsari's times. An explicit `DTSTART` line in the expression replaces the
 //! hashed one, as in dateutil.
+//!
+//! The crate is given wall-clock times of the schedule's zone written as UTC,
+//! so it expands the rule in wall-clock time the way dateutil does with a
+//! zone-aware DTSTART, and never applies its own daylight-saving rule; the
+//! caller (`timing.rs`) turns each wall time into one instant by runner's rule.
+//! The crate follows dateutil's expansion (it is a port of the same
+//! algorithm), which the dsari fixture table checks row by row.
 
 use ::rrule::{RRule, RRuleSet, Unvalidated};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -47,8 +54,12 @@ const KNOWN_PARTS: [&str; 14] = [
 /// crate binds DTSTART at parse time and ours changes with every query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RruleSpec {
+    /// Content lines, every date value a wall time of the schedule zone
+    /// written as UTC (see the module docs).
     text: String,
-    tz: Tz,
+    /// True when every occurrence falls on the same second of its minute
+    /// (BYSECOND unset or one value, below FREQ=SECONDLY, no RDATE).
+    single_second: bool,
 }
 
 /// True when the expression is an RRULE set rather than cron.
@@ -63,99 +74,136 @@ pub(crate) fn is_rrule(expr: &str) -> bool {
 impl RruleSpec {
     /// Parses and validates an RRULE set (one content line per line).
     pub(crate) fn parse(expr: &str, tz: Tz) -> Result<Self, FieldError> {
-        let text = normalise(expr, tz);
+        let text = normalise(expr, tz)?;
+        let mut single_second = true;
         for line in text.lines() {
             if let Some(rule) = line.strip_prefix("RRULE:") {
                 check_rule(rule)?;
+                single_second &= rule_has_single_second(rule);
+            } else if line.starts_with("RDATE") {
+                single_second = false;
             }
         }
-        let spec = Self { text, tz };
-        // Validation needs some DTSTART; any instant will do.
-        let probe = Utc.timestamp_opt(0, 0).single().unwrap_or_default();
-        let set = spec.build(probe)?;
+        let spec = Self {
+            text,
+            single_second,
+        };
+        // Validation needs some DTSTART; any time will do.
+        let set = spec.build(DateTime::UNIX_EPOCH.naive_utc())?;
         if set.get_rrule().iter().any(|r| r.get_count().is_some()) {
             return Err(count_error());
         }
         Ok(spec)
     }
 
-    /// The first occurrence strictly after `base`, DTSTART hashed from
-    /// `base` with `alignment` (`crc % 86400`) as dsari does.
-    pub(crate) fn next_after(&self, base: DateTime<Utc>, alignment: i64) -> Option<DateTime<Utc>> {
-        let ts = base.timestamp();
-        let dtstart = Utc
-            .timestamp_opt(ts - ts.rem_euclid(alignment), 0)
-            .single()?;
-        let zone = ::rrule::Tz::Tz(self.tz);
-        let set = self.build(dtstart).ok()?.after(base.with_timezone(&zone));
-        // `after` is inclusive; two results are enough to step past `base`.
-        set.all(2)
-            .dates
-            .into_iter()
-            .map(|d| d.with_timezone(&Utc))
-            .find(|d| *d > base)
+    /// Whether every occurrence has the same second (see `timing.rs` for why
+    /// that matters at a daylight-saving change).
+    pub(crate) fn single_second(&self) -> bool {
+        self.single_second
     }
 
-    fn build(&self, dtstart: DateTime<Utc>) -> Result<RRuleSet, FieldError> {
-        let start = dtstart.with_timezone(&::rrule::Tz::Tz(self.tz));
+    /// The occurrences, as wall-clock times in order, of the set expanded
+    /// from `dtstart` (a wall time; replaced by an explicit DTSTART line).
+    /// Ends where the rule ends, or where the crate's loop guard gives up on a
+    /// rule that matches nothing.
+    pub(crate) fn occurrences(
+        &self,
+        dtstart: NaiveDateTime,
+    ) -> Option<impl Iterator<Item = NaiveDateTime>> {
+        let set = self.build(dtstart).ok()?.limit();
+        Some((&set).into_iter().map(|d| d.naive_utc()))
+    }
+
+    fn build(&self, dtstart: NaiveDateTime) -> Result<RRuleSet, FieldError> {
+        let start = ::rrule::Tz::UTC.from_utc_datetime(&dtstart);
         RRuleSet::new(start)
             .set_from_string(&self.text)
             .map_err(|e| FieldError::new("RRULE", lowercase_reason(&e.to_string())))
     }
 }
 
-/// Uppercases rule text (dateutil is case-insensitive) and pins floating
-/// DTSTART/RDATE/EXDATE values to the schedule's zone, since the `rrule`
-/// crate would read them in the machine's zone.
-fn normalise(expr: &str, tz: Tz) -> String {
+/// Whether a rule puts all its occurrences on one second of the minute.
+fn rule_has_single_second(rule: &str) -> bool {
+    let part = |name: &str| {
+        rule.split(';')
+            .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    match part("BYSECOND") {
+        Some(values) => !values.contains(','),
+        None => part("FREQ") != Some("SECONDLY"),
+    }
+}
+
+/// Uppercases rule text (dateutil is case-insensitive) and rewrites every
+/// date value (DTSTART, RDATE, EXDATE, UNTIL) as a wall time of the schedule
+/// zone written as UTC: a `Z` value is converted to that zone, a `TZID=`
+/// value from its zone, a floating value is taken as it is.
+fn normalise(expr: &str, tz: Tz) -> Result<String, FieldError> {
     let mut lines = Vec::new();
     for raw in expr.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (name, value) = raw.split_once(':').unwrap_or((raw, ""));
-        let upper_name = name.to_ascii_uppercase();
-        let line = match upper_name.as_str() {
-            "RRULE" | "EXRULE" => format!(
-                "{upper_name}:{}",
-                pin_until(&value.to_ascii_uppercase(), tz)
-            ),
-            "DTSTART" | "RDATE" | "EXDATE" if !value.ends_with(['Z', 'z']) => {
-                format!("{upper_name};TZID={}:{value}", tz.name())
+        let (head, value) = raw.split_once(':').unwrap_or((raw, ""));
+        let mut params = head.split(';');
+        let name = params.next().unwrap_or_default().to_ascii_uppercase();
+        let line = match name.as_str() {
+            "RRULE" | "EXRULE" => {
+                let rule = value.to_ascii_uppercase();
+                let parts: Result<Vec<String>, FieldError> = rule
+                    .split(';')
+                    .map(|part| match part.strip_prefix("UNTIL=") {
+                        Some(v) => wall_value(v, None, tz, "UNTIL").map(|w| format!("UNTIL={w}")),
+                        None => Ok(part.to_owned()),
+                    })
+                    .collect();
+                format!("{name}:{}", parts?.join(";"))
             }
-            _ => match name.split_once(';') {
-                Some((prop, params)) => format!("{};{params}:{value}", prop.to_ascii_uppercase()),
-                None => format!("{upper_name}:{value}"),
-            },
+            "DTSTART" | "RDATE" | "EXDATE" => {
+                let zone = params.find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.eq_ignore_ascii_case("TZID").then_some(v)
+                });
+                let values: Result<Vec<String>, FieldError> = value
+                    .split(',')
+                    .map(|v| wall_value(v.trim(), zone, tz, &name))
+                    .collect();
+                format!("{name}:{}", values?.join(","))
+            }
+            _ => format!("{}:{value}", head.to_ascii_uppercase()),
         };
         lines.push(line);
     }
-    lines.join("\n")
+    Ok(lines.join("\n"))
 }
 
-/// Rewrites a floating `UNTIL` (no `Z`) as UTC, reading it in the schedule
-/// zone: dateutil accepts it, but RFC 5545 (and the `rrule` crate) require
-/// UTC once DTSTART has a zone. Unparsable values are left for the parser
-/// to report.
-fn pin_until(rule: &str, tz: Tz) -> String {
-    let parts: Vec<String> = rule
-        .split(';')
-        .map(|part| match part.strip_prefix("UNTIL=") {
-            Some(value) if !value.ends_with('Z') => floating_to_utc(value, tz)
-                .map_or_else(|| part.to_owned(), |utc| format!("UNTIL={utc}")),
-            _ => part.to_owned(),
-        })
-        .collect();
-    parts.join(";")
-}
-
-fn floating_to_utc(value: &str, tz: Tz) -> Option<String> {
-    let wall = NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S")
+/// One date value as a wall time of `tz`, written `YYYYMMDDTHHMMSSZ`.
+fn wall_value(value: &str, zone: Option<&str>, tz: Tz, part: &str) -> Result<String, FieldError> {
+    let bad = || FieldError::new(part, format!("invalid date {value:?}"));
+    let upper = value.to_ascii_uppercase();
+    let (text, utc) = match upper.strip_suffix('Z') {
+        Some(t) => (t, true),
+        None => (upper.as_str(), false),
+    };
+    let naive = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S")
         .ok()
         .or_else(|| {
-            NaiveDate::parse_from_str(value, "%Y%m%d")
+            NaiveDate::parse_from_str(text, "%Y%m%d")
                 .ok()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })?;
-    let instant = zone::instant_of(tz, wall)?;
-    Some(instant.format("%Y%m%dT%H%M%SZ").to_string())
+        })
+        .ok_or_else(bad)?;
+    let wall = if utc {
+        Utc.from_utc_datetime(&naive)
+            .with_timezone(&tz)
+            .naive_local()
+    } else if let Some(name) = zone {
+        let from: Tz = name
+            .parse()
+            .map_err(|_| FieldError::new(part, format!("{name:?} is not an IANA time zone")))?;
+        let instant: DateTime<Utc> = zone::instant_of(from, naive).ok_or_else(bad)?;
+        instant.with_timezone(&tz).naive_local()
+    } else {
+        naive
+    };
+    Ok(wall.format("%Y%m%dT%H%M%SZ").to_string())
 }
 
 /// Checks the rule parts one by one so an error can name the bad part.
@@ -223,13 +271,11 @@ fn lowercase_reason(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
 
-    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    fn wall(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
         NaiveDate::from_ymd_opt(y, mo, d)
             .and_then(|x| x.and_hms_opt(h, mi, s))
             .unwrap_or_default()
-            .and_utc()
     }
 
     fn spec(expr: &str) -> RruleSpec {
@@ -237,6 +283,13 @@ mod tests {
             Ok(s) => s,
             Err(e) => panic!("{expr}: {e:?}"),
         }
+    }
+
+    /// The first `n` occurrences expanded from `dtstart`.
+    fn first(spec: &RruleSpec, dtstart: NaiveDateTime, n: usize) -> Vec<NaiveDateTime> {
+        spec.occurrences(dtstart)
+            .map(|it| it.take(n).collect())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -248,45 +301,42 @@ mod tests {
     }
 
     #[test]
-    fn daily_takes_time_of_day_from_hashed_dtstart() {
-        // m = 33670 ("hello"); base 2020-01-01T00:00:00Z = 1577836800,
-        // 1577836800 % 33670 = 26930, so DTSTART = 1577809870 =
-        // 2019-12-31T16:31:10Z and the next daily occurrence is 16:31:10
-        // (python-dateutil gives the same with dsari's formula).
-        let next = spec("RRULE:FREQ=DAILY").next_after(utc(2020, 1, 1, 0, 0, 0), 33_670);
-        assert_eq!(next, Some(utc(2020, 1, 1, 16, 31, 10)));
-    }
-
-    #[test]
-    fn explicit_parts_override_hash() {
+    fn unset_parts_come_from_dtstart() {
+        let start = wall(2020, 1, 1, 16, 31, 10);
+        assert_eq!(
+            first(&spec("RRULE:FREQ=DAILY"), start, 2),
+            [start, wall(2020, 1, 2, 16, 31, 10)]
+        );
+        // Thursday 2 January; seconds still from DTSTART.
         let s = spec("RRULE:FREQ=DAILY;BYDAY=MO,TH;BYHOUR=14;BYMINUTE=30");
-        // Seconds still come from the hashed DTSTART (16:31:10 -> 10).
-        let next = s.next_after(utc(2020, 1, 1, 0, 0, 0), 33_670);
-        assert_eq!(next, Some(utc(2020, 1, 2, 14, 30, 10))); // Thursday
+        assert_eq!(first(&s, start, 1), [wall(2020, 1, 2, 14, 30, 10)]);
     }
 
     #[test]
-    fn explicit_dtstart_replaces_hash() {
+    fn explicit_dtstart_replaces_the_given_one() {
         let s = spec("DTSTART:20200101T083000Z\nRRULE:FREQ=DAILY");
-        let next = s.next_after(utc(2020, 1, 5, 9, 0, 0), 33_670);
-        assert_eq!(next, Some(utc(2020, 1, 6, 8, 30, 0)));
+        assert_eq!(
+            first(&s, wall(2020, 1, 5, 9, 0, 0), 1),
+            [wall(2020, 1, 1, 8, 30, 0)]
+        );
     }
 
     #[test]
     fn exdate_lines_are_honoured() {
         let s = spec("RRULE:FREQ=DAILY;BYHOUR=6;BYMINUTE=0;BYSECOND=0\nEXDATE:20200102T060000Z");
-        let next = s.next_after(utc(2020, 1, 1, 7, 0, 0), 33_670);
-        assert_eq!(next, Some(utc(2020, 1, 3, 6, 0, 0)));
+        assert_eq!(
+            first(&s, wall(2020, 1, 1, 7, 0, 0), 1),
+            [wall(2020, 1, 3, 6, 0, 0)]
+        );
     }
 
     #[test]
     fn until_ends_the_schedule() {
         let s = spec("RRULE:FREQ=DAILY;BYHOUR=6;BYMINUTE=0;BYSECOND=0;UNTIL=20200103T000000Z");
         assert_eq!(
-            s.next_after(utc(2020, 1, 1, 7, 0, 0), 33_670),
-            Some(utc(2020, 1, 2, 6, 0, 0))
+            first(&s, wall(2020, 1, 1, 7, 0, 0), 5),
+            [wall(2020, 1, 2, 6, 0, 0)]
         );
-        assert_eq!(s.next_after(utc(2020, 1, 2, 7, 0, 0), 33_670), None);
     }
 
     #[test]
@@ -296,11 +346,28 @@ mod tests {
     }
 
     #[test]
-    fn floating_until_is_read_in_schedule_zone() {
+    fn date_values_become_wall_times_of_the_schedule_zone() {
         let ny = Tz::America__New_York;
-        let s = RruleSpec::parse("RRULE:FREQ=DAILY;BYHOUR=6;UNTIL=20200103T060000", ny);
+        let s = RruleSpec::parse(
+            "RRULE:FREQ=DAILY;BYHOUR=6;UNTIL=20200103T110000Z\nEXDATE;TZID=Europe/Paris:20200102T120000\nEXDATE:20200104T060000",
+            ny,
+        );
         let s = s.unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(s.text.contains("UNTIL=20200103T110000Z"), "{}", s.text);
+        assert!(s.text.contains("UNTIL=20200103T060000Z"), "{}", s.text);
+        assert!(s.text.contains("EXDATE:20200102T060000Z"), "{}", s.text);
+        assert!(s.text.contains("EXDATE:20200104T060000Z"), "{}", s.text);
+        let err = RruleSpec::parse("RRULE:FREQ=DAILY\nEXDATE:tomorrow", ny).err();
+        assert_eq!(err.map(|e| e.field).as_deref(), Some("EXDATE"));
+    }
+
+    #[test]
+    fn single_second_is_known() {
+        assert!(spec("RRULE:FREQ=DAILY").single_second());
+        assert!(spec("RRULE:FREQ=MINUTELY;INTERVAL=5").single_second());
+        assert!(spec("RRULE:FREQ=HOURLY;BYSECOND=7").single_second());
+        assert!(!spec("RRULE:FREQ=SECONDLY;INTERVAL=30").single_second());
+        assert!(!spec("RRULE:FREQ=HOURLY;BYSECOND=0,30").single_second());
+        assert!(!spec("RRULE:FREQ=DAILY\nRDATE:20200101T000001Z").single_second());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The public entry point: [`Schedule`] parsing and next-run computation.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::cron::CronSpec;
@@ -13,7 +13,7 @@ use super::zone;
 ///
 /// Holds everything `next_after` needs so the daemon can ask repeatedly
 /// without re-parsing: the expanded cron masks (or validated RRULE), the
-/// resolved zone and the job's dsari sub-second offset.
+/// resolved zone and the job's dsari hash values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Schedule {
     kind: Kind,
@@ -21,8 +21,8 @@ pub(crate) struct Schedule {
     /// Added to every due time, exactly as dsari does, so jobs sharing a
     /// second are still started in a stable, spread-out order.
     offset: Duration,
-    /// `crc % 86400`, the RRULE DTSTART alignment.
-    alignment: i64,
+    /// The CRC-32 of the job name, which places the hashed RRULE DTSTART.
+    crc: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,29 +52,51 @@ impl Schedule {
     /// `@alias`, or an RRULE set (`RRULE:...`, optionally with
     /// DTSTART/RDATE/EXDATE lines). `job_name` drives `H`/`R` hashing and
     /// the sub-second offset; `tz` is the schedule time zone, `None` meaning
-    /// the machine's.
+    /// the machine's. An expression that can never fire (`0 0 30 2 *`) is an
+    /// error too: a job with it would silently never run.
     pub(crate) fn parse(expr: &str, job_name: &str, tz: Option<Tz>) -> Result<Self, ScheduleError> {
         let crc = hash::crc32(job_name.as_bytes());
         let tz = zone::resolve(tz);
         let kind = parse_kind(expr.trim(), crc, tz).map_err(|e| e.into_schedule_error(expr))?;
-        Ok(Self {
+        let schedule = Self {
             kind,
             tz,
             offset: hash::subsecond_offset(crc),
-            alignment: hash::rrule_alignment(crc),
-        })
+            crc,
+        };
+        // Any time since 1970 that fires is enough to show the schedule is possible; an
+        // RRULE whose UNTIL has passed since then still parses (it ran once).
+        if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
+            let reason = match schedule.kind {
+                Kind::Cron(_) => {
+                    "never fires: no date matches its day of month, month and day of week"
+                }
+                Kind::Rrule(_) => "never fires: the rule gives no occurrence",
+            };
+            return Err(ScheduleError::new(expr, "schedule", reason));
+        }
+        Ok(schedule)
     }
 
-    /// The first due time strictly after `after`, or `None` if the schedule
-    /// never fires again (an RRULE past its UNTIL, an impossible date such
-    /// as 31 February).
+    /// The next due time after `after`, as dsari computes it: the first
+    /// occurrence whose whole second is later than `after`'s, plus the job's
+    /// sub-second offset. Fed its own result it gives the following one; a
+    /// time exactly on an occurrence skips it, as dsari does. `None` if the
+    /// schedule never fires again (an RRULE past its UNTIL).
+    ///
+    /// Occurrences are wall-clock times in the schedule zone, each turned into
+    /// one instant by the zone rule (`zone.rs`). When every occurrence is on the
+    /// same second of its minute (a 5-field expression, whose seconds dsari
+    /// hashes, or an RRULE whose seconds come from the hashed DTSTART), that
+    /// second is a spread added after the rule, not part of the nominal time:
+    /// a nominal minute in a spring-forward gap runs at the gap's end plus the
+    /// spread, together with the first minute after the gap when that one is
+    /// nominal too, instead of a few seconds before it.
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // Due times are occurrence + offset, so "due > after" is
-        // "occurrence > after - offset".
-        let base = after.checked_sub_signed(self.offset)?;
+        let floor = DateTime::from_timestamp(after.timestamp(), 0)?;
         let occurrence = match &self.kind {
-            Kind::Cron(spec) => self.next_cron(spec, base),
-            Kind::Rrule(spec) => spec.next_after(base, self.alignment),
+            Kind::Cron(spec) => self.next_cron(spec, floor),
+            Kind::Rrule(spec) => self.next_rrule(spec, floor),
         }?;
         occurrence.checked_add_signed(self.offset)
     }
@@ -84,21 +106,59 @@ impl Schedule {
         self.tz
     }
 
+    /// Where a scan of wall times must start so that no occurrence later than
+    /// `floor` is missed: `floor`'s own wall time, or a minute earlier when a
+    /// spread second can carry an occurrence from a gap minute past `floor`.
+    fn scan_start(&self, floor: DateTime<Utc>, spread: bool) -> NaiveDateTime {
+        let from = if spread {
+            floor - Duration::seconds(60)
+        } else {
+            floor
+        };
+        from.with_timezone(&self.tz).naive_local()
+    }
+
+    /// The one instant a wall-clock occurrence stands for.
+    fn instant(&self, wall: NaiveDateTime, spread: bool) -> Option<DateTime<Utc>> {
+        if !spread {
+            return zone::instant_of(self.tz, wall);
+        }
+        let second = i64::from(wall.second());
+        let minute = wall.with_second(0)?;
+        zone::instant_of(self.tz, minute)?.checked_add_signed(Duration::seconds(second))
+    }
+
     /// Scans matching wall times in order and returns the first whose
-    /// instant is after `base`. Wall-to-instant mapping is monotonic (see
-    /// `zone.rs`), so the only candidates skipped are second passes through
-    /// a repeated hour, which map to instants already past.
-    fn next_cron(&self, spec: &CronSpec, base: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = base.with_timezone(&self.tz).naive_local();
+    /// instant is after `floor`. The wall-to-instant mapping never goes
+    /// backwards (see `zone.rs`), so the first such instant is the earliest.
+    fn next_cron(&self, spec: &CronSpec, floor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let spread = spec.single_second();
+        let mut wall = self.scan_start(floor, spread);
         for _ in 0..MAX_CANDIDATES {
             let candidate = spec.next_after(wall)?;
-            let instant = zone::instant_of(self.tz, candidate)?;
-            if instant > base {
+            let instant = self.instant(candidate, spread)?;
+            if instant > floor {
                 return Some(instant);
             }
             wall = candidate;
         }
         None
+    }
+
+    /// dsari's RRULE step: DTSTART is the last wall time at or before `floor`
+    /// that is a whole number of days after the job's hashed second of the
+    /// epoch, then the first occurrence after `floor`.
+    fn next_rrule(&self, spec: &RruleSpec, floor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let since = (floor.timestamp() - i64::from(self.crc)).rem_euclid(86_400);
+        let wall = floor.with_timezone(&self.tz).naive_local();
+        let dtstart = wall.checked_sub_signed(Duration::seconds(since))?;
+        let spread = spec.single_second();
+        let start = self.scan_start(floor, spread);
+        spec.occurrences(dtstart)?
+            .filter(|occurrence| *occurrence > start)
+            .take(MAX_CANDIDATES)
+            .filter_map(|occurrence| self.instant(occurrence, spread))
+            .find(|instant| *instant > floor)
     }
 }
 
@@ -164,9 +224,10 @@ mod tests {
         }
     }
 
-    /// dsari's own result for each case, computed with dsari's
-    /// `get_next_schedule_time` formula on croniter 6 and python-dateutil
-    /// 2.9 (UTC machine), called at `after - offset` as `next_after` is.
+    /// dsari's own result for each case: `dsari.utils.get_next_schedule_time`
+    /// of dsari 2.0 with croniter 7.0.0 and python-dateutil 2.9, given `after`
+    /// as a time of the schedule zone. The fixture table
+    /// (`tests/data/dsari-schedules.tsv`) checks 2,000 more through the CLI.
     #[test]
     fn matches_dsari_reference_times() {
         let cases = [
@@ -216,13 +277,13 @@ mod tests {
                 "H/15 * * * *",
                 "db-vacuum",
                 "2026-05-05T13:14:15",
-                "2026-05-05T13:14:45.722319",
+                "2026-05-05T13:28:45.722319",
             ),
             (
                 "H(30-59)/10 H(0-7) * * 1-5",
                 "report",
                 "2026-05-09T13:14:15",
-                "2026-05-11T02:34:20.766349",
+                "2026-05-11T02:30:20.766349",
             ),
             (
                 "H H(9-17) H/3 * *",
@@ -240,7 +301,7 @@ mod tests {
                 "*/20 * * * * H/7",
                 "poll",
                 "2026-05-09T13:14:15",
-                "2026-05-09T13:20:01.518509",
+                "2026-05-09T13:20:02.518509",
             ),
             (
                 "0 0 13 * fri",
@@ -252,31 +313,31 @@ mod tests {
                 "RRULE:FREQ=DAILY",
                 "hello",
                 "2020-01-01T00:00:00",
-                "2020-01-01T16:31:10.211192",
+                "2020-01-01T09:21:10.211192",
             ),
             (
                 "RRULE:FREQ=WEEKLY",
                 "nightly-backup",
                 "2026-05-05T13:14:15",
-                "2026-05-12T07:40:48.499824",
+                "2026-05-12T09:04:24.499824",
             ),
             (
                 "RRULE:FREQ=HOURLY;INTERVAL=3",
                 "nightly-backup",
                 "2026-05-05T13:14:15",
-                "2026-05-05T13:40:48.499824",
+                "2026-05-05T15:04:24.499824",
             ),
             (
                 "RRULE:FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
                 "report",
                 "2026-05-05T13:14:15",
-                "2026-05-29T11:15:32.766349",
+                "2026-05-29T10:18:44.766349",
             ),
             (
                 "RRULE:FREQ=MINUTELY;INTERVAL=5",
                 "poll",
                 "2026-05-05T13:14:15",
-                "2026-05-05T13:14:27.518509",
+                "2026-05-05T13:19:09.518509",
             ),
         ];
         for (expr, job, after, expected) in cases {
@@ -288,8 +349,7 @@ mod tests {
         }
     }
 
-    /// Same, with the dsari machine in America/New_York (dsari works on
-    /// naive local time; away from DST changes that is the same thing).
+    /// Same, in America/New_York (`after` is still written in UTC here).
     #[test]
     fn matches_dsari_reference_times_new_york() {
         let ny = Tz::America__New_York;
@@ -298,13 +358,13 @@ mod tests {
                 "RRULE:FREQ=WEEKLY",
                 "nightly-backup",
                 "2026-05-05T13:14:15",
-                "2026-05-12T07:40:48.499824",
+                "2026-05-12T09:04:24.499824",
             ),
             (
                 "RRULE:FREQ=DAILY;BYHOUR=9",
                 "hello",
                 "2026-07-01T00:00:00",
-                "2026-07-01T13:56:10.211192",
+                "2026-07-01T13:21:10.211192",
             ),
             (
                 "@weekly",
@@ -373,15 +433,52 @@ mod tests {
     }
 
     #[test]
-    fn next_after_is_strictly_after() {
+    fn next_after_skips_a_time_on_the_tick_like_dsari() {
+        // dsari looks for the first occurrence whose whole second is after the
+        // given time's, then adds the offset; fed its own result it moves on.
         let s = schedule("H H * * *", "hello", Tz::UTC);
         let due = at("2020-01-01T11:10:32.211192");
         assert_eq!(s.next_after(due), Some(due + Duration::days(1)));
-        assert_eq!(s.next_after(due - Duration::microseconds(1)), Some(due));
+        assert_eq!(
+            s.next_after(at("2020-01-01T11:10:32")),
+            Some(due + Duration::days(1))
+        );
+        assert_eq!(s.next_after(at("2020-01-01T11:10:31.9")), Some(due));
+        let six = schedule("17 * * * * *", "kg7g7y1", Tz::UTC);
+        assert_eq!(
+            six.next_after(at("2035-07-10T07:17:11")),
+            Some(at("2035-07-10T07:17:12.229910"))
+        );
         let r = schedule("RRULE:FREQ=HOURLY;BYMINUTE=0;BYSECOND=0", "hello", Tz::UTC);
         let due = at("2020-01-01T01:00:00.211192");
         assert_eq!(r.next_after(due), Some(due + Duration::hours(1)));
-        assert_eq!(r.next_after(due - Duration::microseconds(1)), Some(due));
+        assert_eq!(r.next_after(at("2020-01-01T00:59:59.5")), Some(due));
+        assert_eq!(
+            r.next_after(at("2020-01-01T01:00:00")),
+            Some(due + Duration::hours(1))
+        );
+    }
+
+    #[test]
+    fn rrule_daily_keeps_its_time_of_day() {
+        // dsari's hashed DTSTART is on the job's own second of the day, so a
+        // daily rule fires every 24 h (it used to drift with the query time).
+        let s = schedule("RRULE:FREQ=DAILY", "hello", Tz::UTC);
+        let mut t = at("2020-01-01T00:00:00");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            t = s.next_after(t).unwrap_or_default();
+            got.push(t);
+        }
+        assert_eq!(got[0], at("2020-01-01T09:21:10.211192"));
+        for pair in got.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::days(1));
+        }
+        let s = schedule("RRULE:FREQ=DAILY;BYHOUR=14;BYMINUTE=30", "hello", Tz::UTC);
+        let first = s.next_after(at("2020-01-01T00:00:00"));
+        assert_eq!(first, Some(at("2020-01-01T14:30:10.211192")));
+        let second = first.and_then(|t| s.next_after(t));
+        assert_eq!(second, Some(at("2020-01-02T14:30:10.211192")));
     }
 
     #[test]
@@ -439,16 +536,16 @@ mod tests {
     }
 
     #[test]
-    fn rrule_dst_follows_rfc5545() {
-        // The rrule crate resolves a missing 02:30 with the pre-gap offset
-        // (RFC 5545 section 3.3.5): 03:30 EDT, still once that day.
+    fn rrule_dst_follows_the_zone_rule() {
+        // RRULE occurrences are wall times too: a missing 02:30 runs once, at
+        // 03:00 EDT; a repeated 01:30 runs once, the first time.
         let s = schedule(
             "RRULE:FREQ=DAILY;BYHOUR=2;BYMINUTE=30;BYSECOND=0",
             "hello",
             Tz::America__New_York,
         );
         let first = s.next_after(at("2026-03-08T00:00:00"));
-        assert_eq!(first, Some(at("2026-03-08T07:30:00.211192")));
+        assert_eq!(first, Some(at("2026-03-08T07:00:00.211192")));
         let second = first.and_then(|t| s.next_after(t));
         assert_eq!(second, Some(at("2026-03-09T06:30:00.211192")));
         let fall = schedule(
@@ -460,6 +557,28 @@ mod tests {
         assert_eq!(first, Some(at("2026-11-01T05:30:00.211192")));
         let second = first.and_then(|t| fall.next_after(t));
         assert_eq!(second, Some(at("2026-11-02T06:30:00.211192")));
+    }
+
+    #[test]
+    fn hourly_across_spring_forward_fires_once_per_hour() {
+        // `0 * * * *` gets a hashed second; the missing 02:00 joins 03:00
+        // instead of firing a few seconds before it.
+        let ny = Tz::America__New_York;
+        for expr in ["0 * * * *", "RRULE:FREQ=HOURLY;BYMINUTE=0"] {
+            let s = schedule(expr, "hello", ny);
+            let mut t = at("2026-03-08T05:30:00"); // 00:30 EST
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                t = s.next_after(t).unwrap_or_default();
+                got.push(t);
+            }
+            let gaps: Vec<i64> = got
+                .windows(2)
+                .map(|p| (p[1] - p[0]).num_seconds())
+                .collect();
+            // 01:00 EST, then 03:00 EDT (02:00 and 03:00 together), then 04:00.
+            assert_eq!(gaps, [3600, 3600, 3600], "{expr}: {got:?}");
+        }
     }
 
     #[test]
@@ -476,11 +595,17 @@ mod tests {
     }
 
     #[test]
-    fn never_fires_again_is_none() {
-        assert_eq!(
-            next("0 0 31 2 * 0", "hello", Tz::UTC, "2020-01-01T00:00:00"),
-            None
-        );
+    fn never_fires_is_an_error_and_ending_is_none() {
+        for expr in ["0 0 30 2 *", "0 0 31 2 * 0", "0 0 31 4,6,9,11 *"] {
+            let e = error(expr);
+            assert_eq!(e.field, "schedule", "{expr}");
+            assert!(e.reason.starts_with("never fires"), "{expr}: {e}");
+        }
+        // 29 February comes back, and so does the 31st when a weekday is given too.
+        assert!(Schedule::parse("0 0 29 2 *", "job", Some(Tz::UTC)).is_ok());
+        assert!(Schedule::parse("0 0 31 2 mon", "job", Some(Tz::UTC)).is_ok());
+        let e = error("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30");
+        assert!(e.reason.starts_with("never fires"), "{e}");
         let until = "RRULE:FREQ=DAILY;UNTIL=20200101T000000Z";
         assert_eq!(next(until, "hello", Tz::UTC, "2021-01-01T00:00:00"), None);
     }
@@ -498,7 +623,8 @@ mod tests {
         );
         assert_eq!(error("0 0 * * * 60").field, "second");
         assert_eq!(error("0 0 * * mo").field, "day of week");
-        assert_eq!(error("H(5-1) * * * *").field, "minute");
+        assert_eq!(error("H(5-4) * * * *").field, "minute");
+        assert!(Schedule::parse("H(6-6) * * * *", "job", Some(Tz::UTC)).is_ok());
         assert_eq!(error("@fortnightly").field, "schedule");
         assert_eq!(error("   ").reason, "empty expression");
         assert_eq!(error("1 2 3").reason, "expected 5 or 6 fields, got 3");

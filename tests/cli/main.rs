@@ -14,3 +14,4 @@ mod lock;
 mod order;
 mod processes;
 mod records;
+mod schedules;
