@@ -10,6 +10,8 @@ mod cron;
 mod error;
 mod field;
 mod hash;
+#[cfg(test)]
+mod props;
 mod rrule;
 mod timing;
 mod zone;

@@ -1,6 +1,6 @@
 //! The public entry point: [`Schedule`] parsing and next-run computation.
 
-use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::cron::CronSpec;
@@ -118,14 +118,35 @@ impl Schedule {
         from.with_timezone(&self.tz).naive_local()
     }
 
-    /// The one instant a wall-clock occurrence stands for.
-    fn instant(&self, wall: NaiveDateTime, spread: bool) -> Option<DateTime<Utc>> {
-        if !spread {
-            return zone::instant_of(self.tz, wall);
-        }
-        let second = i64::from(wall.second());
-        let minute = wall.with_second(0)?;
-        zone::instant_of(self.tz, minute)?.checked_add_signed(Duration::seconds(second))
+    /// The one instant a wall-clock occurrence stands for. `prefer` (an
+    /// offset, and the time of the query) picks the pass of a repeated time
+    /// with that UTC offset when neither pass has come yet (see `next_rrule`);
+    /// otherwise the zone rule takes the first pass.
+    fn instant(
+        &self,
+        wall: NaiveDateTime,
+        spread: bool,
+        prefer: Option<(i32, DateTime<Utc>)>,
+    ) -> Option<DateTime<Utc>> {
+        let (nominal, extra) = if spread {
+            (wall.with_second(0)?, i64::from(wall.second()))
+        } else {
+            (wall, 0)
+        };
+        let chosen = match (self.tz.from_local_datetime(&nominal), prefer) {
+            (LocalResult::Ambiguous(a, b), Some((offset, floor)))
+                if a.min(b).with_timezone(&Utc) > floor =>
+            {
+                [a, b]
+                    .into_iter()
+                    .find(|t| t.offset().fix().local_minus_utc() == offset)
+                    .map(|t| t.with_timezone(&Utc))
+            }
+            _ => None,
+        };
+        chosen
+            .or_else(|| zone::instant_of(self.tz, nominal))?
+            .checked_add_signed(Duration::seconds(extra))
     }
 
     /// Scans matching wall times in order and returns the first whose
@@ -136,7 +157,7 @@ impl Schedule {
         let mut wall = self.scan_start(floor, spread);
         for _ in 0..MAX_CANDIDATES {
             let candidate = spec.next_after(wall)?;
-            let instant = self.instant(candidate, spread)?;
+            let instant = self.instant(candidate, spread, None)?;
             if instant > floor {
                 return Some(instant);
             }
@@ -145,20 +166,73 @@ impl Schedule {
         None
     }
 
-    /// dsari's RRULE step: DTSTART is the last wall time at or before `floor`
-    /// that is a whole number of days after the job's hashed second of the
-    /// epoch, then the first occurrence after `floor`.
+    /// dsari's RRULE step: DTSTART is the last instant at or before `floor`
+    /// whose epoch second is the job's CRC modulo a day, read as a wall time
+    /// with the UTC offset in force at `floor` (dsari subtracts on the
+    /// zone-aware start time), then the first occurrence after `floor`.
+    ///
+    /// At a daylight-saving change that offset goes stale: occurrences from a
+    /// DTSTART read with the old offset run on past the change while the next
+    /// query reads DTSTART with the new one, so dsari fires a daily rule at
+    /// both 04:21 and 05:21 on the day after spring-forward. runner's rule:
+    /// an occurrence from a DTSTART read with one offset counts only while
+    /// that offset is in force; past the change the DTSTART is read with the
+    /// new offset, so the job moves over to its new times once. Away from a
+    /// change this is exactly dsari's computation.
     fn next_rrule(&self, spec: &RruleSpec, floor: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let since = (floor.timestamp() - i64::from(self.crc)).rem_euclid(86_400);
-        let wall = floor.with_timezone(&self.tz).naive_local();
-        let dtstart = wall.checked_sub_signed(Duration::seconds(since))?;
+        let hashed = floor
+            .checked_sub_signed(Duration::seconds(since))?
+            .naive_utc();
+        let dtstart = |offset: i32| hashed.checked_add_signed(Duration::seconds(i64::from(offset)));
+        let before = self.utc_offset(floor);
+        let (nominal, found) = self.first_rrule(spec, dtstart(before)?, floor, None, None)?;
+        let after = self.utc_offset(found);
+        let moved = dtstart(after)?;
+        // An occurrence nominally before the DTSTART read with the new offset (a fixed
+        // time just after the change) is not a stale one: it stands.
+        if after == before || nominal < moved {
+            return Some(found);
+        }
+        // Read with the new offset, the hashed DTSTART may fall in the spring gap; the
+        // occurrence there is the hashed instant itself, already past: not a new time.
+        let skip = zone::instant_of(self.tz, moved)
+            .is_some_and(|t| t.with_timezone(&self.tz).naive_local() != moved)
+            .then_some(moved);
+        self.first_rrule(spec, moved, floor, Some(after), skip)
+            .map_or(Some(found), |(_, instant)| Some(instant))
+    }
+
+    /// The first occurrence after `floor` of `spec` expanded from `dtstart`
+    /// (with `offset`, the first at that UTC offset; never the wall time
+    /// `skip`): its wall time and instant.
+    fn first_rrule(
+        &self,
+        spec: &RruleSpec,
+        dtstart: NaiveDateTime,
+        floor: DateTime<Utc>,
+        offset: Option<i32>,
+        skip: Option<NaiveDateTime>,
+    ) -> Option<(NaiveDateTime, DateTime<Utc>)> {
         let spread = spec.single_second();
         let start = self.scan_start(floor, spread);
         spec.occurrences(dtstart)?
-            .filter(|occurrence| *occurrence > start)
+            .filter(|occurrence| *occurrence > start && Some(*occurrence) != skip)
             .take(MAX_CANDIDATES)
-            .filter_map(|occurrence| self.instant(occurrence, spread))
-            .find(|instant| *instant > floor)
+            .filter_map(|occurrence| {
+                let prefer = offset.map(|o| (o, floor));
+                Some((occurrence, self.instant(occurrence, spread, prefer)?))
+            })
+            .filter(|(_, instant)| *instant > floor)
+            .find(|(_, instant)| offset.is_none_or(|o| self.utc_offset(*instant) == o))
+    }
+
+    /// Seconds east of UTC in the schedule zone at `t`.
+    fn utc_offset(&self, t: DateTime<Utc>) -> i32 {
+        self.tz
+            .offset_from_utc_datetime(&t.naive_utc())
+            .fix()
+            .local_minus_utc()
     }
 }
 
