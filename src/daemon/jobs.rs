@@ -1,7 +1,8 @@
 //! A daemon configuration made ready to schedule: every job with its parsed schedule.
 //!
-//! Parsing every schedule here means `runner check --daemon`, `runner jobs` and a reload
-//! all reject a bad expression before anything runs, with the job and key named.
+//! Schedules are parsed when the configuration is read, so `runner check --daemon`,
+//! `runner jobs` and a reload all reject a bad expression before anything runs, with the
+//! file, job and key named.
 
 use std::collections::BTreeMap;
 
@@ -61,15 +62,6 @@ pub(crate) fn prepare(
                 ));
             }
         }
-        let tz = match &job.schedule_timezone {
-            Some(zone) => Some(zone.parse::<chrono_tz::Tz>().map_err(|_| {
-                bad(
-                    "schedule_timezone",
-                    format!("{zone:?} is not an IANA time zone"),
-                )
-            })?),
-            None => None,
-        };
         // A chain job whose directory or configuration is missing would fail every run:
         // say so now, like any other configuration error.
         if let Some(taskdir) = &job.taskdir {
@@ -88,12 +80,8 @@ pub(crate) fn prepare(
                 ));
             }
         }
-        let schedule = match &job.schedule {
-            Some(expr) => {
-                Some(Schedule::parse(expr, name, tz).map_err(|e| bad("schedule", e.to_string()))?)
-            }
-            None => None,
-        };
+        // Parsed where the job was read (config::daemon::job), errors naming the file.
+        let schedule = job.parsed_schedule.clone();
         jobs.insert(
             name.clone(),
             ScheduledJob {

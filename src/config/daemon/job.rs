@@ -1,8 +1,8 @@
 //! One job: dsari's job keys plus runner's own (`taskdir`, `config`, `catch_up`, events).
 //!
-//! This owns the shape and validity of one job. Whether a schedule expression is valid is the
-//! schedule module's business; whether a concurrency group exists is decided by `load`, which
-//! sees all of them.
+//! This owns the shape and validity of one job. The schedule module decides whether a schedule
+//! expression is valid, asked from here so the error names the file; whether a concurrency
+//! group exists is decided by `load`, which sees all of them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::error::DaemonConfigError;
 use super::fields::{Table, suggest};
 use super::tree::{Node, Value};
+use crate::schedule::Schedule;
 
 /// The keys of a job: dsari's, then runner's.
 pub(crate) const JOB_KEYS: &[&str] = &[
@@ -57,10 +58,13 @@ pub(crate) struct Job {
     pub(crate) command: Option<Vec<String>>,
     /// Append the job name and the run id to `command` (dsari).
     pub(crate) command_append_run: bool,
-    /// The schedule expression, unchecked here: the schedule module validates it.
+    /// The schedule expression as written.
     pub(crate) schedule: Option<String>,
     /// An IANA time zone name, checked to exist; `None` means local time.
     pub(crate) schedule_timezone: Option<String>,
+    /// `schedule` parsed in `schedule_timezone` and hashed on the job name, once, where
+    /// the job is read, so a bad expression is blamed on the file that wrote it.
+    pub(crate) parsed_schedule: Option<Schedule>,
     /// The job's own variables, above the global ones and below a trigger's.
     pub(crate) environment: BTreeMap<String, String>,
     /// How long a run may take before it is sent SIGTERM; `None` waits forever.
@@ -162,11 +166,12 @@ pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigE
         ));
     }
 
-    let schedule = t.string("schedule")?.map(|(s, _)| s);
-    let schedule_timezone = match t.string("schedule_timezone")? {
-        None => None,
-        Some((tz, node)) => {
-            if tz.parse::<chrono_tz::Tz>().is_err() {
+    let schedule = t.string("schedule")?;
+    let (schedule_timezone, zone) = match t.string("schedule_timezone")? {
+        None => (None, None),
+        Some((tz, node)) => match tz.parse::<chrono_tz::Tz>() {
+            Ok(zone) => (Some(tz), Some(zone)),
+            Err(_) => {
                 let mut reason =
                     format!("unknown time zone {tz:?}; use an IANA name such as \"Europe/Paris\"");
                 if let Some(close) = closest_timezone(&tz) {
@@ -174,9 +179,19 @@ pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigE
                 }
                 return Err(t.bad_value(&node, "schedule_timezone", reason));
             }
-            Some(tz)
-        }
+        },
     };
+    let parsed_schedule = match &schedule {
+        None => None,
+        Some((expr, node)) => Some(Schedule::parse(expr, &name, zone).map_err(|e| {
+            t.bad_value(
+                node,
+                "schedule",
+                format!("{:?}: {}: {}", e.expr, e.field, e.reason),
+            )
+        })?),
+    };
+    let schedule = schedule.map(|(s, _)| s);
     let environment = t.environment("environment")?;
     let max_execution = match t.duration("max_execution")? {
         Some((d, node)) if d.is_zero() => {
@@ -245,6 +260,7 @@ pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigE
         command_append_run,
         schedule,
         schedule_timezone,
+        parsed_schedule,
         environment,
         max_execution,
         max_execution_grace,
@@ -432,6 +448,65 @@ mod tests {
         assert_eq!(j.with_params["n"], serde_json::json!(3));
         assert_eq!(j.max_execution, Some(Duration::from_secs(3600)));
         assert_eq!(j.max_execution_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn schedules_are_parsed_with_their_zone_and_job_name() {
+        let jobs = jobs("jobs:\n  hello: {command: [x], schedule: 'RRULE:FREQ=DAILY', schedule_timezone: UTC}\n")
+            .expect("valid");
+        let parsed = jobs["hello"].parsed_schedule.as_ref().expect("parsed");
+        assert_eq!(parsed.time_zone(), chrono_tz::Tz::UTC);
+        // dsari's time for job "hello": its hashed second of the day.
+        let from = chrono::DateTime::from_timestamp(1_577_836_800, 0).expect("2020-01-01");
+        assert_eq!(
+            parsed.next_after(from).map(|t| t.to_rfc3339()),
+            Some("2020-01-01T09:21:10.211192+00:00".to_owned())
+        );
+        let e = err("jobs:\n  j: {command: [x], schedule: '0 0 32 * *'}\n");
+        assert_eq!(
+            e.to_string(),
+            "/etc/runner/runner.yaml: job \"j\": key \"schedule\": \"0 0 32 * *\": day of month: value 32 out of range 1-31"
+        );
+        let e = err("jobs:\n  j: {command: [x], schedule: '0 0 30 2 *'}\n");
+        assert!(e.to_string().contains("never fires"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_schedule_in_config_d_names_that_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let write = |name: &str, text: &str| {
+            let path = d.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, text).expect("write");
+        };
+        write(
+            "runner.yaml",
+            "jobs:\n  a: {command: [x], schedule: '@daily'}\n",
+        );
+        write(
+            "config.d/20-b.yaml",
+            "jobs:\n  b: {command: [x], schedule: 'H H * * * 60'}\n",
+        );
+        let e = crate::config::daemon::DaemonConfig::load(d).expect_err("bad schedule");
+        assert_eq!(e.path(), d.join("config.d/20-b.yaml"));
+        assert_eq!(e.key(), Some("schedule"));
+        assert!(
+            e.to_string().contains("second: value 60 out of range 0-59"),
+            "{e}"
+        );
+        // The zone set in another file than the expression is still the job's zone.
+        write(
+            "config.d/20-b.yaml",
+            "jobs:\n  b: {command: [x], schedule: '0 9 * * * 0'}\n",
+        );
+        write(
+            "config.d/30-tz.yaml",
+            "jobs:\n  b: {schedule_timezone: Asia/Tokyo}\n",
+        );
+        let c = crate::config::daemon::DaemonConfig::load(d).expect("valid");
+        let parsed = c.jobs["b"].parsed_schedule.as_ref().expect("parsed");
+        assert_eq!(parsed.time_zone(), chrono_tz::Tz::Asia__Tokyo);
     }
 
     #[test]
