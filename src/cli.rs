@@ -134,7 +134,11 @@ pub enum Command {
     Jobs(JobsCommand),
     /// Ask the daemon for a run of JOB by writing a trigger file.
     Trigger(TriggerArgs),
-    /// Print the next times of a schedule expression.
+    /// Print the next times of a schedule expression, as the daemon computes them.
+    ///
+    /// Times are dsari's (H hashing and sub-second offset from the job name). A time
+    /// missing on a spring-forward day runs once at the end of the gap, a repeated one
+    /// once; an expression that can never fire is an error (exit 78).
     Schedule(ScheduleArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
@@ -277,7 +281,8 @@ pub struct ScheduleArgs {
     /// The job name that H and R hash on.
     #[arg(long, default_value = "")]
     pub name: String,
-    /// Print times after this one: epoch seconds or RFC 3339 [default: now].
+    /// Print times after this one (a time exactly on one is not included, as in dsari):
+    /// epoch seconds, RFC 3339, or a time without an offset, read in --tz [default: now].
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
     /// How many times to print.
