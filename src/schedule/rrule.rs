@@ -331,6 +331,24 @@ mod tests {
     }
 
     #[test]
+    fn exrule_lines_are_honoured() {
+        // As dateutil: weekdays at 06:00, so after Friday 3 January comes Monday.
+        let s = spec(
+            "RRULE:FREQ=DAILY;BYHOUR=6;BYMINUTE=0;BYSECOND=0\nEXRULE:FREQ=WEEKLY;BYDAY=SA,SU;BYHOUR=6;BYMINUTE=0;BYSECOND=0",
+        );
+        let after: Vec<_> = first(&s, wall(2020, 1, 1, 0, 0, 0), 4);
+        assert_eq!(
+            after,
+            [
+                wall(2020, 1, 1, 6, 0, 0),
+                wall(2020, 1, 2, 6, 0, 0),
+                wall(2020, 1, 3, 6, 0, 0),
+                wall(2020, 1, 6, 6, 0, 0)
+            ]
+        );
+    }
+
+    #[test]
     fn until_ends_the_schedule() {
         let s = spec("RRULE:FREQ=DAILY;BYHOUR=6;BYMINUTE=0;BYSECOND=0;UNTIL=20200103T000000Z");
         assert_eq!(
