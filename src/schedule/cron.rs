@@ -18,6 +18,8 @@ pub(crate) struct CronSpec {
     /// Whether seconds were given (6 fields). With 5 fields times have
     /// minute resolution and second 0, as in croniter.
     has_seconds: bool,
+    /// Whether the seconds field is the hashed one appended to 5 fields.
+    appended_seconds: bool,
     /// croniter's `*` detection for the two day fields: only when both are
     /// restricted does a day match if *either* matches (Vixie cron OR).
     dom_star: bool,
@@ -60,9 +62,33 @@ impl CronSpec {
         Ok(Self {
             masks,
             has_seconds: fields.len() == 6,
+            appended_seconds: false,
             dom_star,
             dow_star,
         })
+    }
+
+    /// Parses the 5 fields of `fields` with the hashed seconds field dsari
+    /// appends (`h`, the sixth), remembering that it was appended.
+    pub(crate) fn parse_with_hashed_seconds(fields: &[&str], crc: u32) -> Result<Self, FieldError> {
+        let mut with = fields.to_vec();
+        with.push("h");
+        let mut spec = Self::parse(&with, crc)?;
+        spec.appended_seconds = true;
+        Ok(spec)
+    }
+
+    /// True when the seconds field is the hashed one dsari appends.
+    pub(crate) fn dsari_seconds(&self) -> bool {
+        self.appended_seconds
+    }
+
+    /// The same expression as croniter reads 5 fields: at second 0, to the minute.
+    pub(crate) fn without_hashed_seconds(mut self) -> Self {
+        self.masks[5] = 1;
+        self.has_seconds = false;
+        self.appended_seconds = false;
+        self
     }
 
     /// Whether every occurrence falls on the same second of its minute (one

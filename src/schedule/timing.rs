@@ -58,6 +58,14 @@ impl Schedule {
         let crc = hash::crc32(job_name.as_bytes());
         let tz = zone::resolve(tz);
         let kind = parse_kind(expr.trim(), crc, tz).map_err(|e| e.into_schedule_error(expr))?;
+        // dsari appends its hashed seconds only when the text, split on single spaces,
+        // has exactly 5 parts: `0  3 * * *` (two spaces) runs at 03:00:00 there.
+        let kind = match kind {
+            Kind::Cron(spec) if expr.split(' ').count() != 5 && spec.dsari_seconds() => {
+                Kind::Cron(spec.without_hashed_seconds())
+            }
+            other => other,
+        };
         let schedule = Self {
             kind,
             tz,
@@ -244,7 +252,7 @@ fn parse_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
         return RruleSpec::parse(expr, tz).map(Kind::Rrule);
     }
     let lower = expr.to_ascii_lowercase();
-    let mut fields: Vec<&str> = if lower.starts_with('@') {
+    let fields: Vec<&str> = if lower.starts_with('@') {
         let expansion = ALIASES
             .iter()
             .find(|(alias, _)| *alias == lower)
@@ -262,9 +270,10 @@ fn parse_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
         expr.split_whitespace().collect()
     };
     // dsari appends a hashed seconds field to 5-field expressions, so each
-    // job fires at its own second of the minute.
+    // job fires at its own second of the minute (`Schedule::parse` takes it
+    // back off where dsari's own test for 5 fields would not have added it).
     if fields.len() == 5 {
-        fields.push("h");
+        return CronSpec::parse_with_hashed_seconds(&fields, crc).map(Kind::Cron);
     }
     CronSpec::parse(&fields, crc).map(Kind::Cron)
 }
@@ -471,6 +480,18 @@ mod tests {
             s.next_after(at("2020-01-01T00:00:00")),
             Some(at("2020-01-01T11:10:32.211192"))
         );
+    }
+
+    #[test]
+    fn hashed_seconds_only_where_dsari_adds_them() {
+        // dsari counts fields with `split(" ")`: with two spaces it adds no hashed
+        // seconds and croniter reads 5 fields, at second 0 (checked against dsari).
+        let got = next("0  3 * * *", "hello", Tz::UTC, "2021-06-15T00:00:00");
+        assert_eq!(got, Some(at("2021-06-15T03:00:00.211192")));
+        let got = next("0 3 * * *", "hello", Tz::UTC, "2021-06-15T00:00:00");
+        assert_eq!(got, Some(at("2021-06-15T03:00:32.211192")));
+        let got = next("*/5  * * * *", "hello", Tz::UTC, "2021-06-15T00:00:00");
+        assert_eq!(got, Some(at("2021-06-15T00:05:00.211192")));
     }
 
     #[test]
