@@ -211,3 +211,27 @@ fn a_schedule_that_never_fires_is_refused() {
         .assert_code(0)
         .assert_stdout_contains("2024-02-29T00:00:");
 }
+
+#[test]
+fn a_bad_schedule_in_config_d_is_reported_against_its_file() {
+    let daemon = crate::support::Daemon::new(&[
+        (
+            "conf/runner.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    schedule: \"@daily\"\n",
+        ),
+        (
+            "conf/config.d/20-report.yaml",
+            "jobs:\n  report:\n    command: [\"true\"]\n    schedule: \"0 0 30 2 *\"\n",
+        ),
+    ]);
+    let dir = daemon.config_dir().join("conf");
+    let file = dir.join("config.d/20-report.yaml");
+    daemon
+        .runner(&["check", "--daemon", dir.to_str().expect("utf-8")])
+        .assert_code(78)
+        .assert_stderr_contains(&format!(
+            "{}: job \"report\": key \"schedule\"",
+            file.display()
+        ))
+        .assert_stderr_contains("never fires");
+}
