@@ -23,6 +23,9 @@ pub(crate) struct Schedule {
     offset: Duration,
     /// The CRC-32 of the job name, which places the hashed RRULE DTSTART.
     crc: u32,
+    /// The expression, when it has `R` fields: dsari draws them again for every
+    /// next time it computes, and so does `next_after`.
+    random: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,24 +60,19 @@ impl Schedule {
     pub(crate) fn parse(expr: &str, job_name: &str, tz: Option<Tz>) -> Result<Self, ScheduleError> {
         let crc = hash::crc32(job_name.as_bytes());
         let tz = zone::resolve(tz);
-        let kind = parse_kind(expr.trim(), crc, tz).map_err(|e| e.into_schedule_error(expr))?;
-        // dsari appends its hashed seconds only when the text, split on single spaces,
-        // has exactly 5 parts: `0  3 * * *` (two spaces) runs at 03:00:00 there.
-        let kind = match kind {
-            Kind::Cron(spec) if expr.split(' ').count() != 5 && spec.dsari_seconds() => {
-                Kind::Cron(spec.without_hashed_seconds())
-            }
-            other => other,
-        };
+        let kind = full_kind(expr, crc, tz).map_err(|e| e.into_schedule_error(expr))?;
+        let random = matches!(kind, Kind::Cron(_)) && has_random_field(expr);
         let schedule = Self {
             kind,
             tz,
             offset: hash::subsecond_offset(crc),
             crc,
+            random: random.then(|| expr.to_owned()),
         };
         // Any time since 1970 that fires is enough to show the schedule is possible; an
-        // RRULE whose UNTIL has passed since then still parses (it ran once).
-        if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
+        // RRULE whose UNTIL has passed since then still parses (it ran once). A random
+        // field may draw a value that never fires (`0 0 R 2 *`) and the next draw not.
+        if !random && schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
             let reason = match schedule.kind {
                 Kind::Cron(_) => {
                     "never fires: no date matches its day of month, month and day of week"
@@ -102,9 +100,15 @@ impl Schedule {
     /// nominal too, instead of a few seconds before it.
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let floor = DateTime::from_timestamp(after.timestamp(), 0)?;
-        let occurrence = match &self.kind {
-            Kind::Cron(spec) => self.next_cron(spec, floor),
-            Kind::Rrule(spec) => self.next_rrule(spec, floor),
+        let occurrence = match (&self.kind, &self.random) {
+            (Kind::Cron(_), Some(expr)) => {
+                (0..8).find_map(|_| match full_kind(expr, self.crc, self.tz) {
+                    Ok(Kind::Cron(spec)) => self.next_cron(&spec, floor),
+                    _ => None,
+                })
+            }
+            (Kind::Cron(spec), None) => self.next_cron(spec, floor),
+            (Kind::Rrule(spec), _) => self.next_rrule(spec, floor),
         }?;
         occurrence.checked_add_signed(self.offset)
     }
@@ -242,6 +246,26 @@ impl Schedule {
             .fix()
             .local_minus_utc()
     }
+}
+
+/// [`parse_kind`] of the trimmed text, then dsari's rule for its hashed seconds: it
+/// appends them only when the text, split on single spaces, has exactly 5 parts, so
+/// `0  3 * * *` (two spaces) runs at 03:00:00 there.
+fn full_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
+    Ok(match parse_kind(expr.trim(), crc, tz)? {
+        Kind::Cron(spec) if expr.split(' ').count() != 5 && spec.dsari_seconds() => {
+            Kind::Cron(spec.without_hashed_seconds())
+        }
+        other => other,
+    })
+}
+
+/// Whether a cron field is one of the random forms (`R`, `R(a-b)`, `R/n`, ...).
+fn has_random_field(expr: &str) -> bool {
+    expr.split_whitespace().any(|field| {
+        let lower = field.to_ascii_lowercase();
+        lower == "r" || lower.starts_with("r(") || lower.starts_with("r/")
+    })
 }
 
 fn parse_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
@@ -492,6 +516,24 @@ mod tests {
         assert_eq!(got, Some(at("2021-06-15T03:00:32.211192")));
         let got = next("*/5  * * * *", "hello", Tz::UTC, "2021-06-15T00:00:00");
         assert_eq!(got, Some(at("2021-06-15T00:05:00.211192")));
+    }
+
+    #[test]
+    fn random_fields_are_drawn_again_for_every_time() {
+        // dsari expands `R` anew each time it computes a next time.
+        let s = schedule("R R * * *", "x", Tz::UTC);
+        let from = at("2020-01-01T00:00:00");
+        let draws: std::collections::BTreeSet<_> =
+            (0..20).filter_map(|_| s.next_after(from)).collect();
+        assert!(draws.len() > 1, "{draws:?}");
+        assert!(
+            draws
+                .iter()
+                .all(|t| *t > from && *t < from + Duration::days(2))
+        );
+        // A draw that cannot fire (30 February) is drawn again, not an error.
+        assert!(Schedule::parse("0 0 R 2 *", "x", Some(Tz::UTC)).is_ok());
+        assert!(next("0 0 R 2 *", "x", Tz::UTC, "2020-01-01T00:00:00").is_some());
     }
 
     #[test]
