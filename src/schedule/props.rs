@@ -220,4 +220,32 @@ proptest! {
             prop_assert!(walls.insert(t.with_timezone(&tz).naive_local()), "{} repeated {} ({:?})", expr, t, got);
         }
     }
+
+    /// The daemon recomputes a job's next time from "now" after a restart or a
+    /// reload: for cron, any time between two fires (up to the whole second before
+    /// the next) gives that next fire again, so a nominal time is neither run twice
+    /// nor skipped. (A time within the second of a fire, before its sub-second
+    /// offset, skips it, as in dsari.)
+    #[test]
+    fn cron_restarts_find_the_same_next_time(
+        row in 0usize..2000, job in name(), zone in 0..ZONES.len(), seed in any::<i64>(),
+        near in any::<bool>(), before in any::<i64>(), pick in any::<u64>(),
+    ) {
+        let table = include_str!("../../tests/data/dsari-schedules.tsv");
+        let expr = table.lines().nth(row + 1).and_then(|l| l.split('\t').next()).unwrap_or("* * * * *");
+        if expr.to_ascii_uppercase().starts_with("RRULE:") {
+            return Ok(());
+        }
+        let tz = ZONES[zone];
+        let Ok(s) = Schedule::parse(expr, &job, Some(tz)) else { return Ok(()) };
+        let got = times(&s, start_near_change(tz, seed, near, before), 6);
+        for pair in got.windows(2) {
+            let span = (pair[1] - pair[0]).num_microseconds().unwrap_or(0) - 1_000_000;
+            if span <= 0 {
+                continue;
+            }
+            let t = pair[0] + Duration::microseconds((pick % span as u64) as i64);
+            prop_assert_eq!(s.next_after(t), Some(pair[1]), "{} from {}: {:?}", expr, t, got);
+        }
+    }
 }
