@@ -1,4 +1,5 @@
-//! The SQLite store: `STATE_DIR/runner.sqlite3`, WAL, one transaction per state change.
+//! The SQLite store (`runner.sqlite3`, or dsari's file; see `location`), WAL, one
+//! transaction per state change.
 //!
 //! This is the only place with SQL. Its API is deliberately small (begin/finish a run,
 //! an instance, an attempt; list and show; prune) so that a second backend can offer the
@@ -10,12 +11,15 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::schema;
 
-/// The database file's name inside the state directory.
-pub(crate) const FILE_NAME: &str = "runner.sqlite3";
+/// The `exit_code` of a run finalized as `lost`: no process can exit with it (exit
+/// statuses are 0..=255, and dsari writes 128+N for a signal), so a script can tell a
+/// lost run from a real failure, and it is not 0, so dsari's tools count it as failed.
+pub(crate) const LOST_EXIT_CODE: i32 = -1;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +49,14 @@ pub enum StoreError {
     NotFound {
         /// What was asked for.
         prefix: String,
+    },
+    /// `--database` names a store runner cannot use (yet).
+    #[error("database \"{url}\": {reason}")]
+    Unsupported {
+        /// What was given.
+        url: String,
+        /// Why it cannot be used.
+        reason: &'static str,
     },
     /// Several runs start with the prefix.
     #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
@@ -110,6 +122,9 @@ pub(crate) struct AttemptEnding {
 pub(crate) struct Store {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
+    /// Where runs without a recorded output directory (dsari's) keep their
+    /// `runs/JOB/RUN_ID/output.txt`: the database file's directory, as in dsari's layout.
+    pub(super) data_dir: PathBuf,
 }
 
 /// Seconds since the epoch, as dsari stores times.
@@ -120,13 +135,14 @@ pub(crate) fn epoch(t: SystemTime) -> f64 {
 }
 
 impl Store {
-    /// Opens (creating and migrating as needed) the store in `state_dir`.
-    pub(crate) fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        Store::open_file(&state_dir.join(FILE_NAME))
+    /// Opens (creating and migrating as needed) the store at `location`.
+    pub(crate) fn open_at(location: &Location) -> Result<Store, StoreError> {
+        Store::open_file(location.file())
     }
 
-    /// Opens (creating and migrating as needed) the store at `path`, for a daemon whose
-    /// configuration names its database file.
+    /// Opens (creating and migrating as needed) the store at `path`. This is the first
+    /// write to a file dsari made: runner's tables are added beside dsari's, and the
+    /// file switches to WAL.
     pub(crate) fn open_file(path: &Path) -> Result<Store, StoreError> {
         let path = path.to_owned();
         let wrap = |source| StoreError::Sqlite {
@@ -142,35 +158,48 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
         match schema::migrate(&mut conn).map_err(wrap)? {
-            Ok(()) => Ok(Store { conn, path }),
+            Ok(()) => Ok(Store::new(conn, path)),
             Err(found) => Err(StoreError::NewerSchema { path, found }),
         }
     }
 
-    /// Opens the store for reading only; `None` when nothing was ever recorded there.
-    ///
-    /// Tries a normal open first (so an older schema is migrated), then read-only, so a
-    /// user who may read but not write the state directory can still look at runs.
-    pub(crate) fn open_for_reading(state_dir: &Path) -> Result<Option<Store>, StoreError> {
-        let path = state_dir.join(FILE_NAME);
+    fn new(conn: Connection, path: PathBuf) -> Store {
+        let data_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Store {
+            conn,
+            path,
+            data_dir,
+        }
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the store at `location` for reading only; `None` when the file does not
+    /// exist. Reading never changes the file: no migration, no journal-mode switch, and
+    /// runner's tables that a dsari (or older) file lacks are stood in for by empty
+    /// temporary tables, which live in this connection only.
+    pub(crate) fn read_only(location: &Location) -> Result<Option<Store>, StoreError> {
+        let path = location.file().to_owned();
         if !path.exists() {
             return Ok(None);
         }
-        if let Ok(store) = Store::open(state_dir) {
-            return Ok(Some(store));
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        match schema::stand_in_for_missing(&conn).map_err(wrap)? {
+            Ok(()) => Ok(Some(Store::new(conn, path))),
+            Err(found) => Err(StoreError::NewerSchema { path, found }),
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Some(Store { conn, path }))
     }
 
     /// One statement outside any explicit transaction (SQLite makes it one).
@@ -369,8 +398,14 @@ impl Store {
             .execute(params![run_id, stop_time.map(epoch), exit_code])?;
             tx.prepare_cached("DELETE FROM runs_running WHERE run_id = ?1")?
                 .execute([run_id])?;
-            tx.prepare_cached("UPDATE run_meta SET status = ?1 WHERE run_id = ?2")?
-                .execute(params![status.as_str(), run_id])?;
+            // A run dsari started has no row of ours yet: without one it would be judged
+            // by its exit code alone, and a lost run would read as failed.
+            tx.prepare_cached(
+                "INSERT INTO run_meta (run_id, job_name, status)
+                 SELECT run_id, job_name, ?1 FROM runs WHERE run_id = ?2 LIMIT 1
+                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status",
+            )?
+            .execute(params![status.as_str(), run_id])?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -390,6 +425,10 @@ impl Store {
 
     /// Finalizes as `lost` the runs of `job` (or of every job) left in `runs_running`
     /// by a process that is gone. Returns their ids.
+    ///
+    /// A lost run gets the last moment it was known alive as its `stop_time` (see
+    /// [`Store::last_alive`]) and [`LOST_EXIT_CODE`], never NULLs: dsari's tools compute
+    /// with both.
     pub(crate) fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
         let running = self.running_owners(job)?;
         let mut lost = Vec::new();
@@ -409,10 +448,9 @@ impl Store {
                 tx.prepare_cached(
                     "UPDATE attempts SET note = coalesce(note, 'lost: runner died during this attempt')
                      WHERE stop_time IS NULL AND instance_id IN
-                        (SELECT id FROM task_instances WHERE run_id = ?1)")?
-.execute(
-                    [&run_id],
-                )?;
+                        (SELECT id FROM task_instances WHERE run_id = ?1)",
+                )?
+                .execute([&run_id])?;
                 tx.prepare_cached(
                     "UPDATE task_instances SET status = 'failed'
                      WHERE run_id = ?1 AND status IN ('running', 'waiting')",
@@ -421,10 +459,59 @@ impl Store {
                 tx.commit()
             })();
             result.map_err(|e| self.wrap(e))?;
-            self.finish_run(&run_id, RunStatus::Lost, None, None)?;
+            let stop = self.last_alive(&run_id)?;
+            self.finish_run(&run_id, RunStatus::Lost, Some(LOST_EXIT_CODE), Some(stop))?;
             lost.push(run_id);
         }
         Ok(lost)
+    }
+
+    /// The last moment a run in `runs_running` is known to have been alive: the latest
+    /// of its start, its attempts' starts and ends, and the modification times of the
+    /// files in its output directory (output is written as it comes, so the last write is
+    /// the last sign of life). Never before its start.
+    fn last_alive(&self, run_id: &str) -> Result<SystemTime, StoreError> {
+        let result = (|| {
+            self.conn
+                .prepare_cached(
+                    "SELECT r.job_name, r.start_time, m.output_dir,
+                        (SELECT max(max(a.start_time, coalesce(a.stop_time, a.start_time)))
+                         FROM attempts a JOIN task_instances t ON t.id = a.instance_id
+                         WHERE t.run_id = r.run_id)
+                     FROM runs_running r LEFT JOIN run_meta m USING (run_id)
+                     WHERE r.run_id = ?1",
+                )?
+                .query_row([run_id], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<f64>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                    ))
+                })
+                .optional()
+        })();
+        let Some((job, start, output_dir, attempts)) = result.map_err(|e| self.wrap(e))? else {
+            return Ok(SystemTime::now());
+        };
+        let mut last = start.unwrap_or(0.0).max(attempts.unwrap_or(0.0));
+        let dir = match (output_dir, job) {
+            (Some(dir), _) => Some(PathBuf::from(dir)),
+            (None, Some(job)) => Some(self.data_dir.join("runs").join(job).join(run_id)),
+            (None, None) => None,
+        };
+        if let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) {
+            for entry in entries.flatten() {
+                let modified = entry.metadata().and_then(|m| m.modified());
+                if let Ok(modified) = modified {
+                    last = last.max(epoch(modified));
+                }
+            }
+        }
+        if last <= 0.0 {
+            return Ok(SystemTime::now());
+        }
+        Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(last))
     }
 
     fn running_owners(
