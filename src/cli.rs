@@ -149,7 +149,14 @@ pub enum Command {
 pub struct RunsArgs {
     /// Read the store of this daemon configuration (its data_dir and database.file),
     /// as `runner daemon --config PATH` writes it.
-    #[arg(long = "config", global = true, value_name = "PATH")]
+    // Its own id: a global argument's value also lands on same-named arguments of the
+    // parent command, here the chain's `-c/--config`.
+    #[arg(
+        id = "runs_config",
+        long = "config",
+        global = true,
+        value_name = "PATH"
+    )]
     pub config: Option<PathBuf>,
 
     /// What to read.

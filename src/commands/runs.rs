@@ -145,6 +145,10 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
     if run.run_data.as_object().is_some_and(|o| !o.is_empty()) {
         out.push_str(&format!("data:     {}\n", run.run_data));
     }
+    // A run of a command (a daemon's, or one dsari recorded) has no tasks to list.
+    if detail.tasks.is_empty() {
+        return out;
+    }
     out.push('\n');
     let mut rows = vec![vec![
         "TASK".to_owned(),

@@ -6,6 +6,7 @@
 //! same calls. A finished run moves from `runs_running` to `runs` in one transaction,
 //! exactly as dsari does it.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -149,6 +150,18 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // As dsari does for `database.file`: its directory is made when missing.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                let made = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent);
+                if let Err(e) = made {
+                    log::debug!("cannot create {}: {e}", parent.display());
+                }
+            }
+        }
         let mut conn = Connection::open(&path).map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
