@@ -127,12 +127,16 @@ pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
         log::warn!("{warning}");
     }
     let views: Vec<JobView> = jobs.iter().map(|j| view(j, None)).collect();
+    let dir = data_dir(&config, global.state_dir.as_deref());
+    // Which file the daemon will record into: dsari's, for a dsari configuration.
+    let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
     print::records(global.format, &views, |style| {
         format!(
-            "{}\nok: {} job(s); data in {}\n",
+            "{}\nok: {} job(s); data in {}, runs recorded in {}\n",
             table(&views, style, false),
             views.len(),
-            data_dir(&config, global.state_dir.as_deref()).display()
+            dir.display(),
+            location.file().display()
         )
     })?;
     Ok(exit_codes::OK)

@@ -230,6 +230,14 @@ fn a_dsari_configuration_keeps_dsari_s_file_and_its_history() {
         "jobs:\n  hello:\n    command: [\"/bin/sh\", \"-c\", \"echo previous=$PREVIOUS_RUN_ID\"]\n",
     )]);
     dsari_data_dir(&daemon.state_dir());
+    let config = daemon.config_dir();
+    daemon
+        .runner(&["check", "--daemon", config.to_str().expect("utf-8")])
+        .assert_code(0)
+        .assert_stdout_contains(&format!(
+            "runs recorded in {}",
+            daemon.state_dir().join("dsari.sqlite3").display()
+        ));
     daemon.start("");
     // The stale row of a dead dsari is finalized at start as lost, with a stop time
     // (its output's last write) and an exit code, never NULLs.
