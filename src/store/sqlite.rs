@@ -209,10 +209,8 @@ impl Store {
         )
         .map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
-        match schema::stand_in_for_missing(&conn).map_err(wrap)? {
-            Ok(()) => Ok(Some(Store::new(conn, path))),
-            Err(found) => Err(StoreError::NewerSchema { path, found }),
-        }
+        schema::stand_in_for_missing(&conn).map_err(wrap)?;
+        Ok(Some(Store::new(conn, path)))
     }
 
     /// One statement outside any explicit transaction (SQLite makes it one).
