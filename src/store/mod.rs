@@ -3,6 +3,7 @@
 
 mod capture;
 mod location;
+mod lost;
 pub(crate) mod model;
 mod owner;
 mod query;
