@@ -142,6 +142,7 @@ impl Chain<'_> {
             config: self.config.file.as_deref(),
             session: self.session,
             tasks: &tasks,
+            parallel: self.config.runner.parallel,
         });
         log::info!(
             "run {run_id} of job \"{}\" started: {} task(s) in {}",

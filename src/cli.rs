@@ -65,6 +65,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RUNNER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// The run store: an SQLite file or sqlite:PATH URL [default: STATE_DIR/runner.sqlite3,
+    /// or STATE_DIR/dsari.sqlite3 when only dsari's file is there].
+    #[arg(long, global = true, env = "RUNNER_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+
     /// Output format of commands that print records.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -125,8 +130,7 @@ pub enum Command {
     /// Validate the configuration and task directory and print the plan.
     Check(CheckArgs),
     /// Read recorded runs: list, show, output, tail.
-    #[command(subcommand)]
-    Runs(RunsCommand),
+    Runs(RunsArgs),
     /// Run the scheduler daemon in the foreground until SIGTERM or SIGINT.
     Daemon(DaemonArgs),
     /// The daemon's jobs and their next times.
@@ -142,6 +146,26 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+}
+
+/// Arguments of `runner runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Read the store of this daemon configuration (its data_dir and database.file),
+    /// as `runner daemon --config PATH` writes it.
+    // Its own id: a global argument's value also lands on same-named arguments of the
+    // parent command, here the chain's `-c/--config`.
+    #[arg(
+        id = "runs_config",
+        long = "config",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// What to read.
+    #[command(subcommand)]
+    pub command: RunsCommand,
 }
 
 /// The `runs` subcommands. A run id may be shortened to any unique prefix.

@@ -90,7 +90,8 @@ impl Error {
             | Error::Schedule(_)
             | Error::TaskDir(_)
             | Error::Plan(_)
-            | Error::Unsafe(_) => exit_codes::CONFIG,
+            | Error::Unsafe(_)
+            | Error::Store(StoreError::Unsupported { .. }) => exit_codes::CONFIG,
             Error::Locked { .. } => exit_codes::LOCKED,
             Error::Usage(_) => exit_codes::USAGE,
             Error::Io { .. } | Error::Store(_) | Error::Refused(_) => exit_codes::FAILED,

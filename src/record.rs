@@ -56,6 +56,9 @@ pub(crate) struct RunStart<'a> {
     pub(crate) session: &'a str,
     /// The planned tasks in order: (name, file name).
     pub(crate) tasks: &'a [(&'a str, &'a str)],
+    /// How many tasks may run at once; above 1, recorded output is prefixed per line
+    /// with the task's name, as on the terminal.
+    pub(crate) parallel: usize,
 }
 
 /// An attempt of a task instance beginning.

@@ -11,7 +11,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::jobs::{self, ScheduledJob};
 use crate::daemon::{Service, Setup, data_dir};
 use crate::error::{Error, exit_codes};
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// The daemon configuration to use: `--config`, else `/etc/runner` as root and
 /// `$XDG_CONFIG_HOME/runner` (default `~/.config/runner`) otherwise.
@@ -35,6 +35,7 @@ pub(crate) fn daemon(global: &GlobalArgs, args: &DaemonConfigArgs) -> Result<u8,
     let service = Service::new(Setup {
         config_path: config_path(args),
         state_dir: global.state_dir.clone(),
+        database: global.database.clone(),
     })?;
     service.run()
 }
@@ -126,12 +127,16 @@ pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
         log::warn!("{warning}");
     }
     let views: Vec<JobView> = jobs.iter().map(|j| view(j, None)).collect();
+    let dir = data_dir(&config, global.state_dir.as_deref());
+    // Which file the daemon will record into: dsari's, for a dsari configuration.
+    let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
     print::records(global.format, &views, |style| {
         format!(
-            "{}\nok: {} job(s); data in {}\n",
+            "{}\nok: {} job(s); data in {}, runs recorded in {}\n",
             table(&views, style, false),
             views.len(),
-            data_dir(&config, global.state_dir.as_deref()).display()
+            dir.display(),
+            location.file().display()
         )
     })?;
     Ok(exit_codes::OK)
@@ -143,7 +148,8 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
         JobsCommand::List { config } => {
             let (config, jobs) = load(&config_path(&config))?;
             let dir = data_dir(&config, global.state_dir.as_deref());
-            let store = Store::open_for_reading(&dir)?;
+            let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
+            let store = Store::read_only(&location)?;
             let mut views = Vec::new();
             for job in &jobs {
                 let last = match &store {

@@ -15,7 +15,7 @@ use crate::lock::{Acquired, JobLock};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
-use crate::store::{StoreRecorder, retention};
+use crate::store::{Location, StoreRecorder, retention};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
 pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {
@@ -35,6 +35,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         global.state_dir.as_deref(),
         config.runner.state_dir.as_deref(),
     );
+    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
     let mut lock = match JobLock::acquire(&state_dir, &prepared.job, args.wait, &interrupt) {
         Ok(Acquired::Held(lock)) => Some(lock),
         Ok(Acquired::Interrupted) => {
@@ -87,6 +88,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     } else {
         let mut store = StoreRecorder::open(
             &state_dir,
+            &location,
             &prepared.job,
             config.runner.log_max_bytes,
             "manual",
@@ -99,6 +101,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             }
             pruning = retention::spawn(
                 &state_dir,
+                &location,
                 &prepared.job,
                 config.runner.keep_runs,
                 config.runner.keep_days,

@@ -1,25 +1,60 @@
-//! `runner runs list|show|output|tail`: reading the records back.
+//! `runner runs list|show|output|tail`: reading the records back, and choosing (and
+//! opening read-only) the store every reading command uses.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::print::{self, Style, duration, local_time};
-use crate::cli::{GlobalArgs, RunsCommand};
+use crate::cli::{GlobalArgs, RunsArgs, RunsCommand};
+use crate::config::daemon::DaemonConfig;
+use crate::daemon::data_dir;
 use crate::error::{Error, exit_codes};
 use crate::state;
 use crate::store::model::{RunDetail, RunRecord, RunStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{Location, Store, StoreError};
 
 /// How often `runs tail` looks for new output and for the runs' ends.
 const TAIL_POLL: Duration = Duration::from_millis(200);
 
+/// The store a records command reads, and the data directory whose `runs/` holds the
+/// runs' output.
+pub(crate) struct Records {
+    /// The store; `None` when nothing was ever recorded there.
+    pub(crate) store: Option<Store>,
+    /// `STATE_DIR`, or the daemon configuration's data directory.
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Opens, read-only, the store a reading command uses: `--database`, else the daemon
+/// configuration's (when `daemon_config` is given: its `database.file`, or its data
+/// directory's file), else the state directory's. The file is never changed.
+pub(crate) fn open_records(
+    global: &GlobalArgs,
+    daemon_config: Option<&Path>,
+) -> Result<Records, Error> {
+    let (location, data_dir) = match daemon_config {
+        Some(path) => {
+            let config = DaemonConfig::load(path)?;
+            let data_dir = data_dir(&config, global.state_dir.as_deref());
+            let location = Location::resolve(global.database.as_deref(), Some(&config), &data_dir)?;
+            (location, data_dir)
+        }
+        None => {
+            let state_dir = state::resolve(global.state_dir.as_deref(), None);
+            let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+            (location, state_dir)
+        }
+    };
+    let store = Store::read_only(&location)?;
+    Ok(Records { store, data_dir })
+}
+
 /// Runs one `runs` subcommand.
-pub(crate) fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<u8, Error> {
-    let state_dir = state::resolve(global.state_dir.as_deref(), None);
-    let store = Store::open_for_reading(&state_dir)?;
-    match command {
+pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
+    let Records { store, data_dir } = open_records(global, args.config.as_deref())?;
+    match args.command {
         RunsCommand::List { jobs, limit } => {
             let runs = match &store {
                 Some(store) => store.list_runs(&jobs, limit)?,
@@ -33,13 +68,13 @@ pub(crate) fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<u8, Erro
         }
         RunsCommand::Output { run_id, task } => {
             let detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
-            print_output(&detail, task.as_deref())?;
+            print_output(&detail, &data_dir, task.as_deref())?;
         }
         RunsCommand::Tail { run_ids } => {
             let Some(store) = store else {
                 return Ok(exit_codes::OK);
             };
-            tail(&store, &run_ids)?;
+            tail(&store, &data_dir, &run_ids)?;
         }
     }
     Ok(exit_codes::OK)
@@ -110,6 +145,10 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
     if run.run_data.as_object().is_some_and(|o| !o.is_empty()) {
         out.push_str(&format!("data:     {}\n", run.run_data));
     }
+    // A run of a command (a daemon's, or one dsari recorded) has no tasks to list.
+    if detail.tasks.is_empty() {
+        return out;
+    }
     out.push('\n');
     let mut rows = vec![vec![
         "TASK".to_owned(),
@@ -154,18 +193,12 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
     out
 }
 
-/// The output files of a run, in run order: (label, path). A daemon run of a command
-/// has one, `output.txt`; a chain run has one per attempt.
-fn output_files(detail: &RunDetail, task: Option<&str>) -> Vec<(String, PathBuf)> {
-    if task.is_none() {
-        if let Some(dir) = &detail.output_dir {
-            let path = PathBuf::from(dir).join("output.txt");
-            if path.is_file() {
-                return vec![("output.txt".to_owned(), path)];
-            }
-        }
-    }
-    detail
+/// The output files of a run, in run order: (label, path). A chain run (standalone or
+/// a daemon's) has one per attempt; a run without attempt files (a daemon run of a
+/// command, a run dsari recorded) has dsari's `output.txt`, in the directory the run
+/// recorded or else dsari's `DATA_DIR/runs/JOB/RUN_ID/`.
+fn output_files(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Vec<(String, PathBuf)> {
+    let attempts: Vec<(String, PathBuf)> = detail
         .tasks
         .iter()
         .filter(|t| task.is_none_or(|name| t.name == name))
@@ -178,10 +211,19 @@ fn output_files(detail: &RunDetail, task: Option<&str>) -> Vec<(String, PathBuf)
                 ))
             })
         })
-        .collect()
+        .collect();
+    if task.is_some() || !attempts.is_empty() {
+        return attempts;
+    }
+    let run = &detail.run;
+    let dir = detail.output_dir.as_ref().map_or_else(
+        || data_dir.join("runs").join(&run.job_name).join(&run.run_id),
+        PathBuf::from,
+    );
+    vec![("output.txt".to_owned(), dir.join("output.txt"))]
 }
 
-fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
+fn print_output(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Result<(), Error> {
     if let Some(name) = task {
         if !detail.tasks.iter().any(|t| t.name == name) {
             return Err(Error::Refused(format!(
@@ -190,7 +232,7 @@ fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
             )));
         }
     }
-    let files = output_files(detail, task);
+    let files = output_files(detail, data_dir, task);
     let headers = files.len() > 1;
     for (label, path) in files {
         if headers {
@@ -207,7 +249,7 @@ fn print_output(detail: &RunDetail, task: Option<&str>) -> Result<(), Error> {
 }
 
 /// Follows the output of `run_ids` (or of every running run) until all have ended.
-fn tail(store: &Store, run_ids: &[String]) -> Result<(), Error> {
+fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<(), Error> {
     let ids: Vec<String> = if run_ids.is_empty() {
         store
             .list_runs(&[], usize::MAX)?
@@ -228,7 +270,7 @@ fn tail(store: &Store, run_ids: &[String]) -> Result<(), Error> {
         for id in &ids {
             let detail = store.run_detail(id)?;
             any_running |= detail.run.status == RunStatus::Running;
-            for (label, path) in output_files(&detail, None) {
+            for (label, path) in output_files(&detail, data_dir, None) {
                 let offset = offsets.entry(path.clone()).or_insert(0);
                 let Ok(mut file) = std::fs::File::open(&path) else {
                     continue;

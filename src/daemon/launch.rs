@@ -172,6 +172,7 @@ pub(crate) fn command(
     env: &BTreeMap<String, String>,
     paths: &RunPaths,
     exe: &Path,
+    database: &Path,
 ) -> Command {
     let argv: Vec<OsString> = match (&job.command, &job.taskdir) {
         (Some(command), _) => {
@@ -187,6 +188,9 @@ pub(crate) fn command(
                 exe.into(),
                 "--state-dir".into(),
                 paths.data_dir.clone().into(),
+                // The chain records into the daemon's store, wherever that is.
+                "--database".into(),
+                database.into(),
                 "run".into(),
                 "--attach-run".into(),
                 run_id.into(),

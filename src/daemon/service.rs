@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::signals::Interrupt;
 use crate::store::model::RunStatus;
-use crate::store::{NewRun, Owner, Store};
+use crate::store::{Location, NewRun, Owner, Store};
 use crate::triggers::{self, Watcher};
 
 /// Without inotify, how often the trigger directories are scanned.
@@ -76,6 +76,8 @@ pub(crate) struct Setup {
     pub(crate) config_path: PathBuf,
     /// `--state-dir` (or `RUNNER_STATE_DIR`), which wins over `data_dir`.
     pub(crate) state_dir: Option<PathBuf>,
+    /// `--database` (or `RUNNER_DATABASE`), which wins over `database.file`.
+    pub(crate) database: Option<String>,
 }
 
 /// The running scheduler.
@@ -119,7 +121,8 @@ impl Service {
         }
         let data_dir = data_dir(&config, setup.state_dir.as_deref());
         crate::state::ensure_dir(&data_dir)?;
-        let store = Store::open_file(&config.database.path(&data_dir))?;
+        let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
+        let store = Store::open_at(&location)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
             .values()
@@ -470,7 +473,7 @@ impl Service {
         if let Err(e) = recorded {
             log::warn!("cannot record run {run_id}: {}", crate::error::one_line(&e));
         }
-        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe);
+        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, self.store.path());
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {

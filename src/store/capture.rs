@@ -5,11 +5,16 @@
 //! task. When the attempt ends, a marker saying how much was dropped and the ring, in
 //! order, are appended to the file. The beginning (what the task set out to do) and the
 //! end (how it failed) are what an admin reads.
+//!
+//! Every capture of a run also writes what it keeps, as it comes, to the run's dsari
+//! `output.txt` ([`RunOutput`]), so dsari's tools (and `tail -f`) see a chain's output in
+//! run order. Nothing is synced: the file is as durable as the task's own output was.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// A capped capture file being written. The file is only created when the first byte
 /// arrives: most tasks of a chain print nothing, and an empty file per attempt would
@@ -24,6 +29,68 @@ pub(crate) struct CaptureFile {
     ring: Option<File>,
     ring_written: u64,
     finished: bool,
+    mirror: Option<Mirror>,
+}
+
+/// A run's `output.txt`, shared by the captures of all its attempts.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOutput {
+    file: Arc<Mutex<File>>,
+    path: PathBuf,
+}
+
+impl RunOutput {
+    /// Creates (empty, mode 0600) the run's `output.txt` at `path`. It exists from the
+    /// run's start even if no task prints anything: dsari's tools expect it.
+    pub(crate) fn create(path: &Path) -> io::Result<RunOutput> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(RunOutput {
+            file: Arc::new(Mutex::new(file)),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// One capture's view of the run's `output.txt`: with the task's prefix at line
+/// starts when several tasks may run at once, as on the terminal.
+#[derive(Debug)]
+struct Mirror {
+    output: RunOutput,
+    prefix: Option<Vec<u8>>,
+    at_line_start: bool,
+    failed: bool,
+}
+
+impl Mirror {
+    fn write(&mut self, data: &[u8]) {
+        if self.failed || data.is_empty() {
+            return;
+        }
+        let mut file = self.output.file.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match &self.prefix {
+            None => file.write_all(data),
+            Some(prefix) => {
+                let mut decorated = Vec::with_capacity(data.len() + prefix.len());
+                for piece in data.split_inclusive(|&b| b == b'\n') {
+                    if self.at_line_start {
+                        decorated.extend_from_slice(prefix);
+                    }
+                    decorated.extend_from_slice(piece);
+                    self.at_line_start = piece.ends_with(b"\n");
+                }
+                file.write_all(&decorated)
+            }
+        };
+        if let Err(e) = result {
+            self.failed = true;
+            log::warn!("cannot write {}: {e}", self.output.path.display());
+        }
+    }
 }
 
 impl CaptureFile {
@@ -40,7 +107,29 @@ impl CaptureFile {
             ring: None,
             ring_written: 0,
             finished: false,
+            mirror: None,
         }
+    }
+
+    /// Also writes what is kept to the run's `output.txt`, each line after `prefix`
+    /// when one is given.
+    pub(crate) fn mirrored(mut self, output: RunOutput, prefix: Option<String>) -> CaptureFile {
+        self.mirror = Some(Mirror {
+            output,
+            prefix: prefix.map(String::into_bytes),
+            at_line_start: true,
+            failed: false,
+        });
+        self
+    }
+
+    /// Writes `data` to the file and to `output.txt`.
+    fn emit(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file()?.write_all(data)?;
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.write(data);
+        }
+        Ok(())
     }
 
     /// Whether anything was captured (and so whether the file exists).
@@ -100,8 +189,8 @@ impl CaptureFile {
         Ok(())
     }
 
-    /// Appends the marker and the ring to the file and removes the ring. Later writes
-    /// (from a leftover process holding the pipe) are dropped.
+    /// Appends the marker and the ring to the file (and to `output.txt`) and removes the
+    /// ring. Later writes (from a leftover process holding the pipe) are dropped.
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         if self.finished {
             return Ok(());
@@ -112,32 +201,33 @@ impl CaptureFile {
         }
         let kept = self.ring_written.min(self.tail_cap);
         let dropped = self.ring_written - kept;
-        let (tail_cap, ring_written) = (self.tail_cap, self.ring_written);
-        let ring = self.ring.take();
-        let ring_path = self.ring_path();
-        let file = self.file()?;
         if dropped > 0 {
-            writeln!(
-                file,
-                "\n[runner: {dropped} bytes of output omitted; log_max_bytes keeps the first and last parts]"
-            )?;
+            let marker = format!(
+                "\n[runner: {dropped} bytes of output omitted; log_max_bytes keeps the first and last parts]\n"
+            );
+            self.emit(marker.as_bytes())?;
         }
-        if let Some(mut ring) = ring {
-            if ring_written > tail_cap {
-                // The ring is full and wrapped: its oldest byte is where the next would go.
-                let oldest = ring_written % tail_cap;
-                ring.seek(SeekFrom::Start(oldest))?;
-                io::copy(&mut (&mut ring).take(tail_cap - oldest), file)?;
-                ring.seek(SeekFrom::Start(0))?;
-                io::copy(&mut (&mut ring).take(oldest), file)?;
+        if let Some(ring) = self.ring.take() {
+            // The ring's oldest byte is where the next would go once it has wrapped.
+            let oldest = if self.ring_written > self.tail_cap {
+                self.ring_written % self.tail_cap
             } else {
-                ring.seek(SeekFrom::Start(0))?;
-                io::copy(&mut (&mut ring).take(kept), file)?;
+                0
+            };
+            let mut buffer = vec![0; 8192];
+            let mut copied = 0;
+            while copied < kept {
+                let offset = (oldest + copied) % self.tail_cap;
+                let room = (self.tail_cap - offset).min(kept - copied);
+                let n = room.min(buffer.len() as u64) as usize;
+                ring.read_exact_at(&mut buffer[..n], offset)?;
+                self.emit(&buffer[..n])?;
+                copied += n as u64;
             }
             drop(ring);
-            let _ = std::fs::remove_file(ring_path);
+            let _ = std::fs::remove_file(self.ring_path());
         }
-        file.flush()
+        self.file()?.flush()
     }
 }
 
@@ -149,7 +239,7 @@ impl Write for CaptureFile {
         let room = self.head_cap.saturating_sub(self.head_written) as usize;
         let (head, rest) = data.split_at(room.min(data.len()));
         if !head.is_empty() {
-            self.file()?.write_all(head)?;
+            self.emit(head)?;
             self.head_written += head.len() as u64;
         }
         if !rest.is_empty() {
@@ -228,6 +318,36 @@ mod tests {
         c.finish().expect("finish");
         c.write_all(b"after").expect("write");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "before");
+    }
+
+    #[test]
+    fn output_txt_gets_every_capture_in_order_capped_and_prefixed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = RunOutput::create(&dir.path().join("output.txt")).expect("create");
+        let mut a = CaptureFile::new(&dir.path().join("a.log"), 10).mirrored(out.clone(), None);
+        a.write_all(b"abc").expect("write");
+        a.write_all(b"defghijklmnopqrstuvwxyz").expect("write");
+        a.finish().expect("finish");
+        let mut b = CaptureFile::new(&dir.path().join("b.log"), 100)
+            .mirrored(out.clone(), Some("[b] ".to_owned()));
+        b.write_all(b"one\ntw").expect("write");
+        b.write_all(b"o\n").expect("write");
+        b.finish().expect("finish");
+        let a_log = std::fs::read_to_string(dir.path().join("a.log")).expect("read");
+        let text = std::fs::read_to_string(dir.path().join("output.txt")).expect("read");
+        assert_eq!(text, format!("{a_log}[b] one\n[b] two\n"));
+        assert!(a_log.starts_with("abcde\n[runner: 16 bytes"), "{a_log}");
+        assert!(a_log.ends_with("]\nvwxyz"), "{a_log}");
+    }
+
+    #[test]
+    fn a_silent_run_has_an_empty_output_txt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("output.txt");
+        let out = RunOutput::create(&path).expect("create");
+        let mut c = CaptureFile::new(&dir.path().join("a.log"), 100).mirrored(out, None);
+        c.finish().expect("finish");
+        assert_eq!(std::fs::read(&path).expect("read"), b"");
     }
 
     #[test]

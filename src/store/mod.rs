@@ -1,6 +1,9 @@
-//! Recording runs: the SQLite store, output capture, retention, and the chain recorder.
+//! Recording runs: the SQLite store (and which file it is), output capture, retention,
+//! and the chain recorder.
 
 mod capture;
+mod location;
+mod lost;
 pub(crate) mod model;
 mod owner;
 mod query;
@@ -9,6 +12,7 @@ pub(crate) mod retention;
 mod schema;
 mod sqlite;
 
+pub(crate) use location::Location;
 pub(crate) use owner::Owner;
 pub(crate) use recorder::StoreRecorder;
 pub(crate) use sqlite::{NewRun, Store, StoreError};

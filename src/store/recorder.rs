@@ -1,5 +1,6 @@
 //! The store as the chain's [`Recorder`]: every run, instance and attempt as it happens,
-//! and each attempt's output in `STATE_DIR/runs/JOB/RUN_ID/`.
+//! and each attempt's output in `STATE_DIR/runs/JOB/RUN_ID/`, where the whole run's
+//! output also goes to dsari's `output.txt`.
 //!
 //! A recording failure never fails the chain. The first one is reported in one warning,
 //! and recording stops for the rest of the process: half-recorded runs are shown as
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::capture::CaptureFile;
+use super::capture::{CaptureFile, RunOutput};
+use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
@@ -26,6 +28,10 @@ pub(crate) struct StoreRecorder {
     owner: Owner,
     trigger_type: String,
     output_dir: Option<PathBuf>,
+    /// The run's dsari `output.txt`, which every attempt's capture also writes to.
+    run_output: Option<RunOutput>,
+    /// Whether captured output is prefixed with the task's name (parallel runs).
+    prefixed: bool,
     instances: HashMap<(String, u32), i64>,
     attempts: HashMap<(String, u32, u32), OpenAttempt>,
     /// Recording into a run that another process (the daemon) started and finishes.
@@ -42,15 +48,16 @@ struct OpenAttempt {
 }
 
 impl StoreRecorder {
-    /// Opens the store in `state_dir` for `job`. On failure, warns once and returns a
+    /// Opens the store at `location` for `job`, keeping output under `state_dir`. On failure, warns once and returns a
     /// recorder that records nothing.
     pub(crate) fn open(
         state_dir: &Path,
+        location: &Location,
         job: &str,
         log_max_bytes: u64,
         trigger_type: &str,
     ) -> StoreRecorder {
-        let store = match Store::open(state_dir) {
+        let store = match Store::open_at(location) {
             Ok(store) => Some(store),
             Err(e) => {
                 warn_unrecorded(&e);
@@ -65,6 +72,8 @@ impl StoreRecorder {
             owner: Owner::current(),
             trigger_type: trigger_type.to_owned(),
             output_dir: None,
+            run_output: None,
+            prefixed: false,
             instances: HashMap::new(),
             attempts: HashMap::new(),
             attached: false,
@@ -132,7 +141,11 @@ impl StoreRecorder {
             "{}#{}.{}.log",
             attempt.task, attempt.instance, attempt.try_num
         ));
-        let capture = CaptureFile::new(&path, self.log_max_bytes);
+        let mut capture = CaptureFile::new(&path, self.log_max_bytes);
+        if let Some(output) = &self.run_output {
+            let prefix = self.prefixed.then(|| format!("[{}] ", attempt.task));
+            capture = capture.mirrored(output.clone(), prefix);
+        }
         Some((path, Arc::new(Mutex::new(capture))))
     }
 }
@@ -158,6 +171,18 @@ impl Recorder for StoreRecorder {
                 log::warn!("cannot keep task output ({e}); recording runs without it");
                 None
             }
+        };
+        self.prefixed = run.parallel > 1;
+        // A daemon's chain run already has its output.txt: the daemon sends this
+        // process's own output there.
+        self.run_output = match (&self.output_dir, self.attached) {
+            (Some(dir), false) => {
+                let path = dir.join("output.txt");
+                RunOutput::create(&path)
+                    .map_err(|e| log::warn!("cannot create {}: {e}", path.display()))
+                    .ok()
+            }
+            _ => None,
         };
         if self.attached {
             let tasks = run.tasks;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
+use super::location::Location;
 use super::sqlite::Store;
 
 /// Runs deleted per transaction.
@@ -34,18 +35,22 @@ impl Pruning {
 /// Starts pruning `job`'s old runs on a background thread.
 pub(crate) fn spawn(
     state_dir: &Path,
+    location: &Location,
     job: &str,
     keep_runs: u64,
     keep_days: Option<u64>,
 ) -> Option<Pruning> {
     let state_dir = state_dir.to_owned();
+    let location = location.clone();
     let job = job.to_owned();
     let before = SystemTime::now();
     let (tx, done) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("retention".to_owned())
         .spawn(move || {
-            let _ = tx.send(prune(&state_dir, &job, keep_runs, keep_days, before));
+            let _ = tx.send(prune(
+                &state_dir, &location, &job, keep_runs, keep_days, before,
+            ));
         });
     match spawned {
         Ok(_) => Some(Pruning { done }),
@@ -59,12 +64,13 @@ pub(crate) fn spawn(
 /// Prunes synchronously; returns how many runs were deleted.
 pub(crate) fn prune(
     state_dir: &Path,
+    location: &Location,
     job: &str,
     keep_runs: u64,
     keep_days: Option<u64>,
     before: SystemTime,
 ) -> usize {
-    let mut store = match Store::open(state_dir) {
+    let mut store = match Store::open_at(location) {
         Ok(store) => store,
         Err(e) => {
             log::debug!("not pruning old runs: {}", crate::error::one_line(&e));

@@ -121,6 +121,47 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), usiz
     }
 }
 
+/// Makes a read-only connection able to run every query of the store without changing
+/// the file: each table of the current schema that the file lacks (all of runner's, for a
+/// file only dsari wrote) is created empty as a TEMP table of the same shape, which
+/// shadows nothing and vanishes with the connection. A file at this build's version or
+/// newer (reading cannot harm it) needs none.
+pub(crate) fn stand_in_for_missing(conn: &Connection) -> rusqlite::Result<()> {
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM main.sqlite_master WHERE type = 'table'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if present.iter().any(|t| t == "schema_version") {
+        let version = conn
+            .query_row("SELECT max(version) FROM main.schema_version", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .unwrap_or(0) as usize;
+        if version >= CURRENT {
+            return Ok(());
+        }
+    }
+    // The current shapes, from the migrations themselves, so that they never drift.
+    let mut model = Connection::open_in_memory()?;
+    migrate(&mut model)?.expect("an empty database is never newer than this build");
+    let tables: Vec<(String, String)> = model
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, sql) in tables {
+        if present.contains(&name) {
+            continue;
+        }
+        // SQLite keeps the text as `CREATE TABLE name (...)`; make it a TEMP table.
+        let body = sql
+            .get("CREATE TABLE".len()..)
+            .filter(|_| sql.to_ascii_uppercase().starts_with("CREATE TABLE"))
+            .unwrap_or(&sql);
+        conn.execute_batch(&format!("CREATE TEMP TABLE {}", body.trim_start()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +191,42 @@ mod tests {
             .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 1, "existing dsari rows are kept");
+    }
+
+    #[test]
+    fn a_read_only_dsari_file_gets_stand_ins_and_stays_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dsari.sqlite3");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE runs (job_name text, run_id text, schedule_time real, start_time real,
+                stop_time real, exit_code integer, trigger_type text, trigger_data text, run_data text);
+             CREATE TABLE runs_running (job_name text, run_id text, schedule_time real,
+                start_time real, trigger_type text, trigger_data text, run_data text);",
+        )
+        .expect("dsari schema");
+        drop(conn);
+        let before = std::fs::read(&path).expect("read");
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+        stand_in_for_missing(&conn).expect("sql");
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM runs r LEFT JOIN run_meta m USING (run_id)
+                 LEFT JOIN task_instances t ON t.run_id = r.run_id
+                 LEFT JOIN attempts a ON a.instance_id = t.id",
+                [],
+                |r| r.get(0),
+            )
+            .expect("runner's queries work");
+        assert_eq!(n, 0);
+        drop(conn);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "file unchanged"
+        );
+        assert!(!dir.path().join("dsari.sqlite3-wal").exists());
     }
 
     #[test]

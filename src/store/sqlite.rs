@@ -1,21 +1,21 @@
-//! The SQLite store: `STATE_DIR/runner.sqlite3`, WAL, one transaction per state change.
+//! The SQLite store (`runner.sqlite3`, or dsari's file; see `location`), WAL, one
+//! transaction per state change.
 //!
 //! This is the only place with SQL. Its API is deliberately small (begin/finish a run,
 //! an instance, an attempt; list and show; prune) so that a second backend can offer the
 //! same calls. A finished run moves from `runs_running` to `runs` in one transaction,
 //! exactly as dsari does it.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::schema;
-
-/// The database file's name inside the state directory.
-pub(crate) const FILE_NAME: &str = "runner.sqlite3";
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +45,14 @@ pub enum StoreError {
     NotFound {
         /// What was asked for.
         prefix: String,
+    },
+    /// `--database` names a store runner cannot use (yet).
+    #[error("database \"{url}\": {reason}")]
+    Unsupported {
+        /// What was given.
+        url: String,
+        /// Why it cannot be used.
+        reason: &'static str,
     },
     /// Several runs start with the prefix.
     #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
@@ -110,6 +118,9 @@ pub(crate) struct AttemptEnding {
 pub(crate) struct Store {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
+    /// Where runs without a recorded output directory (dsari's) keep their
+    /// `runs/JOB/RUN_ID/output.txt`: the database file's directory, as in dsari's layout.
+    pub(super) data_dir: PathBuf,
 }
 
 /// Seconds since the epoch, as dsari stores times.
@@ -120,19 +131,32 @@ pub(crate) fn epoch(t: SystemTime) -> f64 {
 }
 
 impl Store {
-    /// Opens (creating and migrating as needed) the store in `state_dir`.
-    pub(crate) fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        Store::open_file(&state_dir.join(FILE_NAME))
+    /// Opens (creating and migrating as needed) the store at `location`.
+    pub(crate) fn open_at(location: &Location) -> Result<Store, StoreError> {
+        Store::open_file(location.file())
     }
 
-    /// Opens (creating and migrating as needed) the store at `path`, for a daemon whose
-    /// configuration names its database file.
+    /// Opens (creating and migrating as needed) the store at `path`. This is the first
+    /// write to a file dsari made: runner's tables are added beside dsari's, and the
+    /// file switches to WAL.
     pub(crate) fn open_file(path: &Path) -> Result<Store, StoreError> {
         let path = path.to_owned();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
+        // As dsari does for `database.file`: its directory is made when missing.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                let made = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent);
+                if let Err(e) = made {
+                    log::debug!("cannot create {}: {e}", parent.display());
+                }
+            }
+        }
         let mut conn = Connection::open(&path).map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
@@ -142,35 +166,46 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
         match schema::migrate(&mut conn).map_err(wrap)? {
-            Ok(()) => Ok(Store { conn, path }),
+            Ok(()) => Ok(Store::new(conn, path)),
             Err(found) => Err(StoreError::NewerSchema { path, found }),
         }
     }
 
-    /// Opens the store for reading only; `None` when nothing was ever recorded there.
-    ///
-    /// Tries a normal open first (so an older schema is migrated), then read-only, so a
-    /// user who may read but not write the state directory can still look at runs.
-    pub(crate) fn open_for_reading(state_dir: &Path) -> Result<Option<Store>, StoreError> {
-        let path = state_dir.join(FILE_NAME);
+    fn new(conn: Connection, path: PathBuf) -> Store {
+        let data_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Store {
+            conn,
+            path,
+            data_dir,
+        }
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the store at `location` for reading only; `None` when the file does not
+    /// exist. Reading never changes the file: no migration, no journal-mode switch, and
+    /// runner's tables that a dsari (or older) file lacks are stood in for by empty
+    /// temporary tables, which live in this connection only.
+    pub(crate) fn read_only(location: &Location) -> Result<Option<Store>, StoreError> {
+        let path = location.file().to_owned();
         if !path.exists() {
             return Ok(None);
         }
-        if let Ok(store) = Store::open(state_dir) {
-            return Ok(Some(store));
-        }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Some(Store { conn, path }))
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        schema::stand_in_for_missing(&conn).map_err(wrap)?;
+        Ok(Some(Store::new(conn, path)))
     }
 
     /// One statement outside any explicit transaction (SQLite makes it one).
@@ -369,8 +404,14 @@ impl Store {
             .execute(params![run_id, stop_time.map(epoch), exit_code])?;
             tx.prepare_cached("DELETE FROM runs_running WHERE run_id = ?1")?
                 .execute([run_id])?;
-            tx.prepare_cached("UPDATE run_meta SET status = ?1 WHERE run_id = ?2")?
-                .execute(params![status.as_str(), run_id])?;
+            // A run dsari started has no row of ours yet: without one it would be judged
+            // by its exit code alone, and a lost run would read as failed.
+            tx.prepare_cached(
+                "INSERT INTO run_meta (run_id, job_name, status)
+                 SELECT run_id, job_name, ?1 FROM runs WHERE run_id = ?2 LIMIT 1
+                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status",
+            )?
+            .execute(params![status.as_str(), run_id])?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -386,72 +427,6 @@ impl Store {
             "UPDATE runs_running SET run_data = ?1 WHERE run_id = ?2",
             params![data.to_string(), run_id],
         )
-    }
-
-    /// Finalizes as `lost` the runs of `job` (or of every job) left in `runs_running`
-    /// by a process that is gone. Returns their ids.
-    pub(crate) fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let running = self.running_owners(job)?;
-        let mut lost = Vec::new();
-        for (run_id, owner) in running {
-            if owner.as_ref().is_some_and(Owner::is_alive) {
-                continue;
-            }
-            // A row without an owner was written by dsari itself; only finalize it when
-            // asked for every job (the daemon's start), as dsari does.
-            if owner.is_none() && job.is_some() {
-                continue;
-            }
-            let result = (|| {
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.prepare_cached(
-                    "UPDATE attempts SET note = coalesce(note, 'lost: runner died during this attempt')
-                     WHERE stop_time IS NULL AND instance_id IN
-                        (SELECT id FROM task_instances WHERE run_id = ?1)")?
-.execute(
-                    [&run_id],
-                )?;
-                tx.prepare_cached(
-                    "UPDATE task_instances SET status = 'failed'
-                     WHERE run_id = ?1 AND status IN ('running', 'waiting')",
-                )?
-                .execute([&run_id])?;
-                tx.commit()
-            })();
-            result.map_err(|e| self.wrap(e))?;
-            self.finish_run(&run_id, RunStatus::Lost, None, None)?;
-            lost.push(run_id);
-        }
-        Ok(lost)
-    }
-
-    fn running_owners(
-        &self,
-        job: Option<&str>,
-    ) -> Result<Vec<(String, Option<Owner>)>, StoreError> {
-        let result = (|| -> rusqlite::Result<Vec<(String, Option<Owner>)>> {
-            let mut stmt = self.conn.prepare(
-                "SELECT r.run_id, m.pid, m.pid_start, m.boot_id
-                 FROM runs_running r LEFT JOIN run_meta m ON m.run_id = r.run_id
-                 WHERE ?1 IS NULL OR r.job_name = ?1",
-            )?;
-            let rows = stmt.query_map([job], |r| {
-                let pid: Option<u32> = r.get(1)?;
-                let owner = match pid {
-                    Some(pid) => Some(Owner {
-                        pid,
-                        start_ticks: r.get(2)?,
-                        boot_id: r.get(3)?,
-                    }),
-                    None => None,
-                };
-                Ok((r.get::<_, String>(0)?, owner))
-            })?;
-            rows.collect()
-        })();
-        result.map_err(|e| self.wrap(e))
     }
 
     /// Deletes the runs of `job` that started `before` and are beyond the newest

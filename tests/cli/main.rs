@@ -8,6 +8,7 @@ mod cli_misc;
 mod config_errors;
 mod crash;
 mod daemon;
+mod dsari_store;
 mod exits;
 mod hooks_env;
 mod lock;

@@ -270,6 +270,21 @@ fn a_killed_runner_leaves_a_lost_run_that_the_next_run_finalizes() {
         .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
         .expect("count");
     assert_eq!(running, 0);
+    // dsari's tools compute with stop_time and exit_code: a lost run has both, the
+    // stop time being the last sign of life (here: the attempt's start).
+    let lost = &list[1];
+    assert_eq!(lost["exit_code"], -1, "{lost}");
+    let (start, stop) = (
+        lost["start_time"].as_f64().expect("start"),
+        lost["stop_time"].as_f64().expect("a stop_time"),
+    );
+    assert!(stop >= start, "{lost}");
+    let id = lost["run_id"].as_str().expect("id");
+    let shown = chain.runs_json(&["show", id]);
+    let attempt_start = shown["tasks"][0]["attempts"][0]["start_time"]
+        .as_f64()
+        .expect("attempt start");
+    assert!(stop >= attempt_start, "{shown}");
 }
 
 #[test]

@@ -152,7 +152,9 @@ impl Drop for Chain {
 /// The binary under test.
 pub fn runner() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
-    cmd.env_remove("RUNNER_STATE_DIR").env_remove("RUST_LOG");
+    cmd.env_remove("RUNNER_STATE_DIR")
+        .env_remove("RUNNER_DATABASE")
+        .env_remove("RUST_LOG");
     cmd
 }
 
