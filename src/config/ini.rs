@@ -10,7 +10,8 @@
 //!   same name in one or more files are one section;
 //! - `key = value` or `key: value`, split at the first `=` or `:`; the key is trimmed and
 //!   its case kept, the value is trimmed, and a value of exactly `""` is empty;
-//! - the first `;` of a value starts an inline comment when whitespace comes before it;
+//! - the first `;` of a value starts an inline comment when whitespace comes before it
+//!   within the value (`k = ;x` is `;x`: the blank after `=` is not the value's);
 //! - an indented line right after a key continues that key's value (joined with a
 //!   newline, trimmed, no inline comment);
 //! - `[DEFAULT]` gives its keys to every other section that exists (see [`Document::get`]).
@@ -294,11 +295,15 @@ fn key_value<'a>(
             format!("missing key before \"{}\"", &line[split..=split]),
         ));
     }
-    let after = &line[split + 1..];
-    // Only the first `;` can start a comment, and only after whitespace (ConfigParser).
-    let value = match after.find(';') {
-        Some(pos) if after[..pos].ends_with(char::is_whitespace) => &after[..pos],
-        _ => after,
+    // As ConfigParser: the whitespace after the separator is not part of the value, only
+    // the value's first `;` can start a comment, and only when whitespace comes before
+    // it in the value. For a value that starts with `;`, Python 2.7 looks at the value's
+    // last character instead (its index -1): `k = ;x` is ";x" but `k = ;x ` is empty.
+    let value = line[split + 1..].trim_start();
+    let value = match value.find(';') {
+        Some(0) if value.ends_with(char::is_whitespace) => "",
+        Some(pos) if pos > 0 && value[..pos].ends_with(char::is_whitespace) => &value[..pos],
+        _ => value,
     };
     let value = value.trim();
     let value = if value == "\"\"" { "" } else { value };
@@ -344,6 +349,10 @@ mod tests {
         assert_eq!(value(&d, "s", "e"), "");
         assert_eq!(value(&d, "s", "f"), "");
         assert_eq!(value(&d, "s", "g"), "u=v: w");
+        let d = doc("[s]\nh = ;x\nh2 = ;x \nh3 =;x\n").expect("valid");
+        assert_eq!(value(&d, "s", "h"), ";x");
+        assert_eq!(value(&d, "s", "h2"), "");
+        assert_eq!(value(&d, "s", "h3"), ";x");
         let d = doc("[s]\nk: a = b\nurl = http://x\n").expect("valid");
         assert_eq!(value(&d, "s", "k"), "a = b");
         assert_eq!(value(&d, "s", "url"), "http://x");
