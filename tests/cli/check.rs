@@ -109,3 +109,32 @@ fn syslog_flag_runs_the_chain_whether_or_not_a_syslog_listens() {
     chain.run(&["--syslog"]).assert_code(0);
     assert_eq!(chain.log_lines(), ["a"]);
 }
+
+#[test]
+fn check_finds_what_a_run_would_only_meet_at_the_first_spawn() {
+    for (ini, needle) in [
+        ("[env]\nX = a\0b", "[env] X: the value holds a NUL byte"),
+        (
+            "[runner]\ninterpreter = python4 -u",
+            "interpreter \"python4\" is not found",
+        ),
+        ("[runnr]\nmax_tries = 1", "did you mean [runner]?"),
+    ] {
+        let chain = Chain::new()
+            .task("10-a.sh", "echo ran >> \"$LOG\"")
+            .ini(ini);
+        let _ = chain.command(&[]); // writes the configuration
+        let config = chain.config_path();
+        let taskdir = chain.taskdir();
+        chain
+            .runner(&[
+                "check",
+                "-c",
+                config.to_str().expect("utf-8"),
+                taskdir.to_str().expect("utf-8"),
+            ])
+            .assert_code(78)
+            .assert_stderr_contains(needle);
+        assert!(chain.log_lines().is_empty(), "check ran a task");
+    }
+}

@@ -11,6 +11,7 @@ mod daemon;
 mod exits;
 mod hooks_env;
 mod lock;
+mod mozilla;
 mod order;
 mod processes;
 mod records;
