@@ -61,26 +61,79 @@ pub(crate) struct Entry {
 /// One `[section]`: its own keys in order of first appearance.
 #[derive(Debug, Clone)]
 pub(crate) struct Section {
-    entries: IndexMap<String, Entry>,
+    entries: Keys,
     /// The header line that first opened it.
     pub(crate) origin: Origin,
+}
+
+/// Sections with more keys than this get a hash index.
+const FEW_KEYS: usize = 8;
+
+/// The keys of a section, in order of first appearance. Most sections hold a few keys,
+/// which a short list holds at a third of the cost of a hash map (that matters with
+/// 300,000 sections); a long section is indexed, so that reading stays linear.
+#[derive(Debug, Clone)]
+enum Keys {
+    Few(Vec<(String, Entry)>),
+    Many(Box<IndexMap<String, Entry>>),
 }
 
 impl Section {
     fn new(origin: Origin) -> Section {
         Section {
-            entries: IndexMap::new(),
+            entries: Keys::Few(Vec::new()),
             origin,
         }
     }
 
     /// The section's own keys (not the inherited `[DEFAULT]` ones), in file order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        self.entries.iter().map(|(k, e)| (k.as_str(), e))
+        let (few, many) = match &self.entries {
+            Keys::Few(list) => (Some(list.iter().map(|(k, e)| (k.as_str(), e))), None),
+            Keys::Many(map) => (None, Some(map.iter().map(|(k, e)| (k.as_str(), e)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 
     fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.get(key)
+        match &self.entries {
+            Keys::Few(list) => list.iter().find(|(k, _)| k == key).map(|(_, e)| e),
+            Keys::Many(map) => map.get(key),
+        }
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        match &mut self.entries {
+            Keys::Few(list) => list.iter_mut().find(|(k, _)| k == key).map(|(_, e)| e),
+            Keys::Many(map) => map.get_mut(key),
+        }
+    }
+
+    /// Sets `key`; a duplicate replaces the value but keeps the first one's place.
+    fn insert(&mut self, key: &str, entry: Entry) {
+        if let Some(existing) = self.get_mut(key) {
+            *existing = entry;
+            return;
+        }
+        match &mut self.entries {
+            Keys::Few(list) if list.len() < FEW_KEYS => list.push((key.to_owned(), entry)),
+            Keys::Few(list) => {
+                let mut map: IndexMap<String, Entry> = std::mem::take(list).into_iter().collect();
+                map.insert(key.to_owned(), entry);
+                self.entries = Keys::Many(Box::new(map));
+            }
+            Keys::Many(map) => {
+                map.insert(key.to_owned(), entry);
+            }
+        }
+    }
+
+    /// Gives back what the list or map reserved for growth.
+    fn shrink(&mut self) {
+        match &mut self.entries {
+            Keys::Few(list) => list.shrink_to_fit(),
+            Keys::Many(map) => map.shrink_to_fit(),
+        }
     }
 }
 
@@ -132,7 +185,7 @@ impl Document {
                         format!("indented line {trimmed:?} continues no key"),
                     ));
                 };
-                if let Some(entry) = self.section_mut(name).entries.get_mut(key.as_str()) {
+                if let Some(entry) = self.section_mut(name).get_mut(key) {
                     entry.value.push('\n');
                     entry.value.push_str(trimmed);
                 }
@@ -144,7 +197,7 @@ impl Document {
                 // A file of many small sections should cost about what its text cost:
                 // the one left gives back what its map reserved for growth.
                 if let Some(left) = &section {
-                    self.section_mut(left).entries.shrink_to_fit();
+                    self.section_mut(left).shrink();
                 }
                 if self.section_ref(name).is_none() {
                     let opened = Section::new(origin());
@@ -170,12 +223,12 @@ impl Document {
                 origin: origin(),
             };
             // The last duplicate wins; it keeps the place of the first in the order.
-            self.section_mut(name).entries.insert(key.to_owned(), entry);
+            self.section_mut(name).insert(key, entry);
             continues = Some(key.to_owned());
         }
         // A document of many small sections should cost about what its text cost.
         if let Some(name) = &section {
-            self.section_mut(name).entries.shrink_to_fit();
+            self.section_mut(name).shrink();
         }
         self.files.push(path.to_path_buf());
         Ok(())
@@ -450,6 +503,27 @@ mod tests {
             err.to_string(),
             "chain.ini:1: key \"x\" comes before any [section]"
         );
+    }
+
+    #[test]
+    fn long_sections_keep_order_and_the_last_duplicate() {
+        let mut text = String::from("[s]\n");
+        for i in 0..100 {
+            text.push_str(&format!("k{i} = {i}\n"));
+        }
+        text.push_str("k3 = again\n  more\n");
+        let d = doc(&text).expect("valid");
+        let keys: Vec<&str> = d
+            .section("s")
+            .expect("s")
+            .entries()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys.len(), 100);
+        assert_eq!(&keys[..3], ["k0", "k1", "k2"]);
+        assert_eq!(value(&d, "s", "k3"), "again\nmore");
+        assert_eq!(d.get("s", "k3").expect("set").origin.line, 102);
+        assert_eq!(value(&d, "s", "k99"), "99");
     }
 
     #[test]
