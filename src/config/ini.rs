@@ -16,11 +16,12 @@
 //!   newline, trimmed, no inline comment);
 //! - `[DEFAULT]` gives its keys to every other section that exists (see [`Document::get`]).
 //!
-//! Where runner is stricter or kinder, on purpose: a UTF-8 byte-order mark is skipped;
-//! an indented `;`/`#` line is a comment (Python 2.7 glued it to the value above, which
-//! never is what the writer meant); a section header followed by anything but a comment,
-//! and a `rem` line (a comment to Python 2.7, a silently lost key here) are errors that
-//! name their line. Merging (the main file, then `include_dir`) happens on the resulting
+//! An indented line that starts with `;` or `#` right after a key is part of the value,
+//! as in Python 2.7 (elsewhere it is a comment, where Python 2.7 refused it).
+//!
+//! Where runner is stricter or kinder, on purpose: a UTF-8 byte-order mark is skipped; a
+//! section header followed by anything but a comment, and a `rem ...` line (a comment to
+//! Python 2.7, so `rem = 1` was silently lost) are errors that name their line. Merging (the main file, then `include_dir`) happens on the resulting
 //! [`Document`]; nothing here knows what any key means.
 
 use std::fmt;
@@ -170,7 +171,7 @@ impl Document {
             let line_no = number + 1;
             let line = raw.strip_suffix('\r').unwrap_or(raw);
             let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with([';', '#']) {
+            if trimmed.is_empty() || line.starts_with([';', '#']) {
                 continue;
             }
             let origin = || Origin {
@@ -179,6 +180,11 @@ impl Document {
             };
             if line.starts_with(char::is_whitespace) {
                 let (Some(name), Some(key)) = (&section, &continues) else {
+                    // Python 2.7 refused an indented comment where no value continues;
+                    // it is harmless, and runner always took it as a comment.
+                    if trimmed.starts_with([';', '#']) {
+                        continue;
+                    }
                     return Err(ConfigError::syntax(
                         path,
                         line_no,
@@ -427,12 +433,15 @@ mod tests {
     }
 
     #[test]
-    fn indented_comments_are_comments() {
+    fn indented_comments_are_comments_unless_a_value_continues() {
         let d = doc("[env]\n  ; indented\n\t# tab\nFOO = bar\n[hg]\n   # note\nremote = x\n")
             .expect("valid");
         assert_eq!(value(&d, "env", "FOO"), "bar");
         assert_eq!(d.get("env", "FOO").expect("set").origin.line, 4);
         assert_eq!(value(&d, "hg", "remote"), "x");
+        // Right after a key, Python 2.7 took it for a continuation line.
+        let d = doc("[s]\nk = v\n  ; indented\nj = 1\n").expect("valid");
+        assert_eq!(value(&d, "s", "k"), "v\n; indented");
     }
 
     #[test]

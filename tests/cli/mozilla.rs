@@ -67,7 +67,7 @@ fn default_section_fills_the_others_that_exist() {
 fn continuation_lines_join_with_newlines() {
     let dir = files(&[(
         "cont.ini",
-        "[hg]\nmulti = one\n  two\n\tthree\n\n  four ; kept\n; col0 comment\n  five\nafter = x\n",
+        "[hg]\nmulti = one\n  two\n\tthree\n\n  four ; kept\n; col0 comment\n  five\nafter = x\nk = v\n  ; indented\n",
     )]);
     assert_gets(
         &dir.path().join("cont.ini"),
@@ -76,6 +76,8 @@ fn continuation_lines_join_with_newlines() {
             // its ` ;`.
             ("hg.multi", "one\ntwo\nthree\nfour ; kept\nfive\n"),
             ("hg.after", "x\n"),
+            // Indented, it is a continuation, not a comment.
+            ("hg.k", "v\n; indented\n"),
         ],
     );
 }
