@@ -55,7 +55,7 @@ pub(crate) fn prepare(
         Some(job) => job.to_owned(),
         None => job_name(&config, &dir)?,
     };
-    check_job_name_length(&config, &job)?;
+    check_job_name_length(&config, &dir, &job)?;
     for step in plan.steps.iter().chain(plan.halt.iter()) {
         check_interpreter(&config, &dir.path, step)?;
     }
@@ -105,7 +105,7 @@ fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
     );
     match origin {
         Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
-        None => Err(Error::Usage(format!("{reason}; set [runner] name"))),
+        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
     }
 }
 
@@ -114,7 +114,7 @@ const NAME_MAX: usize = 255;
 
 /// The job's lock file is `JOB.lock` in one directory: a name that does not fit would
 /// leave the run without its one-run-at-a-time guard, so it is refused before the run.
-fn check_job_name_length(config: &ChainConfig, job: &str) -> Result<(), Error> {
+fn check_job_name_length(config: &ChainConfig, dir: &TaskDir, job: &str) -> Result<(), Error> {
     let longest = NAME_MAX - ".lock".len();
     if job.len() <= longest {
         return Ok(());
@@ -125,7 +125,7 @@ fn check_job_name_length(config: &ChainConfig, job: &str) -> Result<(), Error> {
     );
     match config.origin_of("runner", "name") {
         Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
-        None => Err(Error::Usage(format!("{reason}; set [runner] name"))),
+        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
     }
 }
 

@@ -47,6 +47,16 @@ impl ConfigError {
         }
     }
 
+    /// A problem with a whole file or directory, not one of its lines (a job name taken
+    /// from the task directory's name).
+    pub(crate) fn whole(path: &Path, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            line: None,
+            kind: ConfigErrorKind::Syntax(reason.into()),
+        }
+    }
+
     pub(crate) fn syntax(path: &Path, line: usize, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             path: path.to_owned(),

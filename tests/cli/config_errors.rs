@@ -278,3 +278,19 @@ fn a_missing_shebang_interpreter_is_named_before_any_task() {
     chain.run(&[]).assert_code(0);
     assert_eq!(chain.log_lines(), ["ran", "b"]);
 }
+
+#[test]
+fn a_task_directory_name_too_long_for_a_job_name_is_a_configuration_error() {
+    let chain = a_task();
+    let long = chain.path().join("d".repeat(252));
+    std::fs::rename(chain.taskdir(), &long).expect("rename");
+    let mut cmd = runner();
+    cmd.arg("--state-dir")
+        .arg(chain.state_dir())
+        .arg("check")
+        .arg(&long);
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("the job name is 252 bytes long")
+        .assert_stderr_contains("set [runner] name");
+}
