@@ -535,6 +535,40 @@ mod tests {
         assert_eq!(value(&d, "s", "k99"), "99");
     }
 
+    /// Random text built from the characters that matter to the grammar: the reader never
+    /// panics, and every value it keeps points at a line of the file that holds its key.
+    #[test]
+    fn random_input_never_panics_and_origins_point_at_key_lines() {
+        use rand::{Rng, SeedableRng};
+        let pieces = [
+            "[", "]", "=", ":", ";", "#", " ", "\t", "\n", "\r\n", "\u{feff}", "a", "B", "\0", "é",
+            "\"\"", "DEFAULT", "rem", "[s]\n", "k = v\n", "  cont\n",
+        ];
+        let seed = 0x1e1_u64;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for case in 0..10_000 {
+            let len = rng.gen_range(0..40);
+            let text: String = (0..len)
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect();
+            let Ok(d) = doc(&text) else { continue };
+            let lines: Vec<&str> = text.split('\n').collect();
+            for (name, section) in d
+                .sections()
+                .chain(d.section(DEFAULT_SECTION).map(|s| (DEFAULT_SECTION, s)))
+            {
+                for (key, entry) in section.entries() {
+                    let line = lines[entry.origin.line - 1];
+                    assert!(
+                        line.contains(key),
+                        "seed {seed} case {case}: [{name}] {key:?} at line {} of {text:?}",
+                        entry.origin.line
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn later_file_overrides_key_by_key() {
         let mut d = Document::default();
