@@ -6,6 +6,7 @@
 //! `#!` line naming one, a job name too long for its lock file) is looked up here, where
 //! it is cheap: one `stat` per program and the first line of each task file.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -56,8 +57,9 @@ pub(crate) fn prepare(
         None => job_name(&config, &dir)?,
     };
     check_job_name_length(&config, &dir, &job)?;
+    let mut found = HashSet::new();
     for step in plan.steps.iter().chain(plan.halt.iter()) {
-        check_interpreter(&config, &dir.path, step)?;
+        check_interpreter(&config, &dir.path, step, &mut found)?;
     }
     if security::is_root() && !insecure {
         security::check(Kind::TaskDir, &dir.path)?;
@@ -131,11 +133,30 @@ fn check_job_name_length(config: &ChainConfig, dir: &TaskDir, job: &str) -> Resu
 
 /// Finds the program a task will be started with: its `interpreter`, else the one its
 /// `#!` line names. A missing one is a configuration error naming it, not a "could not
-/// start" retried `max_tries` times.
-fn check_interpreter(config: &ChainConfig, taskdir: &Path, step: &Step) -> Result<(), Error> {
+/// start" retried `max_tries` times. `found` remembers the programs already looked up,
+/// so a chain of 500 `#!/bin/sh` tasks costs one lookup, plus one read of each first line.
+fn check_interpreter(
+    config: &ChainConfig,
+    taskdir: &Path,
+    step: &Step,
+    found: &mut HashSet<String>,
+) -> Result<(), Error> {
     let path_var = task_path_var(config);
+    let mut find = |program: &str| {
+        found.contains(program) || {
+            let there = if program.starts_with('/') {
+                Path::new(program).is_file()
+            } else {
+                find_program(program, taskdir, path_var.as_deref())
+            };
+            if there {
+                found.insert(program.to_owned());
+            }
+            there
+        }
+    };
     if let Some(words) = &step.settings.interpreter {
-        if find_program(&words[0], taskdir, path_var.as_deref()) {
+        if find(&words[0]) {
             return Ok(());
         }
         let (section, entry) = [step.task.name.as_str(), "runner"]
@@ -156,7 +177,7 @@ fn check_interpreter(config: &ChainConfig, taskdir: &Path, step: &Step) -> Resul
     if !program.starts_with('/') {
         return Ok(());
     }
-    if !Path::new(program).is_file() {
+    if !find(program) {
         return Err(ConfigError::missing_shebang(&step.task.path, program).into());
     }
     // `#!/usr/bin/env python3`: env exists, the program it looks for may not.
@@ -165,7 +186,7 @@ fn check_interpreter(config: &ChainConfig, taskdir: &Path, step: &Step) -> Resul
             .next()
             .filter(|w| !w.starts_with('-') && !w.contains('='))
         {
-            if !find_program(name, taskdir, path_var.as_deref()) {
+            if !find(name) {
                 return Err(ConfigError::missing_shebang(&step.task.path, name).into());
             }
         }
