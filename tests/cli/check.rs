@@ -138,3 +138,29 @@ fn check_finds_what_a_run_would_only_meet_at_the_first_spawn() {
         assert!(chain.log_lines().is_empty(), "check ran a task");
     }
 }
+
+/// README's first command: the repository's own example chain, with its configuration.
+#[test]
+fn the_example_chain_of_the_readme_checks_and_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let mut cmd = crate::support::runner();
+        cmd.arg("--state-dir")
+            .arg(state.path())
+            .args(args)
+            .args(["-c", "runner.ini"])
+            .arg("example-tasks.d")
+            .current_dir(root);
+        crate::support::Run::of(cmd)
+    };
+    // The checkout may be writable by its group (CI's clone is not); permissions are
+    // another test's subject.
+    run(&["check", "--insecure"])
+        .assert_code(0)
+        .assert_stdout_contains("ok: 3 task(s) will run");
+    run(&["run", "--insecure", "-H"])
+        .assert_code(0)
+        .assert_stdout_contains("greet: hello from runner.ini, to every VM in the fleet")
+        .assert_stdout_contains("halt: the chain is done");
+}
