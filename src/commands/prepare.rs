@@ -159,12 +159,17 @@ fn check_interpreter(
         if find(&words[0]) {
             return Ok(());
         }
-        let (section, entry) = [step.task.name.as_str(), "runner"]
-            .into_iter()
-            .find_map(|s| config.origin_of(s, "interpreter").map(|e| (s, e)))
-            .expect("an interpreter setting has an origin");
         let reason = format!("interpreter {:?} {}", words[0], not_found(&words[0]));
-        return Err(ConfigError::bad_value(&entry.origin, section, "interpreter", reason).into());
+        let origin = [step.task.name.as_str(), "runner"]
+            .into_iter()
+            .find_map(|s| config.origin_of(s, "interpreter").map(|e| (s, e)));
+        return Err(match origin {
+            Some((section, entry)) => {
+                ConfigError::bad_value(&entry.origin, section, "interpreter", reason)
+            }
+            None => ConfigError::whole(&step.task.path, reason),
+        }
+        .into());
     }
     let Some(shebang) = shebang(&step.task.path) else {
         return Ok(());
