@@ -392,21 +392,26 @@ impl Chain<'_> {
             exit_code: None,
             duration: None,
         };
+        // The name is unique to this run, task and try, so no stale file can be there.
+        let result_file = self.scratch.join(format!(
+            "{run_id}.{}.{}.result.json",
+            job.index, job.try_num
+        ));
+        let mut cmd = self.command(step, job.try_num, run_id);
+        cmd.env("RUNNER_RESULT", &result_file);
+        // Hooks get the task's environment (contract section 5).
+        let hook_env: Vec<(OsString, OsString)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
         if let Some(hook) = hook {
-            self.call_hook(hook, &payload, settings.kill_grace);
+            self.call_hook(hook, &payload, &hook_env, settings.kill_grace);
         }
         let limits = Limits {
             max_time: settings.max_time,
             kill_grace: settings.kill_grace,
             interrupt_grace: None,
         };
-        let result_file = self.scratch.join(format!(
-            "{run_id}.{}.{}.result.json",
-            job.index, job.try_num
-        ));
-        // The name is unique to this run, task and try, so no stale file can be there.
-        let mut cmd = self.command(step, job.try_num, run_id);
-        cmd.env("RUNNER_RESULT", &result_file);
         log::debug!(
             "task \"{}\": running {:?} {:?} in {}",
             step.task.name,
@@ -422,7 +427,7 @@ impl Chain<'_> {
             payload.result = result.as_str();
             payload.exit_code = Some(report.exit_code());
             payload.duration = Some(report.duration.as_secs_f64());
-            self.call_hook(hook, &payload, settings.kill_grace);
+            self.call_hook(hook, &payload, &hook_env, settings.kill_grace);
         }
         Finished {
             report,
@@ -434,12 +439,14 @@ impl Chain<'_> {
         &self,
         hook: &[String],
         payload: &TaskHookPayload<'_>,
+        env: &[(OsString, OsString)],
         grace: std::time::Duration,
     ) {
         hooks::call(
             &self.supervisor,
             hook,
             payload,
+            env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())),
             self.config.runner.hook_timeout,
             grace,
         );

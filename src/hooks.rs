@@ -3,7 +3,10 @@
 //! The command is split like a shell would split it, but no shell runs: the JSON is one
 //! argv element, so no task name can break the quoting. A hook is supervised like a task
 //! (own process group, `hook_timeout`); its failure is logged and changes nothing else.
+//! It runs with the environment its task gets (`[env]` and the `RUNNER_*` variables), as
+//! Mozilla's runner gave its hook the tasks' environment.
 
+use std::ffi::OsStr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -34,11 +37,13 @@ pub(crate) struct TaskHookPayload<'a> {
     pub(crate) duration: Option<f64>,
 }
 
-/// Calls `hook` with `payload` serialized as its last argument and waits for it.
-pub(crate) fn call(
+/// Calls `hook` with `payload` serialized as its last argument and waits for it; `env` is
+/// laid over the inherited environment.
+pub(crate) fn call<'a>(
     supervisor: &Supervisor,
     hook: &[String],
     payload: &impl Serialize,
+    env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
     timeout: Duration,
     grace: Duration,
 ) {
@@ -53,7 +58,7 @@ pub(crate) fn call(
         }
     };
     let mut cmd = Command::new(program);
-    cmd.args(args).arg(&json);
+    cmd.args(args).arg(&json).envs(env);
     let limits = Limits {
         max_time: Some(timeout),
         kill_grace: grace.min(timeout),

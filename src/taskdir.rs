@@ -149,7 +149,7 @@ pub(crate) fn task_name(file_name: &str) -> String {
 }
 
 /// Why `file_name` is skipped by name alone, if it is.
-fn excluded_by_name(file_name: &str) -> Option<Exclusion> {
+pub(crate) fn excluded_by_name(file_name: &str) -> Option<Exclusion> {
     if file_name.starts_with('.') {
         Some(Exclusion::Hidden)
     } else if file_name.ends_with('~') {

@@ -2,7 +2,9 @@
 //!
 //! Mozilla-compatible: a missing option (or no configuration at all) prints nothing and
 //! exits 0, so a task can test for emptiness. Only the files are read; values are not
-//! typed, so an odd `[runner]` value elsewhere never breaks a task's lookup.
+//! typed, so an odd `[runner]` value elsewhere never breaks a task's lookup. A key of
+//! `[DEFAULT]` is found in every section the files have, and as `DEFAULT.key`, as
+//! ConfigParser found it for Mozilla's runner.
 
 use std::io::Write;
 use std::path::Path;

@@ -1,12 +1,20 @@
 //! Loading and validating a chain before anything runs: configuration, task directory,
-//! plan, job name and (as root) file permissions. Shared by `run` and `check`, so that
-//! `check` finds exactly the errors a run would.
+//! plan, job name, interpreters and (as root) file permissions. Shared by `run` and
+//! `check`, so that `check` finds exactly the errors a run would.
+//!
+//! What exec would only find out at the first spawn (an interpreter that is not there, a
+//! `#!` line naming one, a job name too long for its lock file) is looked up here, where
+//! it is cheap: one `stat` per program and the first line of each task file.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
-use crate::config::ChainConfig;
+use crate::config::{ChainConfig, ConfigError};
 use crate::error::Error;
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::security::{self, Kind};
 use crate::taskdir::TaskDir;
 
@@ -32,11 +40,27 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, Error> {
     let config = ChainConfig::load(config)?;
     let dir = TaskDir::scan(taskdir, &config.runner.halt_task)?;
+    let halt_name = dir
+        .halt
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| crate::taskdir::task_name(&n.to_string_lossy()));
+    config.check_sections(
+        dir.tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(halt_name.as_deref()),
+    )?;
     let plan = Plan::build(&dir, &config)?;
     let job = match job {
         Some(job) => job.to_owned(),
         None => job_name(&config, &dir)?,
     };
+    check_job_name_length(&config, &dir, &job)?;
+    let mut found = HashSet::new();
+    for step in plan.steps.iter().chain(plan.halt.iter()) {
+        check_interpreter(&config, &dir.path, step, &mut found)?;
+    }
     if security::is_root() && !insecure {
         security::check(Kind::TaskDir, &dir.path)?;
         for file in config.doc.files() {
@@ -82,12 +106,141 @@ fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
         "{name:?} cannot be a job name: it must not be empty, start with \".\" or contain \"/\""
     );
     match origin {
-        Some(entry) => {
-            Err(
-                crate::config::ConfigError::bad_value(&entry.origin, "runner", "name", reason)
-                    .into(),
-            )
-        }
-        None => Err(Error::Usage(format!("{reason}; set [runner] name"))),
+        Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
+        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
     }
+}
+
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The job's lock file is `JOB.lock` in one directory: a name that does not fit would
+/// leave the run without its one-run-at-a-time guard, so it is refused before the run.
+fn check_job_name_length(config: &ChainConfig, dir: &TaskDir, job: &str) -> Result<(), Error> {
+    let longest = NAME_MAX - ".lock".len();
+    if job.len() <= longest {
+        return Ok(());
+    }
+    let reason = format!(
+        "the job name is {} bytes long; at most {longest} fit in its lock file's name",
+        job.len()
+    );
+    match config.origin_of("runner", "name") {
+        Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
+        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
+    }
+}
+
+/// Finds the program a task will be started with: its `interpreter`, else the one its
+/// `#!` line names. A missing one is a configuration error naming it, not a "could not
+/// start" retried `max_tries` times. `found` remembers the programs already looked up,
+/// so a chain of 500 `#!/bin/sh` tasks costs one lookup, plus one read of each first line.
+fn check_interpreter(
+    config: &ChainConfig,
+    taskdir: &Path,
+    step: &Step,
+    found: &mut HashSet<String>,
+) -> Result<(), Error> {
+    let path_var = task_path_var(config);
+    let mut find = |program: &str| {
+        found.contains(program) || {
+            let there = if program.starts_with('/') {
+                Path::new(program).is_file()
+            } else {
+                find_program(program, taskdir, path_var.as_deref())
+            };
+            if there {
+                found.insert(program.to_owned());
+            }
+            there
+        }
+    };
+    if let Some(words) = &step.settings.interpreter {
+        if find(&words[0]) {
+            return Ok(());
+        }
+        let reason = format!("interpreter {:?} {}", words[0], not_found(&words[0]));
+        let origin = [step.task.name.as_str(), "runner"]
+            .into_iter()
+            .find_map(|s| config.origin_of(s, "interpreter").map(|e| (s, e)));
+        return Err(match origin {
+            Some((section, entry)) => {
+                ConfigError::bad_value(&entry.origin, section, "interpreter", reason)
+            }
+            None => ConfigError::whole(&step.task.path, reason),
+        }
+        .into());
+    }
+    let Some(shebang) = shebang(&step.task.path) else {
+        return Ok(());
+    };
+    let mut words = shebang.split_whitespace();
+    let Some(program) = words.next() else {
+        return Ok(());
+    };
+    // The kernel resolves a relative `#!` against the cwd; only absolute ones are sure.
+    if !program.starts_with('/') {
+        return Ok(());
+    }
+    if !find(program) {
+        return Err(ConfigError::missing_shebang(&step.task.path, program).into());
+    }
+    // `#!/usr/bin/env python3`: env exists, the program it looks for may not.
+    if Path::new(program).file_name() == Some(OsStr::new("env")) {
+        if let Some(name) = words
+            .next()
+            .filter(|w| !w.starts_with('-') && !w.contains('='))
+        {
+            if !find(name) {
+                return Err(ConfigError::missing_shebang(&step.task.path, name).into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `PATH` a task gets: `[env]` wins over the inherited one.
+fn task_path_var(config: &ChainConfig) -> Option<std::ffi::OsString> {
+    match config.env.iter().find(|(k, _)| k == "PATH") {
+        Some((_, v)) => Some(v.into()),
+        None => std::env::var_os("PATH"),
+    }
+}
+
+/// Whether `program` names a file that exec would find: a path (relative ones from the
+/// task directory, the task's working directory), or a name looked up in `path_var`.
+fn find_program(program: &str, taskdir: &Path, path_var: Option<&OsStr>) -> bool {
+    if program.contains('/') {
+        return taskdir.join(program).is_file();
+    }
+    let Some(path_var) = path_var else {
+        return false;
+    };
+    std::env::split_paths(path_var).any(|dir| {
+        let candidate: PathBuf = if dir.as_os_str().is_empty() {
+            taskdir.join(program)
+        } else {
+            dir.join(program)
+        };
+        std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+fn not_found(program: &str) -> &'static str {
+    if program.contains('/') {
+        "does not exist"
+    } else {
+        "is not found in PATH"
+    }
+}
+
+/// The rest of a task file's first line after `#!`, if it has one.
+fn shebang(path: &Path) -> Option<String> {
+    let mut head = [0u8; 256];
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.read(&mut head).ok()?;
+    let line = head[..len].strip_prefix(b"#!")?;
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    Some(String::from_utf8_lossy(&line[..end]).into_owned())
 }

@@ -2,14 +2,18 @@
 //!
 //! Values are validated as they are typed, and every error points at the line that set
 //! the value. Task sections cannot be told apart from free sections until the task
-//! directory is known, so [`ChainConfig::task_settings`] is asked per task name.
+//! directory is known, so [`ChainConfig::task_settings`] is asked per task name and
+//! [`ChainConfig::check_sections`] looks for misspelt section names once the names are
+//! known. `[DEFAULT]` fills in keys as ConfigParser does (see `ini.rs`): `[env]` and task
+//! sections take all of its keys, `[runner]` only the ones it knows.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ini::{Document, Entry, Section};
+use super::ini::{DEFAULT_SECTION, Document, Entry};
+use super::near_miss::{NearMisses, suggest};
 use super::{ConfigError, duration};
 
 /// Keys of `[runner]`, with the task-level ones first.
@@ -170,6 +174,8 @@ impl ChainConfig {
     /// some unrelated `[runner]` value is odd.
     pub(crate) fn load_document(file: &Path) -> Result<Document, ConfigError> {
         let mut doc = Document::load(file)?;
+        // Read from the main file only (as Mozilla's runner does): an included file cannot
+        // include more.
         if let Some(entry) = doc.get("runner", "include_dir").cloned() {
             let base = file.parent().unwrap_or(Path::new("."));
             let dir = base.join(&entry.value);
@@ -190,10 +196,10 @@ impl ChainConfig {
             }
             None => (None, Document::default()),
         };
-        let runner_section = doc.section("runner");
-        if let Some(section) = runner_section {
-            for (key, entry) in &section.entries {
-                if !RUNNER_KEYS.contains(&key.as_str()) {
+        // Only `[runner]`'s own keys are checked: `[DEFAULT]` is free for everything else.
+        if let Some(section) = doc.section("runner") {
+            for (key, entry) in section.entries() {
+                if !RUNNER_KEYS.contains(&key) {
                     return Err(ConfigError::unknown_key(
                         &entry.origin,
                         "runner",
@@ -205,7 +211,7 @@ impl ChainConfig {
         }
         let values = Values {
             section_name: "runner",
-            section: runner_section,
+            doc: &doc,
         };
         let defaults = TaskSettings {
             max_time: values
@@ -259,18 +265,25 @@ impl ChainConfig {
             keep_days: values.int("keep_days", 1)?.map(u64::from),
         };
         let mut env = Vec::new();
-        if let Some(section) = doc.section("env") {
-            for (key, entry) in &section.entries {
-                if key.contains('=') || key.contains('\0') {
-                    return Err(ConfigError::bad_value(
-                        &entry.origin,
-                        "env",
-                        key,
-                        "not a valid environment variable name",
-                    ));
-                }
-                env.push((key.clone(), entry.value.clone()));
+        for (key, entry) in doc.items("env") {
+            // exec would refuse these later, for every task: say so now, with the line.
+            if key.contains(['=', '\0']) {
+                return Err(ConfigError::bad_value(
+                    &entry.origin,
+                    "env",
+                    key,
+                    "not a valid environment variable name",
+                ));
             }
+            if entry.value.contains('\0') {
+                return Err(ConfigError::bad_value(
+                    &entry.origin,
+                    "env",
+                    key,
+                    "the value holds a NUL byte, which no environment variable can hold",
+                ));
+            }
+            env.push((key.to_owned(), entry.value.clone()));
         }
         let mut runner = runner;
         // A relative state_dir is relative to the configuration file, like include_dir.
@@ -298,8 +311,8 @@ impl ChainConfig {
         let Some(section) = self.doc.section(name) else {
             return Ok(settings);
         };
-        for (key, entry) in &section.entries {
-            if !TASK_KEYS.contains(&key.as_str()) {
+        for (key, entry) in section.entries() {
+            if !TASK_KEYS.contains(&key) {
                 if let Some(s) = suggest(key, TASK_KEYS) {
                     return Err(ConfigError::unknown_key(&entry.origin, name, key, Some(s)));
                 }
@@ -307,7 +320,7 @@ impl ChainConfig {
         }
         let v = Values {
             section_name: name,
-            section: Some(section),
+            doc: &self.doc,
         };
         if let Some(max_time) = v.opt_duration("max_time")? {
             settings.max_time = max_time;
@@ -353,9 +366,32 @@ impl ChainConfig {
     pub(crate) fn origin_of(&self, section: &str, key: &str) -> Option<&Entry> {
         self.doc.get(section, key)
     }
+
+    /// Refuses a section that is not `[runner]`, `[env]`, `[DEFAULT]` or a task's but is a
+    /// near miss of one (`[runnr]`, `[flakey]` beside task `flaky`): its settings would
+    /// be silently ignored. Any other section is free for tasks to read with `-g`.
+    pub(crate) fn check_sections<'a>(
+        &self,
+        tasks: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        let known: Vec<&str> = ["runner", "env", DEFAULT_SECTION]
+            .into_iter()
+            .chain(tasks)
+            .collect();
+        let near = NearMisses::new(&known);
+        for (name, section) in self.doc.sections() {
+            if let Some(k) = near.of(name) {
+                return Err(ConfigError::unknown_section(&section.origin, name, k));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The `.ini` files of an include directory in byte order of their names.
+/// The files of an include directory in byte order of their names: every regular file
+/// (as Mozilla's runner reads them all), except the names a task directory skips too
+/// (hidden files, backups, package and editor leftovers), so that `foo.ini.dpkg-old`
+/// never overrides `foo.ini`.
 fn include_files(dir: &Path, entry: &Entry) -> Result<Vec<PathBuf>, ConfigError> {
     let read = std::fs::read_dir(dir).map_err(|e| {
         ConfigError::bad_value(
@@ -369,11 +405,11 @@ fn include_files(dir: &Path, entry: &Entry) -> Result<Vec<PathBuf>, ConfigError>
     for item in read {
         let item = item.map_err(|e| ConfigError::io(dir, e))?;
         let name = item.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || !name.ends_with(".ini") {
+        if crate::taskdir::excluded_by_name(&name.to_string_lossy()).is_some() {
             continue;
         }
         let path = item.path();
+        // Following links, as reading them will; a directory or a fifo is no INI file.
         if path.is_file() {
             files.push(path);
         }
@@ -385,12 +421,13 @@ fn include_files(dir: &Path, entry: &Entry) -> Result<Vec<PathBuf>, ConfigError>
 /// Typed access to one section's values, producing errors that point at the line.
 struct Values<'a> {
     section_name: &'a str,
-    section: Option<&'a Section>,
+    doc: &'a Document,
 }
 
 impl Values<'_> {
+    /// The section's own value, else `[DEFAULT]`'s (when the section exists).
     fn entry(&self, key: &str) -> Option<&Entry> {
-        self.section.and_then(|s| s.get(key))
+        self.doc.get(self.section_name, key)
     }
 
     fn bad(&self, entry: &Entry, key: &str, reason: impl Into<String>) -> ConfigError {
@@ -400,6 +437,9 @@ impl Values<'_> {
     fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.entry(key) {
             Some(e) if e.value.is_empty() => Err(self.bad(e, key, "empty value")),
+            Some(e) if e.value.contains('\0') => {
+                Err(self.bad(e, key, "the value holds a NUL byte"))
+            }
             Some(e) => Ok(Some(e.value.clone())),
             None => Ok(None),
         }
@@ -462,6 +502,9 @@ impl Values<'_> {
         let Some(e) = self.entry(key) else {
             return Ok(None);
         };
+        if e.value.contains('\0') {
+            return Err(self.bad(e, key, "the command holds a NUL byte"));
+        }
         match shell_words::split(&e.value) {
             Ok(words) if words.first().is_none_or(String::is_empty) => {
                 Err(self.bad(e, key, "empty command"))
@@ -483,16 +526,6 @@ impl Values<'_> {
             })
             .unwrap_or_default()
     }
-}
-
-/// The known key closest to a misspelt one, if it is close enough to be a typo.
-fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(key, k), *k))
-        .filter(|(d, _)| *d <= 2 && *d < key.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

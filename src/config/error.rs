@@ -25,6 +25,11 @@ enum ConfigErrorKind {
         key: String,
         suggestion: Option<&'static str>,
     },
+    /// A section that is not `[runner]`, `[env]`, `[DEFAULT]` or a task's, but looks like
+    /// one of them misspelt.
+    UnknownSection { section: String, known: String },
+    /// A task's `#!` line names an interpreter that is not there.
+    MissingShebang { interpreter: String },
     /// A known key with a value of the wrong shape.
     BadValue {
         section: String,
@@ -39,6 +44,16 @@ impl ConfigError {
             path: path.to_owned(),
             line: None,
             kind: ConfigErrorKind::Io(source),
+        }
+    }
+
+    /// A problem with a whole file or directory, not one of its lines (a job name taken
+    /// from the task directory's name).
+    pub(crate) fn whole(path: &Path, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            line: None,
+            kind: ConfigErrorKind::Syntax(reason.into()),
         }
     }
 
@@ -63,6 +78,32 @@ impl ConfigError {
                 section: section.to_owned(),
                 key: key.to_owned(),
                 suggestion,
+            },
+        }
+    }
+
+    pub(crate) fn unknown_section(
+        origin: &super::ini::Origin,
+        section: &str,
+        known: &str,
+    ) -> ConfigError {
+        ConfigError {
+            path: origin.path.to_path_buf(),
+            line: Some(origin.line),
+            kind: ConfigErrorKind::UnknownSection {
+                section: section.to_owned(),
+                known: known.to_owned(),
+            },
+        }
+    }
+
+    /// The `#!` line (line 1) of task file `path` names `interpreter`, which does not exist.
+    pub(crate) fn missing_shebang(path: &Path, interpreter: &str) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            line: Some(1),
+            kind: ConfigErrorKind::MissingShebang {
+                interpreter: interpreter.to_owned(),
             },
         }
     }
@@ -98,6 +139,9 @@ impl ConfigError {
             } if section == "runner" => {
                 Some("see `runner --help` or the README for the keys of [runner]".to_owned())
             }
+            ConfigErrorKind::UnknownSection { known, .. } => Some(format!(
+                "did you mean [{known}]? (section names are matched exactly, case included)"
+            )),
             _ => None,
         }
     }
@@ -115,6 +159,15 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::UnknownKey { section, key, .. } => {
                 write!(f, ": unknown key \"{key}\" in [{section}]")
             }
+            ConfigErrorKind::UnknownSection { section, .. } => write!(
+                f,
+                ": section [{section}] is not [runner], [env], [DEFAULT] or a task's, and its \
+                 name is too close to one of them to be a free section"
+            ),
+            ConfigErrorKind::MissingShebang { interpreter } => write!(
+                f,
+                ": the task's #! line names interpreter {interpreter:?}, which does not exist"
+            ),
             ConfigErrorKind::BadValue {
                 section,
                 key,

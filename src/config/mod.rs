@@ -5,6 +5,7 @@ pub(crate) mod daemon;
 pub(crate) mod duration;
 mod error;
 pub(crate) mod ini;
+mod near_miss;
 
 pub(crate) use chain::{ChainConfig, Frequency, RetryFrom, TaskSettings};
 pub(crate) use error::ConfigError;

@@ -109,3 +109,58 @@ fn syslog_flag_runs_the_chain_whether_or_not_a_syslog_listens() {
     chain.run(&["--syslog"]).assert_code(0);
     assert_eq!(chain.log_lines(), ["a"]);
 }
+
+#[test]
+fn check_finds_what_a_run_would_only_meet_at_the_first_spawn() {
+    for (ini, needle) in [
+        ("[env]\nX = a\0b", "[env] X: the value holds a NUL byte"),
+        (
+            "[runner]\ninterpreter = python4 -u",
+            "interpreter \"python4\" is not found",
+        ),
+        ("[runnr]\nmax_tries = 1", "did you mean [runner]?"),
+    ] {
+        let chain = Chain::new()
+            .task("10-a.sh", "echo ran >> \"$LOG\"")
+            .ini(ini);
+        let _ = chain.command(&[]); // writes the configuration
+        let config = chain.config_path();
+        let taskdir = chain.taskdir();
+        chain
+            .runner(&[
+                "check",
+                "-c",
+                config.to_str().expect("utf-8"),
+                taskdir.to_str().expect("utf-8"),
+            ])
+            .assert_code(78)
+            .assert_stderr_contains(needle);
+        assert!(chain.log_lines().is_empty(), "check ran a task");
+    }
+}
+
+/// README's first command: the repository's own example chain, with its configuration.
+#[test]
+fn the_example_chain_of_the_readme_checks_and_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let mut cmd = crate::support::runner();
+        cmd.arg("--state-dir")
+            .arg(state.path())
+            .args(args)
+            .args(["-c", "runner.ini"])
+            .arg("example-tasks.d")
+            .current_dir(root);
+        crate::support::Run::of(cmd)
+    };
+    // The checkout may be writable by its group (CI's clone is not); permissions are
+    // another test's subject.
+    run(&["check", "--insecure"])
+        .assert_code(0)
+        .assert_stdout_contains("ok: 3 task(s) will run");
+    run(&["run", "--insecure", "-H"])
+        .assert_code(0)
+        .assert_stdout_contains("greet: hello from runner.ini, to every VM in the fleet")
+        .assert_stdout_contains("halt: the chain is done");
+}

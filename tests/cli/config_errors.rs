@@ -113,7 +113,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn unsafe_permissions_are_refused_as_root() {
     if !is_root() {
-        eprintln!("skipped: permission checks only apply to root");
+        eprintln!("SKIPPED: permission checks only apply when runner runs as root");
         return;
     }
     let chain = a_task();
@@ -166,4 +166,131 @@ fn a_task_may_not_take_the_halt_tasks_or_a_reserved_sections_name() {
     );
     let chain = a_task().task("20-env.sh", "true");
     assert_config_error(&chain, "is the [env] section of the configuration");
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let chain = a_task();
+    let _ = chain.command(&[]); // writes the configuration
+    let text = std::fs::read_to_string(chain.config_path()).expect("read ini");
+    std::fs::write(
+        chain.config_path(),
+        format!("\u{feff}{text}\n[env]\nGREETING = hi\n"),
+    )
+    .expect("write ini");
+    // `run` writes the file again: go through `check` and `-g` on the file as it is.
+    let mut cmd = runner();
+    cmd.arg("-c")
+        .arg(chain.config_path())
+        .args(["-g", "env.GREETING"]);
+    assert_eq!(Run::of(cmd).assert_code(0).stdout(), "hi\n");
+    let mut cmd = runner();
+    cmd.args(["check", "-c"])
+        .arg(chain.config_path())
+        .arg(chain.taskdir());
+    Run::of(cmd).assert_code(0);
+}
+
+#[test]
+fn misspelt_sections_are_errors_with_a_hint() {
+    let chain = a_task().ini("[runnr]\nmax_tries = 1");
+    assert_config_error(&chain, "runner.ini:6: section [runnr] is not [runner]");
+    chain
+        .run(&[])
+        .assert_stderr_contains("did you mean [runner]?");
+    let chain = a_task()
+        .task("20-flaky.sh", "true")
+        .ini("[flakey]\nmax_tries = 9");
+    assert_config_error(&chain, "section [flakey]");
+    chain
+        .run(&[])
+        .assert_stderr_contains("did you mean [flaky]?");
+    let chain = a_task().ini("[Env]\nFOO = 1");
+    assert_config_error(&chain, "did you mean [env]?");
+    let chain = a_task().ini("[default]\nFOO = 1");
+    assert_config_error(&chain, "did you mean [DEFAULT]?");
+    // Sections that are no near miss are free for tasks.
+    let chain = a_task().ini("[hg]\nremote = x\n[a]\nmax_tries = 1\n[mozharness]\nx = 1");
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["ran"]);
+}
+
+#[test]
+fn a_nul_byte_in_env_is_found_before_any_task() {
+    let chain = a_task().ini("[env]\nOK = 1\nBAD = a\0b");
+    assert_config_error(
+        &chain,
+        "runner.ini:8: [env] BAD: the value holds a NUL byte",
+    );
+    let mut cmd = runner();
+    cmd.args(["check", "-c"])
+        .arg(chain.config_path())
+        .arg(chain.taskdir());
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("[env] BAD: the value holds a NUL byte");
+}
+
+#[test]
+fn a_job_name_too_long_for_its_lock_file_is_an_error() {
+    let name = "j".repeat(300);
+    let chain = a_task().ini(&format!("[runner]\nname = {name}"));
+    assert_config_error(
+        &chain,
+        "runner.ini:7: [runner] name: the job name is 300 bytes long; at most 250 fit",
+    );
+    let chain = a_task().ini(&format!("[runner]\nname = {}", "j".repeat(250)));
+    chain.run(&[]).assert_code(0);
+}
+
+#[test]
+fn a_missing_interpreter_is_named_before_any_task() {
+    let chain = a_task().ini("[runner]\ninterpreter = python4 -u");
+    assert_config_error(
+        &chain,
+        "runner.ini:7: [runner] interpreter: interpreter \"python4\" is not found in PATH",
+    );
+    let chain = a_task()
+        .task("20-b.sh", "true")
+        .ini("[b]\ninterpreter = /nonexistent/sh");
+    assert_config_error(
+        &chain,
+        "runner.ini:7: [b] interpreter: interpreter \"/nonexistent/sh\" does not exist",
+    );
+    // The PATH tasks get is the one searched: [env] may set it.
+    let chain = a_task().ini("[runner]\ninterpreter = sh\n[env]\nPATH = /nonexistent");
+    assert_config_error(&chain, "interpreter \"sh\" is not found in PATH");
+}
+
+#[test]
+fn a_missing_shebang_interpreter_is_named_before_any_task() {
+    let chain = a_task().file("20-b.py", "#!/usr/bin/python4 -u\nprint(1)\n", 0o755);
+    assert_config_error(
+        &chain,
+        "20-b.py:1: the task's #! line names interpreter \"/usr/bin/python4\", which does not exist",
+    );
+    let chain = a_task().file("20-b.py", "#!/usr/bin/env python4\nprint(1)\n", 0o755);
+    assert_config_error(
+        &chain,
+        "names interpreter \"python4\", which does not exist",
+    );
+    let chain = a_task().file("20-b", "#! /bin/sh -e\necho b >> \"$LOG\"\n", 0o755);
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["ran", "b"]);
+}
+
+#[test]
+fn a_task_directory_name_too_long_for_a_job_name_is_a_configuration_error() {
+    let chain = a_task();
+    let long = chain.path().join("d".repeat(252));
+    std::fs::rename(chain.taskdir(), &long).expect("rename");
+    let mut cmd = runner();
+    cmd.arg("--state-dir")
+        .arg(chain.state_dir())
+        .arg("check")
+        .arg(&long);
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("the job name is 252 bytes long")
+        .assert_stderr_contains("set [runner] name");
 }

@@ -219,3 +219,49 @@ fn a_signal_during_the_pre_hook_starts_no_task() {
         "the task must not start after the signal"
     );
 }
+
+#[test]
+fn hook_runs_with_the_environment_of_its_task() {
+    let chain = Chain::new().task("10-a.sh", "true");
+    let hook = chain.path().join("env-hook.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho \"FOO=$FOO task=$RUNNER_TASK try=$RUNNER_TRY cmd=${RUNNER_CONFIG_CMD:+set}\" >> \"$LOG\"\n",
+    )
+    .expect("write hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let chain = chain.ini(&format!(
+        "[runner]\ntask_hook = {}\n[env]\nFOO = from env",
+        hook.display()
+    ));
+    chain.run(&[]).assert_code(0);
+    let line = "FOO=from env task=a try=1 cmd=set";
+    assert_eq!(chain.log_lines(), [line, line]);
+}
+
+#[test]
+fn include_dir_reads_every_file_but_backups_and_leftovers() {
+    let chain = Chain::new()
+        .task("10-a.sh", "$RUNNER_CONFIG_CMD -g app.from >> \"$LOG\"")
+        .ini("[runner]\ninclude_dir = conf.d\n[app]\nfrom = main");
+    let conf = chain.path().join("conf.d");
+    std::fs::create_dir(&conf).expect("mkdir");
+    std::fs::create_dir(conf.join("sub.ini")).expect("mkdir");
+    for (name, text) in [
+        (
+            "10-a.ini",
+            "[app]\nfrom = 10-a.ini\n[runner]\nmax_tries = 2\n",
+        ),
+        ("extra.cfg", "[app]\nfrom = extra.cfg\n"),
+        ("zz.ini~", "[app]\nfrom = backup\n"),
+        ("zz.ini.dpkg-old", "[app]\nfrom = dpkg-old\n"),
+        ("zz.ini.rpmnew", "[app]\nfrom = rpmnew\n"),
+        (".zz.ini.swp", "[app]\nfrom = swap\n"),
+        (".hidden", "[app]\nfrom = hidden\n"),
+    ] {
+        std::fs::write(conf.join(name), text).expect("write");
+    }
+    chain.run(&[]).assert_code(0);
+    assert_eq!(chain.log_lines(), ["extra.cfg"]);
+}

@@ -12,6 +12,7 @@ mod dsari_store;
 mod exits;
 mod hooks_env;
 mod lock;
+mod mozilla;
 mod order;
 mod processes;
 mod records;
