@@ -146,6 +146,54 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Prometheus metrics of the recorded runs: print them, or serve them at /metrics.
+    Metrics(MetricsArgs),
+    /// Write a static HTML report of the recorded runs.
+    Report(ReportArgs),
+}
+
+/// Arguments of `runner metrics`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["dump", "listen"])))]
+pub struct MetricsArgs {
+    /// Print the metrics once and exit.
+    #[arg(long)]
+    pub dump: bool,
+    /// Serve the metrics at http://ADDR/metrics until stopped [default: 127.0.0.1:50575].
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:50575"
+    )]
+    pub listen: Option<String>,
+    /// Allow --listen on an address other hosts can reach (records can be sensitive).
+    #[arg(long, requires = "listen")]
+    pub allow_remote: bool,
+    /// The quantiles of the summaries, comma-separated.
+    #[arg(long, value_name = "Q,...", default_value = "0.01,0.1,0.5,0.9,0.99")]
+    pub quantiles: String,
+    /// A daemon configuration: use its database, and give its jobs series before their
+    /// first run.
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `runner report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The directory to write the site into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only this job (repeatable).
+    #[arg(long = "job", value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// How many of each job's newest runs get a page.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub runs_per_job: usize,
+    /// A daemon configuration: use its database, and list its jobs before their first run.
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `runner runs`.

@@ -1,6 +1,6 @@
 //! Choosing the command: the subcommand, or the bare Mozilla-runner form.
 
-use super::{check, completions, daemon, get, run, runs, schedule, trigger};
+use super::{check, completions, daemon, get, metrics, report, run, runs, schedule, trigger};
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
@@ -22,6 +22,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Trigger(args)) => trigger::trigger(global, args),
         Some(Command::Schedule(args)) => schedule::schedule(&args),
         Some(Command::Completions(args)) => completions::completions(args.shell),
+        Some(Command::Metrics(args)) => metrics::metrics(global, &args),
+        Some(Command::Report(args)) => report::report(global, &args),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),
             (None, Some(taskdir)) => run::run(global, &cli.chain, taskdir),

@@ -4,6 +4,7 @@
 mod capture;
 mod location;
 mod lost;
+pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
 mod query;

@@ -1,0 +1,509 @@
+//! The aggregations behind `runner metrics` and the report's index: counts, sums and
+//! quantiles computed by SQLite, so that a store of many runs is never loaded whole.
+//!
+//! Counts and sums are SQL aggregates. A run quantile is exact and computed as dsari's
+//! exporter computes it (linear interpolation between the two closest ranks of the sorted
+//! values): SQLite sorts the values, and they stream past once, one row in memory at a
+//! time, while the ranks a quantile needs are picked (a sort is four times faster here
+//! than SQLite's window functions). A task's attempts are many more (one or more per task
+//! per run), so their quantiles come from a bounded uniform sample of
+//! [`TASK_SAMPLE`] attempts per task, drawn as they stream past; their counts and sums
+//! are exact. The rendering of the numbers (Prometheus text, HTML) is not here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::{Connection, OpenFlags};
+
+use super::owner::Owner;
+use super::sqlite::{Store, StoreError};
+
+/// How long a read waits on a writer's lock (WAL readers rarely wait at all).
+const BUSY_TIMEOUT_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A summary of observations: how many, their sum, and the asked-for quantiles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Summary {
+    /// The number of observations.
+    pub(crate) count: u64,
+    /// Their sum.
+    pub(crate) sum: f64,
+    /// `(quantile, value)`, in the order asked; empty when there is no observation.
+    pub(crate) quantiles: Vec<(f64, f64)>,
+}
+
+/// The last finished run of a job (the one that stopped last, as in dsari).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LastRun {
+    /// Its exit code.
+    pub(crate) exit_code: Option<i64>,
+    /// When it was due.
+    pub(crate) schedule_time: Option<f64>,
+    /// When it started.
+    pub(crate) start_time: Option<f64>,
+    /// When it stopped.
+    pub(crate) stop_time: Option<f64>,
+}
+
+/// What the metrics say of one job.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobMetrics {
+    /// Start minus schedule time of its finished runs.
+    pub(crate) latency: Summary,
+    /// Stop minus start time of its finished runs.
+    pub(crate) duration: Summary,
+    /// Finished runs by status word (`ok`, `failed`, ..., `lost`).
+    pub(crate) runs_by_result: BTreeMap<String, u64>,
+    /// Its last finished run.
+    pub(crate) last_run: Option<LastRun>,
+    /// Runs in progress now.
+    pub(crate) running: u64,
+    /// Per task name.
+    pub(crate) tasks: BTreeMap<String, TaskMetrics>,
+}
+
+/// What the metrics say of one task of a job.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskMetrics {
+    /// Durations of its finished attempts.
+    pub(crate) duration: Summary,
+    /// Finished attempts by result (`OK`, `RETRY`, `HALT`, `EXIT`).
+    pub(crate) attempts_by_result: BTreeMap<String, u64>,
+}
+
+/// Every job's metrics, by job name.
+pub(crate) type Metrics = BTreeMap<String, JobMetrics>;
+
+/// Finished runs, each with its status word, whoever wrote them (dsari's runs have no
+/// status of ours: their exit code decides).
+const FINISHED_RUNS: &str = "
+    SELECT r.job_name AS job_name, r.schedule_time AS schedule_time,
+           r.start_time AS start_time, r.stop_time AS stop_time, r.exit_code AS exit_code,
+           coalesce(m.status, CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END) AS status
+    FROM runs r LEFT JOIN run_meta m USING (run_id)";
+
+/// The same for a store written by dsari alone, which has no `run_meta`.
+const FINISHED_RUNS_DSARI: &str = "
+    SELECT job_name, schedule_time, start_time, stop_time, exit_code,
+           CASE WHEN exit_code = 0 THEN 'ok' ELSE 'failed' END AS status
+    FROM runs";
+
+/// Finished attempts of every task, with their job. The join order is forced: a scan of
+/// `attempts` with look-ups by key is the cheapest way through them all.
+const FINISHED_ATTEMPTS: &str = "
+    SELECT m.job_name, t.name, a.result, a.stop_time - a.start_time
+    FROM attempts a
+    CROSS JOIN task_instances t ON t.id = a.instance_id
+    CROSS JOIN run_meta m ON m.run_id = t.run_id
+    WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL";
+
+/// How many attempt durations per task the quantiles are computed from.
+pub(crate) const TASK_SAMPLE: usize = 1024;
+
+/// How much of the file a reader maps: fewer system calls on a large store.
+const MMAP_BYTES: i64 = 256 << 20;
+
+impl Store {
+    /// Opens the store at `path` for reading only, never creating, migrating or
+    /// changing the file; `None` when it does not exist. Safe beside a daemon and
+    /// chains writing it: in WAL mode each read sees the last committed state.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT_READ).map_err(wrap)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+            .map_err(wrap)?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// Whether the store has table `name` (a dsari store lacks runner's own).
+    pub(crate) fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Every job's metrics, with `quantiles` (each in 0..=1) in the summaries, read in
+    /// one transaction so that the numbers agree with each other.
+    pub(crate) fn metrics(&self, quantiles: &[f64]) -> Result<Metrics, StoreError> {
+        let ours = self.has_table("run_meta")?;
+        let tasks = ours && self.has_table("task_instances")? && self.has_table("attempts")?;
+        let runs = if ours {
+            FINISHED_RUNS
+        } else {
+            FINISHED_RUNS_DSARI
+        };
+        let result = (|| {
+            // A deferred transaction: one snapshot for every query below.
+            self.conn.execute_batch("BEGIN")?;
+            let mut jobs = Metrics::new();
+            self.run_metrics(runs, quantiles, &mut jobs)?;
+            self.running_metrics(ours, &mut jobs)?;
+            if tasks {
+                self.task_metrics(quantiles, &mut jobs)?;
+            }
+            Ok(jobs)
+        })();
+        // Only a read happened: ending it cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+        result.map_err(|e| self.wrap(e))
+    }
+
+    fn run_metrics(
+        &self,
+        runs: &str,
+        quantiles: &[f64],
+        jobs: &mut Metrics,
+    ) -> rusqlite::Result<()> {
+        for (job, counts) in self.count_runs(runs)? {
+            jobs.entry(job).or_default().runs_by_result = counts;
+        }
+        // SQLite takes the bare columns from the row holding the max().
+        let mut stmt = self.conn.prepare(
+            "SELECT job_name, max(stop_time), exit_code, schedule_time, start_time
+             FROM runs WHERE stop_time IS NOT NULL GROUP BY job_name",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let job: String = row.get(0)?;
+            jobs.entry(job).or_default().last_run = Some(LastRun {
+                stop_time: row.get(1)?,
+                exit_code: row.get(2)?,
+                schedule_time: row.get(3)?,
+                start_time: row.get(4)?,
+            });
+        }
+        // `+job_name` keeps SQLite off the (job_name, start_time) index: walking it
+        // would fetch every row by rowid, where a scan and a sort are much cheaper.
+        let latency = "SELECT +job_name AS key, start_time - schedule_time AS x FROM runs
+             WHERE start_time IS NOT NULL AND schedule_time IS NOT NULL";
+        for (job, summary) in self.summaries(latency, quantiles)? {
+            jobs.entry(job).or_default().latency = summary;
+        }
+        let duration = "SELECT +job_name AS key, stop_time - start_time AS x FROM runs
+             WHERE start_time IS NOT NULL AND stop_time IS NOT NULL";
+        for (job, summary) in self.summaries(duration, quantiles)? {
+            jobs.entry(job).or_default().duration = summary;
+        }
+        Ok(())
+    }
+
+    /// Finished runs of every job by status word (`ok`, `failed`, ...), for the
+    /// report's success rates.
+    pub(crate) fn runs_by_result(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
+        let runs = if self.has_table("run_meta")? {
+            FINISHED_RUNS
+        } else {
+            FINISHED_RUNS_DSARI
+        };
+        self.count_runs(runs).map_err(|e| self.wrap(e))
+    }
+
+    fn count_runs(&self, runs: &str) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT job_name, status, count(*) FROM ({runs}) GROUP BY job_name, status"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let job: String = row.get(0)?;
+            let status: String = row.get(1)?;
+            let count: i64 = row.get(2)?;
+            *out.entry(job).or_default().entry(status).or_default() += count as u64;
+        }
+        Ok(out)
+    }
+
+    /// The names of every job with a recorded or running run.
+    pub(crate) fn job_names(&self) -> Result<Vec<String>, StoreError> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare(
+                "SELECT job_name FROM runs UNION SELECT job_name FROM runs_running ORDER BY 1",
+            )?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, Option<String>>(0))?
+                .filter_map(|r| r.transpose())
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    fn running_metrics(&self, ours: bool, jobs: &mut Metrics) -> rusqlite::Result<()> {
+        let sql = if ours {
+            "SELECT r.job_name, m.pid, m.pid_start, m.boot_id
+             FROM runs_running r LEFT JOIN run_meta m USING (run_id)"
+        } else {
+            "SELECT job_name, NULL, NULL, NULL FROM runs_running"
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let job: String = row.get(0)?;
+            let pid: Option<u32> = row.get(1)?;
+            // As `runs list` judges it: a run whose recorder is gone is lost.
+            let alive = match pid {
+                Some(pid) => Owner {
+                    pid,
+                    start_ticks: row.get(2)?,
+                    boot_id: row.get(3)?,
+                }
+                .is_alive(),
+                None => true,
+            };
+            let entry = jobs.entry(job).or_default();
+            if alive {
+                entry.running += 1;
+            } else {
+                *entry.runs_by_result.entry("lost".to_owned()).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn task_metrics(&self, quantiles: &[f64], jobs: &mut Metrics) -> rusqlite::Result<()> {
+        // A fixed seed: the same store gives the same numbers.
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(FINISHED_ATTEMPTS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let job = row.get_ref(0)?.as_str()?;
+            let task = row.get_ref(1)?.as_str()?;
+            let result = row.get_ref(2)?.as_str()?;
+            let seconds: f64 = row.get::<_, Option<f64>>(3)?.unwrap_or(0.0);
+            if !jobs.contains_key(job) {
+                jobs.insert(job.to_owned(), JobMetrics::default());
+            }
+            let tasks = &mut jobs.get_mut(job).expect("just inserted").tasks;
+            if !tasks.contains_key(task) {
+                tasks.insert(task.to_owned(), TaskMetrics::default());
+            }
+            let t = tasks.get_mut(task).expect("just inserted");
+            match t.attempts_by_result.get_mut(result) {
+                Some(n) => *n += 1,
+                None => {
+                    t.attempts_by_result.insert(result.to_owned(), 1);
+                }
+            }
+            t.duration.count += 1;
+            t.duration.sum += seconds;
+            let seen = t.duration.count as usize;
+            let sample = match samples.get_mut(&(job.to_owned(), task.to_owned())) {
+                Some(sample) => sample,
+                None => samples
+                    .entry((job.to_owned(), task.to_owned()))
+                    .or_insert_with(|| Vec::with_capacity(64)),
+            };
+            // Reservoir sampling (Vitter's algorithm R): every attempt seen so far has
+            // the same chance to be in the sample.
+            if sample.len() < TASK_SAMPLE {
+                sample.push(seconds);
+            } else {
+                let slot = rng.gen_range(0..seen);
+                if slot < TASK_SAMPLE {
+                    sample[slot] = seconds;
+                }
+            }
+        }
+        for ((job, task), mut sample) in samples {
+            sample.sort_by(f64::total_cmp);
+            let Some(t) = jobs.get_mut(&job).and_then(|j| j.tasks.get_mut(&task)) else {
+                continue;
+            };
+            t.duration.quantiles = quantiles
+                .iter()
+                .map(|&q| (q, quantile_of_sorted(&sample, q)))
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// Count, sum and quantiles of `x` per `key` of `values` (a SELECT of `key, x`).
+    fn summaries(
+        &self,
+        values: &str,
+        quantiles: &[f64],
+    ) -> rusqlite::Result<BTreeMap<String, Summary>> {
+        let mut out: BTreeMap<String, Summary> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT key, count(*), total(x) FROM ({values}) GROUP BY key"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            let count: i64 = row.get(1)?;
+            out.insert(
+                key,
+                Summary {
+                    count: count as u64,
+                    sum: row.get(2)?,
+                    quantiles: Vec::new(),
+                },
+            );
+        }
+        if quantiles.is_empty() {
+            return Ok(out);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT key, x FROM ({values}) ORDER BY key, x"))?;
+        let mut rows = stmt.query([])?;
+        let mut picker: Option<(String, RankPicker)> = None;
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(0)?.as_str()?;
+            let x: f64 = row.get(1)?;
+            if picker.as_ref().is_none_or(|(k, _)| k != key) {
+                if let Some((done, p)) = picker.take() {
+                    if let Some(s) = out.get_mut(&done) {
+                        s.quantiles = p.finish();
+                    }
+                }
+                let n = out.get(key).map_or(0, |s| s.count);
+                picker = Some((key.to_owned(), RankPicker::new(quantiles, n)));
+            }
+            if let Some((_, p)) = picker.as_mut() {
+                p.push(x);
+            }
+        }
+        if let Some((done, p)) = picker {
+            if let Some(s) = out.get_mut(&done) {
+                s.quantiles = p.finish();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Picks quantiles out of `n` sorted values streaming past, keeping only the values at
+/// the ranks it needs. For quantile q, k = (n − 1)·q; the value is the one at rank k, or
+/// the linear interpolation between ranks ⌊k⌋ and ⌊k⌋ + 1 (as dsari's exporter does).
+struct RankPicker {
+    /// Per quantile: q, k, the value at ⌊k⌋ and the one at ⌊k⌋ + 1.
+    wanted: Vec<(f64, f64, Option<f64>, Option<f64>)>,
+    rank: u64,
+}
+
+impl RankPicker {
+    fn new(quantiles: &[f64], n: u64) -> RankPicker {
+        let last = n.saturating_sub(1) as f64;
+        RankPicker {
+            wanted: quantiles
+                .iter()
+                .map(|&q| (q, last * q, None, None))
+                .collect(),
+            rank: 0,
+        }
+    }
+
+    fn push(&mut self, x: f64) {
+        let rank = self.rank as f64;
+        for (_, k, low, high) in &mut self.wanted {
+            let floor = k.floor();
+            if rank == floor {
+                *low = Some(x);
+            } else if rank == floor + 1.0 {
+                *high = Some(x);
+            }
+        }
+        self.rank += 1;
+    }
+
+    fn finish(self) -> Vec<(f64, f64)> {
+        self.wanted
+            .into_iter()
+            .filter_map(|(q, k, low, high)| {
+                let low = low?;
+                let fraction = k - k.floor();
+                Some(match high {
+                    Some(high) if fraction > 0.0 => (q, low * (1.0 - fraction) + high * fraction),
+                    _ => (q, low),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Quantile q of sorted `values`, by the same rule as [`RankPicker`].
+fn quantile_of_sorted(values: &[f64], q: f64) -> f64 {
+    let mut picker = RankPicker::new(&[q], values.len() as u64);
+    for &x in values {
+        picker.push(x);
+    }
+    picker.finish().first().map_or(f64::NAN, |p| p.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(durations: &[f64]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        for (i, d) in durations.iter().enumerate() {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
+                        exit_code, trigger_type, trigger_data, run_data)
+                     VALUES ('j', ?1, 100.0, 101.0, 101.0 + ?2, ?3, 'manual', '{}', '{}')",
+                    rusqlite::params![format!("r{i}"), d, (i % 2) as i64],
+                )
+                .expect("insert");
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_ranks_as_dsari_does() {
+        // dsari: k = (n-1)q; 4 values 1, 2, 3, 10: q 0.5 -> 2.5, q 0.9 -> 3 + 0.7*7.
+        let (_dir, store) = store_with(&[3.0, 1.0, 10.0, 2.0]);
+        let m = store.metrics(&[0.0, 0.5, 0.9, 1.0]).expect("metrics");
+        let job = &m["j"];
+        assert_eq!(job.duration.count, 4);
+        assert_eq!(job.duration.sum, 16.0);
+        let q: Vec<f64> = job.duration.quantiles.iter().map(|p| p.1).collect();
+        assert_eq!(q.len(), 4);
+        assert!((q[0] - 1.0).abs() < 1e-9, "{q:?}");
+        assert!((q[1] - 2.5).abs() < 1e-9, "{q:?}");
+        assert!((q[2] - 7.9).abs() < 1e-9, "{q:?}");
+        assert!((q[3] - 10.0).abs() < 1e-9, "{q:?}");
+        assert_eq!(job.latency.quantiles[1].1, 1.0);
+        assert_eq!(job.runs_by_result.get("ok"), Some(&2));
+        assert_eq!(job.runs_by_result.get("failed"), Some(&2));
+    }
+
+    #[test]
+    fn one_value_is_every_quantile() {
+        let (_dir, store) = store_with(&[5.0]);
+        let m = store.metrics(&[0.01, 0.99]).expect("metrics");
+        assert_eq!(m["j"].duration.quantiles, vec![(0.01, 5.0), (0.99, 5.0)]);
+    }
+
+    #[test]
+    fn an_empty_store_has_no_jobs() {
+        let (_dir, store) = store_with(&[]);
+        assert!(store.metrics(&[0.5]).expect("metrics").is_empty());
+    }
+}
