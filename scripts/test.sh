@@ -2,8 +2,9 @@
 # The whole test suite: formatting, lints, unit and black-box tests, then the packaging
 # tests. CI (.ci/run) calls exactly this.
 #
-# The packaging tests need lintian and rpm from Debian's packages: as root they are
-# installed when missing; otherwise those tests are skipped with a message saying so.
+# The packaging tests need lintian, rpm and rpmlint from Debian's packages, and the
+# metrics and report tests Prometheus and Chromium: as root they are installed when
+# missing; otherwise those tests are skipped with a message saying so.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,16 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends lintian rpm dpkg-dev binutils >/dev/null
     missing=
+fi
+observe_missing=
+for tool in promtool prometheus chromium rpmlint python3; do
+    command -v "$tool" >/dev/null 2>&1 || observe_missing="$observe_missing $tool"
+done
+if [ -n "$observe_missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== apt-get install prometheus chromium rpmlint python3 (missing:$observe_missing)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus chromium rpmlint python3 >/dev/null
 fi
 
 echo "== cargo fmt --check"

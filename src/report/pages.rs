@@ -413,9 +413,11 @@ fn span(start: Option<f64>, stop: Option<f64>) -> String {
     }
 }
 
-/// A duration for people: `0.25s`, `42s`, `3m 04s`, `2h 05m`.
+/// A duration for people: `12ms`, `2.25s`, `42s`, `3m 04s`, `2h 05m`.
 fn seconds(s: f64) -> String {
-    if s < 10.0 {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 10.0 {
         format!("{s:.2}s")
     } else if s < 60.0 {
         format!("{s:.0}s")

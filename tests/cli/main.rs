@@ -13,6 +13,7 @@ mod exits;
 mod hooks_env;
 mod lock;
 mod mozilla;
+mod observe;
 mod order;
 mod processes;
 mod records;
