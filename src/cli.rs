@@ -227,6 +227,14 @@ pub enum RunsCommand {
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only runs with this status (repeatable): running, ok, failed, halted, exited,
+        /// interrupted, lost.
+        #[arg(long = "status", value_name = "S")]
+        statuses: Vec<String>,
+        /// Only runs started at or after TIME: epoch seconds, RFC 3339, a local
+        /// `YYYY-MM-DD[ HH:MM[:SS]]`, or a time ago like `2h` or `3days`.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
     },
     /// Show a run with its task instances and attempts.
     Show {
@@ -241,7 +249,8 @@ pub enum RunsCommand {
         #[arg(long, value_name = "NAME")]
         task: Option<String>,
     },
-    /// Follow the output of running runs until they end.
+    /// Follow running runs (task starts and results, output) until they end; exits 0
+    /// when every run followed ended ok, 1 otherwise.
     Tail {
         /// The runs to follow; all running runs when none is given.
         run_ids: Vec<String>,

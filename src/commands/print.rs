@@ -104,7 +104,8 @@ pub(crate) fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// An epoch time as local time, `YYYY-MM-DD HH:MM:SS`.
+/// An epoch time as local time with its UTC offset, `YYYY-MM-DD HH:MM:SS +HH:MM`, so a
+/// table read in another zone (or pasted into a ticket) is not ambiguous.
 pub(crate) fn local_time(epoch: Option<f64>) -> String {
     let Some(epoch) = epoch else {
         return "-".to_owned();
@@ -114,7 +115,7 @@ pub(crate) fn local_time(epoch: Option<f64>) -> String {
     match chrono::DateTime::from_timestamp(secs, nanos) {
         Some(t) => t
             .with_timezone(&chrono::Local)
-            .format("%Y-%m-%d %H:%M:%S")
+            .format("%Y-%m-%d %H:%M:%S %:z")
             .to_string(),
         None => "-".to_owned(),
     }

@@ -55,9 +55,19 @@ pub(crate) fn open_records(
 pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
     let Records { store, data_dir } = open_records(global, args.config.as_deref())?;
     match args.command {
-        RunsCommand::List { jobs, limit } => {
+        RunsCommand::List {
+            jobs,
+            limit,
+            statuses,
+            since,
+        } => {
+            let statuses = statuses
+                .iter()
+                .map(|s| s.parse::<RunStatus>().map_err(Error::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
+            let since = since.as_deref().map(parse_since).transpose()?;
             let runs = match &store {
-                Some(store) => store.list_runs(&jobs, limit)?,
+                Some(store) => store.list_runs_where(&jobs, &statuses, since, limit)?,
                 None => Vec::new(),
             };
             print::records(global.format, &runs, |style| list_table(&runs, style))?;
@@ -72,9 +82,13 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
         }
         RunsCommand::Tail { run_ids } => {
             let Some(store) = store else {
+                if !run_ids.is_empty() {
+                    require(None, &run_ids[0])?;
+                }
+                eprintln!("no run is running");
                 return Ok(exit_codes::OK);
             };
-            tail(&store, &data_dir, &run_ids)?;
+            return tail(&store, &data_dir, &run_ids);
         }
     }
     Ok(exit_codes::OK)
@@ -248,13 +262,64 @@ fn print_output(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Resu
     Ok(())
 }
 
-/// Follows the output of `run_ids` (or of every running run) until all have ended.
-fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<(), Error> {
+/// `--since`: epoch seconds, RFC 3339, a local date and time, or a duration ago.
+fn parse_since(text: &str) -> Result<f64, Error> {
+    use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
+    if let Ok(epoch) = text.parse::<f64>() {
+        return Ok(epoch);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis() as f64 / 1000.0);
+    }
+    let local = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    });
+    if let Some(naive) = local {
+        if let Some(t) = Local.from_local_datetime(&naive).earliest() {
+            return Ok(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        return Ok(now - ago.as_secs_f64());
+    }
+    Err(Error::Usage(format!(
+        "--since {text:?}: expected epoch seconds, an RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]] time, \
+         or a time ago like 2h"
+    )))
+}
+
+/// What `runs tail` has already said about one run.
+#[derive(Default)]
+struct Told {
+    /// (instance, attempt index) of attempts whose start was shown.
+    started: std::collections::HashSet<(String, usize)>,
+    /// The same for attempts whose result was shown.
+    ended: std::collections::HashSet<(String, usize)>,
+    /// Whether the run's end was shown.
+    finished: bool,
+}
+
+/// Follows `run_ids` (or every running run): task starts and results, new output, and
+/// each run's end, until all have ended. Exits 0 when all ended `ok`, 1 otherwise.
+fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error> {
     let ids: Vec<String> = if run_ids.is_empty() {
         store
-            .list_runs(&[], usize::MAX)?
+            .list_runs_where(&[], &[RunStatus::Running], None, usize::MAX)?
             .into_iter()
-            .filter(|r| r.status == RunStatus::Running)
             .map(|r| r.run_id)
             .collect()
     } else {
@@ -263,37 +328,121 @@ fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<(), Error>
             .map(|p| store.find_run(p).map(|r| r.run_id))
             .collect::<Result<_, _>>()?
     };
+    if ids.is_empty() {
+        eprintln!("no run is running");
+        return Ok(exit_codes::OK);
+    }
     let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
+    let mut told: HashMap<String, Told> = HashMap::new();
     let mut last_label = String::new();
+    let mut all_ok = true;
     loop {
         let mut any_running = false;
         for id in &ids {
             let detail = store.run_detail(id)?;
+            let told = told.entry(id.clone()).or_default();
+            if told.finished {
+                continue;
+            }
             any_running |= detail.run.status == RunStatus::Running;
-            for (label, path) in output_files(&detail, data_dir, None) {
-                let offset = offsets.entry(path.clone()).or_insert(0);
-                let Ok(mut file) = std::fs::File::open(&path) else {
-                    continue;
-                };
-                if file.seek(SeekFrom::Start(*offset)).is_err() {
-                    continue;
+            for task in &detail.tasks {
+                for (n, attempt) in task.attempts.iter().enumerate() {
+                    let key = (task.instance.clone(), n);
+                    if told.started.insert(key.clone()) {
+                        let line = format!(
+                            "-- {} {} try {} started at {}\n",
+                            short(id),
+                            task.instance,
+                            attempt.try_num,
+                            local_time(Some(attempt.start_time))
+                        );
+                        print::write_stdout(line.as_bytes())?;
+                        last_label.clear();
+                    }
+                    if let Some(path) = &attempt.output {
+                        let label =
+                            format!("{} {} try {}", short(id), task.instance, attempt.try_num);
+                        print_fresh(&PathBuf::from(path), &label, &mut offsets, &mut last_label)?;
+                    }
+                    if let Some(result) = &attempt.result {
+                        if told.ended.insert(key) {
+                            let exit = match (attempt.exit_code, attempt.signal) {
+                                (Some(code), _) => format!("exit {code}"),
+                                (None, Some(sig)) => format!("signal {sig}"),
+                                (None, None) => "no exit".to_owned(),
+                            };
+                            let line = format!(
+                                "-- {} {} try {} {result} ({exit}) after {}\n",
+                                short(id),
+                                task.instance,
+                                attempt.try_num,
+                                duration(Some(attempt.start_time), attempt.stop_time)
+                            );
+                            print::write_stdout(line.as_bytes())?;
+                            last_label.clear();
+                        }
+                    }
                 }
-                let mut fresh = Vec::new();
-                if file.read_to_end(&mut fresh).is_err() || fresh.is_empty() {
-                    continue;
+            }
+            // A daemon run of a command writes one output.txt.
+            if detail.tasks.is_empty() {
+                for (label, path) in output_files(&detail, data_dir, None) {
+                    let label = format!("{} {label}", short(id));
+                    print_fresh(&path, &label, &mut offsets, &mut last_label)?;
                 }
-                *offset += fresh.len() as u64;
-                let label = format!("{} {label}", short(id));
-                if label != last_label {
-                    print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
-                    last_label = label;
-                }
-                print::write_stdout(&fresh)?;
+            }
+            if detail.run.status != RunStatus::Running {
+                told.finished = true;
+                all_ok &= detail.run.status == RunStatus::Ok;
+                let exit = detail
+                    .run
+                    .exit_code
+                    .map_or(String::new(), |c| format!(" (exit {c})"));
+                let line = format!(
+                    "== {} {} ended {}{exit} after {}\n",
+                    short(id),
+                    detail.run.job_name,
+                    detail.run.status,
+                    duration(detail.run.start_time, detail.run.stop_time)
+                );
+                print::write_stdout(line.as_bytes())?;
+                last_label.clear();
             }
         }
         if !any_running {
-            return Ok(());
+            return Ok(if all_ok {
+                exit_codes::OK
+            } else {
+                exit_codes::FAILED
+            });
         }
         std::thread::sleep(TAIL_POLL);
     }
+}
+
+/// Prints what was added to `path` since the last look, under a header when the source
+/// changed.
+fn print_fresh(
+    path: &PathBuf,
+    label: &str,
+    offsets: &mut HashMap<PathBuf, u64>,
+    last_label: &mut String,
+) -> Result<(), Error> {
+    let offset = offsets.entry(path.clone()).or_insert(0);
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    if file.seek(SeekFrom::Start(*offset)).is_err() {
+        return Ok(());
+    }
+    let mut fresh = Vec::new();
+    if file.read_to_end(&mut fresh).is_err() || fresh.is_empty() {
+        return Ok(());
+    }
+    *offset += fresh.len() as u64;
+    if label != last_label {
+        print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
+        *last_label = label.to_owned();
+    }
+    print::write_stdout(&fresh)
 }

@@ -99,11 +99,11 @@ const FINISHED_ATTEMPTS: &str = "
     CROSS JOIN run_meta m ON m.run_id = t.run_id
     WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL";
 
+/// The reader's page cache, in KiB (SQLite's negative `cache_size`).
+const READ_CACHE_KIB: i64 = -16 * 1024;
+
 /// How many attempt durations per task the quantiles are computed from.
 pub(crate) const TASK_SAMPLE: usize = 1024;
-
-/// How much of the file a reader maps: fewer system calls on a large store.
-const MMAP_BYTES: i64 = 256 << 20;
 
 impl Store {
     /// Opens the store at `path` for reading only, never creating, migrating or
@@ -123,7 +123,9 @@ impl Store {
         )
         .map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT_READ).map_err(wrap)?;
-        conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        // A page cache that holds the `runs` table of a large store: the metrics scan
+        // it more than once, and re-reading it from the file costs a system call a page.
+        conn.pragma_update(None, "cache_size", READ_CACHE_KIB)
             .map_err(wrap)?;
         Ok(Some(Store {
             conn,
@@ -285,7 +287,7 @@ impl Store {
     fn task_metrics(&self, quantiles: &[f64], jobs: &mut Metrics) -> rusqlite::Result<()> {
         // A fixed seed: the same store gives the same numbers.
         let mut rng = StdRng::seed_from_u64(0x5eed);
-        let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        let mut samples: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
         let mut stmt = self.conn.prepare(FINISHED_ATTEMPTS)?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -310,12 +312,14 @@ impl Store {
             t.duration.count += 1;
             t.duration.sum += seconds;
             let seen = t.duration.count as usize;
-            let sample = match samples.get_mut(&(job.to_owned(), task.to_owned())) {
-                Some(sample) => sample,
-                None => samples
-                    .entry((job.to_owned(), task.to_owned()))
-                    .or_insert_with(|| Vec::with_capacity(64)),
-            };
+            if !samples.contains_key(job) {
+                samples.insert(job.to_owned(), BTreeMap::new());
+            }
+            let of_job = samples.get_mut(job).expect("just inserted");
+            if !of_job.contains_key(task) {
+                of_job.insert(task.to_owned(), Vec::with_capacity(64));
+            }
+            let sample = of_job.get_mut(task).expect("just inserted");
             // Reservoir sampling (Vitter's algorithm R): every attempt seen so far has
             // the same chance to be in the sample.
             if sample.len() < TASK_SAMPLE {
@@ -327,7 +331,10 @@ impl Store {
                 }
             }
         }
-        for ((job, task), mut sample) in samples {
+        for (job, task, mut sample) in samples
+            .into_iter()
+            .flat_map(|(job, tasks)| tasks.into_iter().map(move |(t, s)| (job.clone(), t, s)))
+        {
             sample.sort_by(f64::total_cmp);
             let Some(t) = jobs.get_mut(&job).and_then(|j| j.tasks.get_mut(&task)) else {
                 continue;

@@ -71,22 +71,55 @@ impl Store {
         jobs: &[String],
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        self.list_runs_where(jobs, &[], None, limit)
+    }
+
+    /// The newest runs of `jobs` (all when empty) whose status is one of `statuses`
+    /// (any when empty) and that started at or after `since` (epoch seconds).
+    pub(crate) fn list_runs_where(
+        &self,
+        jobs: &[String],
+        statuses: &[RunStatus],
+        since: Option<f64>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
-        let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))";
+        let words: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let statuses_json = serde_json::to_string(&words).unwrap_or_else(|_| "[]".to_owned());
+        let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))
+            AND (?3 IS NULL OR r.start_time >= ?3)";
+        // A run still in runs_running is running or lost: only its owner can tell.
+        let want_unfinished = statuses.is_empty()
+            || statuses
+                .iter()
+                .any(|s| matches!(s, RunStatus::Running | RunStatus::Lost));
         let result = (|| {
             let mut runs = Vec::new();
-            let mut running = self.conn.prepare(&format!(
-                "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
-                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
-            ))?;
-            for run in running.query_map(params![jobs_json, limit as i64], running_row)? {
-                runs.push(run?);
+            if want_unfinished {
+                let mut running = self.conn.prepare(&format!(
+                    "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
+                     WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
+                ))?;
+                for run in
+                    running.query_map(params![jobs_json, limit as i64, since], running_row)?
+                {
+                    let run = run?;
+                    if statuses.is_empty() || statuses.contains(&run.status) {
+                        runs.push(run);
+                    }
+                }
             }
             let mut finished = self.conn.prepare(&format!(
                 "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
-                 WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
+                 WHERE {filter} AND (?4 = '[]' OR coalesce(m.status,
+                     CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END)
+                     IN (SELECT value FROM json_each(?4)))
+                 ORDER BY r.start_time DESC LIMIT ?2"
             ))?;
-            for run in finished.query_map(params![jobs_json, limit as i64], finished_row)? {
+            for run in finished.query_map(
+                params![jobs_json, limit as i64, since, statuses_json],
+                finished_row,
+            )? {
                 runs.push(run?);
             }
             // Both lists are newest first; so is their union (a run left running by a

@@ -237,6 +237,71 @@ fn tail_follows_a_running_run_until_it_ends() {
     reader.join().expect("reader");
     let text = seen.lock().expect("lock").clone();
     assert!(text.contains("before") && text.contains("after"), "{text}");
+    assert!(text.contains(" a#0 try 1 started at "), "{text}");
+    assert!(text.contains(" a#0 try 1 OK (exit 0) after "), "{text}");
+    assert!(text.contains(" tasks.d ended ok (exit 0) after "), "{text}");
+}
+
+#[test]
+fn tail_exits_with_the_run_result_and_says_when_nothing_runs() {
+    let chain = Chain::new()
+        .task("10-bad.sh", "echo nope; exit 5")
+        .ini("[runner]\nmax_tries = 1");
+    chain
+        .runner(&["runs", "tail"])
+        .assert_code(0)
+        .assert_stderr_contains("no run is running");
+    chain.run(&[]).assert_code(1);
+    let id = chain.last_run()["run_id"].as_str().expect("id").to_owned();
+    chain
+        .runner(&["runs", "tail", &id[..8]])
+        .assert_code(1)
+        .assert_stdout_contains("bad#0 try 1 RETRY (exit 5)")
+        .assert_stdout_contains("nope\n")
+        .assert_stdout_contains("ended failed (exit 1)");
+    chain
+        .runner(&["runs", "tail"])
+        .assert_code(0)
+        .assert_stderr_contains("no run is running");
+}
+
+#[test]
+fn list_filters_by_status_and_start_time_and_shows_the_zone() {
+    let chain = Chain::new()
+        .task("10-t.sh", "exit ${FAIL:-0}")
+        .ini("[runner]\nmax_tries = 1");
+    chain.run(&[]).assert_code(0);
+    let mut failing = chain.command(&[]);
+    failing.env("FAIL", "1");
+    crate::support::Run::of(failing).assert_code(1);
+    let failed = chain.runs_json(&["list", "--status", "failed"]);
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+    assert_eq!(failed[0]["status"], "failed");
+    let both = chain.runs_json(&["list", "--status", "failed", "--status", "ok"]);
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
+    assert_eq!(
+        chain
+            .runs_json(&["list", "--since", "1h"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let future = chain.runs_json(&["list", "--since", "2999-01-01"]);
+    assert_eq!(future.as_array().map(Vec::len), Some(0), "{future}");
+    chain
+        .runner(&["runs", "list", "--status", "bogus"])
+        .assert_code(2);
+    chain
+        .runner(&["runs", "list", "--since", "yesterday-ish"])
+        .assert_code(2);
+    // Times in tables carry their UTC offset.
+    let table = chain.runner(&["runs", "list"]);
+    table.assert_code(0);
+    let line = table.stdout().lines().nth(1).unwrap_or_default().to_owned();
+    let has_offset = line.split_whitespace().any(|w| {
+        w.len() == 6 && (w.starts_with('+') || w.starts_with('-')) && w.as_bytes()[3] == b':'
+    });
+    assert!(has_offset, "no UTC offset in {line:?}");
 }
 
 #[test]
