@@ -6,3 +6,4 @@ cargo build --release --quiet
 python3 bench/chain.py "$@"
 python3 bench/records.py
 python3 bench/daemon.py
+python3 bench/observe.py

@@ -41,12 +41,13 @@ command -v strip >/dev/null || die "strip is missing (apt-get install binutils)"
 # `cargo deb` and `cargo generate-rpm` are cargo subcommands from crates.io.
 for tool in deb generate-rpm; do
 	if ! cargo "$tool" --version >/dev/null 2>&1; then
-		step "cargo install --locked cargo-$tool (first time only, takes a few minutes)"
+		step "cargo install --locked cargo-$tool (first time only: compiling it takes several minutes)"
 		cargo install --locked "cargo-$tool"
+		step "cargo-$tool installed"
 	fi
 done
 
-step "cargo build --release"
+step "cargo build --release (a few minutes from a clean checkout)"
 cargo build --release --locked
 
 rm -rf "$out"

@@ -140,7 +140,13 @@ unit_verifies() {
 
 # ---------------------------------------------------------------------------------------
 section "build both packages (packaging/build.sh)"
-if packaging/build.sh >"$work/build.log" 2>&1; then
+# The build's steps are shown as they start (the first one installs cargo-deb and
+# cargo-generate-rpm and takes minutes); the rest of its output only when it fails.
+build_rc=0
+{ packaging/build.sh || echo "$?" >"$work/build.rc"; } 2>&1 | tee "$work/build.log" |
+	sed -n 's/^== \(.*\)/     ... \1/p'
+[ ! -s "$work/build.rc" ] || build_rc=$(cat "$work/build.rc")
+if [ "$build_rc" -eq 0 ]; then
 	passed=$((passed + 1))
 	echo "ok   packaging/build.sh built a .deb and an .rpm"
 	sed -n '/^== packages/,$p' "$work/build.log"
@@ -266,13 +272,30 @@ check "rpm: /etc/runner/runner.ini is %config(noreplace)" \
 check "rpm: version is $version-1" \
 	same "$(rpm -qp --nosignature --queryformat '%{VERSION}-%{RELEASE}' "$RPM")" "$version-1"
 rpm -qp --nosignature --scripts "$RPM" >"$work/rpm.scripts"
-# cargo-generate-rpm packs no empty directory, so the %post makes these two.
-check "rpm %post: creates /etc/runner/tasks.d with mode 0755" \
-	has_line "$work/rpm.scripts" '^install -d -m 0755 /etc/runner/tasks\.d$'
-check "rpm %post: creates /var/lib/runner with mode 0700, owner root" \
-	has_line "$work/rpm.scripts" '^[[:space:]]*install -d -m 0700 -o root -g root /var/lib/runner$'
+check "rpm: owns /etc/runner/tasks.d (drwxr-xr-x root)" \
+	has_line "$work/rpm.list" '^drwxr-xr-x root [a-z]* /etc/runner/tasks\.d$'
+check "rpm: owns /var/lib/runner (drwx------ root)" \
+	has_line "$work/rpm.list" '^drwx------ root [a-z]* /var/lib/runner$'
+for tag in URL Vendor; do
+	check "rpm: has a $tag" sh -c "rpm -qp --nosignature --queryformat '%{$tag}' '$RPM' | grep -qv '^(none)$'"
+done
 check "rpm %post: applies the preset policy to the units" has_line "$work/rpm.scripts" 'systemctl --no-reload preset runner\.service'
 check "rpm scriptlets: never start the boot chain" lacks_line "$work/rpm.scripts" '(start|restart) .*runner\.service'
+
+# ---------------------------------------------------------------------------------------
+section "rpmlint $(basename "$RPM")"
+if command -v rpmlint >/dev/null 2>&1; then
+	rpmlint_rc=0
+	rpmlint "$RPM" >"$work/rpmlint" 2>&1 || rpmlint_rc=$?
+	sed 's/^/     | /' "$work/rpmlint"
+	# Signing is left to whoever publishes the package.
+	grep -v 'no-signature' "$work/rpmlint" >"$work/rpmlint.unsigned" || :
+	check "rpmlint ran (exit $rpmlint_rc)" [ -s "$work/rpmlint" ]
+	check "rpmlint reports no error but the missing signature (E:)" \
+		lacks_line "$work/rpmlint.unsigned" ': E: '
+else
+	printf 'SKIPPED rpmlint: not installed (apt-get install rpmlint)\n'
+fi
 
 # ---------------------------------------------------------------------------------------
 section "the packaged files work (dpkg-deb -x into a temporary root)"

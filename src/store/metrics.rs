@@ -91,12 +91,14 @@ const FINISHED_RUNS_DSARI: &str = "
     FROM runs";
 
 /// Finished attempts of every task, with their job. The join order is forced: a scan of
-/// `attempts` with look-ups by key is the cheapest way through them all.
+/// `run_meta`, then each run's instances through the covering (run_id, name, instance)
+/// index, then their attempts, reads each page about once; starting from `attempts`
+/// would look rows up by random run ids and read pages many times over.
 const FINISHED_ATTEMPTS: &str = "
     SELECT m.job_name, t.name, a.result, a.stop_time - a.start_time
-    FROM attempts a
-    CROSS JOIN task_instances t ON t.id = a.instance_id
-    CROSS JOIN run_meta m ON m.run_id = t.run_id
+    FROM run_meta m
+    CROSS JOIN task_instances t ON t.run_id = m.run_id
+    CROSS JOIN attempts a ON a.instance_id = t.id
     WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL";
 
 /// The reader's page cache, in KiB (SQLite's negative `cache_size`).
