@@ -295,7 +295,10 @@ fn main_sections() -> Roff {
         &mut roff,
         italic("/etc/runner/runner.ini"),
         "The boot chain's configuration: [runner] settings, [env] for the tasks, and a \
-         section per task. Every key is listed there, commented out, with its default.",
+         section per task. Every key is listed there, commented out: a line without a \
+         remark shows the default, one ending in (example) an example of a key with no \
+         default. runner -g prints only what the file sets (nothing for a default); \
+         runner check -c FILE TASKDIR prints the settings in effect for each task.",
     );
     tagged(
         &mut roff,

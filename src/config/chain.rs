@@ -632,3 +632,18 @@ mod tests {
         assert_eq!(c.defaults.sleep_time, Duration::from_secs(7));
     }
 }
+
+#[cfg(test)]
+mod shipped_ini_tests {
+    /// The packaged /etc/runner/runner.ini says it lists every key: keep it true.
+    #[test]
+    fn the_shipped_runner_ini_lists_every_key() {
+        let ini = include_str!("../../packaging/runner.ini");
+        for key in super::RUNNER_KEYS {
+            assert!(
+                ini.lines().any(|l| l.starts_with(&format!(";{key} ="))),
+                "packaging/runner.ini does not list {key}"
+            );
+        }
+    }
+}
