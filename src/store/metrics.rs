@@ -76,20 +76,6 @@ pub(crate) struct TaskMetrics {
 /// Every job's metrics, by job name.
 pub(crate) type Metrics = BTreeMap<String, JobMetrics>;
 
-/// Finished runs, each with its status word, whoever wrote them (dsari's runs have no
-/// status of ours: their exit code decides).
-const FINISHED_RUNS: &str = "
-    SELECT r.job_name AS job_name, r.schedule_time AS schedule_time,
-           r.start_time AS start_time, r.stop_time AS stop_time, r.exit_code AS exit_code,
-           coalesce(m.status, CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END) AS status
-    FROM runs r LEFT JOIN run_meta m USING (run_id)";
-
-/// The same for a store written by dsari alone, which has no `run_meta`.
-const FINISHED_RUNS_DSARI: &str = "
-    SELECT job_name, schedule_time, start_time, stop_time, exit_code,
-           CASE WHEN exit_code = 0 THEN 'ok' ELSE 'failed' END AS status
-    FROM runs";
-
 /// Finished attempts of every task, with their job. The join order is forced: a scan of
 /// `run_meta`, then each run's instances through the covering (run_id, name, instance)
 /// index, then their attempts, reads each page about once; starting from `attempts`
@@ -151,16 +137,11 @@ impl Store {
     pub(crate) fn metrics(&self, quantiles: &[f64]) -> Result<Metrics, StoreError> {
         let ours = self.has_table("run_meta")?;
         let tasks = ours && self.has_table("task_instances")? && self.has_table("attempts")?;
-        let runs = if ours {
-            FINISHED_RUNS
-        } else {
-            FINISHED_RUNS_DSARI
-        };
         let result = (|| {
             // A deferred transaction: one snapshot for every query below.
             self.conn.execute_batch("BEGIN")?;
             let mut jobs = Metrics::new();
-            self.run_metrics(runs, quantiles, &mut jobs)?;
+            self.run_metrics(ours, quantiles, &mut jobs)?;
             self.running_metrics(ours, &mut jobs)?;
             if tasks {
                 self.task_metrics(quantiles, &mut jobs)?;
@@ -174,11 +155,11 @@ impl Store {
 
     fn run_metrics(
         &self,
-        runs: &str,
+        ours: bool,
         quantiles: &[f64],
         jobs: &mut Metrics,
     ) -> rusqlite::Result<()> {
-        for (job, counts) in self.count_runs(runs)? {
+        for (job, counts) in self.count_runs(ours)? {
             jobs.entry(job).or_default().runs_by_result = counts;
         }
         // SQLite takes the bare columns from the row holding the max().
@@ -216,26 +197,56 @@ impl Store {
     pub(crate) fn runs_by_result(
         &self,
     ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
-        let runs = if self.has_table("run_meta")? {
-            FINISHED_RUNS
-        } else {
-            FINISHED_RUNS_DSARI
-        };
-        self.count_runs(runs).map_err(|e| self.wrap(e))
+        let ours = self.has_table("run_meta")?;
+        self.count_runs(ours).map_err(|e| self.wrap(e))
     }
 
-    fn count_runs(&self, runs: &str) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
+    /// Finished runs by job and status, from two scans and no per-run look-up (joining
+    /// `runs` to `run_meta` by random run ids costs several times more on a large
+    /// store). Our runs' statuses come from `run_meta`; runs dsari wrote have none, and
+    /// are judged by exit code: they are what `runs` counts beyond `run_meta`'s finished
+    /// runs (exit 0 for `ok`, anything else for the rest).
+    fn count_runs(&self, ours: bool) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT job_name, status, count(*) FROM ({runs}) GROUP BY job_name, status"
-        ))?;
+        // Per job: runs with exit 0, and the others, in `runs` and in `run_meta`.
+        let mut by_exit: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT +job_name, coalesce(exit_code = 0, 0), count(*) FROM runs GROUP BY 1, 2",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let job: String = row.get(0)?;
-            let status: String = row.get(1)?;
-            let count: i64 = row.get(2)?;
-            *out.entry(job).or_default().entry(status).or_default() += count as u64;
+            let ok: bool = row.get(1)?;
+            let n: i64 = row.get(2)?;
+            by_exit.entry(job).or_default()[usize::from(!ok)] += n;
         }
+        if ours {
+            let mut stmt = self.conn.prepare(
+                "SELECT job_name, status, count(*) FROM run_meta
+                 WHERE status != 'running' GROUP BY 1, 2",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let job: String = row.get(0)?;
+                let status: String = row.get(1)?;
+                let n: i64 = row.get(2)?;
+                let slot = if status == "ok" { 2 } else { 3 };
+                by_exit.entry(job.clone()).or_default()[slot] += n;
+                *out.entry(job).or_default().entry(status).or_default() += n as u64;
+            }
+        }
+        for (job, [ok, other, meta_ok, meta_other]) in by_exit {
+            let counts = out.entry(job).or_default();
+            let dsari_ok = (ok - meta_ok).max(0) as u64;
+            let dsari_other = (other - meta_other).max(0) as u64;
+            if dsari_ok > 0 {
+                *counts.entry("ok".to_owned()).or_default() += dsari_ok;
+            }
+            if dsari_other > 0 {
+                *counts.entry("failed".to_owned()).or_default() += dsari_other;
+            }
+        }
+        out.retain(|_, counts| !counts.is_empty());
         Ok(out)
     }
 
@@ -501,6 +512,22 @@ mod tests {
         assert_eq!(job.latency.quantiles[1].1, 1.0);
         assert_eq!(job.runs_by_result.get("ok"), Some(&2));
         assert_eq!(job.runs_by_result.get("failed"), Some(&2));
+    }
+
+    #[test]
+    fn runs_of_ours_and_of_dsari_are_counted_by_status() {
+        // r0 ok, r1 failed, r2 ok, r3 failed by exit code; r1 is ours and halted.
+        let (_dir, store) = store_with(&[1.0, 2.0, 3.0, 4.0]);
+        store
+            .conn
+            .execute(
+                "INSERT INTO run_meta (run_id, job_name, status) VALUES ('r1', 'j', 'halted')",
+                [],
+            )
+            .expect("insert");
+        let counts = store.runs_by_result().expect("counts");
+        let j: Vec<(&str, u64)> = counts["j"].iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(j, [("failed", 1), ("halted", 1), ("ok", 2)]);
     }
 
     #[test]
