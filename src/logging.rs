@@ -1,8 +1,48 @@
 //! Logging to stderr (env_logger) or to syslog; call sites only use the `log` macros.
+//!
+//! When stderr is the systemd journal (`JOURNAL_STREAM` names its device and inode, as
+//! systemd sets it for a unit's stdout/stderr), every line starts with its syslog
+//! priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug), which journald
+//! strips and records; the journal adds its own timestamps, and runner's lines carry
+//! none either way.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
-use log::LevelFilter;
+use log::{Level, LevelFilter};
+
+/// Whether stderr is the journal: `JOURNAL_STREAM=DEV:INODE` matches fd 2. A child
+/// that inherited the variable but writes elsewhere (a pipe, a file) gets plain lines.
+pub fn is_journal() -> bool {
+    static JOURNAL: OnceLock<bool> = OnceLock::new();
+    *JOURNAL.get_or_init(|| {
+        let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+            return false;
+        };
+        dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+    })
+}
+
+/// The syslog priority prefix of a line at `level` when stderr is the journal; empty
+/// otherwise.
+pub fn priority(level: Level) -> &'static str {
+    if !is_journal() {
+        return "";
+    }
+    match level {
+        Level::Error => "<3>",
+        Level::Warn => "<4>",
+        Level::Info => "<6>",
+        Level::Debug | Level::Trace => "<7>",
+    }
+}
 
 /// The level for `-v`/`-q`: warnings and info by default, debug with `-v`, trace with
 /// `-vv`, errors only with `-q`.
@@ -29,8 +69,20 @@ pub fn init(verbose: u8, quiet: bool, syslog: bool) {
     let env = env_logger::Env::default().default_filter_or(level.as_str());
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
+            let prefix = priority(record.level());
             let level = record.level().as_str().to_ascii_lowercase();
-            writeln!(buf, "runner: {level}: {}", record.args())
+            let text = record.args().to_string();
+            let mut lines = text.lines();
+            writeln!(
+                buf,
+                "{prefix}runner: {level}: {}",
+                lines.next().unwrap_or("")
+            )?;
+            // A hint on its own line keeps the message's priority in the journal.
+            for line in lines {
+                writeln!(buf, "{prefix}{line}")?;
+            }
+            Ok(())
         })
         .try_init();
 }

@@ -10,14 +10,15 @@ fn main() -> ExitCode {
     match runner::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("runner: error: {err}");
+            let p = runner::logging::priority(log::Level::Error);
+            eprintln!("{p}runner: error: {err}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                eprintln!("{p}  caused by: {cause}");
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {
-                eprintln!("  hint: {hint}");
+                eprintln!("{p}  hint: {hint}");
             }
             ExitCode::from(err.exit_code())
         }

@@ -127,8 +127,8 @@ fn listen_addr(text: &str, allow_remote: bool) -> Result<SocketAddr, Error> {
     };
     if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(Error::Refused(format!(
-            "--listen {text}: not a loopback address; metrics can reveal what runs here\n\
-             hint: add --allow-remote to serve them to other hosts"
+            "--listen {text}: not a loopback address, and metrics can reveal what runs \
+             here (add --allow-remote to serve them to other hosts)"
         )));
     }
     Ok(first)

@@ -96,7 +96,7 @@ impl Store {
         let result = (|| {
             let mut runs = Vec::new();
             if want_unfinished {
-                let mut running = self.conn.prepare(&format!(
+                let mut running = self.conn.prepare_cached(&format!(
                     "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
                      WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
                 ))?;
@@ -109,7 +109,7 @@ impl Store {
                     }
                 }
             }
-            let mut finished = self.conn.prepare(&format!(
+            let mut finished = self.conn.prepare_cached(&format!(
                 "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
                  WHERE {filter} AND (?4 = '[]' OR coalesce(m.status,
                      CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END)
@@ -149,14 +149,14 @@ impl Store {
         let pattern = format!("{prefix}*");
         let result = (|| {
             let mut found = Vec::new();
-            let mut running = self.conn.prepare(&format!(
+            let mut running = self.conn.prepare_cached(&format!(
                 "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
                  WHERE r.run_id GLOB ?1 LIMIT 5"
             ))?;
             for run in running.query_map([&pattern], running_row)? {
                 found.push(run?);
             }
-            let mut finished = self.conn.prepare(&format!(
+            let mut finished = self.conn.prepare_cached(&format!(
                 "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
                  WHERE r.run_id GLOB ?1 LIMIT 5"
             ))?;
@@ -185,7 +185,7 @@ impl Store {
     pub(crate) fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError> {
         let run = self.find_run(prefix)?;
         let result = (|| {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT id, name, file, instance, status FROM task_instances
                  WHERE run_id = ?1 ORDER BY position, instance",
             )?;
@@ -194,7 +194,7 @@ impl Store {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let mut attempts_stmt = self.conn.prepare(
+            let mut attempts_stmt = self.conn.prepare_cached(
                 "SELECT try_num, exit_code, signal, result, start_time, stop_time, note,
                     output_path, result_data
                  FROM attempts WHERE instance_id = ?1 ORDER BY id",

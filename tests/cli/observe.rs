@@ -416,3 +416,45 @@ fn report_pages_render_in_a_browser_with_output_as_text() {
         eprintln!("screenshot: {}", shot.display());
     }
 }
+
+#[test]
+fn lines_to_the_journal_carry_their_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let chain = Chain::new();
+    let path = chain.path().join("journal");
+    let file = std::fs::File::create(&path).expect("create");
+    let meta = file.metadata().expect("stat");
+    // What systemd sets for a unit whose stderr is the journal: the stream's dev:inode.
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let run = runner()
+        .arg("--state-dir")
+        .arg(chain.state_dir())
+        .args(["runs", "show", "nosuchrun"])
+        .env("JOURNAL_STREAM", &stream)
+        .stderr(file)
+        .status()
+        .expect("run runner");
+    assert_eq!(run.code(), Some(1));
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(
+        text.starts_with("<3>runner: error: no recorded run matches"),
+        "{text:?}"
+    );
+    assert!(
+        text.lines().all(|l| l.starts_with("<3>")),
+        "every line has its priority: {text:?}"
+    );
+    // The same variable with stderr elsewhere (inherited by a child) changes nothing.
+    let mut cmd = runner();
+    cmd.arg("--state-dir")
+        .arg(chain.state_dir())
+        .args(["runs", "show", "nosuchrun"])
+        .env("JOURNAL_STREAM", &stream);
+    let plain = crate::support::Run::of(cmd);
+    plain.assert_code(1);
+    assert!(
+        plain.stderr().starts_with("runner: error: "),
+        "{}",
+        plain.stderr()
+    );
+}
