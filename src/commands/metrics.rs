@@ -13,6 +13,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::error::{Error, exit_codes};
 use crate::metrics;
 use crate::store::Store;
+use crate::store::metrics::TaskTally;
 
 /// The default `--listen` address: loopback only, dsari's exporter port.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50575";
@@ -80,11 +81,19 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
     // Scripts and tests read the bound address (port 0 picks a free one).
     print::write_stdout(format!("serving metrics at http://{bound}/metrics\n").as_bytes())?;
     let mut store: Option<Store> = None;
+    // Task counts carry over from scrape to scrape: only new attempts are read.
+    let mut tally = TaskTally::default();
     metrics::serve(&server, || {
         if store.is_none() {
             store = Store::open_read_only(&source.file).map_err(|e| e.to_string())?;
         }
-        collect(store.as_ref(), &source.jobs, &quantiles).map_err(|e| e.to_string())
+        let numbers = match &store {
+            Some(store) => store
+                .metrics_since(&quantiles, &mut tally)
+                .map_err(|e| e.to_string())?,
+            None => Default::default(),
+        };
+        Ok(metrics::render(&numbers, &source.jobs, &quantiles))
     });
     Ok(exit_codes::OK)
 }

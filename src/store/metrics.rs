@@ -73,6 +73,68 @@ pub(crate) struct TaskMetrics {
     pub(crate) attempts_by_result: BTreeMap<String, u64>,
 }
 
+/// The task counts a metrics server keeps between scrapes (see
+/// [`Store::metrics_since`]).
+#[derive(Debug)]
+pub(crate) struct TaskTally {
+    /// Every finished attempt with an id up to this one is counted.
+    floor: i64,
+    /// Attempts above the floor that are counted (finished while an older one ran).
+    counted: std::collections::BTreeSet<i64>,
+    /// Per job and task.
+    tasks: BTreeMap<String, BTreeMap<String, TaskAcc>>,
+    rng: StdRng,
+}
+
+#[derive(Debug, Default)]
+struct TaskAcc {
+    metrics: TaskMetrics,
+    /// A uniform sample of the durations (Vitter's algorithm R).
+    sample: Vec<f64>,
+}
+
+impl Default for TaskTally {
+    fn default() -> TaskTally {
+        TaskTally {
+            floor: 0,
+            counted: Default::default(),
+            tasks: BTreeMap::new(),
+            // A fixed seed: the same store gives the same numbers.
+            rng: StdRng::seed_from_u64(0x5eed),
+        }
+    }
+}
+
+impl TaskTally {
+    fn add(&mut self, job: &str, task: &str, result: &str, seconds: f64) {
+        if !self.tasks.contains_key(job) {
+            self.tasks.insert(job.to_owned(), BTreeMap::new());
+        }
+        let tasks = self.tasks.get_mut(job).expect("just inserted");
+        if !tasks.contains_key(task) {
+            tasks.insert(task.to_owned(), TaskAcc::default());
+        }
+        let acc = tasks.get_mut(task).expect("just inserted");
+        match acc.metrics.attempts_by_result.get_mut(result) {
+            Some(n) => *n += 1,
+            None => {
+                acc.metrics.attempts_by_result.insert(result.to_owned(), 1);
+            }
+        }
+        acc.metrics.duration.count += 1;
+        acc.metrics.duration.sum += seconds;
+        // Every attempt seen so far has the same chance to be in the sample.
+        if acc.sample.len() < TASK_SAMPLE {
+            acc.sample.push(seconds);
+        } else {
+            let slot = self.rng.gen_range(0..acc.metrics.duration.count as usize);
+            if slot < TASK_SAMPLE {
+                acc.sample[slot] = seconds;
+            }
+        }
+    }
+}
+
 /// Every job's metrics, by job name.
 pub(crate) type Metrics = BTreeMap<String, JobMetrics>;
 
@@ -81,11 +143,20 @@ pub(crate) type Metrics = BTreeMap<String, JobMetrics>;
 /// index, then their attempts, reads each page about once; starting from `attempts`
 /// would look rows up by random run ids and read pages many times over.
 const FINISHED_ATTEMPTS: &str = "
-    SELECT m.job_name, t.name, a.result, a.stop_time - a.start_time
+    SELECT a.id, m.job_name, t.name, a.result, a.stop_time - a.start_time
     FROM run_meta m
     CROSS JOIN task_instances t ON t.run_id = m.run_id
     CROSS JOIN attempts a ON a.instance_id = t.id
-    WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL";
+    WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL AND ?1 >= 0";
+
+/// The attempts after `?1` (a range of `attempts`' rowids), each with its job: a few
+/// rows after the first scrape, so the look-ups by run id cost nothing much.
+const FINISHED_ATTEMPTS_SINCE: &str = "
+    SELECT a.id, m.job_name, t.name, a.result, a.stop_time - a.start_time
+    FROM attempts a
+    CROSS JOIN task_instances t ON t.id = a.instance_id
+    CROSS JOIN run_meta m ON m.run_id = t.run_id
+    WHERE a.id > ?1 AND a.result IS NOT NULL AND a.stop_time IS NOT NULL";
 
 /// The reader's page cache, in KiB (SQLite's negative `cache_size`).
 const READ_CACHE_KIB: i64 = -16 * 1024;
@@ -135,6 +206,18 @@ impl Store {
     /// Every job's metrics, with `quantiles` (each in 0..=1) in the summaries, read in
     /// one transaction so that the numbers agree with each other.
     pub(crate) fn metrics(&self, quantiles: &[f64]) -> Result<Metrics, StoreError> {
+        self.metrics_since(quantiles, &mut TaskTally::default())
+    }
+
+    /// [`Store::metrics`] for a server that asks again and again: the task counts are
+    /// kept in `tally` and only attempts finished since the last call are read, so a
+    /// scrape costs little more than the runs' part. Its task counters never go down,
+    /// even when old runs are pruned, as Prometheus expects of a counter.
+    pub(crate) fn metrics_since(
+        &self,
+        quantiles: &[f64],
+        tally: &mut TaskTally,
+    ) -> Result<Metrics, StoreError> {
         let ours = self.has_table("run_meta")?;
         let tasks = ours && self.has_table("task_instances")? && self.has_table("attempts")?;
         let result = (|| {
@@ -144,7 +227,7 @@ impl Store {
             self.run_metrics(ours, quantiles, &mut jobs)?;
             self.running_metrics(ours, &mut jobs)?;
             if tasks {
-                self.task_metrics(quantiles, &mut jobs)?;
+                self.task_metrics(quantiles, tally, &mut jobs)?;
             }
             Ok(jobs)
         })();
@@ -297,65 +380,62 @@ impl Store {
         Ok(())
     }
 
-    fn task_metrics(&self, quantiles: &[f64], jobs: &mut Metrics) -> rusqlite::Result<()> {
-        // A fixed seed: the same store gives the same numbers.
-        let mut rng = StdRng::seed_from_u64(0x5eed);
-        let mut samples: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-        let mut stmt = self.conn.prepare(FINISHED_ATTEMPTS)?;
-        let mut rows = stmt.query([])?;
+    /// Brings `tally` up to date with the attempts finished since it last looked, and
+    /// copies it into `jobs`.
+    fn task_metrics(
+        &self,
+        quantiles: &[f64],
+        tally: &mut TaskTally,
+        jobs: &mut Metrics,
+    ) -> rusqlite::Result<()> {
+        // Attempts below the floor are all counted; above it, `counted` says which.
+        let first_unfinished: Option<i64> = self.conn.query_row(
+            "SELECT min(id) FROM attempts WHERE id > ?1 AND result IS NULL",
+            [tally.floor],
+            |r| r.get(0),
+        )?;
+        let (sql, params): (&str, i64) = if tally.floor == 0 && tally.counted.is_empty() {
+            (FINISHED_ATTEMPTS, 0)
+        } else {
+            (FINISHED_ATTEMPTS_SINCE, tally.floor)
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([params])?;
+        let mut newest = tally.floor;
         while let Some(row) = rows.next()? {
-            let job = row.get_ref(0)?.as_str()?;
-            let task = row.get_ref(1)?.as_str()?;
-            let result = row.get_ref(2)?.as_str()?;
-            let seconds: f64 = row.get::<_, Option<f64>>(3)?.unwrap_or(0.0);
-            if !jobs.contains_key(job) {
-                jobs.insert(job.to_owned(), JobMetrics::default());
-            }
-            let tasks = &mut jobs.get_mut(job).expect("just inserted").tasks;
-            if !tasks.contains_key(task) {
-                tasks.insert(task.to_owned(), TaskMetrics::default());
-            }
-            let t = tasks.get_mut(task).expect("just inserted");
-            match t.attempts_by_result.get_mut(result) {
-                Some(n) => *n += 1,
-                None => {
-                    t.attempts_by_result.insert(result.to_owned(), 1);
-                }
-            }
-            t.duration.count += 1;
-            t.duration.sum += seconds;
-            let seen = t.duration.count as usize;
-            if !samples.contains_key(job) {
-                samples.insert(job.to_owned(), BTreeMap::new());
-            }
-            let of_job = samples.get_mut(job).expect("just inserted");
-            if !of_job.contains_key(task) {
-                of_job.insert(task.to_owned(), Vec::with_capacity(64));
-            }
-            let sample = of_job.get_mut(task).expect("just inserted");
-            // Reservoir sampling (Vitter's algorithm R): every attempt seen so far has
-            // the same chance to be in the sample.
-            if sample.len() < TASK_SAMPLE {
-                sample.push(seconds);
-            } else {
-                let slot = rng.gen_range(0..seen);
-                if slot < TASK_SAMPLE {
-                    sample[slot] = seconds;
-                }
-            }
-        }
-        for (job, task, mut sample) in samples
-            .into_iter()
-            .flat_map(|(job, tasks)| tasks.into_iter().map(move |(t, s)| (job.clone(), t, s)))
-        {
-            sample.sort_by(f64::total_cmp);
-            let Some(t) = jobs.get_mut(&job).and_then(|j| j.tasks.get_mut(&task)) else {
+            let id: i64 = row.get(0)?;
+            if id <= tally.floor || tally.counted.contains(&id) {
                 continue;
-            };
-            t.duration.quantiles = quantiles
-                .iter()
-                .map(|&q| (q, quantile_of_sorted(&sample, q)))
-                .collect();
+            }
+            newest = newest.max(id);
+            if first_unfinished.is_some_and(|u| id > u) {
+                tally.counted.insert(id);
+            }
+            let job = row.get_ref(1)?.as_str()?;
+            let task = row.get_ref(2)?.as_str()?;
+            let result = row.get_ref(3)?.as_str()?;
+            let seconds: f64 = row.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
+            tally.add(job, task, result, seconds);
+        }
+        // Everything up to the first attempt still running is counted now.
+        tally.floor = match first_unfinished {
+            Some(u) => (u - 1).max(tally.floor),
+            None => newest,
+        };
+        let floor = tally.floor;
+        tally.counted.retain(|&id| id > floor);
+        for (job, tasks) in &tally.tasks {
+            let entry = jobs.entry(job.clone()).or_default();
+            for (task, acc) in tasks {
+                let mut sample = acc.sample.clone();
+                sample.sort_by(f64::total_cmp);
+                let mut metrics = acc.metrics.clone();
+                metrics.duration.quantiles = quantiles
+                    .iter()
+                    .map(|&q| (q, quantile_of_sorted(&sample, q)))
+                    .collect();
+                entry.tasks.insert(task.clone(), metrics);
+            }
         }
         Ok(())
     }
@@ -528,6 +608,54 @@ mod tests {
         let counts = store.runs_by_result().expect("counts");
         let j: Vec<(&str, u64)> = counts["j"].iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(j, [("failed", 1), ("halted", 1), ("ok", 2)]);
+    }
+
+    #[test]
+    fn a_tally_counts_each_attempt_once_across_calls() {
+        let (_dir, store) = store_with(&[]);
+        let attempt = |id: i64, result: Option<&str>| {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO attempts (id, instance_id, try_num, start_time, stop_time, result)
+                     VALUES (?1, 1, 1, 10.0, CASE WHEN ?2 IS NULL THEN NULL ELSE 12.0 END, ?2)",
+                    rusqlite::params![id, result],
+                )
+                .expect("insert attempt");
+        };
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO run_meta (run_id, job_name, status) VALUES ('r', 'j', 'running');
+                 INSERT INTO task_instances (id, run_id, name, file, instance, position, status)
+                    VALUES (1, 'r', 't', '10-t', 0, 0, 'running');",
+            )
+            .expect("insert run");
+        attempt(1, Some("RETRY"));
+        attempt(2, None);
+        attempt(3, Some("OK"));
+        let mut tally = TaskTally::default();
+        let count = |m: &Metrics| m["j"].tasks["t"].duration.count;
+        assert_eq!(
+            count(&store.metrics_since(&[0.5], &mut tally).expect("m")),
+            2
+        );
+        assert_eq!(
+            count(&store.metrics_since(&[0.5], &mut tally).expect("m")),
+            2
+        );
+        store
+            .conn
+            .execute(
+                "UPDATE attempts SET result = 'OK', stop_time = 13.0 WHERE id = 2",
+                [],
+            )
+            .expect("finish");
+        attempt(4, Some("HALT"));
+        let m = store.metrics_since(&[0.5], &mut tally).expect("m");
+        assert_eq!(count(&m), 4);
+        assert_eq!(m["j"].tasks["t"].attempts_by_result.get("OK"), Some(&2));
+        assert_eq!(count(&store.metrics(&[0.5]).expect("fresh")), 4);
     }
 
     #[test]
