@@ -190,6 +190,12 @@ pub(crate) fn job_file(name: &str) -> String {
     format!("{out}.html")
 }
 
+/// A page's file name as a link: the `%` of its escapes escaped again, since a browser
+/// decodes a link before it opens the file.
+pub(crate) fn href(file: &str) -> String {
+    file.replace('%', "%25")
+}
+
 /// A run's page, relative to the site's root.
 pub(crate) fn run_page(run_id: &str) -> String {
     format!("runs/{}", job_file(run_id))
@@ -211,12 +217,12 @@ fn job_row(job: &JobInput, root: &str) -> JobRow {
         .map(|r| Cell {
             status: r.status.as_str(),
             started: time(r.start_time),
-            page: Some(format!("{root}{}", run_page(&r.run_id))),
+            page: Some(format!("{root}{}", href(&run_page(&r.run_id)))),
         })
         .collect();
     JobRow {
         name: job.name.clone(),
-        file: job_file(&job.name),
+        file: href(&job_file(&job.name)),
         last: job.runs.first().map(run_row),
         strip,
         success,
@@ -229,7 +235,7 @@ fn job_row(job: &JobInput, root: &str) -> JobRow {
 fn run_row(run: &RunRecord) -> RunRow {
     RunRow {
         short: run.run_id.chars().take(8).collect(),
-        page: run_page(&run.run_id),
+        page: href(&run_page(&run.run_id)),
         status: run.status.as_str(),
         started: time(run.start_time),
         duration: span(run.start_time, run.stop_time),
@@ -311,7 +317,7 @@ fn run_view(detail: &RunDetail) -> RunView {
         id: run.run_id.clone(),
         short: run.run_id.chars().take(8).collect(),
         job: run.job_name.clone(),
-        job_file: job_file(&run.job_name),
+        job_file: href(&job_file(&run.job_name)),
         status: run.status.as_str(),
         scheduled: time(run.schedule_time),
         started: time(run.start_time),

@@ -458,3 +458,35 @@ fn lines_to_the_journal_carry_their_priority() {
         plain.stderr()
     );
 }
+
+#[test]
+fn report_lists_configured_jobs_before_their_first_run() {
+    let chain = Chain::new();
+    let config = chain.path().join("daemon.yaml");
+    std::fs::write(
+        &config,
+        "jobs:\n  \"nightly build\":\n    command: [\"true\"]\n    schedule: \"@daily\"\n",
+    )
+    .expect("write config");
+    let out = chain.path().join("site");
+    chain
+        .runner(&[
+            "report",
+            "--out",
+            &out.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+        ])
+        .assert_code(0);
+    let index = std::fs::read_to_string(out.join("index.html")).expect("index");
+    assert!(
+        index.contains("href=\"jobs/nightly%2520build.html\">nightly build</a>")
+            && index.contains("no run yet"),
+        "{index}"
+    );
+    assert!(out.join("jobs/nightly%20build.html").is_file());
+    assert!(
+        !chain.state_dir().join("runner.sqlite3").exists(),
+        "a report created a store"
+    );
+}
