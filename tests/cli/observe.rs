@@ -490,3 +490,54 @@ fn report_lists_configured_jobs_before_their_first_run() {
         "a report created a store"
     );
 }
+
+/// `name{labels} value` lines of the text format, as a map.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_match_dsari_exporter_on_a_dsari_store() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dsari-metrics");
+    let chain = Chain::new();
+    std::fs::create_dir_all(chain.state_dir()).expect("mkdir");
+    let db = rusqlite::Connection::open(chain.state_dir().join("dsari.sqlite3")).expect("open");
+    db.execute_batch(&std::fs::read_to_string(fixtures.join("dsari.sql")).expect("dump"))
+        .expect("load dsari's dump");
+    drop(db);
+    let run = chain.runner(&["metrics", "--dump"]);
+    run.assert_code(0);
+    let ours = samples(&run.stdout());
+    let theirs =
+        samples(&std::fs::read_to_string(fixtures.join("dsari-exporter.prom")).expect("golden"));
+    assert!(theirs.len() > 20, "the golden file has dsari's samples");
+    for (name, want) in &theirs {
+        let mapped = if let Some(rest) = name.strip_prefix("dsari_run_success_count") {
+            rest.replace('}', ",result=\"ok\"}")
+                .replacen('{', "runner_runs_total{", 1)
+        } else if let Some(rest) = name.strip_prefix("dsari_run_failure_count") {
+            rest.replace('}', ",result=\"failed\"}")
+                .replacen('{', "runner_runs_total{", 1)
+        } else {
+            name.replacen("dsari_", "runner_", 1)
+        };
+        let got = ours
+            .get(&mapped)
+            .unwrap_or_else(|| panic!("runner has no {mapped} (dsari's {name})\n{}", run.stdout()));
+        // dsari keeps times to the microsecond; runner uses the stored floats.
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{mapped}: runner {got}, dsari {want}"
+        );
+    }
+    assert!(
+        !chain.state_dir().join("runner.sqlite3").exists(),
+        "reading dsari's store created runner's"
+    );
+}
