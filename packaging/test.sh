@@ -144,7 +144,7 @@ section "build both packages (packaging/build.sh)"
 # cargo-generate-rpm and takes minutes); the rest of its output only when it fails.
 build_rc=0
 { packaging/build.sh || echo "$?" >"$work/build.rc"; } 2>&1 | tee "$work/build.log" |
-	sed -n 's/^== \(.*\)/     ... \1/p'
+	sed -u -n 's/^== \(.*\)/     ... \1/p'
 [ ! -s "$work/build.rc" ] || build_rc=$(cat "$work/build.rc")
 if [ "$build_rc" -eq 0 ]; then
 	passed=$((passed + 1))

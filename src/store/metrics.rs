@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
 
 use super::owner::Owner;
+use super::quantile::{RankPicker, quantile_of_sorted};
 use super::sqlite::{Store, StoreError};
 
 /// How long a read waits on a writer's lock (WAL readers rarely wait at all).
@@ -494,64 +495,6 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-/// Picks quantiles out of `n` sorted values streaming past, keeping only the values at
-/// the ranks it needs. For quantile q, k = (n − 1)·q; the value is the one at rank k, or
-/// the linear interpolation between ranks ⌊k⌋ and ⌊k⌋ + 1 (as dsari's exporter does).
-struct RankPicker {
-    /// Per quantile: q, k, the value at ⌊k⌋ and the one at ⌊k⌋ + 1.
-    wanted: Vec<(f64, f64, Option<f64>, Option<f64>)>,
-    rank: u64,
-}
-
-impl RankPicker {
-    fn new(quantiles: &[f64], n: u64) -> RankPicker {
-        let last = n.saturating_sub(1) as f64;
-        RankPicker {
-            wanted: quantiles
-                .iter()
-                .map(|&q| (q, last * q, None, None))
-                .collect(),
-            rank: 0,
-        }
-    }
-
-    fn push(&mut self, x: f64) {
-        let rank = self.rank as f64;
-        for (_, k, low, high) in &mut self.wanted {
-            let floor = k.floor();
-            if rank == floor {
-                *low = Some(x);
-            } else if rank == floor + 1.0 {
-                *high = Some(x);
-            }
-        }
-        self.rank += 1;
-    }
-
-    fn finish(self) -> Vec<(f64, f64)> {
-        self.wanted
-            .into_iter()
-            .filter_map(|(q, k, low, high)| {
-                let low = low?;
-                let fraction = k - k.floor();
-                Some(match high {
-                    Some(high) if fraction > 0.0 => (q, low * (1.0 - fraction) + high * fraction),
-                    _ => (q, low),
-                })
-            })
-            .collect()
-    }
-}
-
-/// Quantile q of sorted `values`, by the same rule as [`RankPicker`].
-fn quantile_of_sorted(values: &[f64], q: f64) -> f64 {
-    let mut picker = RankPicker::new(&[q], values.len() as u64);
-    for &x in values {
-        picker.push(x);
-    }
-    picker.finish().first().map_or(f64::NAN, |p| p.1)
 }
 
 #[cfg(test)]

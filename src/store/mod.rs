@@ -7,6 +7,7 @@ mod lost;
 pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
+mod quantile;
 mod query;
 mod recorder;
 pub(crate) mod retention;
