@@ -168,6 +168,10 @@ sed 's/^/     | /' "$work/lintian"
 # lintian exits 0 when clean, 2 when it found errors, and 1 when it could not run.
 check "lintian ran (exit $lintian_rc)" [ "$lintian_rc" -ne 1 ]
 check "lintian reports no error (E:)" lacks_line "$work/lintian" '^E: '
+synopsis=$(dpkg-deb -f "$DEB" Description | head -n 1)
+check "deb: the synopsis fits dpkg -l (at most 60 characters): $synopsis" [ "${#synopsis}" -le 60 ]
+check "deb: the long description is whole sentences" \
+	sh -c "dpkg-deb -f '$DEB' Description | sed -n 2p | grep -q '^ runner executes '"
 
 # ---------------------------------------------------------------------------------------
 section "contents of the .deb (dpkg-deb -c)"
@@ -272,10 +276,12 @@ check "rpm: /etc/runner/runner.ini is %config(noreplace)" \
 check "rpm: version is $version-1" \
 	same "$(rpm -qp --nosignature --queryformat '%{VERSION}-%{RELEASE}' "$RPM")" "$version-1"
 rpm -qp --nosignature --scripts "$RPM" >"$work/rpm.scripts"
-check "rpm: owns /etc/runner/tasks.d (drwxr-xr-x root)" \
-	has_line "$work/rpm.list" '^drwxr-xr-x root [a-z]* /etc/runner/tasks\.d$'
-check "rpm: owns /var/lib/runner (drwx------ root)" \
-	has_line "$work/rpm.list" '^drwx------ root [a-z]* /var/lib/runner$'
+# cargo-generate-rpm 0.21's `dir = true` assets fail ("No such file or directory": it
+# opens an empty source path), so the %post makes these two.
+check "rpm %post: creates /etc/runner/tasks.d with mode 0755" \
+	has_line "$work/rpm.scripts" '^install -d -m 0755 /etc/runner/tasks\.d$'
+check "rpm %post: creates /var/lib/runner with mode 0700, owner root" \
+	has_line "$work/rpm.scripts" '^[[:space:]]*install -d -m 0700 -o root -g root /var/lib/runner$'
 for tag in URL Vendor; do
 	check "rpm: has a $tag" sh -c "rpm -qp --nosignature --queryformat '%{$tag}' '$RPM' | grep -qv '^(none)$'"
 done
@@ -288,11 +294,15 @@ if command -v rpmlint >/dev/null 2>&1; then
 	rpmlint_rc=0
 	rpmlint "$RPM" >"$work/rpmlint" 2>&1 || rpmlint_rc=$?
 	sed 's/^/     | /' "$work/rpmlint"
-	# Signing is left to whoever publishes the package.
-	grep -v 'no-signature' "$work/rpmlint" >"$work/rpmlint.unsigned" || :
+	# Signing is left to whoever publishes the package. cargo-generate-rpm (0.21) has no
+	# way to set the Packager, Group, changelog or build host tags: rpmlint's errors for
+	# those are known and shown above; any other error fails.
+	grep -Ev ': E: no-(signature|packager-tag|group-tag|changelogname-tag|buildhost-tag)$' \
+		"$work/rpmlint" >"$work/rpmlint.fixable" || :
 	check "rpmlint ran (exit $rpmlint_rc)" [ -s "$work/rpmlint" ]
-	check "rpmlint reports no error but the missing signature (E:)" \
-		lacks_line "$work/rpmlint.unsigned" ': E: '
+	check "rpmlint reports no error the packaging can fix (E:)" \
+		lacks_line "$work/rpmlint.fixable" ': E: '
+	check "rpmlint: the summary is short enough" lacks_line "$work/rpmlint" 'summary-too-long'
 else
 	printf 'SKIPPED rpmlint: not installed (apt-get install rpmlint)\n'
 fi
