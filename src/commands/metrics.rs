@@ -5,15 +5,15 @@
 //! can run beside a daemon and chains that write it, as another user if need be.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::print;
 use crate::cli::{GlobalArgs, MetricsArgs};
 use crate::config::daemon::DaemonConfig;
 use crate::error::{Error, exit_codes};
 use crate::metrics;
-use crate::store::Store;
 use crate::store::metrics::TaskTally;
+use crate::store::{Location, Store};
 
 /// The default `--listen` address: loopback only, dsari's exporter port.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50575";
@@ -22,13 +22,13 @@ pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50575";
 /// even before their first run).
 pub(crate) struct RecordsSource {
     /// The database file.
-    pub(crate) file: PathBuf,
+    pub(crate) location: Location,
     /// The configured jobs, empty without `--config`.
     pub(crate) jobs: Vec<String>,
 }
 
-/// The store file and known jobs for `--config PATH` (a daemon configuration) or the
-/// state directory.
+/// The store (as every records command chooses it: `--database`, a daemon
+/// configuration's, or the state directory's) and the jobs `--config PATH` knows.
 pub(crate) fn records_source(
     global: &GlobalArgs,
     config: Option<&Path>,
@@ -38,26 +38,27 @@ pub(crate) fn records_source(
             let config = DaemonConfig::load(path)?;
             let dir = crate::daemon::data_dir(&config, global.state_dir.as_deref());
             Ok(RecordsSource {
-                file: config.database.path(&dir),
+                location: Location::resolve(global.database.as_deref(), Some(&config), &dir)?,
                 jobs: config.jobs.keys().cloned().collect(),
             })
         }
         None => {
             let dir = crate::state::resolve(global.state_dir.as_deref(), None);
-            let ours = dir.join("runner.sqlite3");
-            let dsari = dir.join("dsari.sqlite3");
-            // A state dir that only dsari wrote keeps its history in dsari's file.
-            let file = if !ours.exists() && dsari.exists() {
-                dsari
-            } else {
-                ours
-            };
             Ok(RecordsSource {
-                file,
+                location: Location::resolve(global.database.as_deref(), None, &dir)?,
                 jobs: Vec::new(),
             })
         }
     }
+}
+
+/// Opens the store read-only (never created, migrated or changed), ready for scans.
+pub(crate) fn open(source: &RecordsSource) -> Result<Option<Store>, Error> {
+    let store = Store::read_only(&source.location)?;
+    if let Some(store) = &store {
+        store.cache_for_scans()?;
+    }
+    Ok(store)
 }
 
 /// Runs `runner metrics`.
@@ -65,7 +66,7 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
     let quantiles = parse_quantiles(&args.quantiles)?;
     let source = records_source(global, args.config.as_deref())?;
     if args.dump {
-        let store = Store::open_read_only(&source.file)?;
+        let store = open(&source)?;
         let text = collect(store.as_ref(), &source.jobs, &quantiles)?;
         print::write_stdout(text.as_bytes())?;
         return Ok(exit_codes::OK);
@@ -85,7 +86,7 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
     let mut tally = TaskTally::default();
     metrics::serve(&server, || {
         if store.is_none() {
-            store = Store::open_read_only(&source.file).map_err(|e| e.to_string())?;
+            store = open(&source).map_err(|e| e.to_string())?;
         }
         let numbers = match &store {
             Some(store) => store

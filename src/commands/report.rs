@@ -6,17 +6,16 @@
 
 use std::collections::BTreeSet;
 
-use super::metrics::records_source;
+use super::metrics::{open, records_source};
 use super::print;
 use crate::cli::{GlobalArgs, ReportArgs};
 use crate::error::{Error, exit_codes};
 use crate::report::{self, JobInput};
-use crate::store::Store;
 
 /// Runs `runner report`.
 pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error> {
     let source = records_source(global, args.config.as_deref())?;
-    let store = Store::open_read_only(&source.file)?;
+    let store = open(&source)?;
     let mut names: BTreeSet<String> = source.jobs.iter().cloned().collect();
     let mut jobs = Vec::new();
     if let Some(store) = &store {
@@ -41,13 +40,30 @@ pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error
             counts: Default::default(),
         }));
     }
+    // Runs dsari recorded keep their output.txt in dsari's layout, beside the database.
+    let data_dir = source
+        .location
+        .file()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let mut detail = |run_id: &str| match &store {
-        Some(store) => Ok(store.run_detail(run_id)?),
+        Some(store) => {
+            let mut detail = store.run_detail(run_id)?;
+            if detail.output_dir.is_none() {
+                let dir = data_dir
+                    .join("runs")
+                    .join(&detail.run.job_name)
+                    .join(&detail.run.run_id);
+                detail.output_dir = Some(dir.display().to_string());
+            }
+            Ok(detail)
+        }
         None => Err(Error::Refused(format!(
             "no store to read run {run_id} from"
         ))),
     };
-    let written = report::write_site(&args.out, &jobs, &source.file, &mut detail)?;
+    let written = report::write_site(&args.out, &jobs, source.location.file(), &mut detail)?;
     if !global.quiet {
         print::write_stdout(
             format!(

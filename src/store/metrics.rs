@@ -10,19 +10,13 @@
 //! [`TASK_SAMPLE`] attempts per task, drawn as they stream past; their counts and sums
 //! are exact. The rendering of the numbers (Prometheus text, HTML) is not here.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeMap;
 
 use super::owner::Owner;
 use super::quantile::{RankPicker, quantile_of_sorted};
 use super::sqlite::{Store, StoreError};
-
-/// How long a read waits on a writer's lock (WAL readers rarely wait at all).
-const BUSY_TIMEOUT_READ: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A summary of observations: how many, their sum, and the asked-for quantiles.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -166,31 +160,13 @@ const READ_CACHE_KIB: i64 = -16 * 1024;
 pub(crate) const TASK_SAMPLE: usize = 1024;
 
 impl Store {
-    /// Opens the store at `path` for reading only, never creating, migrating or
-    /// changing the file; `None` when it does not exist. Safe beside a daemon and
-    /// chains writing it: in WAL mode each read sees the last committed state.
-    pub(crate) fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let wrap = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(wrap)?;
-        conn.busy_timeout(BUSY_TIMEOUT_READ).map_err(wrap)?;
-        // A page cache that holds the `runs` table of a large store: the metrics scan
-        // it more than once, and re-reading it from the file costs a system call a page.
-        conn.pragma_update(None, "cache_size", READ_CACHE_KIB)
-            .map_err(wrap)?;
-        Ok(Some(Store {
-            conn,
-            path: path.to_owned(),
-        }))
+    /// Gives a read-only connection a page cache that holds the `runs` table of a large
+    /// store: the metrics scan it more than once, and re-reading it from the file costs
+    /// a system call a page.
+    pub(crate) fn cache_for_scans(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "cache_size", READ_CACHE_KIB)
+            .map_err(|e| self.wrap(e))
     }
 
     /// Whether the store has table `name` (a dsari store lacks runner's own).
@@ -503,7 +479,7 @@ mod tests {
 
     fn store_with(durations: &[f64]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
+        let store = Store::open_file(&dir.path().join("runner.sqlite3")).expect("store");
         for (i, d) in durations.iter().enumerate() {
             store
                 .conn
