@@ -411,6 +411,7 @@ impl Chain<'_> {
             max_time: settings.max_time,
             kill_grace: settings.kill_grace,
             interrupt_grace: None,
+            leftovers: settings.leftovers,
         };
         log::debug!(
             "task \"{}\": running {:?} {:?} in {}",
@@ -575,6 +576,7 @@ fn end_of(finished: &Finished, result: TaskResult) -> AttemptEnd {
         stopped: report.stopped_at(),
         note,
         result_data: finished.result_data.clone(),
+        leftovers: report.leftovers.clone(),
     }
 }
 
@@ -597,5 +599,16 @@ fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
     match result {
         TaskResult::Ok => log::info!("task \"{name}\" {how}: {}", result.as_str()),
         _ => log::warn!("task \"{name}\" {how}: {}", result.as_str()),
+    }
+    if !report.leftovers.is_empty() {
+        let what = match step.settings.leftovers {
+            crate::config::Leftovers::Keep => "kept running",
+            crate::config::Leftovers::Kill => "stopped (leftovers = kill)",
+        };
+        log::warn!(
+            "task \"{name}\" left {} process(es) behind, {what}: {}",
+            report.leftovers.len(),
+            crate::exec::describe_leftovers(&report.leftovers)
+        );
     }
 }

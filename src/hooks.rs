@@ -63,6 +63,8 @@ pub(crate) fn call<'a>(
         max_time: Some(timeout),
         kill_grace: grace.min(timeout),
         interrupt_grace: None,
+        // A hook that starts something long-lived means it (as a task would).
+        leftovers: crate::exec::Leftovers::Keep,
     };
     let report = supervisor.run(cmd, limits, &Output::default());
     match (&report.exit, report.stopped) {

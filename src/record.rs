@@ -93,6 +93,8 @@ pub(crate) struct AttemptEnd {
     pub(crate) note: Option<String>,
     /// The JSON object the task wrote to `RUNNER_RESULT`, if any.
     pub(crate) result_data: Option<serde_json::Value>,
+    /// The processes it left running when it exited.
+    pub(crate) leftovers: Vec<crate::exec::Leftover>,
 }
 
 /// Receives a chain's progress.

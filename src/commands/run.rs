@@ -60,7 +60,6 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         .map(|s| s.settings.kill_grace)
         .max()
         .unwrap_or(config.defaults.kill_grace);
-    let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(Guardian::start(grace)));
     let session = match config.runner.session.as_str() {
         "boot" => state::boot_id(),
         other => other.to_owned(),
@@ -72,6 +71,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let no_events = scratch.path().join(crate::chain::NO_EVENTS);
     std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
+    // The guardian removes the scratch directory should runner be killed outright.
+    let guardian = Guardian::start(grace, Some(scratch.path()));
+    let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(guardian));
     let chain = Chain {
         plan: &prepared.plan,
         config,
@@ -114,6 +116,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     if let Some(pruning) = pruning {
         pruning.finish();
     }
+    drop(recorder);
+    // The guardian is reaped here (dropping the chain drops the last handle on it).
+    drop(chain);
+    crate::exec::finish(grace);
     Ok(result.exit_code())
 }
 

@@ -204,6 +204,27 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
         }
     }
     out.push_str(&print::table(&rows));
+    let mut left = Vec::new();
+    for task in &detail.tasks {
+        for attempt in &task.attempts {
+            let Some(procs) = attempt.leftovers.as_ref().and_then(|v| v.as_array()) else {
+                continue;
+            };
+            for proc in procs {
+                left.push(format!(
+                    "  {} try {}: pid {} {}\n",
+                    task.instance,
+                    attempt.try_num,
+                    proc["pid"],
+                    proc["command"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if !left.is_empty() {
+        out.push_str("\nleft running when the task exited:\n");
+        out.extend(left);
+    }
     out
 }
 

@@ -24,6 +24,7 @@ const RUNNER_KEYS: &[&str] = &[
     "max_time",
     "kill_grace",
     "interpreter",
+    "leftovers",
     "halt_task",
     "task_hook",
     "include_dir",
@@ -55,6 +56,7 @@ const TASK_KEYS: &[&str] = &[
     "wait_time",
     "enabled",
     "frequency",
+    "leftovers",
 ];
 
 /// Where a retry starts over.
@@ -77,6 +79,18 @@ pub(crate) enum Frequency {
     OncePerBoot,
     /// Skipped once it ever succeeded for this job.
     Once,
+}
+
+/// What happens to processes a task leaves running when it exits by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Leftovers {
+    /// Let them run (a boot task may start a service); they are named in the log and
+    /// the attempt's record.
+    #[default]
+    Keep,
+    /// Stop them (TERM, KILL after `kill_grace`) before the chain goes on.
+    Kill,
 }
 
 /// The effective settings of one task: `[runner]` overlaid with the task's section.
@@ -111,6 +125,8 @@ pub(crate) struct TaskSettings {
     pub(crate) enabled: bool,
     /// Whether earlier successes skip the task.
     pub(crate) frequency: Frequency,
+    /// What happens to processes it leaves behind.
+    pub(crate) leftovers: Leftovers,
 }
 
 /// Settings of the chain as a whole, from `[runner]`.
@@ -234,6 +250,12 @@ impl ChainConfig {
             wait_time: None,
             enabled: true,
             frequency: Frequency::Always,
+            leftovers: values
+                .choice(
+                    "leftovers",
+                    &[("keep", Leftovers::Keep), ("kill", Leftovers::Kill)],
+                )?
+                .unwrap_or_default(),
         };
         let runner = RunnerSettings {
             halt_task: values
@@ -339,6 +361,12 @@ impl ChainConfig {
         }
         if let Some(cmd) = v.command("interpreter")? {
             settings.interpreter = Some(cmd);
+        }
+        if let Some(policy) = v.choice(
+            "leftovers",
+            &[("keep", Leftovers::Keep), ("kill", Leftovers::Kill)],
+        )? {
+            settings.leftovers = policy;
         }
         settings.depends_on = v.list("depends_on");
         settings.after = v.list("after");

@@ -7,5 +7,5 @@ mod error;
 pub(crate) mod ini;
 mod near_miss;
 
-pub(crate) use chain::{ChainConfig, Frequency, RetryFrom, TaskSettings};
+pub(crate) use chain::{ChainConfig, Frequency, Leftovers, RetryFrom, TaskSettings};
 pub(crate) use error::ConfigError;

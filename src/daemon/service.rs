@@ -138,7 +138,7 @@ impl Service {
             store,
             owner: Owner::current(),
             exe,
-            guardian: Arc::new(Guardian::start(grace)),
+            guardian: Arc::new(Guardian::start(grace, None)),
             sender,
             events,
             timers: BinaryHeap::new(),
@@ -230,6 +230,11 @@ impl Service {
             }
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        crate::exec::finish(
+            self.config
+                .shutdown_kill_grace
+                .unwrap_or(Duration::from_secs(10)),
+        );
         log::info!("daemon stopped");
         Ok(crate::error::exit_codes::OK)
     }
@@ -484,6 +489,7 @@ impl Service {
                     .shutdown_kill_grace
                     .unwrap_or(job.max_execution_grace),
             ),
+            leftovers: crate::exec::Leftovers::Keep,
         };
         let sender = self.sender.clone();
         let id = run_id.clone();
@@ -562,6 +568,14 @@ impl Service {
             log::warn!(
                 "cannot record the end of run {run_id}: {}",
                 crate::error::one_line(&e)
+            );
+        }
+        if !report.leftovers.is_empty() {
+            log::warn!(
+                "run {run_id} of job \"{}\" left {} process(es) running: {}",
+                run.job,
+                report.leftovers.len(),
+                crate::exec::describe_leftovers(&report.leftovers)
             );
         }
         let reason = launch::stop_reason(report)

@@ -5,13 +5,27 @@
 //! several tasks run at once, each stream gets a pipe that the supervising thread itself
 //! drains whenever `poll` says so ([`Pump`]): no reader threads, and memory stays flat
 //! because fixed-size chunks are moved and no whole line is ever held.
+//!
+//! A task may leave a process behind that still holds its pipes (a service started with
+//! `&`). Closing the read end would kill that process with SIGPIPE on its next write,
+//! and waiting for end-of-file would hold up the chain, so the pump is handed to one
+//! background thread ([`linger`]) that keeps copying, to runner's streams and into the
+//! attempt's capture, for as long as runner runs; when runner exits, [`hand_off`] gives
+//! the pipes still open to the relay process (see `pgroup.rs`), which copies to runner's
+//! stdout and stderr until the last writer is gone.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::pgroup::{self, RELAY_STDERR, RELAY_STDOUT};
 
 /// Something that keeps a copy of an attempt's output (the records' capture file).
 pub(crate) trait Capture: Write + Send {}
@@ -105,17 +119,24 @@ impl Output {
 /// A pipe end the pump can poll and read.
 trait ReadFd: Read + Send {
     fn fd(&self) -> BorrowedFd<'_>;
+    fn into_owned(self: Box<Self>) -> OwnedFd;
 }
 
 impl ReadFd for ChildStdout {
     fn fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
     }
+    fn into_owned(self: Box<Self>) -> OwnedFd {
+        OwnedFd::from(*self)
+    }
 }
 
 impl ReadFd for ChildStderr {
     fn fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
+    }
+    fn into_owned(self: Box<Self>) -> OwnedFd {
+        OwnedFd::from(*self)
     }
 }
 
@@ -153,6 +174,28 @@ impl Pump {
     /// Whether both pipes reached end-of-file.
     pub(crate) fn is_done(&self) -> bool {
         self.streams.iter().all(Option::is_none)
+    }
+
+    /// Copies whatever is ready on every stream, without waiting.
+    pub(crate) fn drain_ready(&mut self) {
+        for index in 0..self.streams.len() {
+            self.drain(index);
+        }
+    }
+
+    /// The pipes still open, each with the descriptor it is copied to (1 or 2).
+    fn into_fds(self) -> Vec<(OwnedFd, i32)> {
+        self.streams
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let target = match s.target {
+                    Target::Stdout => RELAY_STDOUT,
+                    Target::Stderr => RELAY_STDERR,
+                };
+                (s.source.into_owned(), target)
+            })
+            .collect()
     }
 
     /// Reads stream `index` until it would block, copying every chunk; closes it at EOF.
@@ -200,4 +243,124 @@ impl Pump {
             };
         }
     }
+}
+
+/// The thread that keeps copying pumps whose pipes outlived their task.
+struct Lingering {
+    pumps: Sender<Pump>,
+    wake: UnixStream,
+    thread: JoinHandle<Vec<Pump>>,
+}
+
+static LINGERING: Mutex<Option<Lingering>> = Mutex::new(None);
+
+/// Keeps copying `pump` in the background until its pipes reach end-of-file (or runner
+/// exits and [`hand_off`] takes over). Never blocks the caller.
+pub(crate) fn linger(pump: Pump) {
+    let mut guard = LINGERING.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        match start_lingering() {
+            Ok(lingering) => *guard = Some(lingering),
+            Err(e) => {
+                log::warn!("cannot keep copying a leftover process's output: {e}");
+                return;
+            }
+        }
+    }
+    if let Some(lingering) = guard.as_mut() {
+        if lingering.pumps.send(pump).is_ok() {
+            let _ = lingering.wake.write_all(b"+");
+        }
+    }
+}
+
+fn start_lingering() -> io::Result<Lingering> {
+    let (wake, mut woken) = UnixStream::pair()?;
+    woken.set_nonblocking(true)?;
+    let (pumps, incoming) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("leftover-output".to_owned())
+        .spawn(move || copy_lingering(&mut woken, &incoming))?;
+    Ok(Lingering {
+        pumps,
+        wake,
+        thread,
+    })
+}
+
+/// The lingering thread: polls every open pipe and the wake socket; returns the pumps
+/// still open when told to stop (the channel is closed).
+fn copy_lingering(woken: &mut UnixStream, incoming: &Receiver<Pump>) -> Vec<Pump> {
+    let mut pumps: Vec<Pump> = Vec::new();
+    loop {
+        loop {
+            match incoming.try_recv() {
+                Ok(pump) => pumps.push(pump),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return pumps,
+            }
+        }
+        let ready: Vec<(usize, usize)> = {
+            let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+            let mut where_ = Vec::new();
+            for (p, pump) in pumps.iter().enumerate() {
+                for (index, fd) in pump.fds() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    where_.push((p, index));
+                }
+            }
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            fds[1..]
+                .iter()
+                .zip(where_)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, at)| at)
+                .collect()
+        };
+        let mut byte = [0u8; 64];
+        while woken.read(&mut byte).is_ok_and(|n| n > 0) {}
+        for (p, index) in ready {
+            pumps[p].drain(index);
+        }
+        pumps.retain(|p| !p.is_done());
+    }
+}
+
+/// At runner's exit: copies what the lingering pipes hold now, then gives those still
+/// open to the relay process, which outlives runner.
+pub(crate) fn hand_off() {
+    let Some(lingering) = LINGERING.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let Lingering {
+        pumps,
+        mut wake,
+        thread,
+    } = lingering;
+    drop(pumps);
+    let _ = wake.write_all(b"-");
+    let Ok(mut pumps) = thread.join() else {
+        return;
+    };
+    let mut streams: Vec<(OwnedFd, i32)> = Vec::new();
+    for mut pump in pumps.drain(..) {
+        pump.drain_ready();
+        streams.extend(pump.into_fds());
+    }
+    if streams.is_empty() {
+        return;
+    }
+    let _ = io::stdout().flush();
+    let raw: Vec<(i32, i32)> = streams.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+    match pgroup::start_relay(&raw) {
+        Ok(()) => log::debug!(
+            "{} output pipe(s) of leftover processes handed to the relay",
+            raw.len()
+        ),
+        Err(e) => log::warn!("cannot start the output relay for leftover processes: {e}"),
+    }
+    // The relay has its own copies.
+    drop(streams);
 }

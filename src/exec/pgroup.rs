@@ -10,16 +10,25 @@
 //! with parallel tasks is not runner's death. Instead, a tiny forked guardian process
 //! holds the read end of a pipe and learns the groups runner starts and reaps. When the
 //! pipe reaches end-of-file, runner is gone (however it died): the guardian sends SIGTERM
-//! to every group still listed, waits the grace time, sends SIGKILL and exits.
+//! to every group still listed, waits the grace time, sends SIGKILL, removes runner's
+//! scratch directory (which a `kill -9` would otherwise leak) and exits.
+//!
+//! The other raw pieces of supervision live here too: becoming a child subreaper,
+//! reaping one orphan, pidfds of any process, and the relay that keeps copying a kept
+//! leftover's output once runner has exited.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 /// The process group of one task attempt; its id is the leader's pid.
@@ -46,25 +55,54 @@ impl ProcessGroup {
             Err(e) => Err(io::Error::from(e)),
         }
     }
-
-    /// Whether no process is left in the group. A group we may not signal (a setuid
-    /// grandchild) still has members.
-    pub(crate) fn is_empty(self) -> bool {
-        matches!(killpg(Pid::from_raw(self.0), None), Err(Errno::ESRCH))
-    }
 }
 
 /// A descriptor that becomes readable when `child` exits (a pidfd, Linux 5.3 and
 /// later), so one `poll` can wait for the exit and for output at once. `None` on older
-/// kernels; callers then fall back to `wait-timeout`.
+/// kernels; callers then poll with short sleeps.
 pub(crate) fn exit_fd(child: &Child) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(child.id()).ok()?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1. The
-    // child is not reaped yet, so its pid cannot have been reused.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // The child is not reaped yet, so its pid cannot have been reused.
+    pidfd(i32::try_from(child.id()).ok()?)
+}
+
+/// A pidfd of any process: readable once it has exited. The caller must know that
+/// `pid` still names the process it means (it saw it in the same scan, just now).
+pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
     // SAFETY: the descriptor was just created and nothing else owns it.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `sig` to one process; one that is already gone is not an error.
+pub(crate) fn signal_pid(pid: i32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// Makes this process a child subreaper: orphans of its descendants become its children
+/// (instead of init's), so runner sees them, reaps them, and can stop them.
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Whether runner is PID 1 (of a container or a PID namespace): then every orphan of
+/// the namespace is its child, and nobody else reaps them.
+pub(crate) fn is_init() -> bool {
+    std::process::id() == 1
+}
+
+/// Reaps `pid` if it is a zombie child of ours; returns whether it did.
+pub(crate) fn reap(pid: i32) -> bool {
+    matches!(
+        waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+    )
+}
+
+/// Sends `sig` to every process but this one (as PID 1: the whole namespace).
+pub(crate) fn signal_everyone(sig: Signal) {
+    let _ = kill(Pid::from_raw(-1), sig);
 }
 
 /// Groups the guardian can hold at once; runner never has more running than `parallel`.
@@ -75,18 +113,34 @@ const GUARDIAN_SLOTS: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Guardian {
     pipe: Option<File>,
+    pid: i32,
+}
+
+impl Drop for Guardian {
+    /// Closes the pipe and reaps the guardian, which exits at once when no group is
+    /// listed: left to init, it would be a zombie wherever PID 1 does not reap.
+    fn drop(&mut self) {
+        if self.pipe.take().is_some() {
+            let _ = waitpid(Pid::from_raw(self.pid), None);
+        }
+    }
 }
 
 impl Guardian {
     /// A guardian that does nothing, for commands that run no tasks.
     pub(crate) fn none() -> Guardian {
-        Guardian { pipe: None }
+        Guardian { pipe: None, pid: 0 }
     }
 
-    /// Forks the guardian process. On failure, runner carries on without one and says so.
-    pub(crate) fn start(grace: Duration) -> Guardian {
-        match fork_guardian(grace) {
-            Ok(pipe) => Guardian { pipe: Some(pipe) },
+    /// Forks the guardian process; it removes `scratch` (if given) once runner is gone.
+    /// On failure, runner carries on without one and says so.
+    pub(crate) fn start(grace: Duration, scratch: Option<&Path>) -> Guardian {
+        let scratch = scratch.and_then(|p| CString::new(p.as_os_str().as_bytes()).ok());
+        match fork_guardian(grace, scratch.as_ref()) {
+            Ok((pipe, pid)) => Guardian {
+                pipe: Some(pipe),
+                pid,
+            },
             Err(e) => {
                 log::warn!(
                     "cannot start the guardian process ({e}); tasks may outlive a killed runner"
@@ -117,7 +171,7 @@ impl Guardian {
     }
 }
 
-fn fork_guardian(grace: Duration) -> io::Result<File> {
+fn fork_guardian(grace: Duration, scratch: Option<&CString>) -> io::Result<(File, i32)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -138,13 +192,14 @@ fn fork_guardian(grace: Duration) -> io::Result<File> {
         }
         0 => {
             // SAFETY: we are the freshly forked child; see `guard`.
-            unsafe { guard(read_end, write_end, grace) }
+            unsafe { guard(read_end, write_end, grace, scratch) }
         }
-        _ => {
+        pid => {
+            super::reaper::add_helper(pid);
             // SAFETY: read_end is ours to close; write_end becomes owned by the File.
             unsafe {
                 libc::close(read_end);
-                Ok(File::from_raw_fd(write_end))
+                Ok((File::from_raw_fd(write_end), pid))
             }
         }
     }
@@ -154,7 +209,12 @@ fn fork_guardian(grace: Duration) -> io::Result<File> {
 ///
 /// # Safety
 /// Must only be called in a freshly forked child.
-unsafe fn guard(read_end: RawFd, write_end: RawFd, grace: Duration) -> ! {
+unsafe fn guard(
+    read_end: RawFd,
+    write_end: RawFd,
+    grace: Duration,
+    scratch: Option<&CString>,
+) -> ! {
     // SAFETY: only async-signal-safe libc calls on descriptors and memory this freshly
     // forked process owns (see the function's contract).
     unsafe {
@@ -218,27 +278,199 @@ unsafe fn guard(read_end: RawFd, write_end: RawFd, grace: Duration) -> ! {
             buf.copy_within(whole..have, 0);
             have -= whole;
         }
-        if count == 0 {
-            libc::_exit(0);
-        }
-        for &pgid in &groups[..count] {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < grace {
-            if groups[..count].iter().all(|&g| libc::kill(-g, 0) != 0) {
-                libc::_exit(0);
+        if count > 0 {
+            for &pgid in &groups[..count] {
+                libc::kill(-pgid, libc::SIGTERM);
             }
-            let pause = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 20_000_000,
-            };
-            libc::nanosleep(&pause, std::ptr::null_mut());
+            let start = Instant::now();
+            // runner is gone, so its tasks' zombies are init's to reap: a group whose
+            // members are all zombies still answers kill(-pgid, 0) until then, and the
+            // guardian only ends its wait early, never late.
+            while start.elapsed() < grace
+                && !groups[..count].iter().all(|&g| libc::kill(-g, 0) != 0)
+            {
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000_000,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+            }
+            for &pgid in &groups[..count] {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
         }
-        for &pgid in &groups[..count] {
-            libc::kill(-pgid, libc::SIGKILL);
+        if let Some(scratch) = scratch {
+            remove_flat_dir(scratch);
         }
         libc::_exit(0)
+    }
+}
+
+/// Removes a directory and the files (and empty directories) directly in it, as runner's
+/// scratch directory holds, with raw system calls only.
+///
+/// # Safety
+/// Only for the guardian and the relay: async-signal-safe calls on memory they own.
+unsafe fn remove_flat_dir(path: &CString) {
+    // SAFETY: open/getdents64/unlinkat/close/rmdir on a descriptor this function owns
+    // and a stack buffer; names are NUL-terminated inside the buffer by the kernel.
+    unsafe {
+        // Unlinking while reading may make the kernel skip entries: a few passes.
+        for _ in 0..4 {
+            let fd = libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len());
+                if n <= 0 {
+                    break;
+                }
+                let mut offset = 0usize;
+                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+                while offset + 19 < n as usize {
+                    let reclen = u16::from_ne_bytes([buf[offset + 16], buf[offset + 17]]);
+                    let name = buf.as_ptr().add(offset + 19).cast::<libc::c_char>();
+                    let dot = *name == b'.' as libc::c_char
+                        && (*name.add(1) == 0
+                            || (*name.add(1) == b'.' as libc::c_char && *name.add(2) == 0));
+                    if !dot && libc::unlinkat(fd, name, 0) != 0 {
+                        libc::unlinkat(fd, name, libc::AT_REMOVEDIR);
+                    }
+                    if reclen == 0 {
+                        break;
+                    }
+                    offset += usize::from(reclen);
+                }
+            }
+            libc::close(fd);
+            if libc::rmdir(path.as_ptr()) == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// Where a relayed stream goes: runner's stdout or stderr.
+pub(crate) const RELAY_STDOUT: RawFd = 1;
+/// See [`RELAY_STDOUT`].
+pub(crate) const RELAY_STDERR: RawFd = 2;
+
+/// Streams one relay process copies at most; more is never held by one runner.
+const RELAY_SLOTS: usize = 64;
+
+/// Forks the relay: a tiny process that copies each `(source, target)` pipe (a kept
+/// leftover's output) to runner's stdout or stderr until every source reaches
+/// end-of-file. It outlives runner, so a leftover that writes after runner exited is
+/// neither blocked nor killed by SIGPIPE; when nobody reads runner's output any more,
+/// the relay reads on and discards.
+pub(crate) fn start_relay(streams: &[(RawFd, RawFd)]) -> io::Result<()> {
+    let streams = &streams[..streams.len().min(RELAY_SLOTS)];
+    let mut sources = [-1 as RawFd; RELAY_SLOTS];
+    let mut targets = [RELAY_STDOUT; RELAY_SLOTS];
+    for (i, (source, target)) in streams.iter().enumerate() {
+        sources[i] = *source;
+        targets[i] = *target;
+    }
+    let count = streams.len();
+    // SAFETY: the child only calls async-signal-safe functions (see `relay`) on arrays
+    // copied before the fork.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        // SAFETY: we are the freshly forked child.
+        0 => unsafe { relay(&sources[..count], &targets[..count]) },
+        _ => Ok(()),
+    }
+}
+
+/// The relay's whole life. Only async-signal-safe calls: no allocation, no locks.
+///
+/// # Safety
+/// Must only be called in a freshly forked child.
+unsafe fn relay(sources: &[RawFd], targets: &[RawFd]) -> ! {
+    // SAFETY: only async-signal-safe libc calls on descriptors this process owns.
+    unsafe {
+        libc::setpgid(0, 0);
+        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        // Move the sources above everything, then to 3.., and close the rest: the relay
+        // must not hold runner's lock file, database or any other task's pipe.
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; RELAY_SLOTS];
+        for (i, &source) in sources.iter().enumerate() {
+            let high = libc::fcntl(source, libc::F_DUPFD, 1024);
+            fds[i].fd = high;
+        }
+        for (i, fd) in fds.iter_mut().enumerate().take(sources.len()) {
+            if fd.fd >= 0 {
+                let low = 3 + i as RawFd;
+                libc::dup2(fd.fd, low);
+                fd.fd = low;
+            }
+        }
+        close_from(3 + sources.len() as RawFd);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            if null > 2 && null >= 3 + sources.len() as RawFd {
+                libc::close(null);
+            }
+        }
+        let count = sources.len();
+        let mut buf = [0u8; 8192];
+        let mut discard = [false; 2];
+        loop {
+            if fds[..count].iter().all(|f| f.fd < 0) {
+                libc::_exit(0);
+            }
+            if libc::poll(fds.as_mut_ptr(), count as libc::nfds_t, -1) < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(1);
+            }
+            for i in 0..count {
+                if fds[i].fd < 0 || fds[i].revents == 0 {
+                    continue;
+                }
+                let n = libc::read(fds[i].fd, buf.as_mut_ptr().cast(), buf.len());
+                if n == 0 || (n < 0 && *libc::__errno_location() != libc::EAGAIN) {
+                    if n < 0 && *libc::__errno_location() == libc::EINTR {
+                        continue;
+                    }
+                    libc::close(fds[i].fd);
+                    fds[i].fd = -1;
+                    continue;
+                }
+                if n < 0 {
+                    continue;
+                }
+                let target = targets[i];
+                let which = usize::from(target == RELAY_STDERR);
+                let mut done = 0usize;
+                while !discard[which] && done < n as usize {
+                    let w = libc::write(target, buf.as_ptr().add(done).cast(), n as usize - done);
+                    if w < 0 {
+                        if *libc::__errno_location() == libc::EINTR {
+                            continue;
+                        }
+                        // Nobody reads runner's output any more: keep reading, so the
+                        // leftover never blocks or dies of SIGPIPE, and drop the bytes.
+                        discard[which] = true;
+                        break;
+                    }
+                    done += w as usize;
+                }
+            }
+        }
     }
 }
 

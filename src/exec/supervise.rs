@@ -1,11 +1,15 @@
-//! Running one process to its end: spawn, wait, enforce the deadline, honour interrupts.
+//! Running one process to its end: spawn, wait, enforce the deadline, honour interrupts,
+//! and account for every process the task started.
 //!
 //! Waiting polls a pidfd of the child together with its output pipes, so an exit is
-//! seen at once and output is copied by the same thread; on kernels without pidfds,
-//! `wait-timeout` (a SIGCHLD self-pipe) takes its place. Waits last at most [`SLICE`],
-//! and the interrupt is looked at between them. On the deadline
-//! or an interrupt the whole process group gets SIGTERM, then SIGKILL after the grace
-//! time; every path reaps the child and returns an [`AttemptReport`].
+//! seen at once and output is copied by the same thread. Waits last at most [`SLICE`],
+//! and the interrupt is looked at between them. On the deadline or an interrupt every
+//! live member of the attempt (its group, and what escaped it: see `reaper.rs`) gets
+//! SIGTERM, then SIGKILL after the grace; the grace ends the moment the last member is
+//! gone, which a poll over the members' pidfds sees at once. A zombie is not a member.
+//! When the task exits by itself, what it left behind is named in the report and, per
+//! [`Leftovers`], kept or stopped the same way. Every path reaps the child and returns an
+//! [`AttemptReport`].
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,20 +18,35 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
-use wait_timeout::ChildExt;
-
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 
-use super::output::{Output, Pump};
+use super::output::{self, Output, Pump};
 use super::pgroup::{self, Guardian, ProcessGroup};
+use super::reaper::{self, Tracker};
+use super::tree::{self, Proc, ProcKey};
 use crate::signals::Interrupt;
 
 /// Longest wait between two looks at the interrupt and the deadline.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// How often to look whether a terminated group has emptied.
-const GROUP_POLL: Duration = Duration::from_millis(5);
+/// Without pidfds, how often to look whether a child exited or the members are gone.
+const POLL_FALLBACK: Duration = Duration::from_millis(5);
+
+/// How long SIGKILLed members may take to disappear (a process in uninterruptible
+/// sleep dies only when its I/O returns) before runner gives up waiting and says so.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) use crate::config::Leftovers;
+
+/// A process a task left behind, for the log and the record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Leftover {
+    /// Its pid.
+    pub(crate) pid: i32,
+    /// Its command line.
+    pub(crate) command: String,
+}
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +79,8 @@ pub(crate) struct AttemptReport {
     pub(crate) exit: Exit,
     /// Set when runner ended it.
     pub(crate) stopped: Option<Stop>,
+    /// Processes it left behind when it exited by itself (kept or stopped per policy).
+    pub(crate) leftovers: Vec<Leftover>,
 }
 
 impl AttemptReport {
@@ -87,6 +108,8 @@ pub(crate) struct Limits {
     /// The grace after an interrupt, when it differs (the daemon's
     /// `shutdown_kill_grace`); `None` uses `kill_grace`.
     pub(crate) interrupt_grace: Option<Duration>,
+    /// What happens to processes left behind by a normal exit.
+    pub(crate) leftovers: Leftovers,
 }
 
 /// Runs processes under the shared interrupt and guardian.
@@ -97,8 +120,10 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor reporting its groups to `guardian` and stopping on `interrupt`.
+    /// A supervisor reporting its groups to `guardian` and stopping on `interrupt`. The
+    /// first one makes runner a child subreaper that reaps its tasks' orphans.
     pub(crate) fn new(interrupt: Arc<Interrupt>, guardian: Arc<Guardian>) -> Supervisor {
+        reaper::init();
         Supervisor {
             interrupt,
             guardian,
@@ -124,65 +149,96 @@ impl Supervisor {
                 duration: Duration::ZERO,
                 exit: Exit::NotStarted(format!("not started: runner received signal {sig}")),
                 stopped: Some(Stop::Interrupt(sig)),
+                leftovers: Vec::new(),
             };
         }
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
+        let (mut child, tracker) = match reaper::spawn(&mut cmd) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 return AttemptReport {
                     started,
                     duration: clock.elapsed(),
                     exit: Exit::NotStarted(e.to_string()),
                     stopped: None,
+                    leftovers: Vec::new(),
                 };
             }
         };
         let group = ProcessGroup::of(&child);
         self.guardian.watch(group);
-        let pump = output.pump(child.stdout.take(), child.stderr.take());
         let mut waiter = Waiter {
             exit_fd: pgroup::exit_fd(&child),
+            pump: output.pump(child.stdout.take(), child.stderr.take()),
             child,
-            pump,
+            status: None,
         };
         // Durations are validated to a sane range; a deadline past what the clock can
         // express would simply never come.
         let deadline = limits.max_time.and_then(|d| clock.checked_add(d));
 
         let mut stopped = None;
-        let status = loop {
+        loop {
             if let Some(sig) = self.interrupt.received() {
                 stopped = Some(Stop::Interrupt(sig));
                 let grace = limits.interrupt_grace.unwrap_or(limits.kill_grace);
-                break self.terminate(&mut waiter, group, grace);
+                self.stop_all(&mut waiter, &tracker, group, grace);
+                break;
             }
             let slice = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         stopped = Some(Stop::Timeout);
-                        break self.terminate(&mut waiter, group, limits.kill_grace);
+                        self.stop_all(&mut waiter, &tracker, group, limits.kill_grace);
+                        break;
                     }
                     (deadline - now).min(SLICE)
                 }
                 None => SLICE,
             };
-            match waiter.wait(slice) {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) => {}
+            match waiter.wait(slice, &[]) {
+                Ok(true) => break,
+                Ok(false) => {}
                 Err(e) => {
                     log::warn!(
-                        "waiting for pid {} failed ({e}); killing its group",
+                        "waiting for pid {} failed ({e}); killing its processes",
                         waiter.child.id()
                     );
-                    break self.terminate(&mut waiter, group, Duration::ZERO);
+                    self.stop_all(&mut waiter, &tracker, group, Duration::ZERO);
+                    break;
                 }
             }
-        };
+        }
         let duration = clock.elapsed();
+        tracker.leader_reaped();
+        let mut leftovers = Vec::new();
+        if stopped.is_none() {
+            let left = tracker.members();
+            if !left.is_empty() {
+                leftovers = left
+                    .iter()
+                    .map(|p| Leftover {
+                        pid: p.pid,
+                        command: tree::command_line(p.pid),
+                    })
+                    .collect();
+                match limits.leftovers {
+                    Leftovers::Keep => tracker.keep(&left),
+                    Leftovers::Kill => {
+                        let grace = if self.interrupt.received().is_some() {
+                            limits.interrupt_grace.unwrap_or(limits.kill_grace)
+                        } else {
+                            limits.kill_grace
+                        };
+                        self.stop_all(&mut waiter, &tracker, group, grace);
+                    }
+                }
+            }
+        }
         self.guardian.forget(group);
-        waiter.drain(READER_BOUND);
-        let exit = match status {
+        drop(tracker);
+        waiter.finish_output(leftovers.is_empty() || limits.leftovers == Leftovers::Kill);
+        let exit = match waiter.status {
             Some(status) => exit_of(status),
             None => Exit::NotStarted("the process could not be reaped".to_owned()),
         };
@@ -194,95 +250,199 @@ impl Supervisor {
             duration,
             exit,
             stopped,
+            leftovers,
         }
     }
 
-    /// SIGTERM to the group, SIGKILL after `grace` (or at once when the interrupt is
-    /// urgent), and reap the leader. Returns as soon as the leader is reaped and the
-    /// group empty. Output keeps flowing meanwhile, so a task blocked on a full pipe can
-    /// still handle SIGTERM.
-    fn terminate(
+    /// Stops every live member of the attempt: SIGTERM (and SIGCONT, so a stopped
+    /// process can act on it), then SIGKILL after `grace` (at once when it is zero or the
+    /// interrupt is urgent). Returns as soon as the leader is reaped and no member is
+    /// left. Output keeps flowing meanwhile, so a task blocked on a full pipe can still
+    /// handle SIGTERM.
+    fn stop_all(
         &self,
         waiter: &mut Waiter,
+        tracker: &Tracker,
         group: ProcessGroup,
         grace: Duration,
-    ) -> Option<ExitStatus> {
-        let mut status = None;
+    ) {
+        let mut watched = Watched::new(Signal::SIGTERM);
         if !grace.is_zero() && !self.interrupt.is_urgent() {
-            if let Err(e) = group.signal(Signal::SIGTERM) {
-                log::warn!("cannot send SIGTERM to process group {}: {e}", group.id());
-            }
             let end = Instant::now()
                 .checked_add(grace)
                 .unwrap_or_else(|| Instant::now() + SLICE);
+            if let Err(e) = group.signal(Signal::SIGTERM) {
+                log::warn!("cannot send SIGTERM to process group {}: {e}", group.id());
+            }
+            let _ = group.signal(Signal::SIGCONT);
             loop {
+                let members = tracker.members();
+                watched.update(&members);
+                if waiter.status.is_some() && members.is_empty() {
+                    return;
+                }
                 let now = Instant::now();
                 if now >= end || self.interrupt.is_urgent() {
                     break;
                 }
-                match status {
-                    None => match waiter.wait((end - now).min(SLICE)) {
-                        Ok(Some(s)) => status = Some(s),
-                        Ok(None) => {}
-                        Err(_) => break,
-                    },
-                    Some(_) if group.is_empty() => return status,
-                    Some(_) => std::thread::sleep(GROUP_POLL.min(end - now)),
+                if waiter.wait((end - now).min(SLICE), &watched.fds()).is_err() {
+                    break;
                 }
             }
         }
-        if let Err(e) = group.signal(Signal::SIGKILL) {
-            log::warn!("cannot send SIGKILL to process group {}: {e}", group.id());
-        }
-        match status {
-            Some(s) => Some(s),
-            None => waiter.child.wait().ok(),
+        let _ = group.signal(Signal::SIGKILL);
+        let mut watched = Watched::new(Signal::SIGKILL);
+        let end = Instant::now() + KILL_WAIT;
+        loop {
+            let members = tracker.members();
+            watched.update(&members);
+            if waiter.status.is_some() && members.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= end {
+                log::warn!(
+                    "{} process(es) of group {} survive SIGKILL (uninterruptible sleep?): {}",
+                    members.len(),
+                    group.id(),
+                    describe(&members)
+                );
+                if waiter.status.is_none() {
+                    waiter.status = waiter.child.wait().ok();
+                }
+                return;
+            }
+            if waiter.wait((end - now).min(SLICE), &watched.fds()).is_err() {
+                waiter.status = waiter.child.wait().ok();
+            }
         }
     }
 }
 
-/// How long to keep draining output after the task exited. A grandchild that keeps the
-/// pipe open (a daemon started with `&`) must not hold up the chain.
-const READER_BOUND: Duration = Duration::from_millis(500);
+/// Members already signalled, and a pidfd for each one still alive, to wait on all of
+/// them at once.
+struct Watched {
+    sig: Signal,
+    signalled: std::collections::HashSet<ProcKey>,
+    fds: std::collections::HashMap<ProcKey, Arc<OwnedFd>>,
+}
+
+impl Watched {
+    fn new(sig: Signal) -> Watched {
+        Watched {
+            sig,
+            signalled: Default::default(),
+            fds: Default::default(),
+        }
+    }
+
+    /// Signals the members not signalled yet, watches every live member, and stops
+    /// watching the gone (a pidfd stays readable once its process exited).
+    fn update(&mut self, members: &[Proc]) {
+        for proc in members {
+            if self.signalled.insert(proc.key()) {
+                pgroup::signal_pid(proc.pid, self.sig);
+                if self.sig == Signal::SIGTERM {
+                    pgroup::signal_pid(proc.pid, Signal::SIGCONT);
+                }
+            }
+            if !self.fds.contains_key(&proc.key()) {
+                if let Some(fd) = pgroup::pidfd(proc.pid) {
+                    self.fds.insert(proc.key(), Arc::new(fd));
+                }
+            }
+        }
+        let live: std::collections::HashSet<ProcKey> = members.iter().map(Proc::key).collect();
+        self.fds.retain(|key, _| live.contains(key));
+    }
+
+    fn fds(&self) -> Vec<Arc<OwnedFd>> {
+        self.fds.values().cloned().collect()
+    }
+}
+
+/// `pid (command line)` for each leftover, for a log line.
+pub(crate) fn describe_leftovers(leftovers: &[Leftover]) -> String {
+    leftovers
+        .iter()
+        .map(|l| format!("{} ({})", l.pid, l.command))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `pid (command line)` for each process, for a log line.
+pub(crate) fn describe(procs: &[Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| format!("{} ({})", p.pid, tree::command_line(p.pid)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How long to keep copying output after the task and every member are gone: the pipes
+/// are at end-of-file by then, unless a process runner could not trace holds them, and
+/// that one must not hold up the chain.
+const DRAIN_BOUND: Duration = Duration::from_millis(100);
 
 /// Waits for a child's exit while moving its output.
 struct Waiter {
     child: Child,
     exit_fd: Option<OwnedFd>,
     pump: Option<Pump>,
+    status: Option<ExitStatus>,
 }
 
 impl Waiter {
-    /// Waits up to `timeout` for the child to exit, draining its pipes meanwhile.
-    fn wait(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    /// Waits up to `timeout` for the child to exit or one of `extra` (members' pidfds)
+    /// to fire, draining its pipes meanwhile. Returns whether the child has been reaped.
+    fn wait(&mut self, timeout: Duration, extra: &[Arc<OwnedFd>]) -> io::Result<bool> {
         let end = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(Some(status));
+            if self.reap()? {
+                return Ok(true);
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(None);
+                return Ok(self.status.is_some());
             }
-            match (&self.exit_fd, &self.pump) {
-                // No pidfd and no pipes: wait-timeout's SIGCHLD self-pipe.
-                (None, None) => return self.child.wait_timeout(left),
-                // No pidfd: poll the pipes, and look at the child every few ms.
-                (None, Some(_)) => self.poll(left.min(GROUP_POLL)),
-                (Some(_), _) => self.poll(left),
+            if self.poll(left, extra) {
+                self.reap()?;
+                return Ok(self.status.is_some());
             }
         }
     }
 
-    /// One `poll` over the exit descriptor and the open pipes; drains what is ready.
-    fn poll(&mut self, timeout: Duration) {
+    /// Reaps the child if it exited; returns whether it is reaped (now or before).
+    fn reap(&mut self) -> io::Result<bool> {
+        if self.status.is_none() {
+            if let Some(status) = self.child.try_wait()? {
+                self.status = Some(status);
+                self.exit_fd = None;
+            }
+        }
+        Ok(self.status.is_some())
+    }
+
+    /// One `poll` over the exit descriptor, `extra` and the open pipes; drains what is
+    /// ready. Returns whether the exit descriptor or one of `extra` fired.
+    fn poll(&mut self, timeout: Duration, extra: &[Arc<OwnedFd>]) -> bool {
+        // Without pidfds an exit is only seen by looking: a short timeout.
+        let timeout = if self.exit_fd.is_none() && (self.status.is_none() || extra.is_empty()) {
+            timeout.min(POLL_FALLBACK)
+        } else {
+            timeout
+        };
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-        let ready: Vec<usize> = {
-            let mut fds = Vec::with_capacity(3);
+        let (fired, ready): (bool, Vec<usize>) = {
+            let mut fds = Vec::with_capacity(3 + extra.len());
             let mut streams = Vec::with_capacity(2);
             if let Some(fd) = &self.exit_fd {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
+            for fd in extra {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+            let signals = fds.len();
             if let Some(pump) = &self.pump {
                 for (index, fd) in pump.fds() {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -291,38 +451,51 @@ impl Waiter {
             }
             if fds.is_empty() {
                 std::thread::sleep(timeout);
-                return;
+                return false;
             }
             match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
-            let skip = usize::from(self.exit_fd.is_some());
-            fds[skip..]
+            let fired = fds[..signals]
+                .iter()
+                .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
+            let ready = fds[signals..]
                 .iter()
                 .zip(&streams)
                 .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
                 .map(|(_, index)| *index)
-                .collect()
+                .collect();
+            (fired, ready)
         };
         if let Some(pump) = self.pump.as_mut() {
             for index in ready {
                 pump.drain(index);
             }
         }
+        fired
     }
 
-    /// After the exit: copies what is left in the pipes, for at most `bound`.
-    fn drain(&mut self, bound: Duration) {
-        let end = Instant::now() + bound;
+    /// After the attempt: copies what is in the pipes. With `expect_eof` (no member is
+    /// left) the pipes end shortly, so wait for that a little; otherwise (a kept
+    /// leftover holds them) hand the pump to the lingering thread at once.
+    fn finish_output(&mut self, expect_eof: bool) {
         self.exit_fd = None;
-        while self.pump.as_ref().is_some_and(|p| !p.is_done()) {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                log::debug!("a task's output pipe is still held open by a leftover process");
-                return;
+        if expect_eof {
+            let end = Instant::now() + DRAIN_BOUND;
+            while self.pump.as_ref().is_some_and(|p| !p.is_done()) {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                self.poll(left, &[]);
             }
-            self.poll(left);
+        } else if let Some(pump) = self.pump.as_mut() {
+            pump.drain_ready();
+        }
+        if let Some(pump) = self.pump.take().filter(|p| !p.is_done()) {
+            log::debug!("a task's output pipe is still open; copying it in the background");
+            output::linger(pump);
         }
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct CaptureFile {
     ring_written: u64,
     finished: bool,
     mirror: Option<Mirror>,
+    late_written: u64,
 }
 
 /// A run's `output.txt`, shared by the captures of all its attempts.
@@ -108,6 +109,7 @@ impl CaptureFile {
             ring_written: 0,
             finished: false,
             mirror: None,
+            late_written: 0,
         }
     }
 
@@ -190,7 +192,8 @@ impl CaptureFile {
     }
 
     /// Appends the marker and the ring to the file (and to `output.txt`) and removes the
-    /// ring. Later writes (from a leftover process holding the pipe) are dropped.
+    /// ring. Later writes (from a leftover process still holding the pipe) are appended
+    /// after it, up to the tail's share of the cap.
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         if self.finished {
             return Ok(());
@@ -234,6 +237,12 @@ impl CaptureFile {
 impl Write for CaptureFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.finished {
+            let room = self.tail_cap.saturating_sub(self.late_written) as usize;
+            let late = &data[..room.min(data.len())];
+            if !late.is_empty() {
+                self.emit(late)?;
+                self.late_written += late.len() as u64;
+            }
             return Ok(data.len());
         }
         let room = self.head_cap.saturating_sub(self.head_written) as usize;

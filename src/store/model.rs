@@ -184,6 +184,9 @@ pub(crate) struct AttemptRecord {
     pub(crate) output: Option<String>,
     /// What the task wrote to `RUNNER_RESULT`.
     pub(crate) result_data: Option<serde_json::Value>,
+    /// The processes it left running when it exited: `[{"pid", "command"}]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) leftovers: Option<serde_json::Value>,
 }
 
 /// A run with its tasks, for `runs show`.

@@ -196,7 +196,7 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let mut attempts_stmt = self.conn.prepare_cached(
                 "SELECT try_num, exit_code, signal, result, start_time, stop_time, note,
-                    output_path, result_data
+                    output_path, result_data, leftovers
                  FROM attempts WHERE instance_id = ?1 ORDER BY id",
             )?;
             let mut tasks = Vec::with_capacity(instances.len());
@@ -314,5 +314,8 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
         note: row.get(6)?,
         output: row.get(7)?,
         result_data: result_data.and_then(|t| serde_json::from_str(&t).ok()),
+        leftovers: row
+            .get::<_, Option<String>>(9)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }

@@ -248,7 +248,8 @@ impl Recorder for StoreRecorder {
             if let Err(e) = capture.finish() {
                 log::warn!("cannot keep the output of task \"{}\": {e}", attempt.task);
             }
-            has_output = !capture.is_empty();
+            // A process the task left running may still write into it: keep its name.
+            has_output = !capture.is_empty() || !end.leftovers.is_empty();
         }
         let Some(&instance) = self
             .instances
@@ -269,6 +270,9 @@ impl Recorder for StoreRecorder {
             result: end.result.as_str(),
             note: end.note.clone(),
             result_data: end.result_data.clone(),
+            leftovers: (!end.leftovers.is_empty())
+                .then(|| serde_json::to_value(&end.leftovers).ok())
+                .flatten(),
             instance_status: status,
             has_output,
         });

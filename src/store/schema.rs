@@ -86,6 +86,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_session_name ON events (session, name);
     ",
+    // 2: the processes an attempt left running when it exited (JSON: [{pid, command}]).
+    "ALTER TABLE attempts ADD COLUMN leftovers TEXT;",
 ];
 
 /// The schema version this build writes.

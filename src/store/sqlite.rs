@@ -108,6 +108,8 @@ pub(crate) struct AttemptEnding {
     pub(crate) note: Option<String>,
     /// What the task wrote to `RUNNER_RESULT`.
     pub(crate) result_data: Option<serde_json::Value>,
+    /// The processes it left running (`[{pid, command}]`), if any.
+    pub(crate) leftovers: Option<serde_json::Value>,
     /// The instance's new status.
     pub(crate) instance_status: InstanceStatus,
     /// Whether the attempt printed anything; a silent one keeps no output file.
@@ -344,7 +346,7 @@ impl Store {
                 tx.prepare_cached(
                     "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3,
                         result = ?4, note = ?5, result_data = ?6,
-                        output_path = CASE WHEN ?8 THEN output_path END
+                        output_path = CASE WHEN ?8 THEN output_path END, leftovers = ?9
                      WHERE id = ?7",
                 )?
                 .execute(params![
@@ -355,7 +357,8 @@ impl Store {
                     end.note,
                     end.result_data.as_ref().map(|v| v.to_string()),
                     end.attempt_id,
-                    end.has_output
+                    end.has_output,
+                    end.leftovers.as_ref().map(|v| v.to_string())
                 ])?;
                 tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
                     .execute(params![end.instance_status.as_str(), end.instance_id])?;

@@ -1,0 +1,323 @@
+//! Which live processes belong to which attempt, and reaping the orphans nobody waits for.
+//!
+//! runner is a child subreaper (and may be PID 1 of a container), so every orphan of its
+//! tasks becomes runner's child: a shell's `sleep` once the shell died, a daemon that
+//! double-forked, a child that called `setsid`. Two duties follow:
+//!
+//! - **Reaping.** A thread woken by SIGCHLD reaps every zombie child of runner that no
+//!   supervisor waits for itself. Supervisors' own children (attempt leaders) are listed
+//!   in `spawned` from before `spawn` returns (the registry lock is held across it), so
+//!   the reaper never steals an exit status.
+//! - **Membership.** An attempt's processes are its leader, its process group, and every
+//!   descendant of those by parent links, plus orphans (now runner's children) traced
+//!   back to it: by having been seen as members before, by a process group or session
+//!   named after a member (the double fork's `setsid`), or, when only one attempt could
+//!   have started it, by that. Zombies never count. Processes a finished attempt left
+//!   behind and kept are remembered, so a later attempt does not claim them.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use super::pgroup;
+use super::tree::{Proc, ProcKey, Snapshot};
+
+/// Everything the registry knows, behind one lock.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    /// Pids that their supervisor reaps itself.
+    spawned: HashSet<i32>,
+    /// Live attempts by id.
+    attempts: HashMap<u64, Track>,
+    /// Processes that finished attempts left behind and kept.
+    kept: HashSet<ProcKey>,
+    /// Groups and sessions named after kept processes.
+    kept_groups: HashSet<i32>,
+    /// runner's own helper processes (the guardian), never anyone's member.
+    helpers: HashSet<i32>,
+}
+
+/// What is known of one live attempt.
+struct Track {
+    leader: i32,
+    pgid: i32,
+    /// The leader's start time: an orphan older than this cannot be the attempt's.
+    since: u64,
+    known: HashSet<ProcKey>,
+    groups: HashSet<i32>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn registry() -> MutexGuard<'static, Option<Registry>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut guard = registry();
+    f(guard.get_or_insert_with(Registry::default))
+}
+
+/// runner's own group and session: never recorded as an attempt's.
+fn own_ids() -> (i32, i32) {
+    let pgid = nix::unistd::getpgrp().as_raw();
+    let sid = nix::unistd::getsid(None).map_or(pgid, |s| s.as_raw());
+    (pgid, sid)
+}
+
+static INIT: Once = Once::new();
+
+/// Makes runner a child subreaper and starts the reaping thread, once per process.
+pub(crate) fn init() {
+    INIT.call_once(|| {
+        if let Err(e) = pgroup::become_subreaper() {
+            log::warn!(
+                "cannot become a child subreaper ({e}); processes that escape a task may be missed"
+            );
+        }
+        if let Err(e) = start_reaping() {
+            log::warn!("cannot watch for orphaned processes ({e}); they are reaped less often");
+        }
+    });
+}
+
+fn start_reaping() -> io::Result<()> {
+    let (mut read, write) = UnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGCHLD, write)?;
+    std::thread::Builder::new()
+        .name("reaper".to_owned())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            // Each SIGCHLD writes a byte; one sweep answers all that arrived meanwhile.
+            while read.read(&mut buf).is_ok_and(|n| n > 0) {
+                sweep(&Snapshot::take());
+            }
+        })?;
+    // Orphans may have arrived before the thread (a re-exec'd runner as PID 1).
+    sweep(&Snapshot::take());
+    Ok(())
+}
+
+/// Reaps the zombie children nobody waits for, and forgets kept processes that are gone.
+fn sweep(snapshot: &Snapshot) {
+    let me = std::process::id() as i32;
+    with(|r| {
+        for proc in snapshot.children(me) {
+            if proc.zombie && !r.spawned.contains(&proc.pid) {
+                pgroup::reap(proc.pid);
+            }
+        }
+        if !r.kept.is_empty() {
+            r.kept
+                .retain(|(pid, start)| snapshot.get(*pid).is_some_and(|p| p.start == *start));
+            let live: HashSet<i32> = snapshot
+                .iter()
+                .filter(|p| !p.zombie)
+                .flat_map(|p| [p.pgid, p.sid])
+                .collect();
+            r.kept_groups.retain(|g| live.contains(g));
+        }
+    });
+}
+
+/// Lists runner's own helper process `pid` (the guardian), which belongs to no attempt.
+pub(crate) fn add_helper(pid: i32) {
+    with(|r| r.helpers.insert(pid));
+}
+
+/// Whether `pid` is one of runner's helpers.
+pub(crate) fn is_helper(pid: i32) -> bool {
+    with(|r| r.helpers.contains(&pid))
+}
+
+/// One attempt's membership, from spawn until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    id: u64,
+    leader: i32,
+}
+
+/// Spawns `cmd` (already in its own process group) and starts tracking its processes.
+pub(crate) fn spawn(cmd: &mut Command) -> io::Result<(Child, Tracker)> {
+    let mut guard = registry();
+    let r = guard.get_or_insert_with(Registry::default);
+    // The lock is held across the spawn: the reaper cannot see the child before it is
+    // listed as someone's to wait for.
+    let child = cmd.spawn()?;
+    let leader = child.id() as i32;
+    r.spawned.insert(leader);
+    let since = std::fs::read_to_string(format!("/proc/{leader}/stat"))
+        .ok()
+        .and_then(|s| super::tree::start_of(leader, &s))
+        .unwrap_or(0);
+    r.next_id += 1;
+    let id = r.next_id;
+    r.attempts.insert(
+        id,
+        Track {
+            leader,
+            pgid: leader,
+            since,
+            known: HashSet::new(),
+            groups: HashSet::from([leader]),
+        },
+    );
+    Ok((child, Tracker { id, leader }))
+}
+
+impl Tracker {
+    /// The attempt's live processes now (the leader too while it runs), zombies
+    /// excluded; zombie orphans met on the way are reaped.
+    pub(crate) fn members(&self) -> Vec<Proc> {
+        let snapshot = Snapshot::take();
+        let me = std::process::id() as i32;
+        let (own_pgid, own_sid) = own_ids();
+        with(|r| {
+            for proc in snapshot.children(me) {
+                if proc.zombie && !r.spawned.contains(&proc.pid) {
+                    pgroup::reap(proc.pid);
+                }
+            }
+            let Some(track) = r.attempts.get(&self.id) else {
+                return Vec::new();
+            };
+            let mut roots: Vec<i32> = Vec::new();
+            if snapshot
+                .get(track.leader)
+                .is_some_and(|p| p.start == track.since)
+            {
+                roots.push(track.leader);
+            }
+            for proc in snapshot.iter() {
+                if proc.pid == me || r.helpers.contains(&proc.pid) {
+                    continue;
+                }
+                let orphan = proc.ppid == me && !r.spawned.contains(&proc.pid);
+                if proc.pgid == track.pgid
+                    || track.known.contains(&proc.key())
+                    || (orphan && attribute(r, proc) == Some(self.id))
+                {
+                    roots.push(proc.pid);
+                }
+            }
+            let mut seen: HashSet<i32> = HashSet::new();
+            let mut members = Vec::new();
+            while let Some(pid) = roots.pop() {
+                if pid == me || !seen.insert(pid) {
+                    continue;
+                }
+                let Some(proc) = snapshot.get(pid) else {
+                    continue;
+                };
+                roots.extend(snapshot.children(pid).map(|c| c.pid));
+                if !proc.zombie && !r.helpers.contains(&pid) && !r.kept.contains(&proc.key()) {
+                    members.push(*proc);
+                }
+            }
+            let track = r.attempts.get_mut(&self.id).expect("looked up above");
+            for proc in &members {
+                track.known.insert(proc.key());
+                for id in [proc.pid, proc.pgid] {
+                    if id != own_pgid && id != own_sid {
+                        track.groups.insert(id);
+                    }
+                }
+            }
+            members
+        })
+    }
+
+    /// The leader was reaped by its supervisor: the reaper may reap its pid from now on
+    /// (should it ever be reused by an orphan).
+    pub(crate) fn leader_reaped(&self) {
+        with(|r| r.spawned.remove(&self.leader));
+    }
+
+    /// Remembers `procs` as kept leftovers, nobody's members from now on.
+    pub(crate) fn keep(&self, procs: &[Proc]) {
+        let (own_pgid, own_sid) = own_ids();
+        with(|r| {
+            for proc in procs {
+                r.kept.insert(proc.key());
+                for id in [proc.pid, proc.pgid] {
+                    if id != own_pgid && id != own_sid {
+                        r.kept_groups.insert(id);
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        with(|r| {
+            r.attempts.remove(&self.id);
+            r.spawned.remove(&self.leader);
+        });
+    }
+}
+
+/// The attempt an orphan (a child of runner it did not spawn) belongs to, if it can be
+/// told.
+fn attribute(r: &Registry, proc: &Proc) -> Option<u64> {
+    if r.kept.contains(&proc.key())
+        || r.kept_groups.contains(&proc.pgid)
+        || r.kept_groups.contains(&proc.sid)
+    {
+        return None;
+    }
+    if let Some((id, _)) = r.attempts.iter().find(|(_, t)| {
+        t.known.contains(&proc.key())
+            || t.groups.contains(&proc.pgid)
+            || t.groups.contains(&proc.sid)
+    }) {
+        return Some(*id);
+    }
+    let mut candidates = r.attempts.iter().filter(|(_, t)| t.since <= proc.start);
+    match (candidates.next(), candidates.next()) {
+        (Some((id, _)), None) => Some(*id),
+        _ => None,
+    }
+}
+
+/// As PID 1, what an init does before it exits: SIGTERM to every process left, SIGKILL
+/// to those still there after `grace`, and reap them all, so nothing is cut off without
+/// a chance to finish (the kernel would SIGKILL them the moment PID 1 exits).
+pub(crate) fn shutdown_as_init(grace: std::time::Duration) {
+    if !pgroup::is_init() {
+        return;
+    }
+    let me = std::process::id() as i32;
+    let others = || -> Vec<i32> {
+        let snapshot = Snapshot::take();
+        sweep(&snapshot);
+        snapshot
+            .iter()
+            .filter(|p| p.pid != me && !p.zombie && !is_helper(p.pid))
+            .map(|p| p.pid)
+            .collect()
+    };
+    if others().is_empty() {
+        return;
+    }
+    pgroup::signal_everyone(nix::sys::signal::Signal::SIGTERM);
+    pgroup::signal_everyone(nix::sys::signal::Signal::SIGCONT);
+    let end = std::time::Instant::now() + grace;
+    let mut pause = std::time::Duration::from_millis(1);
+    while std::time::Instant::now() < end {
+        if others().is_empty() {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+    pgroup::signal_everyone(nix::sys::signal::Signal::SIGKILL);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !others().is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

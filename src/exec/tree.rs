@@ -1,0 +1,164 @@
+//! A snapshot of the process table from `/proc`: who is whose child, in which group and
+//! session, and who is only a zombie.
+//!
+//! Supervision needs "every live process of this task", and `kill(-pgid, 0)` cannot say
+//! that: it succeeds while a zombie is left in the group, and it misses whatever left
+//! the group with `setsid`. A scan of `/proc/*/stat` sees both: zombies by their state,
+//! and escaped processes by their parent chain (runner is a child subreaper, so an
+//! orphan of a task becomes runner's child instead of init's). This file only reads;
+//! attributing processes to attempts is `reaper.rs`'s job.
+
+use std::collections::HashMap;
+
+/// One process as `/proc/PID/stat` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proc {
+    /// Its pid.
+    pub(crate) pid: i32,
+    /// Its parent's pid (the thread group, not the thread).
+    pub(crate) ppid: i32,
+    /// Its process group.
+    pub(crate) pgid: i32,
+    /// Its session.
+    pub(crate) sid: i32,
+    /// Whether it exited and only waits to be reaped.
+    pub(crate) zombie: bool,
+    /// When it started, in clock ticks since boot: with the pid, a name no later process
+    /// can take.
+    pub(crate) start: u64,
+}
+
+/// A pid with its start time: the same pid later is another process.
+pub(crate) type ProcKey = (i32, u64);
+
+impl Proc {
+    /// The process's lasting name.
+    pub(crate) fn key(&self) -> ProcKey {
+        (self.pid, self.start)
+    }
+}
+
+/// Every process visible in `/proc`, indexed by pid and by parent.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    procs: HashMap<i32, Proc>,
+    children: HashMap<i32, Vec<i32>>,
+}
+
+impl Snapshot {
+    /// Reads the process table. Processes that end while it is read are simply missing.
+    pub(crate) fn take() -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return snapshot;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if let Some(proc) = parse_stat(pid, &stat) {
+                snapshot.children.entry(proc.ppid).or_default().push(pid);
+                snapshot.procs.insert(pid, proc);
+            }
+        }
+        snapshot
+    }
+
+    /// The process with this pid, if it exists (zombies included).
+    pub(crate) fn get(&self, pid: i32) -> Option<&Proc> {
+        self.procs.get(&pid)
+    }
+
+    /// Every process in the table.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Proc> {
+        self.procs.values()
+    }
+
+    /// The direct children of `pid`.
+    pub(crate) fn children(&self, pid: i32) -> impl Iterator<Item = &Proc> {
+        self.children
+            .get(&pid)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.procs.get(c))
+    }
+}
+
+/// Parses one `/proc/PID/stat` line. The command name (field 2) is in parentheses and
+/// may itself hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state (3), ppid (4), pgrp (5), session (6), ... starttime (22).
+    Some(Proc {
+        pid,
+        zombie: matches!(*fields.first()?, "Z" | "X"),
+        ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The start time (clock ticks since boot) in one `/proc/PID/stat` line.
+pub(crate) fn start_of(pid: i32, stat: &str) -> Option<u64> {
+    parse_stat(pid, stat).map(|p| p.start)
+}
+
+/// A process's command line for people: its arguments joined by spaces, or its short
+/// name in brackets when it has none (a kernel thread, a zombie).
+pub(crate) fn command_line(pid: i32) -> String {
+    if let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        let words: Vec<String> = raw
+            .split(|&b| b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        if !words.is_empty() {
+            return words.join(" ");
+        }
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => format!("[{}]", comm.trim_end()),
+        Err(_) => "[gone]".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_parentheses_in_the_name() {
+        let line = "42 (a (b) c) S 7 42 7 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        let proc = parse_stat(42, line).expect("parsed");
+        assert_eq!(
+            proc,
+            Proc {
+                pid: 42,
+                ppid: 7,
+                pgid: 42,
+                sid: 7,
+                zombie: false,
+                start: 12345
+            }
+        );
+        let zombie = "43 (sh) Z 1 43 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0";
+        assert!(parse_stat(43, zombie).expect("parsed").zombie);
+    }
+
+    #[test]
+    fn the_snapshot_sees_this_process_and_its_parent() {
+        let snapshot = Snapshot::take();
+        let me = std::process::id() as i32;
+        let proc = snapshot.get(me).expect("this process is in /proc");
+        assert!(!proc.zombie);
+        assert_eq!(proc.ppid, nix::unistd::getppid().as_raw());
+        assert!(snapshot.children(proc.ppid).any(|p| p.pid == me));
+        assert!(command_line(me).contains("runner") || !command_line(me).is_empty());
+    }
+}
