@@ -18,3 +18,4 @@ mod order;
 mod processes;
 mod records;
 mod schedules;
+mod supervision;

@@ -1,0 +1,475 @@
+//! Every process of a task accounted for: timeouts end the whole tree (group, `setsid`,
+//! double fork) within the contract's bound and leave no zombie, under this machine's
+//! PID 1 and with runner as PID 1 of a new PID namespace; leftovers of a normal exit
+//! are kept (and keep working) or stopped.
+//!
+//! Timing is read from the records (the attempt's start and stop), not from how long
+//! the test waited, so a loaded machine slows the test, not the verdict.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Chain, Daemon, is_alive, is_root, read_pid, wait_for};
+
+/// Times out after 1 s with a 3 s grace, once.
+const LIMITS: &str = "[runner]\nmax_time = 1\nkill_grace = 3\nmax_tries = 1";
+
+/// The halt task: lists every process named in `$LOG.pids` that still exists (alive or
+/// zombie) when the chain goes on after the timeout. Pids are the task's own view, so
+/// inside a PID namespace the namespace's /proc is read.
+const HALT: &str = "touch \"$LOG.left\"\nwhile read p; do\n  if [ -e /proc/$p ]; then read s < /proc/$p/stat; echo \"$s\" >> \"$LOG.left\"; fi\ndone < \"$LOG.pids\"\necho halted >> \"$LOG\"";
+
+/// A process that records its pid and then becomes `sleep 30`.
+const SLEEPER: &str = "sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 30'";
+
+/// The five shapes of the issue: (name, task body, processes that record their pid).
+fn shapes() -> Vec<(&'static str, String, usize)> {
+    vec![
+        (
+            "shell with a child",
+            format!("echo $$ >> \"$LOG.pids\"\n{SLEEPER}"),
+            2,
+        ),
+        (
+            "shell with a background child",
+            format!("echo $$ >> \"$LOG.pids\"\n{SLEEPER} &\n{SLEEPER}"),
+            3,
+        ),
+        (
+            "20 children",
+            format!(
+                "echo $$ >> \"$LOG.pids\"\ni=0\nwhile [ $i -lt 20 ]; do {SLEEPER} & i=$((i+1)); done\nwait"
+            ),
+            21,
+        ),
+        (
+            "a child calling setsid",
+            format!("echo $$ >> \"$LOG.pids\"\nsetsid {SLEEPER} &\nwait"),
+            2,
+        ),
+        (
+            "a double-forked daemon",
+            format!("echo $$ >> \"$LOG.pids\"\n( setsid {SLEEPER} & )\n{SLEEPER}"),
+            3,
+        ),
+    ]
+}
+
+fn pids(path: &Path) -> Vec<i32> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The attempts of task `name` in a `runs show` object: (start, stop) pairs.
+fn attempt_times(run: &serde_json::Value, name: &str) -> Vec<(f64, f64)> {
+    run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["name"] == name)
+        .flat_map(|t| t["attempts"].as_array().expect("attempts").clone())
+        .map(|a| {
+            (
+                a["start_time"].as_f64().expect("start"),
+                a["stop_time"].as_f64().expect("stop"),
+            )
+        })
+        .collect()
+}
+
+/// Runs one shape, with `wrap` put before runner's command line (for `unshare`), and
+/// checks the attempt's duration and that nothing is left.
+fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) {
+    let chain = Chain::new()
+        .task("10-a.sh", body)
+        .task("halt.sh", HALT)
+        .ini(LIMITS);
+    let plain = chain.command(&[]);
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args)
+                .arg(plain.get_program())
+                .args(plain.get_args());
+            for (k, v) in plain.get_envs() {
+                match v {
+                    Some(v) => cmd.env(k, v),
+                    None => cmd.env_remove(k),
+                };
+            }
+            cmd.current_dir(chain.path());
+            cmd
+        }
+        None => plain,
+    };
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{shape}: {stderr}");
+    assert!(stderr.contains("timed out"), "{shape}: {stderr}");
+    let recorded = pids(&chain.path().join("log.pids"));
+    assert_eq!(
+        recorded.len(),
+        expected,
+        "{shape}: pids {recorded:?}\n{stderr}"
+    );
+    assert_eq!(chain.log_lines(), ["halted"], "{shape}: {stderr}");
+    let left = fs::read_to_string(chain.path().join("log.left")).expect("halt task ran");
+    assert!(
+        left.is_empty(),
+        "{shape}: processes (or zombies) left when the chain went on:\n{left}"
+    );
+    let run = chain.last_run();
+    let times = attempt_times(&run, "a");
+    assert_eq!(times.len(), 1, "{shape}: {run}");
+    let (start, stop) = times[0];
+    let took = stop - start;
+    assert!(
+        (1.0..1.1).contains(&took),
+        "{shape}: the attempt took {took:.3}s; max_time is 1s and every process died at once"
+    );
+    if wrap.is_empty() {
+        for pid in recorded {
+            assert!(
+                wait_for(Duration::from_secs(5), || !Path::new(&format!(
+                    "/proc/{pid}"
+                ))
+                .exists()),
+                "{shape}: pid {pid} is still there (alive: {})",
+                is_alive(pid)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_timeout_ends_every_shape_of_task_at_once_and_leaves_nothing() {
+    for (shape, body, expected) in shapes() {
+        timeout_case(shape, &body, expected, &[]);
+    }
+}
+
+/// `unshare -fp --mount-proc`, when this test may create PID namespaces.
+fn unshare() -> Option<Vec<&'static str>> {
+    if !is_root() {
+        eprintln!("SKIPPED: runner as PID 1 needs root to create a PID namespace");
+        return None;
+    }
+    let probe = Command::new("unshare")
+        .args(["-fp", "--mount-proc", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: `unshare -fp --mount-proc` is not permitted here");
+        return None;
+    }
+    Some(vec!["unshare", "-fp", "--mount-proc"])
+}
+
+#[test]
+fn as_pid_1_a_timeout_ends_every_shape_at_once_and_leaves_no_zombie() {
+    let Some(wrap) = unshare() else { return };
+    for (shape, body, expected) in shapes() {
+        timeout_case(shape, &body, expected, &wrap);
+    }
+}
+
+#[test]
+fn a_task_ignoring_sigterm_takes_exactly_the_grace() {
+    let chain = Chain::new()
+        .task(
+            "10-a.sh",
+            &format!("trap '' TERM\necho $$ >> \"$LOG.pids\"\n{SLEEPER} &\n{SLEEPER}"),
+        )
+        .task("halt.sh", HALT)
+        .ini(LIMITS);
+    chain.run(&[]).assert_code(1);
+    assert_eq!(pids(&chain.path().join("log.pids")).len(), 3);
+    let left = fs::read_to_string(chain.path().join("log.left")).expect("halt ran");
+    assert!(left.is_empty(), "left after SIGKILL:\n{left}");
+    let run = chain.last_run();
+    let (start, stop) = attempt_times(&run, "a")[0];
+    let took = stop - start;
+    assert!(
+        (4.0..4.2).contains(&took),
+        "max_time 1s + kill_grace 3s, then SIGKILL at once; took {took:.3}s"
+    );
+}
+
+#[test]
+fn sigterm_to_runner_as_pid_1_ends_the_chain_promptly() {
+    let Some(wrap) = unshare() else { return };
+    let chain = Chain::new()
+        .task(
+            "10-a.sh",
+            &format!("echo $$ >> \"$LOG.pids\"\n{SLEEPER} &\n{SLEEPER}"),
+        )
+        .ini("[runner]\nkill_grace = 10");
+    let plain = chain.command(&[]);
+    // unshare forks runner as PID 1 of the namespace; `docker stop` signals that one.
+    let mut child = Command::new(wrap[0])
+        .args(&wrap[1..])
+        .arg(plain.get_program())
+        .args(plain.get_args())
+        .envs(plain.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .current_dir(chain.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for(Duration::from_secs(20), || pids(
+            &chain.path().join("log.pids")
+        )
+        .len()
+            == 3),
+        "the task did not start"
+    );
+    let unshare_pid = child.id() as i32;
+    let runner_pid = fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .expect("unshare's child is runner");
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(runner_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal runner");
+    let status = child.wait().expect("wait");
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(143));
+    // kill_grace is 10 s; every process dies on SIGTERM at once, so the run ends well
+    // before it (the bound is loose on purpose: the figure is the benchmark's).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// The files a kept leftover uses to talk with the test.
+struct Handshake {
+    dir: PathBuf,
+}
+
+impl Handshake {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+#[test]
+fn a_kept_leftover_keeps_working_after_its_task_and_after_runner() {
+    // The leftover prints once after its task ended (while the next task waits for it)
+    // and once after runner exited; neither write may block it or kill it with SIGPIPE.
+    let leftover = "( echo $$ > /dev/null; while [ ! -e \"$LOG.go1\" ]; do sleep 0.02; done; echo late-one; touch \"$LOG.ack1\"; while [ ! -e \"$LOG.go2\" ]; do sleep 0.02; done; echo late-two; echo alive > \"$LOG.marker\" ) &\necho $! > \"$LOG.leftover\"\necho started";
+    let chain = Chain::new()
+        .task("10-start.sh", leftover)
+        .task(
+            "20-next.sh",
+            "touch \"$LOG.go1\"\ni=0\nwhile [ ! -e \"$LOG.ack1\" ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done\n[ -e \"$LOG.ack1\" ] && echo next-saw-ack >> \"$LOG\"",
+        );
+    let hs = Handshake {
+        dir: chain.path().to_owned(),
+    };
+    let out = fs::File::create(hs.path("stdout")).expect("stdout file");
+    let err = fs::File::create(hs.path("stderr")).expect("stderr file");
+    let status = chain
+        .command(&[])
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .expect("run");
+    let stderr = fs::read_to_string(hs.path("stderr")).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(chain.log_lines(), ["next-saw-ack"], "{stderr}");
+    let pid = read_pid(&hs.path("log.leftover"));
+    assert!(
+        is_alive(pid),
+        "the kept leftover survived its task and runner"
+    );
+    // The subshell is named with its pid and command line (with whatever it runs now).
+    assert!(
+        stderr.contains("process(es) behind, kept running: ")
+            && stderr.contains(&format!("{pid} (/bin/sh ")),
+        "{stderr}"
+    );
+    let stdout = fs::read_to_string(hs.path("stdout")).unwrap_or_default();
+    assert!(
+        stdout.contains("started") && stdout.contains("late-one"),
+        "{stdout}"
+    );
+
+    // Recorded: the leftover and what it printed while the run lasted.
+    let run = chain.last_run();
+    let start = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["name"] == "start")
+        .expect("task start")
+        .clone();
+    let left = start["attempts"][0]["leftovers"]
+        .as_array()
+        .expect("leftovers recorded")
+        .clone();
+    let subshell = left
+        .iter()
+        .find(|l| l["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not recorded: {run}"));
+    assert!(
+        subshell["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("10-start.sh")),
+        "{run}"
+    );
+    let id = run["run_id"].as_str().expect("id");
+    chain
+        .runner(&["runs", "output", id, "--task", "start"])
+        .assert_code(0)
+        .assert_stdout_contains("late-one");
+    chain
+        .runner(&["runs", "show", id])
+        .assert_code(0)
+        .assert_stdout_contains(&format!("start#0 try 1: pid {pid} "));
+
+    // After runner exited: the write still reaches runner's stdout (the relay).
+    fs::write(hs.path("log.go2"), "").expect("go2");
+    assert!(
+        wait_for(Duration::from_secs(20), || hs.path("log.marker").exists()),
+        "the leftover died writing after runner exited"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || fs::read_to_string(
+            hs.path("stdout")
+        )
+        .is_ok_and(|s| s.contains("late-two"))),
+        "the late line went nowhere"
+    );
+    assert!(wait_for(Duration::from_secs(10), || !is_alive(pid)));
+}
+
+#[test]
+fn a_kept_leftover_does_not_hold_up_the_chain() {
+    let chain = Chain::new()
+        .task(
+            "10-start.sh",
+            "sleep 30 &\necho $! > \"$LOG.leftover\"\necho started",
+        )
+        .task("20-next.sh", "echo next >> \"$LOG\"");
+    // Not `output()`: the leftover holds runner's stdout (through the relay) as it would
+    // hold it without recording, so the end of that pipe is the leftover's end.
+    let out = fs::File::create(chain.path().join("stdout")).expect("stdout file");
+    let status = chain
+        .command(&[])
+        .stdout(out)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(0));
+    let stdout = fs::read_to_string(chain.path().join("stdout")).unwrap_or_default();
+    assert!(stdout.contains("started"), "{stdout}");
+    let run = chain.last_run();
+    let (_, start_stopped) = attempt_times(&run, "start")[0];
+    let (next_started, _) = attempt_times(&run, "next")[0];
+    // The old bound was 0.5 s of waiting for the pipe; now the chain goes on at once.
+    assert!(
+        next_started - start_stopped < 0.4,
+        "the chain waited {:.3}s for a leftover",
+        next_started - start_stopped
+    );
+    let pid = read_pid(&chain.path().join("log.leftover"));
+    assert!(is_alive(pid), "kept by default");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("clean up");
+}
+
+#[test]
+fn leftovers_kill_stops_them_before_the_chain_goes_on() {
+    for ini in ["[runner]\nleftovers = kill", "[start]\nleftovers = kill"] {
+        let chain = Chain::new()
+            .task(
+                "10-start.sh",
+                "sleep 30 &\necho $! >> \"$LOG.pids\"\nsetsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 30' &\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done",
+            )
+            .task(
+                "20-next.sh",
+                "while read p; do [ -e /proc/$p ] && echo \"left $p\" >> \"$LOG\"; done < \"$LOG.pids\"\necho next >> \"$LOG\"",
+            )
+            .ini(ini);
+        let run = chain.run(&[]);
+        run.assert_code(0)
+            .assert_stderr_contains("left 2 process(es) behind, stopped (leftovers = kill)");
+        assert_eq!(chain.log_lines(), ["next"], "{ini}");
+        let record = chain.last_run();
+        let left = record["tasks"][0]["attempts"][0]["leftovers"]
+            .as_array()
+            .expect("leftovers recorded")
+            .len();
+        assert_eq!(left, 2, "{record}");
+    }
+}
+
+#[test]
+fn daemon_max_execution_ends_a_shell_with_a_child_at_once() {
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  slow:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ >> @ROOT@/pids; sh -c 'echo $$ >> @ROOT@/pids; exec sleep 30'\"]\n    max_execution: 1\n    max_execution_grace: 3\n",
+    )]);
+    daemon.start("runner.yaml");
+    let run = daemon.trigger_and_wait("slow");
+    assert_eq!(run["exit_code"], 143, "{run}");
+    let took =
+        run["stop_time"].as_f64().expect("stop") - run["start_time"].as_f64().expect("start");
+    assert!(
+        (1.0..1.1).contains(&took),
+        "max_execution 1s, grace 3s, and everything died on SIGTERM: took {took:.3}s"
+    );
+    for pid in pids(&daemon.path().join("pids")) {
+        assert!(
+            wait_for(Duration::from_secs(5), || !Path::new(&format!(
+                "/proc/{pid}"
+            ))
+            .exists()),
+            "pid {pid} left behind (or a zombie)"
+        );
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait();
+}
+
+#[test]
+fn kill_9_of_runner_leaves_no_scratch_directory() {
+    let chain = Chain::new().task(
+        "10-a.sh",
+        "dirname \"$RUNNER_RESULT\" > \"$LOG.scratch\"\necho x > \"$RUNNER_RESULT\"\nexec sleep 30",
+    );
+    let mut child = chain.spawn(&[]);
+    let scratch = PathBuf::from(
+        {
+            let path = chain.path().join("log.scratch");
+            assert!(wait_for(Duration::from_secs(20), || fs::read_to_string(
+                &path
+            )
+            .is_ok_and(|s| s.ends_with('\n'))));
+            fs::read_to_string(path).expect("scratch")
+        }
+        .trim(),
+    );
+    assert!(scratch.is_dir());
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(
+        wait_for(Duration::from_secs(20), || !scratch.exists()),
+        "{} leaked",
+        scratch.display()
+    );
+}
