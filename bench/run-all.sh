@@ -7,3 +7,4 @@ python3 bench/chain.py "$@"
 python3 bench/records.py
 python3 bench/daemon.py
 python3 bench/observe.py
+python3 bench/overshoot.py

@@ -196,7 +196,7 @@ impl Supervisor {
                 }
                 None => SLICE,
             };
-            match waiter.wait(slice, &[]) {
+            match waiter.wait(slice) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {
@@ -285,7 +285,10 @@ impl Supervisor {
                 if now >= end || self.interrupt.is_urgent() {
                     break;
                 }
-                if waiter.wait((end - now).min(SLICE), &watched.fds()).is_err() {
+                if waiter
+                    .wait_gone((end - now).min(SLICE), &mut watched.fds())
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -312,7 +315,10 @@ impl Supervisor {
                 }
                 return;
             }
-            if waiter.wait((end - now).min(SLICE), &watched.fds()).is_err() {
+            if waiter
+                .wait_gone((end - now).min(SLICE), &mut watched.fds())
+                .is_err()
+            {
                 waiter.status = waiter.child.wait().ok();
             }
         }
@@ -346,9 +352,9 @@ impl Watched {
                     pgroup::signal_pid(proc.pid, Signal::SIGCONT);
                 }
             }
-            if !self.fds.contains_key(&proc.key()) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.fds.entry(proc.key()) {
                 if let Some(fd) = pgroup::pidfd(proc.pid) {
-                    self.fds.insert(proc.key(), Arc::new(fd));
+                    entry.insert(Arc::new(fd));
                 }
             }
         }
@@ -393,9 +399,9 @@ struct Waiter {
 }
 
 impl Waiter {
-    /// Waits up to `timeout` for the child to exit or one of `extra` (members' pidfds)
-    /// to fire, draining its pipes meanwhile. Returns whether the child has been reaped.
-    fn wait(&mut self, timeout: Duration, extra: &[Arc<OwnedFd>]) -> io::Result<bool> {
+    /// Waits up to `timeout` for the child to exit, draining its pipes meanwhile.
+    /// Returns whether the child has been reaped.
+    fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         let end = Instant::now() + timeout;
         loop {
             if self.reap()? {
@@ -403,13 +409,36 @@ impl Waiter {
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(self.status.is_some());
+                return Ok(false);
             }
-            if self.poll(left, extra) {
-                self.reap()?;
-                return Ok(self.status.is_some());
+            if self.poll(left, &mut Vec::new()) {
+                return self.reap();
             }
         }
+    }
+
+    /// Waits up to `timeout` until every process in `pending` (members' pidfds) has
+    /// exited, reaping the child and draining its pipes meanwhile. One scan of the
+    /// process table follows, not one per exit: twenty children dying at once cost one
+    /// look, not twenty.
+    fn wait_gone(&mut self, timeout: Duration, pending: &mut Vec<Arc<OwnedFd>>) -> io::Result<()> {
+        let end = Instant::now() + timeout;
+        if pending.is_empty() {
+            // No pidfds (an old kernel): look again shortly.
+            self.poll(timeout.min(POLL_FALLBACK), pending);
+            self.reap()?;
+            return Ok(());
+        }
+        while !pending.is_empty() {
+            self.reap()?;
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.poll(left, pending);
+        }
+        self.reap()?;
+        Ok(())
     }
 
     /// Reaps the child if it exited; returns whether it is reaped (now or before).
@@ -425,7 +454,7 @@ impl Waiter {
 
     /// One `poll` over the exit descriptor, `extra` and the open pipes; drains what is
     /// ready. Returns whether the exit descriptor or one of `extra` fired.
-    fn poll(&mut self, timeout: Duration, extra: &[Arc<OwnedFd>]) -> bool {
+    fn poll(&mut self, timeout: Duration, extra: &mut Vec<Arc<OwnedFd>>) -> bool {
         // Without pidfds an exit is only seen by looking: a short timeout.
         let timeout = if self.exit_fd.is_none() && (self.status.is_none() || extra.is_empty()) {
             timeout.min(POLL_FALLBACK)
@@ -433,13 +462,14 @@ impl Waiter {
             timeout
         };
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut gone: Vec<bool> = Vec::with_capacity(extra.len());
         let (fired, ready): (bool, Vec<usize>) = {
             let mut fds = Vec::with_capacity(3 + extra.len());
             let mut streams = Vec::with_capacity(2);
             if let Some(fd) = &self.exit_fd {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
-            for fd in extra {
+            for fd in extra.iter() {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
             let signals = fds.len();
@@ -457,9 +487,15 @@ impl Waiter {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
-            let fired = fds[..signals]
+            let fired_at: Vec<bool> = fds[..signals]
                 .iter()
-                .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            let fired = fired_at.iter().any(|f| *f);
+            // A pidfd stays readable once its process exited: forget the fired ones.
+            let skip = usize::from(self.exit_fd.is_some());
+            let mut at = fired_at[skip..].iter();
+            gone.extend(extra.iter().map(|_| at.next().copied().unwrap_or(false)));
             let ready = fds[signals..]
                 .iter()
                 .zip(&streams)
@@ -468,6 +504,10 @@ impl Waiter {
                 .collect();
             (fired, ready)
         };
+        if !gone.is_empty() {
+            let mut gone = gone.into_iter();
+            extra.retain(|_| !gone.next().unwrap_or(false));
+        }
         if let Some(pump) = self.pump.as_mut() {
             for index in ready {
                 pump.drain(index);
@@ -488,7 +528,7 @@ impl Waiter {
                 if left.is_zero() {
                     break;
                 }
-                self.poll(left, &[]);
+                self.poll(left, &mut Vec::new());
             }
         } else if let Some(pump) = self.pump.as_mut() {
             pump.drain_ready();
