@@ -75,6 +75,11 @@ pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether any process (a zombie included) is left in group `pgid`.
+pub(crate) fn group_exists(pgid: i32) -> bool {
+    !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
 /// Sends `sig` to one process; one that is already gone is not an error.
 pub(crate) fn signal_pid(pid: i32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);

@@ -230,6 +230,28 @@ impl Tracker {
         })
     }
 
+    /// Whether the attempt may still have members, cheaply (no scan of the whole
+    /// table): once the leader is reaped, an empty group and no child of runner besides
+    /// leaders and helpers mean none, since any escaped process descends from a live
+    /// group member or from an orphan, and an orphan is runner's child. Zombie orphans
+    /// are reaped on the way (all of a dead group's zombies are runner's children).
+    pub(crate) fn may_have_members(&self) -> bool {
+        let Some(children) = super::tree::own_children() else {
+            return true;
+        };
+        let orphans: Vec<i32> = with(|r| {
+            children
+                .into_iter()
+                .filter(|c| !r.spawned.contains(c) && !r.helpers.contains(c))
+                .collect()
+        });
+        let mut live = false;
+        for orphan in orphans {
+            live |= !pgroup::reap(orphan);
+        }
+        live || pgroup::group_exists(self.leader)
+    }
+
     /// The leader was reaped by its supervisor: the reaper may reap its pid from now on
     /// (should it ever be reused by an orphan).
     pub(crate) fn leader_reaped(&self) {

@@ -212,7 +212,7 @@ impl Supervisor {
         let duration = clock.elapsed();
         tracker.leader_reaped();
         let mut leftovers = Vec::new();
-        if stopped.is_none() {
+        if stopped.is_none() && tracker.may_have_members() {
             let left = tracker.members();
             if !left.is_empty() {
                 leftovers = left
@@ -276,6 +276,9 @@ impl Supervisor {
             }
             let _ = group.signal(Signal::SIGCONT);
             loop {
+                if waiter.status.is_some() && !tracker.may_have_members() {
+                    return;
+                }
                 let members = tracker.members();
                 watched.update(&members);
                 if waiter.status.is_some() && members.is_empty() {
@@ -297,6 +300,9 @@ impl Supervisor {
         let mut watched = Watched::new(Signal::SIGKILL);
         let end = Instant::now() + KILL_WAIT;
         loop {
+            if waiter.status.is_some() && !tracker.may_have_members() {
+                return;
+            }
             let members = tracker.members();
             watched.update(&members);
             if waiter.status.is_some() && members.is_empty() {

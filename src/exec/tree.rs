@@ -104,6 +104,17 @@ fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
     })
 }
 
+/// The children of this process, from `/proc/self/task/*/children` (one small file per
+/// thread instead of the whole table); `None` where the kernel does not offer it.
+pub(crate) fn own_children() -> Option<Vec<i32>> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path().join("children")).ok()?;
+        children.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(children)
+}
+
 /// The start time (clock ticks since boot) in one `/proc/PID/stat` line.
 pub(crate) fn start_of(pid: i32, stat: &str) -> Option<u64> {
     parse_stat(pid, stat).map(|p| p.start)
