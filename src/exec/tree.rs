@@ -110,7 +110,10 @@ pub(crate) fn own_children() -> Option<Vec<i32>> {
     let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let text = std::fs::read_to_string(entry.path().join("children")).ok()?;
-        children.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     Some(children)
 }

@@ -179,3 +179,47 @@ fn stdin_is_dev_null() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(chain.log_lines(), ["eof"]);
 }
+
+#[test]
+fn sigterm_to_runner_stops_what_left_the_group_too() {
+    // A child that called setsid and a double-forked daemon are outside the task's
+    // process group; they still go, and the grace is not waited out.
+    let chain = Chain::new()
+        .task(
+            "10-a.sh",
+            "setsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' &\n( setsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' & )\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done\necho ready > \"$LOG.ready\"\nsleep 300",
+        )
+        .ini("[runner]\nkill_grace = 30");
+    let mut child = chain.spawn(&[]);
+    wait_ready(&chain.path().join("log.ready"));
+    let pids: Vec<i32> = std::fs::read_to_string(chain.path().join("log.pids"))
+        .expect("pids")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
+    let start = Instant::now();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "kill_grace (30 s) was waited out: {:?}",
+        start.elapsed()
+    );
+    for pid in pids {
+        assert!(
+            wait_for(Duration::from_secs(10), || !is_alive(pid)),
+            "{pid} escaped the interrupt"
+        );
+    }
+}
+
+/// Waits until a task wrote `ready` into `path`.
+fn wait_ready(path: &std::path::Path) {
+    assert!(
+        wait_for(Duration::from_secs(20), || std::fs::read_to_string(path)
+            .is_ok_and(|s| s.contains("ready"))),
+        "the task did not get ready"
+    );
+}
