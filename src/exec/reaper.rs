@@ -93,24 +93,36 @@ fn start_reaping() -> io::Result<()> {
             let mut buf = [0u8; 64];
             // Each SIGCHLD writes a byte; one sweep answers all that arrived meanwhile.
             while read.read(&mut buf).is_ok_and(|n| n > 0) {
-                sweep(&Snapshot::take());
+                sweep();
             }
         })?;
     // Orphans may have arrived before the thread (a re-exec'd runner as PID 1).
-    sweep(&Snapshot::take());
+    sweep();
     Ok(())
 }
 
 /// Reaps the zombie children nobody waits for, and forgets kept processes that are gone.
-fn sweep(snapshot: &Snapshot) {
+/// Runner's own children are read from `/proc/self/task/*/children` (a few small files);
+/// the whole table is only read when there are kept processes to forget.
+fn sweep() {
     let me = std::process::id() as i32;
+    let children = super::tree::own_children();
+    let needs_table = children.is_none() || with(|r| !r.kept.is_empty());
+    let snapshot = if needs_table {
+        Snapshot::take()
+    } else {
+        Snapshot::default()
+    };
+    let children: Vec<i32> =
+        children.unwrap_or_else(|| snapshot.children(me).map(|p| p.pid).collect());
     with(|r| {
-        for proc in snapshot.children(me) {
-            if proc.zombie && !r.spawned.contains(&proc.pid) {
-                pgroup::reap(proc.pid);
+        for pid in children {
+            // WNOHANG: a live child is left alone.
+            if !r.spawned.contains(&pid) && !r.helpers.contains(&pid) {
+                pgroup::reap(pid);
             }
         }
-        if !r.kept.is_empty() {
+        if needs_table && !r.kept.is_empty() {
             r.kept
                 .retain(|(pid, start)| snapshot.get(*pid).is_some_and(|p| p.start == *start));
             let live: HashSet<i32> = snapshot
@@ -315,8 +327,8 @@ pub(crate) fn shutdown_as_init(grace: std::time::Duration) {
     }
     let me = std::process::id() as i32;
     let others = || -> Vec<i32> {
+        sweep();
         let snapshot = Snapshot::take();
-        sweep(&snapshot);
         snapshot
             .iter()
             .filter(|p| p.pid != me && !p.zombie && !is_helper(p.pid))
