@@ -67,6 +67,13 @@ pub(crate) fn call<'a>(
         leftovers: crate::exec::Leftovers::Keep,
     };
     let report = supervisor.run(cmd, limits, &Output::default());
+    if !report.leftovers.is_empty() {
+        log::warn!(
+            "hook {program} left {} process(es) running: {}",
+            report.leftovers.len(),
+            crate::exec::describe_leftovers(&report.leftovers)
+        );
+    }
     match (&report.exit, report.stopped) {
         (_, Some(crate::exec::Stop::Timeout)) => log::warn!(
             "hook {program} was stopped after {:.1}s (hook_timeout is {})",

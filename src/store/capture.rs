@@ -319,14 +319,19 @@ mod tests {
     }
 
     #[test]
-    fn writes_after_finish_are_dropped() {
+    fn writes_after_finish_are_appended_up_to_the_tail_share() {
+        // A leftover process may still write once its task ended: kept, but capped.
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
-        let mut c = CaptureFile::new(&path, 100);
+        let mut c = CaptureFile::new(&path, 20);
         c.write_all(b"before").expect("write");
         c.finish().expect("finish");
         c.write_all(b"after").expect("write");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "before");
+        c.write_all(b"-and-much-more-than-fits").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "beforeafter-and-"
+        );
     }
 
     #[test]
