@@ -4,7 +4,11 @@
 //! are kept (and keep working) or stopped.
 //!
 //! Timing is read from the records (the attempt's start and stop), not from how long
-//! the test waited, so a loaded machine slows the test, not the verdict.
+//! the test waited. Where a tight bound is the subject (1.1 s for max_time = 1 s), a
+//! try that misses it only by timing is repeated, up to [`TRIES`] times: a machine busy
+//! with other builds can delay one attempt by a scheduling slice, but an implementation
+//! that waits for zombies or for the grace misses every try. What is left behind is
+//! checked on every try.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,32 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{Chain, Daemon, is_alive, is_root, read_pid, wait_for};
+
+/// Tries of a timing bound (see the module comment).
+const TRIES: usize = 3;
+
+/// Runs `attempt` until the duration it returns is in `bound`, at most [`TRIES`] times;
+/// panics with every figure otherwise.
+fn within(what: &str, bound: std::ops::Range<f64>, mut attempt: impl FnMut() -> f64) {
+    let mut figures = Vec::new();
+    for _ in 0..TRIES {
+        let took = attempt();
+        assert!(
+            took >= bound.start,
+            "{what}: took {took:.3}s, below {}s",
+            bound.start
+        );
+        if bound.contains(&took) {
+            return;
+        }
+        figures.push(format!("{took:.3}s"));
+    }
+    panic!(
+        "{what}: took {} in {TRIES} tries; expected under {}s",
+        figures.join(", "),
+        bound.end
+    );
+}
 
 /// Times out after 1 s with a 3 s grace, once.
 const LIMITS: &str = "[runner]\nmax_time = 1\nkill_grace = 3\nmax_tries = 1";
@@ -82,9 +112,9 @@ fn attempt_times(run: &serde_json::Value, name: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Runs one shape, with `wrap` put before runner's command line (for `unshare`), and
-/// checks the attempt's duration and that nothing is left.
-fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) {
+/// Runs one shape, with `wrap` put before runner's command line (for `unshare`), checks
+/// that nothing is left, and returns the attempt's recorded duration.
+fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) -> f64 {
     let chain = Chain::new()
         .task("10-a.sh", body)
         .task("halt.sh", HALT)
@@ -131,11 +161,6 @@ fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) {
     let times = attempt_times(&run, "a");
     assert_eq!(times.len(), 1, "{shape}: {run}");
     let (start, stop) = times[0];
-    let took = stop - start;
-    assert!(
-        (1.0..1.1).contains(&took),
-        "{shape}: the attempt took {took:.3}s; max_time is 1s and every process died at once"
-    );
     if wrap.is_empty() {
         for pid in recorded {
             assert!(
@@ -148,12 +173,16 @@ fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) {
             );
         }
     }
+    stop - start
 }
 
 #[test]
 fn a_timeout_ends_every_shape_of_task_at_once_and_leaves_nothing() {
+    // max_time is 1 s and every process dies on SIGTERM at once.
     for (shape, body, expected) in shapes() {
-        timeout_case(shape, &body, expected, &[]);
+        within(shape, 1.0..1.1, || {
+            timeout_case(shape, &body, expected, &[])
+        });
     }
 }
 
@@ -178,30 +207,31 @@ fn unshare() -> Option<Vec<&'static str>> {
 fn as_pid_1_a_timeout_ends_every_shape_at_once_and_leaves_no_zombie() {
     let Some(wrap) = unshare() else { return };
     for (shape, body, expected) in shapes() {
-        timeout_case(shape, &body, expected, &wrap);
+        within(shape, 1.0..1.1, || {
+            timeout_case(shape, &body, expected, &wrap)
+        });
     }
 }
 
 #[test]
 fn a_task_ignoring_sigterm_takes_exactly_the_grace() {
-    let chain = Chain::new()
-        .task(
-            "10-a.sh",
-            &format!("trap '' TERM\necho $$ >> \"$LOG.pids\"\n{SLEEPER} &\n{SLEEPER}"),
-        )
-        .task("halt.sh", HALT)
-        .ini(LIMITS);
-    chain.run(&[]).assert_code(1);
-    assert_eq!(pids(&chain.path().join("log.pids")).len(), 3);
-    let left = fs::read_to_string(chain.path().join("log.left")).expect("halt ran");
-    assert!(left.is_empty(), "left after SIGKILL:\n{left}");
-    let run = chain.last_run();
-    let (start, stop) = attempt_times(&run, "a")[0];
-    let took = stop - start;
-    assert!(
-        (4.0..4.2).contains(&took),
-        "max_time 1s + kill_grace 3s, then SIGKILL at once; took {took:.3}s"
-    );
+    // max_time 1 s + kill_grace 3 s, then SIGKILL, and everything is gone at once.
+    within("a task ignoring SIGTERM", 4.0..4.2, || {
+        let chain = Chain::new()
+            .task(
+                "10-a.sh",
+                &format!("trap '' TERM\necho $$ >> \"$LOG.pids\"\n{SLEEPER} &\n{SLEEPER}"),
+            )
+            .task("halt.sh", HALT)
+            .ini(LIMITS);
+        chain.run(&[]).assert_code(1);
+        assert_eq!(pids(&chain.path().join("log.pids")).len(), 3);
+        let left = fs::read_to_string(chain.path().join("log.left")).expect("halt ran");
+        assert!(left.is_empty(), "left after SIGKILL:\n{left}");
+        let run = chain.last_run();
+        let (start, stop) = attempt_times(&run, "a")[0];
+        stop - start
+    });
 }
 
 #[test]
@@ -356,40 +386,38 @@ fn a_kept_leftover_keeps_working_after_its_task_and_after_runner() {
 
 #[test]
 fn a_kept_leftover_does_not_hold_up_the_chain() {
-    let chain = Chain::new()
-        .task(
-            "10-start.sh",
-            "sleep 30 &\necho $! > \"$LOG.leftover\"\necho started",
-        )
-        .task("20-next.sh", "echo next >> \"$LOG\"");
-    // Not `output()`: the leftover holds runner's stdout (through the relay) as it would
-    // hold it without recording, so the end of that pipe is the leftover's end.
-    let out = fs::File::create(chain.path().join("stdout")).expect("stdout file");
-    let status = chain
-        .command(&[])
-        .stdout(out)
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    assert_eq!(status.code(), Some(0));
-    let stdout = fs::read_to_string(chain.path().join("stdout")).unwrap_or_default();
-    assert!(stdout.contains("started"), "{stdout}");
-    let run = chain.last_run();
-    let (_, start_stopped) = attempt_times(&run, "start")[0];
-    let (next_started, _) = attempt_times(&run, "next")[0];
     // The old bound was 0.5 s of waiting for the pipe; now the chain goes on at once.
-    assert!(
-        next_started - start_stopped < 0.4,
-        "the chain waited {:.3}s for a leftover",
+    within("the gap after a task that left a process", 0.0..0.4, || {
+        let chain = Chain::new()
+            .task(
+                "10-start.sh",
+                "sleep 30 &\necho $! > \"$LOG.leftover\"\necho started",
+            )
+            .task("20-next.sh", "echo next >> \"$LOG\"");
+        // Not `output()`: the leftover holds runner's stdout (through the relay) as it
+        // would without recording, so the end of that pipe is the leftover's end.
+        let out = fs::File::create(chain.path().join("stdout")).expect("stdout file");
+        let status = chain
+            .command(&[])
+            .stdout(out)
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert_eq!(status.code(), Some(0));
+        let stdout = fs::read_to_string(chain.path().join("stdout")).unwrap_or_default();
+        assert!(stdout.contains("started"), "{stdout}");
+        let run = chain.last_run();
+        let (_, start_stopped) = attempt_times(&run, "start")[0];
+        let (next_started, _) = attempt_times(&run, "next")[0];
+        let pid = read_pid(&chain.path().join("log.leftover"));
+        assert!(is_alive(pid), "kept by default");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("clean up");
         next_started - start_stopped
-    );
-    let pid = read_pid(&chain.path().join("log.leftover"));
-    assert!(is_alive(pid), "kept by default");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("clean up");
+    });
 }
 
 #[test]
@@ -425,23 +453,22 @@ fn daemon_max_execution_ends_a_shell_with_a_child_at_once() {
         "jobs:\n  slow:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ >> @ROOT@/pids; sh -c 'echo $$ >> @ROOT@/pids; exec sleep 30'\"]\n    max_execution: 1\n    max_execution_grace: 3\n",
     )]);
     daemon.start("runner.yaml");
-    let run = daemon.trigger_and_wait("slow");
-    assert_eq!(run["exit_code"], 143, "{run}");
-    let took =
-        run["stop_time"].as_f64().expect("stop") - run["start_time"].as_f64().expect("start");
-    assert!(
-        (1.0..1.1).contains(&took),
-        "max_execution 1s, grace 3s, and everything died on SIGTERM: took {took:.3}s"
-    );
-    for pid in pids(&daemon.path().join("pids")) {
-        assert!(
-            wait_for(Duration::from_secs(5), || !Path::new(&format!(
-                "/proc/{pid}"
-            ))
-            .exists()),
-            "pid {pid} left behind (or a zombie)"
-        );
-    }
+    // max_execution 1 s, grace 3 s, and everything dies on SIGTERM at once.
+    within("daemon max_execution", 1.0..1.1, || {
+        let run = daemon.trigger_and_wait("slow");
+        assert_eq!(run["exit_code"], 143, "{run}");
+        for pid in pids(&daemon.path().join("pids")) {
+            assert!(
+                wait_for(Duration::from_secs(5), || !Path::new(&format!(
+                    "/proc/{pid}"
+                ))
+                .exists()),
+                "pid {pid} left behind (or a zombie)"
+            );
+        }
+        let _ = fs::remove_file(daemon.path().join("pids"));
+        run["stop_time"].as_f64().expect("stop") - run["start_time"].as_f64().expect("start")
+    });
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     daemon.wait();
 }
