@@ -187,7 +187,7 @@ fn sigterm_to_runner_stops_what_left_the_group_too() {
     let chain = Chain::new()
         .task(
             "10-a.sh",
-            "setsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' &\n( setsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' & )\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done\necho ready > \"$LOG.ready\"\nsleep 300",
+            "touch \"$LOG.pids\"\nsetsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' &\n( setsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 300' & )\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done\necho ready > \"$LOG.ready\"\nsleep 300",
         )
         .ini("[runner]\nkill_grace = 30");
     let mut child = chain.spawn(&[]);

@@ -426,7 +426,7 @@ fn leftovers_kill_stops_them_before_the_chain_goes_on() {
         let chain = Chain::new()
             .task(
                 "10-start.sh",
-                "sleep 30 &\necho $! >> \"$LOG.pids\"\nsetsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 30' &\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done",
+                "touch \"$LOG.pids\"\nsleep 30 &\necho $! >> \"$LOG.pids\"\nsetsid sh -c 'echo $$ >> \"$LOG.pids\"; exec sleep 30' &\nwhile [ $(wc -l < \"$LOG.pids\") -lt 2 ]; do sleep 0.01; done",
             )
             .task(
                 "20-next.sh",
