@@ -475,6 +475,7 @@ mod tests {
                     note: None,
                     output: Some(path.display().to_string()),
                     result_data: None,
+                    leftovers: None,
                 }],
             }],
             output_dir: None,
