@@ -5,6 +5,7 @@
 //! `runner trigger`, and watches the trigger directories with inotify so that a new file
 //! is noticed at once. A malformed file, or one owned by a user other than the daemon's
 //! or root, is renamed to `*.invalid` with the reason logged, so it is never retried.
+//! The daemon reads them on a thread of their own, never on the one that schedules.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -21,10 +22,14 @@ use serde::{Deserialize, Serialize};
 /// File names the daemon looks for, in order of preference: JSON wins.
 const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
 
+/// The trigger type of every run a trigger file asks for (dsari's).
+pub(crate) const TRIGGER_TYPE: &str = "file";
+
 /// A trigger file's contents (all keys optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct TriggerFile {
-    /// Shown as the run's trigger type; `file` when absent.
+    /// Free text for people and scripts (`git`, `manual`), kept in the run's
+    /// `trigger_data`; the run's trigger type is always [`TRIGGER_TYPE`].
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub(crate) kind: Option<String>,
     /// Free text for people.
@@ -49,19 +54,24 @@ pub(crate) struct TriggerFile {
 pub(crate) struct Trigger {
     /// The job it asks for.
     pub(crate) job: String,
-    /// The run's trigger type.
-    pub(crate) kind: String,
-    /// When the run is due; `None` means now.
-    pub(crate) schedule_time: Option<DateTime<Utc>>,
+    /// When the run is due: the file's `schedule_time`, else (as dsari) the time the file
+    /// was written, or now if that is in the future.
+    pub(crate) schedule_time: DateTime<Utc>,
     /// Environment strings for the run.
     pub(crate) environment: BTreeMap<String, String>,
     /// The file's contents, recorded as the run's `trigger_data`.
     pub(crate) data: serde_json::Value,
 }
 
+/// The directory of every job's trigger directory: the runs' `TRIGGER_DIR`, so that a
+/// run can trigger another job with `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
+pub(crate) fn base_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("trigger")
+}
+
 /// The trigger directory of `job`.
 pub(crate) fn job_dir(data_dir: &Path, job: &str) -> PathBuf {
-    data_dir.join("trigger").join(job)
+    base_dir(data_dir).join(job)
 }
 
 /// Creates the trigger directory of each job (mode 0700: only the daemon's user may ask
@@ -79,15 +89,23 @@ pub(crate) fn prepare_dirs<'a>(data_dir: &Path, jobs: impl Iterator<Item = &'a s
     }
 }
 
-/// Looks for a trigger file of `job` and consumes it: returns the trigger and deletes
-/// the file, or renames an unusable file to `*.invalid` and logs why.
-pub(crate) fn take(data_dir: &Path, job: &str) -> Option<Trigger> {
+/// Consumes the trigger files of `job`: `trigger.json`, then `trigger.yaml` (dsari takes
+/// both when both are there, JSON first). Each valid one is returned and deleted; an
+/// unusable one is renamed to `*.invalid` with the reason logged.
+pub(crate) fn take(data_dir: &Path, job: &str) -> Vec<Trigger> {
     let dir = job_dir(data_dir, job);
-    let path = NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
-    let result = read(&path, job);
-    match result {
+    NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .filter_map(|path| take_one(&path, job))
+        .collect()
+}
+
+fn take_one(path: &Path, job: &str) -> Option<Trigger> {
+    match read(path, job) {
         Ok(trigger) => {
-            if let Err(e) = fs::remove_file(&path) {
+            if let Err(e) = fs::remove_file(path) {
                 // A trigger that cannot be removed would run again and again.
                 log::error!("cannot remove trigger {}: {e}; ignoring it", path.display());
                 return None;
@@ -96,13 +114,13 @@ pub(crate) fn take(data_dir: &Path, job: &str) -> Option<Trigger> {
             Some(trigger)
         }
         Err(reason) => {
-            let mut invalid = path.clone().into_os_string();
+            let mut invalid = path.to_owned().into_os_string();
             invalid.push(".invalid");
             log::error!(
                 "invalid trigger {}: {reason}; renamed to *.invalid",
                 path.display()
             );
-            if let Err(e) = fs::rename(&path, &invalid) {
+            if let Err(e) = fs::rename(path, &invalid) {
                 log::error!("cannot rename {}: {e}", path.display());
             }
             None
@@ -130,8 +148,13 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
         serde_json::from_str(&text).map_err(|e| e.to_string())?
     };
     let schedule_time = match &file.schedule_time {
-        None => None,
-        Some(value) => Some(parse_time(value, file.schedule_timezone.as_deref())?),
+        Some(value) => parse_time(value, file.schedule_timezone.as_deref())?,
+        None => {
+            let now = Utc::now();
+            meta.modified()
+                .map(DateTime::<Utc>::from)
+                .map_or(now, |written| written.min(now))
+        }
     };
     let mut environment = BTreeMap::new();
     for (key, value) in &file.environment {
@@ -150,7 +173,6 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
     let data = serde_json::to_value(&file).map_err(|e| e.to_string())?;
     Ok(Trigger {
         job: job.to_owned(),
-        kind: file.kind.clone().unwrap_or_else(|| "file".to_owned()),
         schedule_time,
         environment,
         data,
@@ -297,7 +319,9 @@ impl Watcher {
     /// Starts watching the trigger directory of `job` (which must exist).
     pub(crate) fn add(&mut self, job: &str) {
         let dir = job_dir(&self.data_dir, job);
-        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE;
+        // A file written in place is read once its writer closes it, not when it is
+        // created empty; one renamed into place is read at once.
+        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO;
         match self.watches.add(&dir, mask) {
             Ok(wd) => {
                 self.jobs
@@ -344,8 +368,17 @@ mod tests {
             extra: BTreeMap::from([("commit".to_owned(), serde_json::json!("abc"))]),
         };
         let path = write(dir.path(), "job", &file).expect("write");
-        let trigger = take(dir.path(), "job").expect("valid");
-        assert_eq!(trigger.kind, "git");
+        let written = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        let trigger = take(dir.path(), "job").pop().expect("valid");
+        assert_eq!(trigger.data["type"], "git", "the file's type is data");
+        assert_eq!(
+            trigger.schedule_time,
+            DateTime::<Utc>::from(written),
+            "without schedule_time, the time the file was written (as dsari)"
+        );
         assert_eq!(trigger.environment["GIT_COMMIT"], "d170");
         assert_eq!(trigger.data["description"], "new commit");
         assert_eq!(
@@ -353,7 +386,7 @@ mod tests {
             "unknown keys are kept as data"
         );
         assert!(!path.exists());
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
     }
 
     #[test]
@@ -362,10 +395,10 @@ mod tests {
         let jobdir = job_dir(dir.path(), "job");
         fs::create_dir_all(&jobdir).expect("mkdir");
         fs::write(jobdir.join("trigger.json"), "{not json").expect("write");
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
         assert!(jobdir.join("trigger.json.invalid").exists());
         fs::write(jobdir.join("trigger.yaml"), "environment: [1, 2]\n").expect("write");
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
         assert!(jobdir.join("trigger.yaml.invalid").exists());
     }
 
@@ -375,8 +408,33 @@ mod tests {
         let jobdir = job_dir(dir.path(), "job");
         fs::create_dir_all(&jobdir).expect("mkdir");
         fs::write(jobdir.join("trigger.yaml"), "").expect("write");
-        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+        assert_eq!(take(dir.path(), "job").len(), 1);
         fs::write(jobdir.join("trigger.json"), "{}").expect("write");
-        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+        assert_eq!(take(dir.path(), "job").len(), 1);
+    }
+
+    #[test]
+    fn json_and_yaml_together_are_both_taken_json_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobdir = job_dir(dir.path(), "job");
+        fs::create_dir_all(&jobdir).expect("mkdir");
+        fs::write(jobdir.join("trigger.yaml"), "type: from-yaml\n").expect("write");
+        fs::write(jobdir.join("trigger.json"), r#"{"type": "from-json"}"#).expect("write");
+        let taken: Vec<_> = take(dir.path(), "job")
+            .iter()
+            .map(|t| t.data["type"].clone())
+            .collect();
+        assert_eq!(taken, ["from-json", "from-yaml"]);
+        assert!(fs::read_dir(&jobdir).expect("dir").next().is_none());
+    }
+
+    #[test]
+    fn the_base_directory_is_the_parent_of_every_job_directory() {
+        let base = base_dir(Path::new("/var/lib/runner"));
+        assert_eq!(base, Path::new("/var/lib/runner/trigger"));
+        assert_eq!(
+            job_dir(Path::new("/var/lib/runner"), "other"),
+            base.join("other")
+        );
     }
 }

@@ -135,8 +135,11 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
     daemon.wait_runs("manual", 1);
     assert!(!path.exists(), "a consumed trigger is deleted");
     let run = &daemon.finished_runs("manual")[0];
-    assert_eq!(run["trigger_type"], "git");
+    // dsari's: a trigger file's run is of type "file"; the file's own type is data.
+    assert_eq!(run["trigger_type"], "file");
+    assert_eq!(run["trigger_data"]["type"], "git");
     assert_eq!(run["trigger_data"]["description"], "new commit");
+    assert_eq!(env_of(&daemon, run)["TRIGGER_TYPE"], "file");
     assert_eq!(
         env_of(&daemon, run)["FROM"],
         "trigger",
@@ -169,6 +172,57 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
     assert!(daemon.daemon_log().contains("invalid trigger"));
     let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "trigger directories are private");
+}
+
+#[test]
+fn trigger_dir_is_the_base_so_a_run_can_trigger_another_job() {
+    // dsari's documented cascade: ${TRIGGER_DIR}/${OTHER_JOB}/trigger.json.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  first:\n    command: [\"/bin/sh\", \"-c\", \"env > env; echo '{\\\"type\\\": \\\"cascade\\\", \\\"description\\\": \\\"from first\\\"}' > $TRIGGER_DIR/second/.new && mv $TRIGGER_DIR/second/.new $TRIGGER_DIR/second/trigger.json\"]\n  second:\n    command: [\"/bin/sh\", \"-c\", \"env > env\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    let first = daemon.trigger_and_wait("first");
+    assert_eq!(first["status"], "ok", "{}", daemon.daemon_log());
+    let second = daemon.wait_runs("second", 1).remove(0);
+    assert_eq!(second["trigger_type"], "file");
+    assert_eq!(second["trigger_data"]["type"], "cascade");
+    assert_eq!(second["trigger_data"]["description"], "from first");
+    let base = daemon.state_dir().join("trigger").display().to_string();
+    for run in [&first, &second] {
+        let env = env_of(&daemon, run);
+        assert_eq!(env["TRIGGER_DIR"], base);
+        assert_eq!(env["TRIGGER_TYPE"], "file");
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
+fn json_and_yaml_triggers_together_are_both_taken_json_first() {
+    // As dsari 2.0 did with both files in place: the JSON one ran, then the YAML one
+    // after it (the job does not overlap itself).
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  manual:\n    command: [\"/bin/sh\", \"-c\", \"sleep 0.3\"]\n",
+    )]);
+    let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::write(dir.join("trigger.yaml"), "type: from-yaml\n").expect("write");
+    std::fs::write(dir.join("trigger.json"), r#"{"type": "from-json"}"#).expect("write");
+    daemon.start("runner.yaml");
+    let runs = daemon.wait_runs("manual", 2);
+    let (newer, older) = (&runs[0], &runs[1]);
+    assert_eq!(older["trigger_data"]["type"], "from-json");
+    assert_eq!(newer["trigger_data"]["type"], "from-yaml");
+    assert!(runs.iter().all(|r| r["trigger_type"] == "file"));
+    let ended = older["stop_time"].as_f64().expect("stop");
+    let started = newer["start_time"].as_f64().expect("start");
+    assert!(started >= ended, "the second waited for the first");
+    assert!(!dir.join("trigger.yaml").exists() && !dir.join("trigger.json").exists());
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
 }
 
 #[test]
