@@ -537,6 +537,49 @@ fn check_daemon_names_the_job_and_key() {
 }
 
 #[test]
+fn keys_dsari_ignores_are_a_warning_and_the_configuration_runs() {
+    // dsari's loader passes over keys it does not know; report_run_output_* are its own.
+    let mut daemon = Daemon::new(&[
+        (
+            "dsari.yaml",
+            "notify_email: ops@example.org\nreport_run_output_start: 5\nreport_run_output_end: 5\n",
+        ),
+        (
+            "config.d/20-backup.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    description: nightly backup\n",
+        ),
+    ]);
+    let dir = daemon.config_dir();
+    let check = daemon.runner(&["check", "--daemon", dir.to_str().expect("utf-8")]);
+    check
+        .assert_code(0)
+        .assert_stdout_contains("backup")
+        .assert_stderr_contains(&format!(
+            "{}: job \"backup\": unknown key \"description\", ignored",
+            dir.join("config.d/20-backup.yaml").display()
+        ))
+        .assert_stderr_contains(&format!(
+            "{}: unknown key \"notify_email\", ignored",
+            dir.join("dsari.yaml").display()
+        ));
+    assert!(
+        !check.stderr().contains("report_run_output"),
+        "{}",
+        check.stderr()
+    );
+    daemon.start("");
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("unknown key \"description\", ignored")
+    );
+    let run = daemon.trigger_and_wait("backup");
+    assert_eq!(run["status"], "ok");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
 fn schedule_prints_next_times_and_rejects_bad_fields() {
     let daemon = Daemon::new(&[]);
     let run = daemon.runner(&[
