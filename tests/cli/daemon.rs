@@ -310,6 +310,68 @@ fn hup_with_a_broken_config_keeps_the_old_one_and_a_good_one_is_taken() {
     assert_eq!(daemon.wait(), Some(0));
 }
 
+#[test]
+fn runs_keep_starting_while_a_large_reload_is_parsed() {
+    // The configuration is parsed off the scheduling thread: a job due every second keeps
+    // starting while a reload reads an 8 MB file (a long list under a key dsari ignores).
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        &format!("jobs:\n  tick:\n    command: [\"true\"]\n    schedule: \"{EVERY_SECOND}\"\n"),
+    )]);
+    daemon.start("");
+    daemon.wait_runs("tick", 1);
+    let list: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
+    let big = format!("notes: [{}]\n", list.join(", "));
+    std::fs::create_dir_all(daemon.config_dir().join("config.d")).expect("mkdir");
+    std::fs::write(daemon.config_dir().join("config.d/big.yaml"), big).expect("write");
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+    };
+    let sent = epoch();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(120), || daemon
+            .daemon_log()
+            .contains("configuration reloaded")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let done = epoch();
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("unknown key \"notes\", ignored")
+    );
+    if done - sent < 3.0 {
+        eprintln!(
+            "SKIPPED: the reload took {:.1}s, too short to show runs starting during it",
+            done - sent
+        );
+    } else {
+        let during = daemon
+            .finished_runs("tick")
+            .iter()
+            .filter_map(|r| r["start_time"].as_f64())
+            .filter(|t| *t > sent + 0.5 && *t < done - 0.5)
+            .count();
+        eprintln!(
+            "{during} run(s) started during the {:.1}s of the reload",
+            done - sent
+        );
+        assert!(
+            during >= 1,
+            "no run started during the {:.1}s of the reload:\n{}",
+            done - sent,
+            daemon.daemon_log()
+        );
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
 fn long_job(kill_runs: bool) -> Daemon {
     let yaml = format!(
         "shutdown_kill_runs: {kill_runs}\nshutdown_kill_grace: 1\njobs:\n  long:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ > @ROOT@/pid; sleep 2; echo done\"]\n"
