@@ -209,7 +209,8 @@ fn a_second_trigger_replaces_the_first_while_it_waits() {
 #[test]
 fn a_trigger_while_the_job_runs_waits_for_it_and_takes_over_the_schedule() {
     // The trigger (due now) replaces the scheduled run planned at 2; it starts when the
-    // running run ends, and the schedule resumes after that start.
+    // running run ends, and the schedule resumes after that start. dsari 2.0, a job every
+    // 2 s running 3 s, a trigger at +1 s for now: S@0 F@1>3.16 S@4>6.27 S@8>9.36.
     let yaml = every_2s("");
     let t0 = first_time(&yaml, "tick");
     let mut sim = Sim::new(&yaml, at(t0, -0.5)).lasting("tick", 3.0);
@@ -221,6 +222,9 @@ fn a_trigger_while_the_job_runs_waits_for_it_and_takes_over_the_schedule() {
 
 #[test]
 fn with_concurrent_runs_a_trigger_adds_a_run_and_the_schedule_keeps_its_times() {
+    // dsari 2.0 adds the trigger too, but starts S@2 only at 3.15, when S@0 ends: its loop
+    // sleeps until a child ends without waking for the run it planned meanwhile. runner
+    // starts every run at its time, which is what concurrent_runs asks for.
     let yaml = every_2s("    concurrent_runs: true\n");
     let t0 = first_time(&yaml, "tick");
     let mut sim = Sim::new(&yaml, at(t0, -0.5)).lasting("tick", 3.0);
@@ -239,7 +243,8 @@ fn with_concurrent_runs_a_trigger_adds_a_run_and_the_schedule_keeps_its_times() 
 #[test]
 fn a_run_longer_than_the_interval_merges_the_times_it_missed() {
     // S@2 waits for S@0 until 5; 4 went by meanwhile and is merged into it, so the next
-    // is 6 (not 4, which would keep the job ever later).
+    // is 6 (not 4, which would keep the job ever later). dsari 2.0, a job every 2 s
+    // running 5 s: S@0 S@2>5.11 S@6>10.21 S@12>15.30 S@16>20.43.
     let yaml = every_2s("");
     let t0 = first_time(&yaml, "tick");
     let mut sim = Sim::new(&yaml, at(t0, -0.5)).lasting("tick", 5.0);
