@@ -55,8 +55,8 @@ pub(super) struct Intake {
 
 impl Intake {
     /// Makes the trigger directories of `jobs` and watches them, then starts the thread,
-    /// which takes the trigger files already there and sends everything it reads to
-    /// `events`.
+    /// which takes the trigger files already there, says [`Event::Ready`], and sends
+    /// everything it reads to `events`.
     pub(super) fn start(
         data_dir: &Path,
         config_path: &Path,
@@ -79,7 +79,7 @@ impl Intake {
         std::thread::Builder::new()
             .name("intake".to_owned())
             .spawn(move || {
-                if reader.scan_all() {
+                if reader.scan_all() && reader.events.send(Event::Ready).is_ok() {
                     reader.serve(&inbox);
                 }
             })?;

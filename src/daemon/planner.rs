@@ -223,11 +223,20 @@ impl Planner {
             let request = planned.request;
             let mut merged_from = None;
             if planned.respawn {
+                // The schedule's first time after the start. A run never starts before
+                // its time, so that is the first after its time unless some went by
+                // since: one computation in the usual case.
                 let job = &self.jobs[&request.job];
-                if request.trigger_type == SCHEDULE {
-                    merged_from = job.next_after(request.schedule_time).filter(|t| *t <= now);
-                }
-                if let Some(next) = job.next_after(now) {
+                let next = match job.next_after(request.schedule_time) {
+                    Some(first) if first <= now => {
+                        if request.trigger_type == SCHEDULE {
+                            merged_from = Some(first);
+                        }
+                        job.next_after(now)
+                    }
+                    first => first,
+                };
+                if let Some(next) = next {
                     self.plan(scheduled(&request.job, next, SCHEDULE), true);
                 }
             }

@@ -43,6 +43,8 @@ pub(super) enum Event {
         slot: RunSlot,
         report: AttemptReport,
     },
+    /// The intake thread took the trigger files that were there at start.
+    Ready,
 }
 
 /// A run in progress.
@@ -158,12 +160,6 @@ impl Service {
         )
         .map_err(|e| Error::io("the trigger reader thread", e))?;
         self.intake = Some(intake);
-        log::info!(
-            "daemon started: {} job(s), data in {}",
-            self.planner.jobs().len(),
-            self.data_dir.display()
-        );
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
         loop {
             self.start_due(Utc::now());
@@ -215,6 +211,16 @@ impl Service {
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
             Event::Finished { slot, report } => self.finished(slot, &report),
+            Event::Ready => {
+                // Scheduling runs already; "started" means that the trigger files that
+                // were there at start are taken too.
+                log::info!(
+                    "daemon started: {} job(s), data in {}",
+                    self.planner.jobs().len(),
+                    self.data_dir.display()
+                );
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
         }
     }
 
