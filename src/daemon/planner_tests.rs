@@ -71,14 +71,19 @@ struct Sim {
     triggers: Vec<(DateTime<Utc>, Request)>,
     running: Vec<(DateTime<Utc>, RunSlot, usize)>,
     seen: Vec<Seen>,
+    /// Moments of a SIGHUP that loads the same configuration again.
+    reloads: Vec<DateTime<Utc>>,
+    limits: BTreeMap<String, usize>,
 }
 
 impl Sim {
     fn new(yaml: &str, origin: DateTime<Utc>) -> Sim {
         let (jobs, limits) = load(yaml);
-        let mut planner = Planner::new(jobs, limits);
+        let mut planner = Planner::new(jobs, limits.clone());
         planner.plan_schedules(origin);
         Sim {
+            reloads: Vec::new(),
+            limits,
             planner,
             origin,
             now: origin,
@@ -108,6 +113,7 @@ impl Sim {
                 self.planner.next_due(),
                 self.running.iter().map(|r| r.0).min(),
                 self.triggers.first().map(|t| t.0),
+                self.reloads.first().copied(),
             ]
             .into_iter()
             .flatten()
@@ -127,6 +133,11 @@ impl Sim {
                 self.planner.trigger(request);
                 let starts = self.planner.poll(now);
                 self.start(starts);
+            }
+            while self.reloads.first().is_some_and(|t| *t <= now) {
+                self.reloads.remove(0);
+                let jobs = self.planner.jobs().clone();
+                self.planner.reload(jobs, self.limits.clone(), now);
             }
             let starts = self.planner.poll(now);
             self.start(starts);
@@ -428,7 +439,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Whatever the jobs, triggers and run lengths: no job runs twice for one nominal
+    /// Whatever the jobs, triggers, reloads and run lengths: no job runs twice for one nominal
     /// time, a job without concurrent_runs never overlaps itself, no group holds more runs
     /// than its max, no run starts before its time, and every scheduled run is at a time
     /// of its schedule.
@@ -436,6 +447,7 @@ proptest! {
     fn the_planner_never_fires_a_job_twice_for_one_nominal_time(
         specs in prop::collection::vec(job_spec(), 1..4),
         triggers in prop::collection::vec((0usize..4, 0.0f64..60.0, -5.0f64..10.0), 0..12),
+        reloads in prop::collection::vec(0.0f64..90.0, 0..3),
         max1 in 1usize..3,
     ) {
         let mut yaml = format!(
@@ -460,6 +472,8 @@ proptest! {
             let job = job % specs.len();
             sim.trigger_at(*arrival, &format!("j{job}"), arrival + delay);
         }
+        sim.reloads = reloads.iter().map(|t| at(origin, *t)).collect();
+        sim.reloads.sort();
         sim.run_until(90.0);
         let seen = sim.seen.clone();
         let jobs = sim.planner.jobs().clone();
