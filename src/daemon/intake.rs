@@ -122,13 +122,25 @@ impl Reader {
             } else {
                 match inbox.recv_timeout(TRIGGER_POLL) {
                     Ok(work) => work,
-                    Err(RecvTimeoutError::Timeout) => Work::ScanAll,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.scan_all() {
+                            continue;
+                        }
+                        return;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
             let alive = match work {
                 Work::Look(job) => self.look(&job),
-                Work::ScanAll => self.scan_all(),
+                Work::ScanAll => {
+                    let alive = self.scan_all();
+                    log::debug!(
+                        "SIGUSR1: scanned the trigger directories of {} job(s)",
+                        self.jobs.len()
+                    );
+                    alive
+                }
                 Work::Reload => self.reload(),
                 Work::Stop => return,
             };
