@@ -200,6 +200,63 @@ fn trigger_dir_is_the_base_so_a_run_can_trigger_another_job() {
 }
 
 #[test]
+fn a_trigger_for_later_replaces_the_planned_scheduled_run() {
+    // As dsari 2.0 did: a job every 2 s, a trigger for +4 s replaces the run planned
+    // before it, which then never runs; the schedule resumes after the trigger's run.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  tick:\n    command: [\"true\"]\n    schedule: \"* * * * * */2\"\n",
+    )]);
+    daemon.start("runner.yaml");
+    daemon.wait_runs("tick", 1);
+    let at = (chrono::Utc::now() + chrono::TimeDelta::seconds(4)).timestamp_millis() as f64 / 1e3;
+    daemon
+        .runner(&["trigger", "tick", "--at", &at.to_string()])
+        .assert_code(0);
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .daemon_log()
+            .contains("replacing the schedule run due")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let log = daemon.daemon_log();
+    let replaced = log
+        .split("replacing the schedule run due ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("rfc3339"))
+        .expect("the replaced run's time");
+    let replaced = replaced.timestamp_micros() as f64 / 1e6;
+    assert!(replaced < at, "the replaced run was due before the trigger");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let runs = daemon.finished_runs("tick");
+            let after = |t: f64| runs.iter().any(|r| r["schedule_time"].as_f64() > Some(t));
+            runs.iter().any(|r| r["trigger_type"] == "file") && after(at + 0.5)
+        }),
+        "{}",
+        daemon.daemon_log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let runs = daemon.finished_runs("tick");
+    let nominal: Vec<f64> = runs
+        .iter()
+        .filter(|r| r["trigger_type"] == "schedule")
+        .filter_map(|r| r["schedule_time"].as_f64())
+        .collect();
+    assert!(
+        nominal.iter().all(|t| (t - replaced).abs() > 0.001),
+        "the replaced run never ran: {nominal:?}"
+    );
+    assert!(
+        nominal.iter().all(|t| *t <= replaced || *t > at),
+        "no scheduled run between the replaced one and the trigger's: {nominal:?} {at}"
+    );
+}
+
+#[test]
 fn json_and_yaml_triggers_together_are_both_taken_json_first() {
     // As dsari 2.0 did with both files in place: the JSON one ran, then the YAML one
     // after it (the job does not overlap itself).
