@@ -218,6 +218,20 @@ fn a_second_trigger_replaces_the_first_while_it_waits() {
 }
 
 #[test]
+fn a_trigger_that_started_is_not_replaced_by_the_next_one() {
+    // dsari 2.0 with trigger.json and trigger.yaml both in place, the job running 1 s:
+    // the JSON run at 0.10, the YAML run at 1.16 when the first ended. The service polls
+    // between the two triggers, so the first has started when the second comes.
+    let yaml = "jobs:\n  both:\n    command: [\"true\"]\n";
+    let origin = DateTime::from_timestamp(1_767_225_600, 0).expect("time");
+    let mut sim = Sim::new(yaml, origin).lasting("both", 1.0);
+    sim.trigger_at(0.1, "both", 0.0);
+    sim.trigger_at(0.1, "both", 0.0);
+    sim.run_until(5.0);
+    assert_eq!(sim.short(), ["F@0>0.1", "F@0>1.1"]);
+}
+
+#[test]
 fn a_trigger_while_the_job_runs_waits_for_it_and_takes_over_the_schedule() {
     // The trigger (due now) replaces the scheduled run planned at 2; it starts when the
     // running run ends, and the schedule resumes after that start. dsari 2.0, a job every
