@@ -1,26 +1,23 @@
 //! Trigger files: `DATA_DIR/trigger/JOB/trigger.json` (or `.yaml`) asks the daemon for a
 //! run of JOB, as in dsari.
 //!
-//! This module reads, validates and consumes them, writes them atomically for
-//! `runner trigger`, and watches the trigger directories with inotify so that a new file
-//! is noticed at once. A malformed file, or one owned by a user other than the daemon's
-//! or root, is renamed to `*.invalid` with the reason logged, so it is never retried.
-//! The daemon reads them on a thread of their own, never on the one that schedules.
+//! This module is their format: it reads, validates and consumes them, and writes them
+//! atomically for `runner trigger`. A malformed file, or one owned by a user other than
+//! the daemon's or root, is renamed to `*.invalid` with the reason logged, so it is never
+//! retried. The daemon watches for them (`daemon/watch.rs`) and reads them on a thread of
+//! their own, never on the one that schedules.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use inotify::{Inotify, WatchDescriptor, WatchMask};
 use serde::{Deserialize, Serialize};
 
-/// File names the daemon looks for, in order of preference: JSON wins.
-const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
+/// File names the daemon looks for, in the order it takes them: JSON first.
+pub(crate) const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
 
 /// The trigger type of every run a trigger file asks for (dsari's).
 pub(crate) const TRIGGER_TYPE: &str = "file";
@@ -244,94 +241,6 @@ pub(crate) fn write(data_dir: &Path, job: &str, file: &TriggerFile) -> std::io::
     drop(out);
     fs::rename(&tmp, &path)?;
     Ok(path)
-}
-
-/// Watches the trigger directories with inotify and reports a job's name whenever a
-/// trigger file appears in its directory.
-pub(crate) struct Watcher {
-    data_dir: PathBuf,
-    watches: inotify::Watches,
-    jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>>,
-}
-
-impl Watcher {
-    /// Starts the watching thread; `None` if inotify is unavailable (the caller then
-    /// looks every second instead). `notify` returns `false` once nobody listens.
-    pub(crate) fn start(
-        data_dir: &Path,
-        notify: impl Fn(String) -> bool + Send + 'static,
-    ) -> Option<Watcher> {
-        let mut inotify = match Inotify::init() {
-            Ok(i) => i,
-            Err(e) => {
-                log::warn!("inotify is unavailable ({e}); looking for trigger files every second");
-                return None;
-            }
-        };
-        let jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>> = Arc::default();
-        let watcher = Watcher {
-            data_dir: data_dir.to_owned(),
-            watches: inotify.watches(),
-            jobs: Arc::clone(&jobs),
-        };
-        let spawned = std::thread::Builder::new()
-            .name("triggers".to_owned())
-            .spawn(move || {
-                let mut buffer = [0u8; 4096];
-                loop {
-                    let events = match inotify.read_events_blocking(&mut buffer) {
-                        Ok(events) => events,
-                        Err(e) => {
-                            log::error!("watching trigger files failed: {e}");
-                            return;
-                        }
-                    };
-                    for event in events {
-                        let is_trigger = event
-                            .name
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| NAMES.contains(&n));
-                        if !is_trigger {
-                            continue;
-                        }
-                        let job = jobs
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get(&event.wd)
-                            .cloned();
-                        if let Some(job) = job {
-                            if !notify(job) {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Some(watcher),
-            Err(e) => {
-                log::warn!("cannot start watching trigger files ({e}); looking every second");
-                None
-            }
-        }
-    }
-
-    /// Starts watching the trigger directory of `job` (which must exist).
-    pub(crate) fn add(&mut self, job: &str) {
-        let dir = job_dir(&self.data_dir, job);
-        // A file written in place is read once its writer closes it, not when it is
-        // created empty; one renamed into place is read at once.
-        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO;
-        match self.watches.add(&dir, mask) {
-            Ok(wd) => {
-                self.jobs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(wd, job.to_owned());
-            }
-            Err(e) => log::warn!("cannot watch {}: {e}", dir.display()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use super::jobs::{self, ScheduledJob};
 use super::service::Event;
+use super::watch::Watcher;
 use crate::config::daemon::DaemonConfig;
 use crate::error::Error;
-use crate::triggers::{self, Watcher};
+use crate::triggers;
 
 /// Without inotify, how often the trigger directories are scanned.
 const TRIGGER_POLL: Duration = Duration::from_secs(1);

@@ -3,8 +3,9 @@
 //!
 //! `planner` makes every scheduling decision from the time it is given (pure, unit-tested);
 //! `service` is the loop around it that starts processes, records runs and answers
-//! signals; `intake` reads trigger files and reloaded configurations on its own thread;
-//! `launch` builds one run's directory, environment and command.
+//! signals; `intake` reads trigger files and reloaded configurations on its own thread,
+//! told by `watch` (inotify) when a file arrives; `launch` builds one run's directory,
+//! environment and command.
 
 mod intake;
 pub(crate) mod jobs;
@@ -12,5 +13,6 @@ mod launch;
 mod planner;
 mod service;
 mod signals;
+mod watch;
 
 pub(crate) use service::{Service, Setup, data_dir};
