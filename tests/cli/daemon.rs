@@ -269,11 +269,24 @@ fn json_and_yaml_triggers_together_are_both_taken_json_first() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(dir.join("trigger.yaml"), "type: from-yaml\n").expect("write");
     std::fs::write(dir.join("trigger.json"), r#"{"type": "from-json"}"#).expect("write");
+    // Without schedule_time, a trigger is due when it was written (dsari uses the mtime).
+    let written = std::time::SystemTime::now() - Duration::from_secs(100);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("trigger.yaml"))
+        .and_then(|f| f.set_modified(written))
+        .expect("mtime");
+    let written = written
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
     daemon.start("runner.yaml");
     let runs = daemon.wait_runs("manual", 2);
     let (newer, older) = (&runs[0], &runs[1]);
     assert_eq!(older["trigger_data"]["type"], "from-json");
     assert_eq!(newer["trigger_data"]["type"], "from-yaml");
+    let due = newer["schedule_time"].as_f64().expect("schedule_time");
+    assert!((due - written).abs() < 0.01, "{due} {written}");
     assert!(runs.iter().all(|r| r["trigger_type"] == "file"));
     let ended = older["stop_time"].as_f64().expect("stop");
     let started = newer["start_time"].as_f64().expect("start");
