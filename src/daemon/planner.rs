@@ -48,6 +48,19 @@ pub(super) struct Start {
     pub(super) merged_from: Option<DateTime<Utc>>,
 }
 
+/// What [`Planner::poll_with`]'s caller says of a due run that could start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// Start it now.
+    Start,
+    /// Keep it planned; ask again at the next poll.
+    #[cfg_attr(not(test), allow(dead_code, reason = "for the rules of events"))]
+    Wait,
+    /// Drop it; a scheduled one's schedule goes on.
+    #[cfg_attr(not(test), allow(dead_code, reason = "for the rules of events"))]
+    Abandon,
+}
+
 /// What became of a trigger.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Added {
@@ -175,6 +188,17 @@ impl Planner {
     /// The runs that start at `now`. Each holds its job and its group's slot until
     /// [`Planner::finished`].
     pub(super) fn poll(&mut self, now: DateTime<Utc>) -> Vec<Start> {
+        self.poll_with(now, |_| Admission::Start)
+    }
+
+    /// [`Planner::poll`], asking `admit` about each due run that has its job and a slot:
+    /// the place for rules the planner cannot decide alone (events a run waits for). It
+    /// may add to the request (its `trigger_data`) when it lets the run start.
+    pub(super) fn poll_with(
+        &mut self,
+        now: DateTime<Utc>,
+        mut admit: impl FnMut(&mut Request) -> Admission,
+    ) -> Vec<Start> {
         while let Some(&Reverse((due, id))) = self.timers.peek() {
             if due > now {
                 break;
@@ -190,7 +214,7 @@ impl Planner {
         let mut starts = Vec::new();
         let mut waiting = Vec::new();
         for id in std::mem::take(&mut self.due) {
-            let Some(planned) = self.planned.get(&id) else {
+            let Some(planned) = self.planned.get_mut(&id) else {
                 continue;
             };
             let Some(job) = self.jobs.get(&planned.request.job) else {
@@ -217,29 +241,31 @@ impl Planner {
                     }
                 }
             };
+            match admit(&mut planned.request) {
+                Admission::Start => {}
+                Admission::Wait => {
+                    waiting.push(id);
+                    continue;
+                }
+                Admission::Abandon => {
+                    // Its schedule goes on without it.
+                    if let Some(planned) = self.unplan(id) {
+                        if planned.respawn {
+                            self.plan_next(&planned.request, now);
+                        }
+                    }
+                    continue;
+                }
+            }
             let Some(planned) = self.unplan(id) else {
                 continue;
             };
             let request = planned.request;
-            let mut merged_from = None;
-            if planned.respawn {
-                // The schedule's first time after the start. A run never starts before
-                // its time, so that is the first after its time unless some went by
-                // since: one computation in the usual case.
-                let job = &self.jobs[&request.job];
-                let next = match job.next_after(request.schedule_time) {
-                    Some(first) if first <= now => {
-                        if request.trigger_type == SCHEDULE {
-                            merged_from = Some(first);
-                        }
-                        job.next_after(now)
-                    }
-                    first => first,
-                };
-                if let Some(next) = next {
-                    self.plan(scheduled(&request.job, next, SCHEDULE), true);
-                }
-            }
+            let merged_from = if planned.respawn {
+                self.plan_next(&request, now)
+            } else {
+                None
+            };
             let slot = RunSlot(self.next_id);
             self.next_id += 1;
             *self.busy.entry(request.job.clone()).or_insert(0) += 1;
@@ -262,6 +288,29 @@ impl Planner {
         }
         self.due = waiting;
         starts
+    }
+
+    /// Plans the job's next scheduled run: the schedule's first time after `now`, when
+    /// `request` (due, planned with `respawn`) starts or is abandoned. Returns the first
+    /// of the times merged into `request`, if it is a scheduled run and some went by.
+    fn plan_next(&mut self, request: &Request, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let job = self.jobs.get(&request.job)?;
+        // A run never starts before its time, so the first time after now is the first
+        // after its time unless some went by since: one computation in the usual case.
+        let mut merged_from = None;
+        let next = match job.next_after(request.schedule_time) {
+            Some(first) if first <= now => {
+                if request.trigger_type == SCHEDULE {
+                    merged_from = Some(first);
+                }
+                job.next_after(now)
+            }
+            first => first,
+        };
+        if let Some(next) = next {
+            self.plan(scheduled(&request.job, next, SCHEDULE), true);
+        }
+        merged_from
     }
 
     /// A run ended: its job and its slot are free again.

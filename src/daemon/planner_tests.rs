@@ -412,6 +412,39 @@ fn shutdown_plans_nothing_more_but_keeps_running_slots() {
 }
 
 #[test]
+fn admission_can_hold_a_run_drop_it_or_add_to_it() {
+    let yaml = every_2s("  manual:\n    command: [\"true\"]\n");
+    let t0 = first_time(&yaml, "tick");
+    let (jobs, limits) = load(&yaml);
+    let mut planner = Planner::new(jobs, limits);
+    planner.plan_schedules(at(t0, -0.5));
+    planner.trigger(trigger("manual", t0));
+    // Held: nothing starts, both stay planned.
+    assert!(planner.poll_with(t0, |_| Admission::Wait).is_empty());
+    assert_eq!(planner.planned().len(), 2);
+    // The scheduled run is dropped, its schedule goes on; the trigger starts, with data.
+    let starts = planner.poll_with(at(t0, 0.5), |r| {
+        if r.trigger_type == SCHEDULE {
+            return Admission::Abandon;
+        }
+        r.trigger_data = serde_json::json!({"events": {}});
+        Admission::Start
+    });
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].request.job, "manual");
+    assert_eq!(
+        starts[0].request.trigger_data["events"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        planner.next_due(),
+        Some(at(t0, 2.0)),
+        "tick's schedule goes on"
+    );
+    assert_eq!(planner.running(), 1, "an abandoned run holds no slot");
+}
+
+#[test]
 fn an_unknown_job_is_not_planned() {
     let (jobs, limits) = load(&every_2s(""));
     let mut planner = Planner::new(jobs, limits);
