@@ -150,7 +150,7 @@ impl Planner {
             .jobs
             .iter()
             .filter(|(name, _)| !self.has_respawn(name))
-            .filter_map(|(name, job)| Some((name.clone(), job.next_after(now)?)))
+            .filter_map(|(name, job)| Some((name.clone(), first_after(job, now)?)))
             .collect();
         for (job, due) in wanting {
             self.plan(scheduled(&job, due, SCHEDULE), true);
@@ -296,14 +296,14 @@ impl Planner {
     fn plan_next(&mut self, request: &Request, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let job = self.jobs.get(&request.job)?;
         // A run never starts before its time, so the first time after now is the first
-        // after its time unless some went by since: one computation in the usual case.
+        // after its time unless some went by since.
         let mut merged_from = None;
-        let next = match job.next_after(request.schedule_time) {
+        let next = match first_after(job, request.schedule_time) {
             Some(first) if first <= now => {
                 if request.trigger_type == SCHEDULE {
                     merged_from = Some(first);
                 }
-                job.next_after(now)
+                first_after(job, now)
             }
             first => first,
         };
@@ -407,6 +407,20 @@ impl Planner {
             }
         }
         Some(planned)
+    }
+}
+
+/// The schedule's first time strictly after `t`. `Schedule::next_after` counts from the
+/// whole second before it, as dsari's croniter does, so it passes over a time that is
+/// still ahead within that second (a job's times are whole seconds plus its hashed
+/// sub-second offset): a run starting 40 ms after its second would skip the next one,
+/// and a reload a tick still due. Times are whole seconds plus less than one, so the
+/// only such time is the one of `t`'s own second.
+fn first_after(job: &ScheduledJob, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let second_before = t.checked_sub_signed(chrono::TimeDelta::seconds(1))?;
+    match job.next_after(second_before) {
+        Some(ahead) if ahead > t => Some(ahead),
+        _ => job.next_after(t),
     }
 }
 

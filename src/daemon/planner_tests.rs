@@ -297,6 +297,29 @@ fn a_daemon_that_was_stopped_runs_once_and_skips_the_backlog() {
 }
 
 #[test]
+fn a_run_started_past_its_second_keeps_the_next_time_of_its_schedule() {
+    // "late" runs at .434 past every second. Started 0.6 s late, in the next second,
+    // the following time (.434 of that second) is still ahead and is not passed over,
+    // though `next_after` counts from the whole second, as dsari's croniter does.
+    let yaml = "jobs:\n  late:\n    command: [\"true\"]\n    schedule: \"* * * * * *\"\n";
+    let (jobs, limits) = load(yaml);
+    let t0 = first_time(yaml, "late");
+    assert_eq!(
+        t0.timestamp_subsec_micros(),
+        434_237,
+        "the job's hashed offset"
+    );
+    let mut planner = Planner::new(jobs, limits);
+    planner.plan_schedules(at(t0, -0.5));
+    assert_eq!(planner.poll(at(t0, 0.6)).len(), 1);
+    assert_eq!(planner.next_due(), Some(at(t0, 1.0)));
+    // A reload within a second before a time plans that time, not the one after.
+    let (jobs, limits) = load(yaml);
+    planner.reload(jobs, limits, at(t0, 0.8));
+    assert_eq!(planner.next_due(), Some(at(t0, 1.0)));
+}
+
+#[test]
 fn a_group_of_two_admits_two_and_hands_a_freed_slot_on_in_order() {
     let mut yaml = String::from("concurrency_groups:\n  pair:\n    max: 2\njobs:\n");
     for name in ["a", "b", "c", "d"] {
@@ -542,8 +565,9 @@ proptest! {
             for s in &runs {
                 prop_assert!(s.start + 1e-9 >= s.schedule, "early: {:?}", s);
                 if s.kind == SCHEDULE {
+                    // A time of the schedule: next_after counts from the whole second.
                     let t = s.nominal;
-                    let before = t - TimeDelta::microseconds(1);
+                    let before = t - TimeDelta::seconds(1);
                     prop_assert_eq!(jobs[&name].next_after(before), Some(t), "{:?}", s);
                 }
             }
