@@ -343,7 +343,8 @@ pub struct TriggerArgs {
     /// When to run: epoch seconds or an ISO 8601 time [default: now].
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// The trigger type shown in records and reports [default: file].
+    /// The file's `type` (e.g. git), recorded in the run's trigger_data; the run's trigger
+    /// type is file, as in dsari.
     #[arg(long = "type", value_name = "T")]
     pub kind: Option<String>,
     /// A description for people.

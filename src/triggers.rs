@@ -1,30 +1,32 @@
 //! Trigger files: `DATA_DIR/trigger/JOB/trigger.json` (or `.yaml`) asks the daemon for a
 //! run of JOB, as in dsari.
 //!
-//! This module reads, validates and consumes them, writes them atomically for
-//! `runner trigger`, and watches the trigger directories with inotify so that a new file
-//! is noticed at once. A malformed file, or one owned by a user other than the daemon's
-//! or root, is renamed to `*.invalid` with the reason logged, so it is never retried.
+//! This module is their format: it reads, validates and consumes them, and writes them
+//! atomically for `runner trigger`. A malformed file, or one owned by a user other than
+//! the daemon's or root, is renamed to `*.invalid` with the reason logged, so it is never
+//! retried. The daemon watches for them (`daemon/watch.rs`) and reads them on a thread of
+//! their own, never on the one that schedules.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use inotify::{Inotify, WatchDescriptor, WatchMask};
 use serde::{Deserialize, Serialize};
 
-/// File names the daemon looks for, in order of preference: JSON wins.
-const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
+/// File names the daemon looks for, in the order it takes them: JSON first.
+pub(crate) const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
+
+/// The trigger type of every run a trigger file asks for (dsari's).
+pub(crate) const TRIGGER_TYPE: &str = "file";
 
 /// A trigger file's contents (all keys optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct TriggerFile {
-    /// Shown as the run's trigger type; `file` when absent.
+    /// Free text for people and scripts (`git`, `manual`), kept in the run's
+    /// `trigger_data`; the run's trigger type is always [`TRIGGER_TYPE`].
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub(crate) kind: Option<String>,
     /// Free text for people.
@@ -49,19 +51,24 @@ pub(crate) struct TriggerFile {
 pub(crate) struct Trigger {
     /// The job it asks for.
     pub(crate) job: String,
-    /// The run's trigger type.
-    pub(crate) kind: String,
-    /// When the run is due; `None` means now.
-    pub(crate) schedule_time: Option<DateTime<Utc>>,
+    /// When the run is due: the file's `schedule_time`, else (as dsari) the time the file
+    /// was written, or now if that is in the future.
+    pub(crate) schedule_time: DateTime<Utc>,
     /// Environment strings for the run.
     pub(crate) environment: BTreeMap<String, String>,
     /// The file's contents, recorded as the run's `trigger_data`.
     pub(crate) data: serde_json::Value,
 }
 
+/// The directory of every job's trigger directory: the runs' `TRIGGER_DIR`, so that a
+/// run can trigger another job with `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
+pub(crate) fn base_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("trigger")
+}
+
 /// The trigger directory of `job`.
 pub(crate) fn job_dir(data_dir: &Path, job: &str) -> PathBuf {
-    data_dir.join("trigger").join(job)
+    base_dir(data_dir).join(job)
 }
 
 /// Creates the trigger directory of each job (mode 0700: only the daemon's user may ask
@@ -79,15 +86,23 @@ pub(crate) fn prepare_dirs<'a>(data_dir: &Path, jobs: impl Iterator<Item = &'a s
     }
 }
 
-/// Looks for a trigger file of `job` and consumes it: returns the trigger and deletes
-/// the file, or renames an unusable file to `*.invalid` and logs why.
-pub(crate) fn take(data_dir: &Path, job: &str) -> Option<Trigger> {
+/// Consumes the trigger files of `job`: `trigger.json`, then `trigger.yaml` (dsari takes
+/// both when both are there, JSON first). Each valid one is returned and deleted; an
+/// unusable one is renamed to `*.invalid` with the reason logged.
+pub(crate) fn take(data_dir: &Path, job: &str) -> Vec<Trigger> {
     let dir = job_dir(data_dir, job);
-    let path = NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
-    let result = read(&path, job);
-    match result {
+    NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .filter_map(|path| take_one(&path, job))
+        .collect()
+}
+
+fn take_one(path: &Path, job: &str) -> Option<Trigger> {
+    match read(path, job) {
         Ok(trigger) => {
-            if let Err(e) = fs::remove_file(&path) {
+            if let Err(e) = fs::remove_file(path) {
                 // A trigger that cannot be removed would run again and again.
                 log::error!("cannot remove trigger {}: {e}; ignoring it", path.display());
                 return None;
@@ -96,13 +111,13 @@ pub(crate) fn take(data_dir: &Path, job: &str) -> Option<Trigger> {
             Some(trigger)
         }
         Err(reason) => {
-            let mut invalid = path.clone().into_os_string();
+            let mut invalid = path.to_owned().into_os_string();
             invalid.push(".invalid");
             log::error!(
                 "invalid trigger {}: {reason}; renamed to *.invalid",
                 path.display()
             );
-            if let Err(e) = fs::rename(&path, &invalid) {
+            if let Err(e) = fs::rename(path, &invalid) {
                 log::error!("cannot rename {}: {e}", path.display());
             }
             None
@@ -130,8 +145,13 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
         serde_json::from_str(&text).map_err(|e| e.to_string())?
     };
     let schedule_time = match &file.schedule_time {
-        None => None,
-        Some(value) => Some(parse_time(value, file.schedule_timezone.as_deref())?),
+        Some(value) => parse_time(value, file.schedule_timezone.as_deref())?,
+        None => {
+            let now = Utc::now();
+            meta.modified()
+                .map(DateTime::<Utc>::from)
+                .map_or(now, |written| written.min(now))
+        }
     };
     let mut environment = BTreeMap::new();
     for (key, value) in &file.environment {
@@ -150,7 +170,6 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
     let data = serde_json::to_value(&file).map_err(|e| e.to_string())?;
     Ok(Trigger {
         job: job.to_owned(),
-        kind: file.kind.clone().unwrap_or_else(|| "file".to_owned()),
         schedule_time,
         environment,
         data,
@@ -224,92 +243,6 @@ pub(crate) fn write(data_dir: &Path, job: &str, file: &TriggerFile) -> std::io::
     Ok(path)
 }
 
-/// Watches the trigger directories with inotify and reports a job's name whenever a
-/// trigger file appears in its directory.
-pub(crate) struct Watcher {
-    data_dir: PathBuf,
-    watches: inotify::Watches,
-    jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>>,
-}
-
-impl Watcher {
-    /// Starts the watching thread; `None` if inotify is unavailable (the caller then
-    /// looks every second instead). `notify` returns `false` once nobody listens.
-    pub(crate) fn start(
-        data_dir: &Path,
-        notify: impl Fn(String) -> bool + Send + 'static,
-    ) -> Option<Watcher> {
-        let mut inotify = match Inotify::init() {
-            Ok(i) => i,
-            Err(e) => {
-                log::warn!("inotify is unavailable ({e}); looking for trigger files every second");
-                return None;
-            }
-        };
-        let jobs: Arc<Mutex<HashMap<WatchDescriptor, String>>> = Arc::default();
-        let watcher = Watcher {
-            data_dir: data_dir.to_owned(),
-            watches: inotify.watches(),
-            jobs: Arc::clone(&jobs),
-        };
-        let spawned = std::thread::Builder::new()
-            .name("triggers".to_owned())
-            .spawn(move || {
-                let mut buffer = [0u8; 4096];
-                loop {
-                    let events = match inotify.read_events_blocking(&mut buffer) {
-                        Ok(events) => events,
-                        Err(e) => {
-                            log::error!("watching trigger files failed: {e}");
-                            return;
-                        }
-                    };
-                    for event in events {
-                        let is_trigger = event
-                            .name
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| NAMES.contains(&n));
-                        if !is_trigger {
-                            continue;
-                        }
-                        let job = jobs
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get(&event.wd)
-                            .cloned();
-                        if let Some(job) = job {
-                            if !notify(job) {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Some(watcher),
-            Err(e) => {
-                log::warn!("cannot start watching trigger files ({e}); looking every second");
-                None
-            }
-        }
-    }
-
-    /// Starts watching the trigger directory of `job` (which must exist).
-    pub(crate) fn add(&mut self, job: &str) {
-        let dir = job_dir(&self.data_dir, job);
-        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE;
-        match self.watches.add(&dir, mask) {
-            Ok(wd) => {
-                self.jobs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(wd, job.to_owned());
-            }
-            Err(e) => log::warn!("cannot watch {}: {e}", dir.display()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +277,17 @@ mod tests {
             extra: BTreeMap::from([("commit".to_owned(), serde_json::json!("abc"))]),
         };
         let path = write(dir.path(), "job", &file).expect("write");
-        let trigger = take(dir.path(), "job").expect("valid");
-        assert_eq!(trigger.kind, "git");
+        let written = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        let trigger = take(dir.path(), "job").pop().expect("valid");
+        assert_eq!(trigger.data["type"], "git", "the file's type is data");
+        assert_eq!(
+            trigger.schedule_time,
+            DateTime::<Utc>::from(written),
+            "without schedule_time, the time the file was written (as dsari)"
+        );
         assert_eq!(trigger.environment["GIT_COMMIT"], "d170");
         assert_eq!(trigger.data["description"], "new commit");
         assert_eq!(
@@ -353,7 +295,7 @@ mod tests {
             "unknown keys are kept as data"
         );
         assert!(!path.exists());
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
     }
 
     #[test]
@@ -362,10 +304,10 @@ mod tests {
         let jobdir = job_dir(dir.path(), "job");
         fs::create_dir_all(&jobdir).expect("mkdir");
         fs::write(jobdir.join("trigger.json"), "{not json").expect("write");
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
         assert!(jobdir.join("trigger.json.invalid").exists());
         fs::write(jobdir.join("trigger.yaml"), "environment: [1, 2]\n").expect("write");
-        assert!(take(dir.path(), "job").is_none());
+        assert!(take(dir.path(), "job").is_empty());
         assert!(jobdir.join("trigger.yaml.invalid").exists());
     }
 
@@ -375,8 +317,33 @@ mod tests {
         let jobdir = job_dir(dir.path(), "job");
         fs::create_dir_all(&jobdir).expect("mkdir");
         fs::write(jobdir.join("trigger.yaml"), "").expect("write");
-        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+        assert_eq!(take(dir.path(), "job").len(), 1);
         fs::write(jobdir.join("trigger.json"), "{}").expect("write");
-        assert_eq!(take(dir.path(), "job").expect("valid").kind, "file");
+        assert_eq!(take(dir.path(), "job").len(), 1);
+    }
+
+    #[test]
+    fn json_and_yaml_together_are_both_taken_json_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobdir = job_dir(dir.path(), "job");
+        fs::create_dir_all(&jobdir).expect("mkdir");
+        fs::write(jobdir.join("trigger.yaml"), "type: from-yaml\n").expect("write");
+        fs::write(jobdir.join("trigger.json"), r#"{"type": "from-json"}"#).expect("write");
+        let taken: Vec<_> = take(dir.path(), "job")
+            .iter()
+            .map(|t| t.data["type"].clone())
+            .collect();
+        assert_eq!(taken, ["from-json", "from-yaml"]);
+        assert!(fs::read_dir(&jobdir).expect("dir").next().is_none());
+    }
+
+    #[test]
+    fn the_base_directory_is_the_parent_of_every_job_directory() {
+        let base = base_dir(Path::new("/var/lib/runner"));
+        assert_eq!(base, Path::new("/var/lib/runner/trigger"));
+        assert_eq!(
+            job_dir(Path::new("/var/lib/runner"), "other"),
+            base.join("other")
+        );
     }
 }

@@ -14,13 +14,13 @@ use crate::exec::{AttemptReport, Exit, Stop};
 use crate::store::model::RunRecord;
 
 /// A run that was asked for and waits to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Request {
     /// The job.
     pub(crate) job: String,
     /// When it was due.
     pub(crate) schedule_time: DateTime<Utc>,
-    /// `schedule`, `file` (or a trigger's own type), `catch_up`.
+    /// `schedule`, `file` (a trigger file) or `catch_up`.
     pub(crate) trigger_type: String,
     /// Recorded as the run's `trigger_data`.
     pub(crate) trigger_data: serde_json::Value,
@@ -107,9 +107,10 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     set("SCHEDULE_TIME", epoch(ctx.request.schedule_time));
     set("START_TIME", epoch(ctx.start_time));
     set("TRIGGER_TYPE", ctx.request.trigger_type.clone());
+    // The base directory, as dsari sets it: `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
     set(
         "TRIGGER_DIR",
-        crate::triggers::job_dir(&ctx.paths.data_dir, &ctx.job.name)
+        crate::triggers::base_dir(&ctx.paths.data_dir)
             .display()
             .to_string(),
     );

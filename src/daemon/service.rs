@@ -1,16 +1,14 @@
-//! The scheduler loop: one thread owns every decision.
+//! The daemon around its scheduling decisions: the loop, the store, the processes and
+//! the signals.
 //!
-//! Due times sit in one timer heap. The loop sleeps on its event channel until the next
-//! due time or an event (a signal, a trigger file, a run that ended): no periodic
-//! polling, so a daemon with ten thousand hourly jobs is idle between due times. Each
-//! run is supervised on its own thread, which reports back through the channel, so a
-//! slot freed in a concurrency group is handed to a waiting run at once.
-//!
-//! Ticks are scheduled from the nominal due time, never from the (possibly late) time
-//! the loop got to them, so a busy moment never skips the next tick.
+//! One thread, the loop, owns the [`Planner`] and acts on what it decides. It sleeps on its
+//! event channel until the planner's next due time or an event: a signal, a trigger file
+//! or a configuration read by the intake thread (parsed there, never here), a run that
+//! ended. No periodic polling, so a daemon with ten thousand hourly jobs is idle between
+//! due times. Each run is supervised on its own thread, which reports back through the
+//! channel, so a slot freed in a concurrency group is handed to a waiting run at once.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -18,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::jobs::{self, ScheduledJob};
-use super::launch::{self, Context, Request, RunPaths};
+use super::intake::{self, Intake, Loaded};
+use super::launch::{self, Context, RunPaths};
+use super::planner::{Added, Planner, RunSlot, Start};
 use super::signals;
 use crate::config::daemon::{CatchUp, DaemonConfig};
 use crate::error::Error;
@@ -27,47 +26,35 @@ use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::signals::Interrupt;
 use crate::store::model::RunStatus;
 use crate::store::{Location, NewRun, Owner, Store};
-use crate::triggers::{self, Watcher};
+use crate::triggers::{self, Trigger};
 
-/// Without inotify, how often the trigger directories are scanned.
-const TRIGGER_POLL: Duration = Duration::from_secs(1);
-
-/// Ticks older than this when the loop gets to them (a suspended machine, a stopped
-/// process) are skipped, not replayed one by one.
-const MAX_TICK_BACKLOG: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// A scheduled run this much later than its time gets a warning (a suspended machine, a
+/// stopped daemon, a job far longer than its interval).
+const LATE_WARNING: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// What wakes the loop.
 pub(super) enum Event {
     Signal(signals::Request),
-    Trigger(String),
+    /// A trigger file, read and consumed by the intake thread.
+    Trigger(Trigger),
+    /// The configuration, loaded again by the intake thread (SIGHUP).
+    Reloaded(Box<Result<Loaded, Error>>),
     Finished {
-        run_id: String,
+        slot: RunSlot,
         report: AttemptReport,
     },
-}
-
-/// One entry of the timer heap.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Timer {
-    pub(super) due: DateTime<Utc>,
-    pub(super) kind: TimerKind,
-}
-
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum TimerKind {
-    /// The next scheduled tick of a job, valid for one configuration generation.
-    Tick { job: String, generation: u64 },
-    /// A trigger with a future `schedule_time`, waiting in `deferred`.
-    Deferred(u64),
+    /// The intake thread took the trigger files that were there at start.
+    Ready,
 }
 
 /// A run in progress.
-pub(super) struct Running {
-    pub(super) job: String,
-    pub(super) group: Option<String>,
-    pub(super) interrupt: Arc<Interrupt>,
-    pub(super) paths: RunPaths,
-    pub(super) started: Instant,
+struct Running {
+    run_id: String,
+    job: String,
+    group: Option<String>,
+    interrupt: Arc<Interrupt>,
+    paths: RunPaths,
+    started: Instant,
 }
 
 /// Where the daemon's configuration comes from and what overrides it.
@@ -82,25 +69,20 @@ pub(crate) struct Setup {
 
 /// The running scheduler.
 pub(crate) struct Service {
-    pub(super) setup: Setup,
-    pub(super) config: DaemonConfig,
-    pub(super) data_dir: PathBuf,
-    pub(super) jobs: BTreeMap<String, ScheduledJob>,
-    pub(super) store: Store,
-    pub(super) owner: Owner,
-    pub(super) exe: PathBuf,
-    pub(super) guardian: Arc<Guardian>,
-    pub(super) sender: Sender<Event>,
-    pub(super) events: Receiver<Event>,
-    pub(super) timers: BinaryHeap<Reverse<Timer>>,
-    pub(super) deferred: HashMap<u64, Request>,
-    pub(super) next_deferred: u64,
-    pub(super) generation: u64,
-    pub(super) pending: Vec<Request>,
-    pub(super) running: HashMap<String, Running>,
-    pub(super) group_use: HashMap<String, usize>,
-    pub(super) watcher: Option<Watcher>,
-    pub(super) stopping: bool,
+    setup: Setup,
+    /// The configuration in force, without its jobs (the planner has them).
+    config: DaemonConfig,
+    data_dir: PathBuf,
+    planner: Planner,
+    running: HashMap<RunSlot, Running>,
+    store: Store,
+    owner: Owner,
+    exe: PathBuf,
+    guardian: Arc<Guardian>,
+    sender: Sender<Event>,
+    events: Receiver<Event>,
+    intake: Option<Intake>,
+    stopping: bool,
 }
 
 /// The data directory: `--state-dir` first, then the configuration's `data_dir`.
@@ -108,14 +90,19 @@ pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathB
     crate::state::resolve(state_dir, config.configured_data_dir.as_deref())
 }
 
+/// Each concurrency group's `max`.
+fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
+    config
+        .concurrency_groups
+        .iter()
+        .map(|(name, group)| (name.clone(), group.max))
+        .collect()
+}
+
 impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
-        let mut config = DaemonConfig::load(&setup.config_path)?;
-        let jobs = jobs::prepare(&config)?;
-        // The prepared jobs are the ones the loop uses; keeping a second copy of every
-        // job in the configuration would double the memory of a large daemon.
-        config.jobs.clear();
+        let Loaded { config, jobs } = intake::load(&setup.config_path)?;
         for warning in &config.warnings {
             log::warn!("{warning}");
         }
@@ -132,23 +119,17 @@ impl Service {
         let (sender, events) = mpsc::channel();
         Ok(Service {
             setup,
+            planner: Planner::new(jobs, limits(&config)),
             config,
             data_dir,
-            jobs,
+            running: HashMap::new(),
             store,
             owner: Owner::current(),
             exe,
             guardian: Arc::new(Guardian::start(grace, None)),
             sender,
             events,
-            timers: BinaryHeap::new(),
-            deferred: HashMap::new(),
-            next_deferred: 0,
-            generation: 0,
-            pending: Vec::new(),
-            running: HashMap::new(),
-            group_use: HashMap::new(),
-            watcher: None,
+            intake: None,
             stopping: false,
         })
     }
@@ -168,48 +149,27 @@ impl Service {
             }
             Err(e) => log::warn!("cannot finalize lost runs: {}", crate::error::one_line(&e)),
         }
-        triggers::prepare_dirs(&self.data_dir, self.jobs.keys().map(String::as_str));
-        let sender = self.sender.clone();
-        self.watcher = Watcher::start(&self.data_dir, move |job| {
-            sender.send(Event::Trigger(job)).is_ok()
-        });
-        let names: Vec<String> = self.jobs.keys().cloned().collect();
-        if let Some(watcher) = self.watcher.as_mut() {
-            for job in &names {
-                watcher.add(job);
-            }
-        }
         let now = Utc::now();
         self.catch_up(now);
-        self.schedule_all(now);
-        self.scan_triggers();
-        log::info!(
-            "daemon started: {} job(s), data in {}",
-            self.jobs.len(),
-            self.data_dir.display()
-        );
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        self.planner.plan_schedules(now);
+        let intake = Intake::start(
+            &self.data_dir,
+            &self.setup.config_path,
+            self.planner.jobs().keys().cloned(),
+            self.sender.clone(),
+        )
+        .map_err(|e| Error::io("the trigger reader thread", e))?;
+        self.intake = Some(intake);
 
-        let mut last_scan = Instant::now();
         loop {
-            let now = Utc::now();
-            if !self.stopping {
-                self.fire_timers(now);
-            }
-            self.start_ready();
+            self.start_due(Utc::now());
             if self.stopping && self.running.is_empty() {
                 break;
             }
-            let mut wait = match (self.stopping, self.timers.peek()) {
-                (false, Some(Reverse(timer))) => {
-                    Some((timer.due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                }
-                _ => None,
-            };
-            if self.watcher.is_none() && !self.stopping {
-                let left = TRIGGER_POLL.saturating_sub(last_scan.elapsed());
-                wait = Some(wait.map_or(left, |w| w.min(left)));
-            }
+            let wait = self
+                .planner
+                .next_due()
+                .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let event = match wait {
                 Some(wait) => match self.events.recv_timeout(wait) {
                     Ok(event) => Some(event),
@@ -221,12 +181,10 @@ impl Service {
                     Err(_) => break,
                 },
             };
+            // One event, then the planner again: a trigger that may start at once starts
+            // before the next event can replace it (trigger.json, then trigger.yaml).
             if let Some(event) = event {
                 self.handle(event);
-            }
-            if self.watcher.is_none() && last_scan.elapsed() >= TRIGGER_POLL {
-                self.scan_triggers();
-                last_scan = Instant::now();
             }
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -241,34 +199,32 @@ impl Service {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Signal(signals::Request::Reload) => self.reload(),
+            Event::Signal(signals::Request::Reload) => {
+                log::info!("SIGHUP: loading the configuration again");
+                if let Some(intake) = &self.intake {
+                    intake.reload();
+                }
+            }
             Event::Signal(signals::Request::ScanTriggers) => {
                 log::info!("SIGUSR1: scanning the trigger directories");
-                self.scan_triggers();
+                if let Some(intake) = &self.intake {
+                    intake.scan();
+                }
             }
             Event::Signal(signals::Request::Status) => self.log_status(),
             Event::Signal(signals::Request::Shutdown(sig)) => self.shutdown(sig),
-            Event::Trigger(job) => {
-                if !self.stopping {
-                    self.take_trigger(&job);
-                }
-            }
-            Event::Finished { run_id, report } => self.finished(&run_id, &report),
-        }
-    }
-
-    /// Schedules the next tick of every job, from `now`.
-    pub(super) fn schedule_all(&mut self, now: DateTime<Utc>) {
-        let generation = self.generation;
-        for (name, job) in &self.jobs {
-            if let Some(due) = job.next_after(now) {
-                self.timers.push(Reverse(Timer {
-                    due,
-                    kind: TimerKind::Tick {
-                        job: name.clone(),
-                        generation,
-                    },
-                }));
+            Event::Trigger(trigger) => self.trigger(trigger),
+            Event::Reloaded(loaded) => self.reloaded(*loaded),
+            Event::Finished { slot, report } => self.finished(slot, &report),
+            Event::Ready => {
+                // Scheduling runs already; "started" means that the trigger files that
+                // were there at start are taken too.
+                log::info!(
+                    "daemon started: {} job(s), data in {}",
+                    self.planner.jobs().len(),
+                    self.data_dir.display()
+                );
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }
         }
     }
@@ -276,8 +232,8 @@ impl Service {
     /// `catch_up: once`: a job whose scheduled time passed while the daemon was down
     /// runs once now.
     fn catch_up(&mut self, now: DateTime<Utc>) {
-        let mut due = Vec::new();
-        for (name, job) in &self.jobs {
+        let mut missed_runs = Vec::new();
+        for (name, job) in self.planner.jobs() {
             if job.job.catch_up != CatchUp::Once || job.schedule.is_none() {
                 continue;
             }
@@ -297,144 +253,192 @@ impl Service {
             };
             if let Some(missed) = job.next_after(last).filter(|t| *t <= now) {
                 log::info!("job \"{name}\" missed its run at {missed}; catching up once");
-                due.push(Request {
-                    job: name.clone(),
-                    schedule_time: missed,
-                    trigger_type: "catch_up".to_owned(),
-                    trigger_data: serde_json::json!({}),
-                    environment: BTreeMap::new(),
-                });
+                missed_runs.push((name.clone(), missed));
             }
         }
-        for request in due {
-            self.enqueue(request);
+        for (job, missed) in missed_runs {
+            self.planner.catch_up(&job, missed);
         }
     }
 
-    fn fire_timers(&mut self, now: DateTime<Utc>) {
-        while let Some(Reverse(timer)) = self.timers.peek() {
-            if timer.due > now {
-                return;
-            }
-            let Some(Reverse(timer)) = self.timers.pop() else {
-                return;
-            };
-            match timer.kind {
-                TimerKind::Deferred(id) => {
-                    if let Some(request) = self.deferred.remove(&id) {
-                        self.enqueue(request);
-                    }
-                }
-                TimerKind::Tick { job, generation } => {
-                    if generation != self.generation {
-                        continue;
-                    }
-                    let Some(scheduled) = self.jobs.get(&job) else {
-                        continue;
-                    };
-                    let mut next = scheduled.next_after(timer.due);
-                    if let Some(n) = next.filter(|n| now - *n > MAX_TICK_BACKLOG) {
-                        log::warn!(
-                            "job \"{job}\": ticks from {} to {now} were missed (the daemon was not running); skipping to the next",
-                            n
-                        );
-                        next = scheduled.next_after(now);
-                    }
-                    if let Some(due) = next {
-                        self.timers.push(Reverse(Timer {
-                            due,
-                            kind: TimerKind::Tick {
-                                job: job.clone(),
-                                generation,
-                            },
-                        }));
-                    }
-                    self.enqueue(Request {
-                        job,
-                        schedule_time: timer.due,
-                        trigger_type: "schedule".to_owned(),
-                        trigger_data: serde_json::json!({}),
-                        environment: BTreeMap::new(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Queues a run. A job without `concurrent_runs` has at most one waiting run: a
-    /// trigger replaces a waiting scheduled run, and a tick finding one waiting is merged
-    /// into it.
-    pub(super) fn enqueue(&mut self, request: Request) {
-        let Some(job) = self.jobs.get(&request.job) else {
-            return;
-        };
-        if !job.job.concurrent_runs {
-            if let Some(waiting) = self.pending.iter_mut().find(|p| p.job == request.job) {
-                if waiting.trigger_type == "schedule" && request.trigger_type != "schedule" {
-                    log::info!(
-                        "job \"{}\": a {} run replaces the waiting scheduled run",
-                        request.job,
-                        request.trigger_type
-                    );
-                    *waiting = request;
-                } else {
-                    log::debug!(
-                        "job \"{}\" already has a run waiting; {} request merged",
-                        request.job,
-                        request.trigger_type
-                    );
-                }
-                return;
-            }
-        }
-        self.pending.push(request);
-    }
-
-    /// Starts every waiting run that may start, in the order they were asked for.
-    fn start_ready(&mut self) {
+    fn trigger(&mut self, trigger: Trigger) {
         if self.stopping {
-            self.pending.clear();
             return;
         }
-        let mut i = 0;
-        while i < self.pending.len() {
-            let name = self.pending[i].job.clone();
-            let Some(job) = self.jobs.get(&name) else {
-                self.pending.remove(i);
-                continue;
-            };
-            if !job.job.concurrent_runs && self.running.values().any(|r| r.job == name) {
-                i += 1;
-                continue;
-            }
-            let group = if job.job.concurrency_groups.is_empty() {
-                None
-            } else {
-                let free = job.job.concurrency_groups.iter().find(|g| {
-                    let max = self.config.concurrency_groups.get(*g).map_or(1, |c| c.max);
-                    self.group_use.get(*g).copied().unwrap_or(0) < max
-                });
-                match free {
-                    Some(g) => Some(g.clone()),
-                    None => {
-                        i += 1;
-                        continue;
-                    }
-                }
-            };
-            let request = self.pending.remove(i);
-            self.start(request, group);
+        let job = trigger.job.clone();
+        let due = trigger.schedule_time;
+        let added = self.planner.trigger(launch::Request {
+            job: trigger.job,
+            schedule_time: due,
+            trigger_type: triggers::TRIGGER_TYPE.to_owned(),
+            trigger_data: trigger.data,
+            environment: trigger.environment,
+        });
+        let when = if due > Utc::now() {
+            format!(" for {}", due.to_rfc3339())
+        } else {
+            String::new()
+        };
+        match added {
+            Added::Planned => log::info!("job \"{job}\": triggered run planned{when}"),
+            Added::Replaced(old) => log::info!(
+                "job \"{job}\": triggered run planned{when}, replacing the {} run due {}",
+                old.trigger_type,
+                old.schedule_time.to_rfc3339()
+            ),
+            Added::UnknownJob => log::warn!("a trigger for unknown job \"{job}\" is ignored"),
         }
     }
 
-    fn start(&mut self, request: Request, group: Option<String>) {
-        let Some(scheduled) = self.jobs.get(&request.job) else {
+    /// SIGHUP, once the intake thread has loaded the new configuration: take it only if
+    /// it loaded completely; running runs finish under the old one.
+    fn reloaded(&mut self, loaded: Result<Loaded, Error>) {
+        let Loaded { config, jobs } = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                log::error!(
+                    "reload failed, keeping the running configuration: {}",
+                    crate::error::one_line(&e)
+                );
+                return;
+            }
+        };
+        if self.stopping {
             return;
+        }
+        let new_dir = data_dir(&config, self.setup.state_dir.as_deref());
+        if new_dir != self.data_dir {
+            log::warn!(
+                "data_dir changed to {}; it takes effect when the daemon restarts",
+                new_dir.display()
+            );
+        }
+        for warning in &config.warnings {
+            log::warn!("{warning}");
+        }
+        let count = jobs.len();
+        self.planner.reload(jobs, limits(&config), Utc::now());
+        self.config = config;
+        log::info!("configuration reloaded: {count} job(s)");
+    }
+
+    fn shutdown(&mut self, sig: i32) {
+        if self.stopping {
+            log::warn!(
+                "signal {sig} again: killing {} running run(s) now",
+                self.running.len()
+            );
+            for run in self.running.values() {
+                run.interrupt.raise(sig);
+                run.interrupt.raise(sig);
+            }
+            return;
+        }
+        self.stopping = true;
+        self.planner.clear();
+        if let Some(intake) = &self.intake {
+            intake.stop();
+        }
+        if self.running.is_empty() {
+            log::info!("signal {sig}: stopping");
+        } else if self.config.shutdown_kill_runs {
+            log::info!(
+                "signal {sig}: stopping {} running run(s)",
+                self.running.len()
+            );
+            for run in self.running.values() {
+                run.interrupt.raise(sig);
+            }
+        } else {
+            log::info!(
+                "signal {sig}: no new runs; waiting for {} running run(s) to finish",
+                self.running.len()
+            );
+        }
+    }
+
+    /// SIGQUIT: the running runs, the planned ones, and every job's next time.
+    fn log_status(&self) {
+        let planned = self.planner.planned();
+        log::info!(
+            "status: {} job(s), {} running, {} waiting",
+            self.planner.jobs().len(),
+            self.running.len(),
+            planned.iter().filter(|(_, is_due)| *is_due).count()
+        );
+        for run in self.running.values() {
+            log::info!(
+                "status: run {} of job \"{}\" running for {:.1}s{}",
+                run.run_id,
+                run.job,
+                run.started.elapsed().as_secs_f64(),
+                run.group
+                    .as_ref()
+                    .map(|g| format!(" in group \"{g}\""))
+                    .unwrap_or_default()
+            );
+        }
+        for (request, is_due) in &planned {
+            if *is_due {
+                log::info!(
+                    "status: job \"{}\" waiting ({}, due {})",
+                    request.job,
+                    request.trigger_type,
+                    request.schedule_time.to_rfc3339()
+                );
+            }
+        }
+        for name in self.planner.jobs().keys() {
+            let next = planned
+                .iter()
+                .filter(|(r, _)| &r.job == name)
+                .map(|(r, _)| r.schedule_time)
+                .min();
+            match next {
+                Some(next) => log::info!("status: job \"{name}\" next due {}", next.to_rfc3339()),
+                None => log::info!("status: job \"{name}\" has no scheduled time"),
+            }
+        }
+    }
+
+    /// Starts every run the planner lets start now.
+    fn start_due(&mut self, now: DateTime<Utc>) {
+        for start in self.planner.poll(now) {
+            let slot = start.slot;
+            if !self.start(start) {
+                self.planner.finished(slot);
+            }
+        }
+    }
+
+    /// Starts one run; `false` if it could not be started at all.
+    fn start(&mut self, start: Start) -> bool {
+        let Start {
+            slot,
+            request,
+            group,
+            merged_from,
+        } = start;
+        let Some(scheduled) = self.planner.jobs().get(&request.job) else {
+            return false;
         };
         let job = scheduled.job.clone();
         let run_id = uuid::Uuid::new_v4().to_string();
         let paths = RunPaths::new(&self.data_dir, &job.name, &run_id);
         let start_time = Utc::now();
+        if let Some(from) = merged_from {
+            let message = format!(
+                "job \"{}\": its times from {} on went by while its {} run waited; they are merged into it",
+                job.name,
+                from.to_rfc3339(),
+                request.schedule_time.to_rfc3339()
+            );
+            if start_time - request.schedule_time > LATE_WARNING {
+                log::warn!("{message}");
+            } else {
+                log::debug!("{message}");
+            }
+        }
         let previous = self.store.previous_runs(&job.name).unwrap_or_else(|e| {
             log::warn!(
                 "cannot read the previous runs of \"{}\": {}",
@@ -492,7 +496,6 @@ impl Service {
             leftovers: crate::exec::Leftovers::Keep,
         };
         let sender = self.sender.clone();
-        let id = run_id.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("run-{}", &run_id[..8]))
             .spawn(move || {
@@ -505,7 +508,7 @@ impl Service {
                     use std::io::Write;
                     let _ = writeln!(file, "runner: cannot start the command: {e}");
                 }
-                let _ = sender.send(Event::Finished { run_id: id, report });
+                let _ = sender.send(Event::Finished { slot, report });
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for run {run_id}: {e}");
@@ -515,10 +518,7 @@ impl Service {
                 Some(127),
                 Some(SystemTime::now()),
             );
-            return;
-        }
-        if let Some(g) = &group {
-            *self.group_use.entry(g.clone()).or_insert(0) += 1;
+            return false;
         }
         let late = (start_time - request.schedule_time).num_milliseconds();
         log::info!(
@@ -527,8 +527,9 @@ impl Service {
             request.trigger_type
         );
         self.running.insert(
-            run_id,
+            slot,
             Running {
+                run_id,
                 job: job.name,
                 group,
                 interrupt,
@@ -536,17 +537,15 @@ impl Service {
                 started: Instant::now(),
             },
         );
+        true
     }
 
-    fn finished(&mut self, run_id: &str, report: &AttemptReport) {
-        let Some(run) = self.running.remove(run_id) else {
+    fn finished(&mut self, slot: RunSlot, report: &AttemptReport) {
+        self.planner.finished(slot);
+        let Some(run) = self.running.remove(&slot) else {
             return;
         };
-        if let Some(g) = &run.group {
-            if let Some(used) = self.group_use.get_mut(g) {
-                *used = used.saturating_sub(1);
-            }
-        }
+        let run_id = &run.run_id;
         let code = launch::exit_code(report);
         if let Some(data) = launch::run_data(&run.paths) {
             if let Err(e) = self.store.set_run_data(run_id, &data) {

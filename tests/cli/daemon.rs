@@ -135,8 +135,11 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
     daemon.wait_runs("manual", 1);
     assert!(!path.exists(), "a consumed trigger is deleted");
     let run = &daemon.finished_runs("manual")[0];
-    assert_eq!(run["trigger_type"], "git");
+    // dsari's: a trigger file's run is of type "file"; the file's own type is data.
+    assert_eq!(run["trigger_type"], "file");
+    assert_eq!(run["trigger_data"]["type"], "git");
     assert_eq!(run["trigger_data"]["description"], "new commit");
+    assert_eq!(env_of(&daemon, run)["TRIGGER_TYPE"], "file");
     assert_eq!(
         env_of(&daemon, run)["FROM"],
         "trigger",
@@ -160,15 +163,137 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
             .exists()));
         assert!(daemon.daemon_log().contains("owned by uid 65534"));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        daemon.finished_runs("manual").len(),
-        1,
-        "bad triggers start nothing"
-    );
+    // The files are renamed where they are read: no trigger came of them.
+    let consumed = daemon
+        .daemon_log()
+        .matches("consumed for job \"manual\"")
+        .count();
+    assert_eq!(consumed, 1, "bad triggers start nothing");
+    assert_eq!(daemon.finished_runs("manual").len(), 1);
     assert!(daemon.daemon_log().contains("invalid trigger"));
     let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "trigger directories are private");
+}
+
+#[test]
+fn trigger_dir_is_the_base_so_a_run_can_trigger_another_job() {
+    // dsari's documented cascade: ${TRIGGER_DIR}/${OTHER_JOB}/trigger.json.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  first:\n    command: [\"/bin/sh\", \"-c\", \"env > env; echo '{\\\"type\\\": \\\"cascade\\\", \\\"description\\\": \\\"from first\\\"}' > $TRIGGER_DIR/second/.new && mv $TRIGGER_DIR/second/.new $TRIGGER_DIR/second/trigger.json\"]\n  second:\n    command: [\"/bin/sh\", \"-c\", \"env > env\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    let first = daemon.trigger_and_wait("first");
+    assert_eq!(first["status"], "ok", "{}", daemon.daemon_log());
+    let second = daemon.wait_runs("second", 1).remove(0);
+    assert_eq!(second["trigger_type"], "file");
+    assert_eq!(second["trigger_data"]["type"], "cascade");
+    assert_eq!(second["trigger_data"]["description"], "from first");
+    let base = daemon.state_dir().join("trigger").display().to_string();
+    for run in [&first, &second] {
+        let env = env_of(&daemon, run);
+        assert_eq!(env["TRIGGER_DIR"], base);
+        assert_eq!(env["TRIGGER_TYPE"], "file");
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
+fn a_trigger_for_later_replaces_the_planned_scheduled_run() {
+    // As dsari 2.0 did: a job every 2 s, a trigger for +4 s replaces the run planned
+    // before it, which then never runs; the schedule resumes after the trigger's run.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  tick:\n    command: [\"true\"]\n    schedule: \"* * * * * */2\"\n",
+    )]);
+    daemon.start("runner.yaml");
+    daemon.wait_runs("tick", 1);
+    let at = (chrono::Utc::now() + chrono::TimeDelta::seconds(4)).timestamp_millis() as f64 / 1e3;
+    daemon
+        .runner(&["trigger", "tick", "--at", &at.to_string()])
+        .assert_code(0);
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .daemon_log()
+            .contains("replacing the schedule run due")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let log = daemon.daemon_log();
+    let replaced = log
+        .split("replacing the schedule run due ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("rfc3339"))
+        .expect("the replaced run's time");
+    let replaced = replaced.timestamp_micros() as f64 / 1e6;
+    assert!(replaced < at, "the replaced run was due before the trigger");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let runs = daemon.finished_runs("tick");
+            let after = |t: f64| runs.iter().any(|r| r["schedule_time"].as_f64() > Some(t));
+            runs.iter().any(|r| r["trigger_type"] == "file") && after(at + 0.5)
+        }),
+        "{}",
+        daemon.daemon_log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let runs = daemon.finished_runs("tick");
+    let nominal: Vec<f64> = runs
+        .iter()
+        .filter(|r| r["trigger_type"] == "schedule")
+        .filter_map(|r| r["schedule_time"].as_f64())
+        .collect();
+    assert!(
+        nominal.iter().all(|t| (t - replaced).abs() > 0.001),
+        "the replaced run never ran: {nominal:?}"
+    );
+    assert!(
+        nominal.iter().all(|t| *t <= replaced || *t > at),
+        "no scheduled run between the replaced one and the trigger's: {nominal:?} {at}"
+    );
+}
+
+#[test]
+fn json_and_yaml_triggers_together_are_both_taken_json_first() {
+    // As dsari 2.0 did with both files in place: the JSON one ran, then the YAML one
+    // after it (the job does not overlap itself).
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  manual:\n    command: [\"/bin/sh\", \"-c\", \"sleep 0.3\"]\n",
+    )]);
+    let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::write(dir.join("trigger.yaml"), "type: from-yaml\n").expect("write");
+    std::fs::write(dir.join("trigger.json"), r#"{"type": "from-json"}"#).expect("write");
+    // Without schedule_time, a trigger is due when it was written (dsari uses the mtime).
+    let written = std::time::SystemTime::now() - Duration::from_secs(100);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("trigger.yaml"))
+        .and_then(|f| f.set_modified(written))
+        .expect("mtime");
+    let written = written
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    daemon.start("runner.yaml");
+    let runs = daemon.wait_runs("manual", 2);
+    let (newer, older) = (&runs[0], &runs[1]);
+    assert_eq!(older["trigger_data"]["type"], "from-json");
+    assert_eq!(newer["trigger_data"]["type"], "from-yaml");
+    let due = newer["schedule_time"].as_f64().expect("schedule_time");
+    assert!((due - written).abs() < 0.01, "{due} {written}");
+    assert!(runs.iter().all(|r| r["trigger_type"] == "file"));
+    let ended = older["stop_time"].as_f64().expect("stop");
+    let started = newer["start_time"].as_f64().expect("start");
+    assert!(started >= ended, "the second waited for the first");
+    assert!(!dir.join("trigger.yaml").exists() && !dir.join("trigger.json").exists());
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
 }
 
 #[test]
@@ -252,6 +377,68 @@ fn hup_with_a_broken_config_keeps_the_old_one_and_a_good_one_is_taken() {
     assert!(wait_for(Duration::from_secs(10), || !daemon
         .finished_runs("tock")
         .is_empty()));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
+fn runs_keep_starting_while_a_large_reload_is_parsed() {
+    // The configuration is parsed off the scheduling thread: a job due every second keeps
+    // starting while a reload reads an 8 MB file (a long list under a key dsari ignores).
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        &format!("jobs:\n  tick:\n    command: [\"true\"]\n    schedule: \"{EVERY_SECOND}\"\n"),
+    )]);
+    daemon.start("");
+    daemon.wait_runs("tick", 1);
+    let list: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
+    let big = format!("notes: [{}]\n", list.join(", "));
+    std::fs::create_dir_all(daemon.config_dir().join("config.d")).expect("mkdir");
+    std::fs::write(daemon.config_dir().join("config.d/big.yaml"), big).expect("write");
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+    };
+    let sent = epoch();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(120), || daemon
+            .daemon_log()
+            .contains("configuration reloaded")),
+        "{}",
+        daemon.daemon_log()
+    );
+    let done = epoch();
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("unknown key \"notes\", ignored")
+    );
+    if done - sent < 3.0 {
+        eprintln!(
+            "SKIPPED: the reload took {:.1}s, too short to show runs starting during it",
+            done - sent
+        );
+    } else {
+        let during = daemon
+            .finished_runs("tick")
+            .iter()
+            .filter_map(|r| r["start_time"].as_f64())
+            .filter(|t| *t > sent + 0.5 && *t < done - 0.5)
+            .count();
+        eprintln!(
+            "{during} run(s) started during the {:.1}s of the reload",
+            done - sent
+        );
+        assert!(
+            during >= 1,
+            "no run started during the {:.1}s of the reload:\n{}",
+            done - sent,
+            daemon.daemon_log()
+        );
+    }
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
 }
@@ -342,7 +529,7 @@ fn kill_9_then_restart_finalizes_lost_runs_without_duplicates() {
         "{}",
         daemon.daemon_log()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // "daemon started" comes after the loop planned and started what was due at start.
     let runs = daemon.runs();
     assert_eq!(runs.len(), 1, "no run was started again: {runs:?}");
     assert_eq!(runs[0]["status"], "lost");
@@ -483,6 +670,49 @@ fn check_daemon_names_the_job_and_key() {
 }
 
 #[test]
+fn keys_dsari_ignores_are_a_warning_and_the_configuration_runs() {
+    // dsari's loader passes over keys it does not know; report_run_output_* are its own.
+    let mut daemon = Daemon::new(&[
+        (
+            "dsari.yaml",
+            "notify_email: ops@example.org\nreport_run_output_start: 5\nreport_run_output_end: 5\n",
+        ),
+        (
+            "config.d/20-backup.yaml",
+            "jobs:\n  backup:\n    command: [\"true\"]\n    description: nightly backup\n",
+        ),
+    ]);
+    let dir = daemon.config_dir();
+    let check = daemon.runner(&["check", "--daemon", dir.to_str().expect("utf-8")]);
+    check
+        .assert_code(0)
+        .assert_stdout_contains("backup")
+        .assert_stderr_contains(&format!(
+            "{}: job \"backup\": unknown key \"description\", ignored",
+            dir.join("config.d/20-backup.yaml").display()
+        ))
+        .assert_stderr_contains(&format!(
+            "{}: unknown key \"notify_email\", ignored",
+            dir.join("dsari.yaml").display()
+        ));
+    assert!(
+        !check.stderr().contains("report_run_output"),
+        "{}",
+        check.stderr()
+    );
+    daemon.start("");
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("unknown key \"description\", ignored")
+    );
+    let run = daemon.trigger_and_wait("backup");
+    assert_eq!(run["status"], "ok");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
 fn schedule_prints_next_times_and_rejects_bad_fields() {
     let daemon = Daemon::new(&[]);
     let run = daemon.runner(&[
@@ -555,9 +785,13 @@ fn usr1_scans_quit_logs_status_and_systemd_hears_ready() {
     daemon.signal(Signal::SIGUSR1);
     assert!(wait_for(Duration::from_secs(10), || daemon
         .daemon_log()
-        .contains("SIGUSR1: scanning")));
+        .contains("SIGUSR1: scanned")));
     daemon.wait_runs("manual", 1);
-    std::thread::sleep(Duration::from_millis(300));
+    let consumed = daemon
+        .daemon_log()
+        .matches("consumed for job \"manual\"")
+        .count();
+    assert_eq!(consumed, 1, "taken once, by inotify or by the scan");
     assert_eq!(daemon.finished_runs("manual").len(), 1);
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
@@ -579,10 +813,7 @@ fn command_append_run_and_concurrent_runs() {
         .expect("args");
     assert_eq!(args.trim(), format!("args {id}"));
 
-    std::thread::sleep(Duration::from_secs(5));
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(daemon.wait(), Some(0));
-    let spans = |job: &str| -> Vec<(f64, f64)> {
+    let spans = |daemon: &Daemon, job: &str| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = daemon
             .finished_runs(job)
             .iter()
@@ -598,12 +829,23 @@ fn command_append_run_and_concurrent_runs() {
     };
     let overlapping = |v: &[(f64, f64)]| v.windows(2).any(|w| w[1].0 < w[0].1);
     assert!(
-        overlapping(&spans("overlap")),
+        wait_for(Duration::from_secs(30), || overlapping(&spans(
+            &daemon, "overlap"
+        )) && spans(&daemon, "single")
+            .len()
+            >= 2),
+        "{}",
+        daemon.daemon_log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(
+        overlapping(&spans(&daemon, "overlap")),
         "concurrent_runs lets runs of a job overlap"
     );
-    assert!(!spans("single").is_empty());
+    assert!(!spans(&daemon, "single").is_empty());
     assert!(
-        !overlapping(&spans("single")),
+        !overlapping(&spans(&daemon, "single")),
         "without it a job never overlaps itself"
     );
 }

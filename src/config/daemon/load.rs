@@ -12,24 +12,8 @@ use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::fields::Table;
 use super::job::{Job, validate_name};
 use super::job_groups::build_jobs;
+use super::keys::{self, DATABASE_KEYS, TOP_KEYS};
 use super::source;
-
-/// The top-level keys: dsari's, including those only dsari-render reads, so that a dsari
-/// configuration loads unchanged.
-const TOP_KEYS: &[&str] = &[
-    "jobs",
-    "job_groups",
-    "concurrency_groups",
-    "environment",
-    "data_dir",
-    "database",
-    "shutdown_kill_runs",
-    "shutdown_kill_grace",
-    "config_d",
-    "template_dir",
-    "report_html_gz",
-    "report_output_limit",
-];
 
 /// The file name of the store in the data directory when `database.file` is not set
 /// (contract section 7; dsari's would be `dsari.sqlite3`).
@@ -106,7 +90,9 @@ impl DaemonConfig {
         // Relative paths inside resolve against the configuration's directory; runs work
         // in their own directories, so those must be absolute from here on.
         let path = &std::path::absolute(path).map_err(|e| DaemonConfigError::io(path, e))?;
-        let sources = source::read(path)?;
+        let mut sources = source::read(path)?;
+        let mut warnings = std::mem::take(&mut sources.warnings);
+        keys::sift(&mut sources.root, &mut warnings)?;
         let mut top = Table::new(sources.root, Scope::Top, sources.main);
         top.check_keys(TOP_KEYS)?;
 
@@ -119,6 +105,9 @@ impl DaemonConfig {
         let template_dir = top.path("template_dir")?;
         let report_html_gz = top.bool("report_html_gz", false)?;
         let report_output_limit = top.count("report_output_limit")?.map_or(0, |(n, _)| n);
+        // dsari-render's, for its run pages; checked as dsari checks them, not used yet.
+        top.count("report_run_output_start")?;
+        top.count("report_run_output_end")?;
         // Read by `source` already; taken here so it is not mistaken for anything else.
         top.take("config_d");
 
@@ -133,7 +122,6 @@ impl DaemonConfig {
             .transpose()?;
         let jobs = build_jobs(jobs, job_groups)?;
 
-        let mut warnings = sources.warnings;
         for job in jobs.values() {
             for group in &job.concurrency_groups {
                 if !concurrency_groups.contains_key(group) {
@@ -188,7 +176,11 @@ fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
         }
     }
     let file = db.path("file")?;
-    if let Err(mut e) = db.check_keys(&["type", "file"]) {
+    // The other backends' keys mean nothing to SQLite.
+    for key in DATABASE_KEYS {
+        db.take(key);
+    }
+    if let Err(mut e) = db.check_keys(DATABASE_KEYS) {
         // The unknown key is inside `database`; say so.
         if let Some(key) = e.key().map(str::to_owned) {
             e = DaemonConfigError::new(
@@ -225,7 +217,7 @@ fn declared_groups(
             ));
         }
         let mut group = Table::from_node(node, scope, "concurrency_groups")?;
-        group.check_keys(&["max"])?;
+        group.check_keys(keys::GROUP_KEYS)?;
         let max = match group.count("max")? {
             None => 1,
             Some((0, node)) => {

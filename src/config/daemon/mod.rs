@@ -2,6 +2,7 @@
 //!
 //! `source` finds the files and merges them as dsari does, `tree` parses one file into values
 //! that remember their file, `fields` reads typed keys with errors that name file, job and key,
+//! `keys` says which keys exist (and drops, with a warning, those dsari would ignore),
 //! `job` reads one job, `job_groups` assembles `jobs` and expands `job_groups`, and `load`
 //! checks the whole. Schedule expressions are kept as text: the schedule module validates them.
 
@@ -9,6 +10,7 @@ mod error;
 mod fields;
 mod job;
 mod job_groups;
+mod keys;
 mod load;
 mod source;
 mod tree;

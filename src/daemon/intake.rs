@@ -1,0 +1,197 @@
+//! What the daemon reads from outside while it runs: trigger files and, on SIGHUP, its
+//! configuration. Both are parsed here, on a thread of their own, and handed to the
+//! scheduling loop ready to use, so that a large or slow file never delays a run that
+//! is due (a scheduling loop stuck in a parser keeps no times).
+//!
+//! The thread also owns the inotify watches of the trigger directories; without inotify
+//! it looks into every job's directory once a second.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use super::jobs::{self, ScheduledJob};
+use super::service::Event;
+use super::watch::Watcher;
+use crate::config::daemon::DaemonConfig;
+use crate::error::Error;
+use crate::triggers;
+
+/// Without inotify, how often the trigger directories are scanned.
+const TRIGGER_POLL: Duration = Duration::from_secs(1);
+
+/// A configuration loaded and checked completely, with every job's schedule parsed.
+pub(super) struct Loaded {
+    /// The configuration; its `jobs` are emptied, `jobs` below holds them.
+    pub(super) config: DaemonConfig,
+    /// The jobs, ready to schedule.
+    pub(super) jobs: BTreeMap<String, ScheduledJob>,
+}
+
+/// Loads the configuration at `path` (at start, and for a reload on the intake thread).
+pub(super) fn load(path: &Path) -> Result<Loaded, Error> {
+    let mut config = DaemonConfig::load(path)?;
+    let jobs = jobs::prepare(&config)?;
+    // The prepared jobs are the ones the daemon uses; keeping a second copy of every
+    // job in the configuration would double the memory of a large daemon.
+    config.jobs.clear();
+    Ok(Loaded { config, jobs })
+}
+
+enum Work {
+    /// Something appeared in this job's trigger directory.
+    Look(String),
+    /// SIGUSR1: look into every job's directory.
+    ScanAll,
+    /// SIGHUP: load the configuration again.
+    Reload,
+    Stop,
+}
+
+/// The handle of the intake thread.
+pub(super) struct Intake {
+    work: Sender<Work>,
+}
+
+impl Intake {
+    /// Makes the trigger directories of `jobs` and watches them, then starts the thread,
+    /// which takes the trigger files already there, says [`Event::Ready`], and sends
+    /// everything it reads to `events`.
+    pub(super) fn start(
+        data_dir: &Path,
+        config_path: &Path,
+        jobs: impl Iterator<Item = String>,
+        events: Sender<Event>,
+    ) -> std::io::Result<Intake> {
+        let (work, inbox) = mpsc::channel();
+        let to_self = work.clone();
+        let mut reader = Reader {
+            data_dir: data_dir.to_owned(),
+            config_path: config_path.to_owned(),
+            jobs: jobs.collect(),
+            watcher: Watcher::start(data_dir, move |job| to_self.send(Work::Look(job)).is_ok()),
+            events,
+        };
+        // The directories exist and are watched before the daemon says it started; a file
+        // that came before its watch is found by the first scan, made after it.
+        let names: Vec<String> = reader.jobs.iter().cloned().collect();
+        reader.watch(&names);
+        std::thread::Builder::new()
+            .name("intake".to_owned())
+            .spawn(move || {
+                if reader.scan_all() && reader.events.send(Event::Ready).is_ok() {
+                    reader.serve(&inbox);
+                }
+            })?;
+        Ok(Intake { work })
+    }
+
+    /// SIGUSR1: look for trigger files now.
+    pub(super) fn scan(&self) {
+        let _ = self.work.send(Work::ScanAll);
+    }
+
+    /// SIGHUP: load the configuration again; the result comes back as an event.
+    pub(super) fn reload(&self) {
+        let _ = self.work.send(Work::Reload);
+    }
+
+    /// Shutdown: take no more trigger files.
+    pub(super) fn stop(&self) {
+        let _ = self.work.send(Work::Stop);
+    }
+}
+
+struct Reader {
+    data_dir: PathBuf,
+    config_path: PathBuf,
+    /// The jobs whose trigger files are read: those of the configuration last loaded.
+    jobs: BTreeSet<String>,
+    watcher: Option<Watcher>,
+    events: Sender<Event>,
+}
+
+impl Reader {
+    fn serve(&mut self, inbox: &Receiver<Work>) {
+        loop {
+            let work = if self.watcher.is_some() {
+                match inbox.recv() {
+                    Ok(work) => work,
+                    Err(_) => return,
+                }
+            } else {
+                match inbox.recv_timeout(TRIGGER_POLL) {
+                    Ok(work) => work,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.scan_all() {
+                            continue;
+                        }
+                        return;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let alive = match work {
+                Work::Look(job) => self.look(&job),
+                Work::ScanAll => {
+                    let alive = self.scan_all();
+                    log::debug!(
+                        "SIGUSR1: scanned the trigger directories of {} job(s)",
+                        self.jobs.len()
+                    );
+                    alive
+                }
+                Work::Reload => self.reload(),
+                Work::Stop => return,
+            };
+            if !alive {
+                return;
+            }
+        }
+    }
+
+    /// Sends the triggers of `job`; `false` once the loop is gone.
+    fn look(&self, job: &str) -> bool {
+        if !self.jobs.contains(job) {
+            return true;
+        }
+        for trigger in triggers::take(&self.data_dir, job) {
+            if self.events.send(Event::Trigger(trigger)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn scan_all(&self) -> bool {
+        self.jobs.iter().all(|job| self.look(job))
+    }
+
+    fn reload(&mut self) -> bool {
+        let loaded = load(&self.config_path);
+        let mut added = Vec::new();
+        if let Ok(loaded) = &loaded {
+            // Triggers of the new jobs are read from now on; the loop gets the new
+            // configuration before any of them, as the channel keeps the order.
+            let names: BTreeSet<String> = loaded.jobs.keys().cloned().collect();
+            added = names.difference(&self.jobs).cloned().collect();
+            self.jobs = names;
+            self.watch(&added);
+        }
+        if self.events.send(Event::Reloaded(Box::new(loaded))).is_err() {
+            return false;
+        }
+        added.iter().all(|job| self.look(job))
+    }
+
+    /// Makes and watches the trigger directories of `names`.
+    fn watch(&mut self, names: &[String]) {
+        triggers::prepare_dirs(&self.data_dir, names.iter().map(String::as_str));
+        if let Some(watcher) = self.watcher.as_mut() {
+            for job in names {
+                watcher.add(job);
+            }
+        }
+    }
+}
