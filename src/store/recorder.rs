@@ -153,7 +153,7 @@ impl StoreRecorder {
 fn warn_unrecorded(e: &StoreError) {
     log::warn!(
         "cannot record this run ({}); the chain goes on without recording",
-        crate::error::one_line(e)
+        crate::logging::one_line(e)
     );
 }
 
