@@ -5,13 +5,19 @@
 //! cannot write warns once and carries on, so the trait's methods return nothing.
 
 use std::fmt;
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::exec::SharedCapture;
+/// A writer that keeps a copy of an attempt's output, shared between the process's
+/// supervisor, which writes it, and the recorder, which finishes it. Plain std types, so
+/// that neither the chain's recorder nor exec need know the other (`exec::SharedCapture`
+/// is the same type).
+pub(crate) type SharedCapture = Arc<Mutex<dyn Write + Send>>;
 
 /// What one task attempt decided, in the contract's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
