@@ -2,8 +2,9 @@
 """Lists which of runner's top-level modules use which, from the `crate::` paths in src/.
 
 The layers are meant to point one way (see docs/design.md); this prints every
-module -> module edge with the files that make it, then any circle between modules.
-With --files it prints file -> module edges instead. Comments and doc text are ignored.
+module -> module edge with the files that make it, then any edge that runs up the
+layers below and any circle between modules; it exits 1 if there is either. With
+--files it prints file -> module edges instead. Comments and doc text are ignored.
 
     scripts/layers.py            # module edges and circles
     scripts/layers.py --files    # one line per file and the modules it uses
@@ -13,6 +14,19 @@ import os
 import re
 import sys
 from collections import defaultdict
+
+# Top to bottom, as docs/design.md draws them. A module may use modules of its own layer
+# or below, never above; one missing here is reported.
+LAYERS = [
+    ["commands"],
+    ["chain", "daemon", "lock"],
+    ["error"],
+    ["hooks", "store"],
+    ["exec", "record"],
+    ["config", "plan", "taskdir", "schedule", "triggers"],
+    ["state", "security", "signals", "retry"],
+    ["cli", "logging"],
+]
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
@@ -72,6 +86,19 @@ def main():
     for (src, dst), via in sorted(edges.items()):
         print(f"{src} -> {dst}    ({', '.join(sorted(via))})")
 
+    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    bad = 0
+    print()
+    for (src, dst), via in sorted(edges.items()):
+        if src not in rank or dst not in rank:
+            print(f"not in a layer: {src if src not in rank else dst}")
+            bad = 1
+        elif rank[dst] < rank[src]:
+            print(f"runs up: {src} -> {dst}    ({', '.join(sorted(via))})")
+            bad = 1
+    if not bad:
+        print("no arrow runs up")
+
     graph = defaultdict(set)
     for src, dst in edges:
         graph[src].add(dst)
@@ -84,13 +111,12 @@ def main():
         if members:
             done.update(members)
             circles.append(members)
-    print()
     if circles:
         for members in circles:
             print(f"circle: {' , '.join(members)} (each reaches all the others)")
         return 1
     print("no circles")
-    return 0
+    return bad
 
 
 def reachable(graph, start):
