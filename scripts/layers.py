@@ -24,7 +24,7 @@ LAYERS = [
     ["hooks", "store"],
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],
-    ["state", "security", "signals", "retry"],
+    ["state", "security", "signals", "retry", "epoch"],
     ["cli", "logging"],
 ]
 

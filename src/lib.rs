@@ -14,8 +14,8 @@
 //! - `config`, `plan`, `taskdir`, `schedule`, `triggers`: reading and validating what to
 //!   run and when: the INI and daemon configurations, the ordered plan, the task
 //!   directory, schedule expressions, trigger files.
-//! - `state`, `security`, `signals`, `retry`: the state directory, root's checks,
-//!   the interrupt state, retry delays.
+//! - `state`, `security`, `signals`, `retry`, `epoch`: the state directory, root's
+//!   checks, the interrupt state, retry delays, epoch seconds.
 //! - [`cli`], [`logging`]: the command line (clap types only); log output.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
@@ -28,6 +28,7 @@ mod chain;
 mod commands;
 mod config;
 mod daemon;
+mod epoch;
 mod exec;
 mod hooks;
 mod lock;
