@@ -5,8 +5,9 @@
 //! only those below it (`scripts/layers.py` checks it):
 //!
 //! - `commands`: one module per subcommand; they assemble the pieces below.
-//! - `chain`, `daemon`, `lock`: the attempt loop over a plan (exits, retries, the halt
-//!   task); the scheduler daemon (due times, triggers, concurrency, its runs); the job lock.
+//! - `chain`, `daemon`, `lock`, `metrics`, `report`: the attempt loop over a plan (exits,
+//!   retries, the halt task); the scheduler daemon (due times, triggers, concurrency, its
+//!   runs); the job lock; the Prometheus metrics and the HTML report of the records.
 //! - [`error`]: runner's own failures and every exit code; it wraps the errors below.
 //! - `hooks`, `store`: calls out; the records (SQLite, output capture, retention).
 //! - `exec`, `record`: spawning and supervising processes, process groups, output
