@@ -599,3 +599,6 @@ fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
         _ => log::warn!("task \"{name}\" {how}: {}", result.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests;
