@@ -612,3 +612,6 @@ fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

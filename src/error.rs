@@ -13,8 +13,12 @@ use crate::config::daemon::DaemonConfigError;
 use crate::plan::PlanError;
 use crate::schedule::ScheduleError;
 use crate::security::UnsafeError;
+use crate::state::DirError;
 use crate::store::StoreError;
 use crate::taskdir::TaskDirError;
+
+// Warnings all over the house use it; it lives with the logging, below every layer.
+pub(crate) use crate::logging::one_line;
 
 /// The exit codes of the contract, in one place so that no module invents its own.
 pub mod exit_codes {
@@ -126,15 +130,11 @@ impl Error {
     }
 }
 
-/// An error and all its causes on one line (`a: b: c`), for warnings that do not go
-/// through `main`'s multi-line rendering.
-pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+impl From<DirError> for Error {
+    fn from(e: DirError) -> Error {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
-    text
 }

@@ -1,16 +1,23 @@
 //! `runner` runs a directory of tasks in order, each as its own process, with retries,
 //! timeouts, a halt task and hooks, and records every run.
 //!
-//! The binary is a thin shell over [`run`]. Inside, the layers point one way:
+//! The binary is a thin shell over [`run`]. Inside, the layers point one way, each using
+//! only those below it (`scripts/layers.py` checks it):
 //!
-//! - [`cli`]: the command line (clap types only).
 //! - `commands`: one module per subcommand; they assemble the pieces below.
-//! - `chain`: the attempt loop over a plan: exits, retries, the halt task.
-//! - `exec`: spawning and supervising processes, process groups, output routing.
-//! - `hooks`, `record`, `lock`, `state`: calls out, the recording seam, the job lock,
-//!   the state directory.
-//! - `config`, `taskdir`, `plan`, `security`: reading and validating what to run.
-//! - [`error`]: runner's own failures and every exit code.
+//! - `chain`, `daemon`, `lock`, `metrics`, `report`: the attempt loop over a plan (exits,
+//!   retries, the halt task); the scheduler daemon (due times, triggers, concurrency, its
+//!   runs); the job lock; the Prometheus metrics and the HTML report of the records.
+//! - [`error`]: runner's own failures and every exit code; it wraps the errors below.
+//! - `hooks`, `store`: calls out; the records (SQLite, output capture, retention).
+//! - `exec`, `record`: spawning and supervising processes, process groups, output
+//!   routing; the recording seam the chain reports through and the store implements.
+//! - `config`, `plan`, `taskdir`, `schedule`, `triggers`: reading and validating what to
+//!   run and when: the INI and daemon configurations, the ordered plan, the task
+//!   directory, schedule expressions, trigger files.
+//! - `state`, `security`, `signals`, `retry`, `epoch`: the state directory, root's
+//!   checks, the interrupt state, retry delays, epoch seconds.
+//! - [`cli`], [`logging`]: the command line (clap types only); log output.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -22,6 +29,7 @@ mod chain;
 mod commands;
 mod config;
 mod daemon;
+mod epoch;
 mod exec;
 mod hooks;
 mod lock;

@@ -92,10 +92,7 @@ impl JobLock {
         let holder = Holder {
             pid: std::process::id(),
             run_id: run_id.to_owned(),
-            started: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            started: crate::epoch::seconds(SystemTime::now()),
         };
         let Ok(text) = serde_json::to_string(&holder) else {
             return;
@@ -116,7 +113,7 @@ fn describe_holder(file: &mut File) -> String {
     let _ = file.read_to_string(&mut text);
     match serde_json::from_str::<Holder>(&text) {
         Ok(h) => {
-            let started = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(h.started.max(0.0));
+            let started = crate::epoch::time(h.started);
             format!(
                 "run {} (pid {}, started {})",
                 h.run_id,

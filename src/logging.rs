@@ -86,3 +86,16 @@ pub fn init(verbose: u8, quiet: bool, syslog: bool) {
         })
         .try_init();
 }
+
+/// An error and all its causes on one line (`a: b: c`), for warnings that do not go
+/// through `main`'s multi-line rendering.
+pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

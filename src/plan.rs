@@ -10,8 +10,7 @@ use std::collections::BinaryHeap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use crate::config::{ChainConfig, TaskSettings};
-use crate::error::Error;
+use crate::config::{ChainConfig, ConfigError, TaskSettings};
 use crate::taskdir::{TaskDir, TaskFile, task_name};
 
 /// One task in the plan with everything needed to run it.
@@ -74,6 +73,10 @@ pub enum PlanError {
         /// The file.
         path: PathBuf,
     },
+    /// A task's settings in the configuration are wrong (found while building the plan,
+    /// which is where each task's settings are first looked up).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl PlanError {
@@ -95,13 +98,14 @@ impl PlanError {
                 "dependencies use task names: the file name without ordering prefix and extension"
                     .to_owned(),
             ),
+            PlanError::Config(e) => e.hint(),
         }
     }
 }
 
 impl Plan {
     /// Validates the chain and orders it.
-    pub(crate) fn build(dir: &TaskDir, config: &ChainConfig) -> Result<Plan, Error> {
+    pub(crate) fn build(dir: &TaskDir, config: &ChainConfig) -> Result<Plan, PlanError> {
         let halt_name = dir
             .halt
             .as_ref()
@@ -121,8 +125,7 @@ impl Plan {
                     file: task.file_name.clone(),
                     name: task.name.clone(),
                     taken,
-                }
-                .into());
+                });
             }
         }
         let mut settings = Vec::with_capacity(dir.tasks.len());
@@ -145,14 +148,12 @@ impl Plan {
                         task: task.name.clone(),
                         dependency: dep.clone(),
                         dir: dir.path.clone(),
-                    }
-                    .into());
+                    });
                 };
                 if j == i {
                     return Err(PlanError::Cycle {
                         tasks: vec![task.name.clone(), task.name.clone()],
-                    }
-                    .into());
+                    });
                 }
                 if settings[j].enabled && !deps[i].contains(&j) {
                     deps[i].push(j);

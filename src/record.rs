@@ -4,12 +4,20 @@
 //! `--no-record` uses [`NullRecorder`]. A recorder never fails the chain: a store that
 //! cannot write warns once and carries on, so the trait's methods return nothing.
 
+use std::fmt;
+use std::io::Write;
 use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::exec::SharedCapture;
+/// A writer that keeps a copy of an attempt's output, shared between the process's
+/// supervisor, which writes it, and the recorder, which finishes it. Plain std types, so
+/// that neither the chain's recorder nor exec need know the other (`exec::SharedCapture`
+/// is the same type).
+pub(crate) type SharedCapture = Arc<Mutex<dyn Write + Send>>;
 
 /// What one task attempt decided, in the contract's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -37,7 +45,119 @@ impl TaskResult {
     }
 }
 
-pub(crate) use crate::store::model::{InstanceStatus, RunStatus};
+/// The state of a run, as `runs list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RunStatus {
+    /// Still in `runs_running` and its process is alive.
+    Running,
+    /// Every task succeeded.
+    Ok,
+    /// Retries ran out.
+    Failed,
+    /// A task exited 2.
+    Halted,
+    /// A task exited 3.
+    Exited,
+    /// runner was signalled.
+    Interrupted,
+    /// The process recording it died without finishing it (kill -9, power loss).
+    Lost,
+}
+
+impl RunStatus {
+    /// The word stored and shown.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Halted => "halted",
+            RunStatus::Exited => "exited",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Lost => "lost",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RunStatus, String> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "ok" => RunStatus::Ok,
+            "failed" => RunStatus::Failed,
+            "halted" => RunStatus::Halted,
+            "exited" => RunStatus::Exited,
+            "interrupted" => RunStatus::Interrupted,
+            "lost" => RunStatus::Lost,
+            other => return Err(format!("unknown run status {other:?}")),
+        })
+    }
+}
+
+/// The state of one task instance within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InstanceStatus {
+    /// Not reached (yet).
+    Unstarted,
+    /// Waiting for events.
+    Waiting,
+    /// An attempt is running.
+    Running,
+    /// Succeeded.
+    Finished,
+    /// Its last attempt failed.
+    Failed,
+    /// Failed, and replaced by a replayed instance.
+    Replayed,
+    /// Not run: skipped by frequency or by hand.
+    Skipped,
+    /// Not run: an `unless` event fired, or a dependency was abandoned.
+    Abandoned,
+}
+
+impl InstanceStatus {
+    /// The word stored and shown.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Unstarted => "unstarted",
+            InstanceStatus::Waiting => "waiting",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Finished => "finished",
+            InstanceStatus::Failed => "failed",
+            InstanceStatus::Replayed => "replayed",
+            InstanceStatus::Skipped => "skipped",
+            InstanceStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl FromStr for InstanceStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<InstanceStatus, String> {
+        Ok(match s {
+            "unstarted" => InstanceStatus::Unstarted,
+            "waiting" => InstanceStatus::Waiting,
+            "running" => InstanceStatus::Running,
+            "finished" => InstanceStatus::Finished,
+            "failed" => InstanceStatus::Failed,
+            "replayed" => InstanceStatus::Replayed,
+            "skipped" => InstanceStatus::Skipped,
+            "abandoned" => InstanceStatus::Abandoned,
+            other => return Err(format!("unknown task status {other:?}")),
+        })
+    }
+}
 
 /// A run beginning.
 #[derive(Debug)]

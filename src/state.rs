@@ -3,7 +3,17 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+/// A directory of the state that could not be made; runner's error shows it as any
+/// other file it could not write.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub(crate) struct DirError {
+    /// The directory.
+    pub(crate) path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub(crate) source: std::io::Error,
+}
 
 /// The state directory: `--state-dir` (or `RUNNER_STATE_DIR`, which clap folds into the
 /// flag), else the configuration's `state_dir`, else `/var/lib/runner` for root and
@@ -30,7 +40,7 @@ pub(crate) fn resolve(flag: Option<&Path>, config: Option<&Path>) -> PathBuf {
 
 /// Creates `dir` (and its parents) with mode 0700 if it does not exist yet: records hold
 /// task output, which may hold secrets.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), DirError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -38,7 +48,10 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io(dir, e))
+        .map_err(|source| DirError {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// The current boot's id, the default event session: records and events of one boot

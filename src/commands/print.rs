@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use anstyle::AnsiColor;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -53,32 +54,21 @@ impl Style {
         if !self.colour {
             return word.to_owned();
         }
-        let code = match word {
-            "ok" | "finished" | "OK" => "32",
-            "failed" | "halted" | "lost" | "HALT" | "RETRY" => "31",
-            "running" | "waiting" | "interrupted" | "exited" | "EXIT" => "33",
+        let colour = match word {
+            "ok" | "finished" | "OK" => AnsiColor::Green,
+            "failed" | "halted" | "lost" | "HALT" | "RETRY" => AnsiColor::Red,
+            "running" | "waiting" | "interrupted" | "exited" | "EXIT" => AnsiColor::Yellow,
             _ => return word.to_owned(),
         };
-        format!("\x1b[{code}m{word}\x1b[0m")
+        let style = colour.on_default();
+        format!("{style}{word}{style:#}")
     }
 }
 
 /// Lays out rows in columns; the first row is the header. Colour codes do not count
 /// towards the width.
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
-    let visible = |s: &str| {
-        let mut n = 0;
-        let mut in_escape = false;
-        for c in s.chars() {
-            match (in_escape, c) {
-                (false, '\x1b') => in_escape = true,
-                (true, 'm') => in_escape = false,
-                (true, _) => {}
-                (false, _) => n += 1,
-            }
-        }
-        n
-    };
+    let visible = |s: &str| anstream::adapter::strip_str(s).to_string().chars().count();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -153,6 +143,16 @@ mod tests {
         assert_eq!(human(Duration::from_secs(245)), "4m 05s");
         assert_eq!(human(Duration::from_secs(7380)), "2h 03m");
         assert_eq!(duration(Some(10.0), None), "-");
+    }
+
+    #[test]
+    fn status_words_are_coloured_by_meaning_only_when_asked() {
+        let on = Style { colour: true };
+        assert_eq!(on.status("ok"), "\x1b[32mok\x1b[0m");
+        assert_eq!(on.status("HALT"), "\x1b[31mHALT\x1b[0m");
+        assert_eq!(on.status("waiting"), "\x1b[33mwaiting\x1b[0m");
+        assert_eq!(on.status("replayed"), "replayed");
+        assert_eq!(Style { colour: false }.status("ok"), "ok");
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<File> {
 pub(crate) fn exit_code(report: &AttemptReport) -> i32 {
     match &report.exit {
         Exit::Code(code) => *code,
-        Exit::Signal(sig) => 128 + sig,
+        Exit::Signal(sig) => i32::from(crate::error::exit_codes::SIGNALED) + sig,
         // The shell's "command not found".
         Exit::NotStarted(_) => 127,
     }

@@ -27,12 +27,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::pgroup::{self, RELAY_STDERR, RELAY_STDOUT};
 
-/// Something that keeps a copy of an attempt's output (the records' capture file).
-pub(crate) trait Capture: Write + Send {}
-impl<T: Write + Send> Capture for T {}
-
-/// A capture shared between whoever writes it and whoever finishes it.
-pub(crate) type SharedCapture = Arc<Mutex<dyn Capture>>;
+/// Where a copy of an attempt's output goes (the records' capture file), shared between
+/// whoever writes it and whoever finishes it. Any writer will do: exec and the store meet
+/// only through std types (`record::SharedCapture` is the same type).
+pub(crate) type SharedCapture = Arc<Mutex<dyn Write + Send>>;
 
 /// The routing of one attempt's output.
 #[derive(Default)]

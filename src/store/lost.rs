@@ -3,7 +3,7 @@
 //! since dsari's tools compute with both.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
@@ -105,7 +105,7 @@ impl Store {
         if last <= 0.0 {
             return Ok(SystemTime::now());
         }
-        Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(last))
+        Ok(crate::epoch::time(last))
     }
 
     fn running_owners(

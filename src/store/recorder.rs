@@ -16,8 +16,7 @@ use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
-use crate::exec::SharedCapture;
-use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, TaskResult};
+use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, SharedCapture, TaskResult};
 
 /// Records into a [`Store`], or into nothing once the store has failed.
 pub(crate) struct StoreRecorder {
@@ -153,7 +152,7 @@ impl StoreRecorder {
 fn warn_unrecorded(e: &StoreError) {
     log::warn!(
         "cannot record this run ({}); the chain goes on without recording",
-        crate::error::one_line(e)
+        crate::logging::one_line(e)
     );
 }
 

@@ -73,7 +73,7 @@ pub(crate) fn prune(
     let mut store = match Store::open_at(location) {
         Ok(store) => store,
         Err(e) => {
-            log::debug!("not pruning old runs: {}", crate::error::one_line(&e));
+            log::debug!("not pruning old runs: {}", crate::logging::one_line(&e));
             return 0;
         }
     };
@@ -84,7 +84,7 @@ pub(crate) fn prune(
             Err(e) => {
                 log::warn!(
                     "cannot prune old runs of job \"{job}\": {}",
-                    crate::error::one_line(&e)
+                    crate::logging::one_line(&e)
                 );
                 return deleted;
             }

@@ -126,11 +126,7 @@ pub(crate) struct Store {
 }
 
 /// Seconds since the epoch, as dsari stores times.
-pub(crate) fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub(crate) use crate::epoch::seconds as epoch;
 
 impl Store {
     /// Opens (creating and migrating as needed) the store at `location`.

@@ -40,8 +40,15 @@ fn wait_flag_waits_for_the_running_job() {
         .log_lines()
         .len()
         == 1));
-    let mut second = chain.spawn(&["--wait"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut second = chain.spawn_logged(&["--wait"], "second.log");
+    // Once it says it waits, it has met the lock: had it not, its task would have run.
+    assert!(
+        wait_for(Duration::from_secs(20), || chain
+            .read("second.log")
+            .contains("is already running")),
+        "the second run must say it waits: {}",
+        chain.read("second.log")
+    );
     assert_eq!(
         chain.log_lines().len(),
         1,

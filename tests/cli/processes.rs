@@ -125,12 +125,15 @@ fn interrupt_during_retry_pause_exits_at_once() {
     let chain = Chain::new()
         .task("10-a.sh", "echo a >> \"$LOG\"; exit 1")
         .ini("[runner]\nsleep_time = 300\nmax_tries = 3");
-    let mut child = chain.spawn(&[]);
-    assert!(wait_for(Duration::from_secs(20), || chain
-        .log_lines()
-        .len()
-        == 1));
-    std::thread::sleep(Duration::from_millis(200));
+    let mut child = chain.spawn_logged(&[], "runner.log");
+    // The pause has begun once runner says when it retries.
+    assert!(
+        wait_for(Duration::from_secs(20), || chain
+            .read("runner.log")
+            .contains("retrying the chain in")),
+        "runner must announce the retry: {}",
+        chain.read("runner.log")
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
     let start = Instant::now();
     let status = child.wait().expect("wait");

@@ -123,6 +123,22 @@ impl Chain {
             .expect("spawn runner")
     }
 
+    /// Starts the chain in the background, its stderr (runner's log) into `name` in the
+    /// test directory, so that a test can wait for what runner says it is doing.
+    pub fn spawn_logged(&self, args: &[&str], name: &str) -> std::process::Child {
+        let log = std::fs::File::create(self.path().join(name)).expect("create log");
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn runner")
+    }
+
+    /// The text of `name` in the test directory, empty while it does not exist.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+    }
+
     /// Runs the chain to its end.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::of(self.command(args))
