@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::jobs::{self, ScheduledJob};
 use super::service::Event;
@@ -20,6 +20,10 @@ use crate::triggers;
 
 /// Without inotify, how often the trigger directories are scanned.
 const TRIGGER_POLL: Duration = Duration::from_secs(1);
+
+/// How long after a trigger file was only created (no close after writing, no rename:
+/// a hard link) it is read, leaving a writer that created it in place time to finish.
+const CREATED_GRACE: Duration = Duration::from_millis(500);
 
 /// A configuration loaded and checked completely, with every job's schedule parsed.
 pub(super) struct Loaded {
@@ -40,8 +44,10 @@ pub(super) fn load(path: &Path) -> Result<Loaded, Error> {
 }
 
 enum Work {
-    /// Something appeared in this job's trigger directory.
+    /// A complete trigger file appeared in this job's directory.
     Look(String),
+    /// A trigger file was created in this job's directory; read it a moment later.
+    Created(String),
     /// SIGUSR1: look into every job's directory.
     ScanAll,
     /// SIGHUP: load the configuration again.
@@ -70,7 +76,15 @@ impl Intake {
             data_dir: data_dir.to_owned(),
             config_path: config_path.to_owned(),
             jobs: jobs.collect(),
-            watcher: Watcher::start(data_dir, move |job| to_self.send(Work::Look(job)).is_ok()),
+            created: Vec::new(),
+            watcher: Watcher::start(data_dir, move |job, complete| {
+                let work = if complete {
+                    Work::Look(job)
+                } else {
+                    Work::Created(job)
+                };
+                to_self.send(work).is_ok()
+            }),
             events,
         };
         // The directories exist and are watched before the daemon says it started; a file
@@ -108,32 +122,51 @@ struct Reader {
     config_path: PathBuf,
     /// The jobs whose trigger files are read: those of the configuration last loaded.
     jobs: BTreeSet<String>,
+    /// Jobs whose directory got a file only created, and when to look into it.
+    created: Vec<(Instant, String)>,
     watcher: Option<Watcher>,
     events: Sender<Event>,
 }
 
 impl Reader {
     fn serve(&mut self, inbox: &Receiver<Work>) {
+        let mut next_scan = Instant::now() + TRIGGER_POLL;
         loop {
-            let work = if self.watcher.is_some() {
-                match inbox.recv() {
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.created)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
+            self.created = later;
+            if !due.iter().all(|(_, job)| self.look(job)) {
+                return;
+            }
+            if self.watcher.is_none() && next_scan <= now {
+                if !self.scan_all() {
+                    return;
+                }
+                next_scan = now + TRIGGER_POLL;
+            }
+            let mut wake = self.created.iter().map(|(at, _)| *at).min();
+            if self.watcher.is_none() {
+                wake = Some(wake.map_or(next_scan, |w| w.min(next_scan)));
+            }
+            let work = match wake {
+                None => match inbox.recv() {
                     Ok(work) => work,
                     Err(_) => return,
-                }
-            } else {
-                match inbox.recv_timeout(TRIGGER_POLL) {
+                },
+                Some(at) => match inbox.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(work) => work,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if self.scan_all() {
-                            continue;
-                        }
-                        return;
-                    }
+                    Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => return,
-                }
+                },
             };
             let alive = match work {
                 Work::Look(job) => self.look(&job),
+                Work::Created(job) => {
+                    self.created.push((Instant::now() + CREATED_GRACE, job));
+                    true
+                }
                 Work::ScanAll => {
                     let alive = self.scan_all();
                     log::debug!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use inotify::{Inotify, WatchDescriptor, WatchMask};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use crate::triggers::{NAMES, job_dir};
 
@@ -22,10 +22,13 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     /// Starts the watching thread; `None` if inotify is unavailable (the caller then
-    /// looks every second instead). `notify` returns `false` once nobody listens.
+    /// looks every second instead). `notify(job, complete)` hears of every trigger file:
+    /// `complete` when it was closed after writing or renamed into place, not when it was
+    /// only created (a hard link, or a file whose writer may still be writing). It
+    /// returns `false` once nobody listens.
     pub(crate) fn start(
         data_dir: &Path,
-        notify: impl Fn(String) -> bool + Send + 'static,
+        notify: impl Fn(String, bool) -> bool + Send + 'static,
     ) -> Option<Watcher> {
         let mut inotify = match Inotify::init() {
             Ok(i) => i,
@@ -65,8 +68,9 @@ impl Watcher {
                             .unwrap_or_else(|e| e.into_inner())
                             .get(&event.wd)
                             .cloned();
+                        let complete = !event.mask.contains(EventMask::CREATE);
                         if let Some(job) = job {
-                            if !notify(job) {
+                            if !notify(job, complete) {
                                 return;
                             }
                         }
@@ -86,8 +90,9 @@ impl Watcher {
     pub(crate) fn add(&mut self, job: &str) {
         let dir = job_dir(&self.data_dir, job);
         // A file written in place is read once its writer closes it, not when it is
-        // created empty; one renamed into place is read at once.
-        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO;
+        // created empty; one renamed into place is read at once; a creation alone (a
+        // hard link) is read a moment later.
+        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE;
         match self.watches.add(&dir, mask) {
             Ok(wd) => {
                 self.jobs

@@ -257,6 +257,20 @@ fn a_trigger_for_later_replaces_the_planned_scheduled_run() {
 }
 
 #[test]
+fn a_trigger_hard_linked_into_place_is_noticed() {
+    // A hard link makes no close and no rename: inotify says only that it was created.
+    let mut daemon = Daemon::new(&[("runner.yaml", "jobs:\n  manual:\n    command: [\"true\"]\n")]);
+    daemon.start("runner.yaml");
+    let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::write(dir.join(".prepared"), r#"{"type": "linked"}"#).expect("write");
+    std::fs::hard_link(dir.join(".prepared"), dir.join("trigger.json")).expect("link");
+    let run = daemon.wait_runs("manual", 1).remove(0);
+    assert_eq!(run["trigger_data"]["type"], "linked");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
 fn json_and_yaml_triggers_together_are_both_taken_json_first() {
     // As dsari 2.0 did with both files in place: the JSON one ran, then the YAML one
     // after it (the job does not overlap itself).
