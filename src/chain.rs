@@ -7,16 +7,18 @@
 //! pass from the first task, or with `retry_from = failed` from the tasks not yet done.
 //! Workers only run processes; the recorder is called from this thread alone.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::StdRng;
 
 use crate::config::{ChainConfig, Frequency, RetryFrom};
 use crate::error::exit_codes;
+use crate::events::Events;
 use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor};
 use crate::hooks::{self, TaskHookPayload};
 use crate::plan::{Plan, Step};
@@ -94,6 +96,8 @@ pub(crate) struct Chain<'a> {
     pub(crate) supervisor: Supervisor,
     /// A private directory for per-attempt files (`RUNNER_RESULT`, `RUNNER_EVENTS`).
     pub(crate) scratch: PathBuf,
+    /// The events of the chain's session.
+    pub(crate) events: &'a Events,
 }
 
 /// A finished attempt: how the process ended and what it left in `RUNNER_RESULT`.
@@ -108,6 +112,40 @@ struct Job<'s> {
     index: usize,
     try_num: u32,
     output: Output,
+    /// The attempt's `RUNNER_EVENTS` file.
+    events: PathBuf,
+    /// Extra environment (a replayed instance's `--env`).
+    extra_env: Vec<(String, String)>,
+}
+
+/// What wakes the loop of a pass.
+enum Message {
+    /// An attempt ended.
+    Finished(usize, Finished),
+    /// An event was fired or a signal arrived: look again.
+    Wake,
+}
+
+/// Whether a step can start now.
+enum Readiness {
+    /// Yes, with the data of its `after` events.
+    Go(serde_json::Map<String, serde_json::Value>),
+    /// Not yet: these `after` events are missing.
+    Wait(Vec<String>),
+    /// Never: this `unless` event was fired.
+    Abandon(String),
+}
+
+/// Since when a step waits for events.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    instant: Instant,
+    at: SystemTime,
+}
+
+/// Whether a step has `after` or `unless` events.
+fn waits_for_events(step: &Step) -> bool {
+    !step.settings.after.is_empty() || !step.settings.unless.is_empty()
 }
 
 /// Mutable state of one run.
@@ -115,6 +153,14 @@ struct RunState<'r> {
     run_id: &'r str,
     recorder: &'r mut dyn Recorder,
     rng: &'r mut StdRng,
+    /// The instance number each step runs as (`TASK#n`).
+    instances: Vec<u32>,
+    /// Steps abandoned in this run (they stay abandoned across chain attempts).
+    abandoned: Vec<bool>,
+    /// The cascade data of the tasks that ended `OK` in this run, by task name.
+    cascades: HashMap<String, serde_json::Value>,
+    /// Extra environment of a replayed step.
+    extra_env: HashMap<usize, Vec<(String, String)>>,
 }
 
 impl Chain<'_> {
@@ -150,10 +196,15 @@ impl Chain<'_> {
             self.plan.steps.len(),
             self.taskdir.display()
         );
+        let steps = self.plan.steps.len();
         let mut state = RunState {
             run_id,
             recorder,
             rng,
+            instances: vec![0; steps],
+            abandoned: vec![false; steps],
+            cascades: HashMap::new(),
+            extra_env: HashMap::new(),
         };
         let result = self.attempts(&mut state);
         let result = match result {
@@ -230,7 +281,9 @@ impl Chain<'_> {
                 return ChainResult::Interrupted(sig);
             }
             if self.config.runner.retry_from == RetryFrom::Start {
-                done.copy_from_slice(&skipped);
+                for (i, done) in done.iter_mut().enumerate() {
+                    *done = skipped[i] || state.abandoned[i];
+                }
             }
             try_num += 1;
         }
@@ -262,6 +315,7 @@ impl Chain<'_> {
                     state.run_id,
                     &step.task.name,
                     &step.task.file_name,
+                    0,
                     InstanceStatus::Skipped,
                 );
                 true
@@ -270,6 +324,12 @@ impl Chain<'_> {
     }
 
     /// One chain attempt over the steps not yet `done`.
+    ///
+    /// A step whose dependencies are done starts when its `after` events were fired; until
+    /// then it is `waiting` and, with `parallel > 1`, takes no slot, so independent steps
+    /// go on. An `unless` event fired before the step would start abandons it, and so
+    /// does an abandoned dependency. The loop blocks on one channel that finished
+    /// attempts, fired events (inotify) and signals all write to: no polling.
     fn pass(
         &self,
         state: &mut RunState<'_>,
@@ -279,73 +339,175 @@ impl Chain<'_> {
         let steps = &self.plan.steps;
         let parallel = self.config.runner.parallel.max(1);
         let mut started = vec![false; steps.len()];
+        let mut waiting: Vec<Option<Waiting>> = vec![None; steps.len()];
         let mut failure: Option<Failure> = None;
         std::thread::scope(|scope| {
-            let (finished, reports) = mpsc::channel::<(usize, Finished)>();
+            let (tx, messages) = mpsc::channel::<Message>();
+            let wake = tx.clone();
+            let _on_signal = self.supervisor.interrupt().subscribe(move || {
+                let _ = wake.send(Message::Wake);
+            });
+            let mut on_event = None;
             let mut running: Vec<(usize, AttemptStart<'_>)> = Vec::new();
             loop {
                 let interrupted = self.supervisor.interrupt().received();
+                let mut deadline: Option<Instant> = None;
                 if failure.is_none() && interrupted.is_none() {
-                    while running.len() < parallel {
-                        let Some(index) = (0..steps.len()).find(|&i| {
-                            !done[i] && !started[i] && steps[i].deps.iter().all(|&d| done[d])
-                        }) else {
+                    for index in 0..steps.len() {
+                        if running.len() >= parallel {
                             break;
-                        };
-                        started[index] = true;
-                        let step = &steps[index];
-                        let attempt = AttemptStart {
-                            run_id: state.run_id,
-                            task: &step.task.name,
-                            file: &step.task.file_name,
-                            instance: 0,
-                            try_num,
-                            started: SystemTime::now(),
-                        };
-                        let capture = state.recorder.attempt_started(&attempt);
-                        let job = Job {
-                            step,
-                            index,
-                            try_num,
-                            output: self.output_for(step, capture, parallel),
-                        };
-                        let finished = finished.clone();
-                        let run_id = state.run_id;
-                        if parallel == 1 {
-                            // One at a time: no thread to start and hand back from.
-                            let outcome = self.attempt(&job, run_id);
-                            let _ = finished.send((job.index, outcome));
-                        } else {
-                            scope.spawn(move || {
-                                let outcome = self.attempt(&job, run_id);
-                                let _ = finished.send((job.index, outcome));
-                            });
                         }
-                        running.push((index, attempt));
+                        if done[index] || started[index] {
+                            continue;
+                        }
+                        let step = &steps[index];
+                        if !step.deps.iter().all(|&d| done[d]) {
+                            // One at a time means in plan order: nothing overtakes.
+                            if parallel == 1 {
+                                break;
+                            }
+                            continue;
+                        }
+                        if let Some(&dep) = step.deps.iter().find(|&&d| state.abandoned[d]) {
+                            let why = format!(
+                                "it depends on \"{}\", which was abandoned",
+                                steps[dep].task.name
+                            );
+                            self.abandon(state, index, &why);
+                            done[index] = true;
+                            continue;
+                        }
+                        if on_event.is_none() && waits_for_events(step) {
+                            // Watch before reading, so nothing fired in between is missed.
+                            let wake = tx.clone();
+                            on_event = Some(self.events.watcher().map(|w| {
+                                w.subscribe(move || {
+                                    let _ = wake.send(Message::Wake);
+                                })
+                            }));
+                        }
+                        match self.readiness(step, state) {
+                            Readiness::Abandon(event) => {
+                                let why = format!("event \"{event}\" was fired (unless)");
+                                self.abandon(state, index, &why);
+                                done[index] = true;
+                                continue;
+                            }
+                            Readiness::Wait(missing) => {
+                                let since = waiting[index].get_or_insert_with(|| {
+                                    self.start_waiting(state, index, &missing)
+                                });
+                                if let Some(limit) = step.settings.wait_time {
+                                    let end = since.instant + limit;
+                                    if Instant::now() >= end {
+                                        self.wait_expired(state, index, try_num, since, &missing);
+                                        failure = Some(Failure {
+                                            index,
+                                            outcome: Outcome::Result(TaskResult::Retry),
+                                        });
+                                        break;
+                                    }
+                                    deadline = Some(deadline.map_or(end, |d: Instant| d.min(end)));
+                                }
+                                if parallel == 1 {
+                                    break;
+                                }
+                                continue;
+                            }
+                            Readiness::Go(fired) => {
+                                started[index] = true;
+                                let attempt = AttemptStart {
+                                    run_id: state.run_id,
+                                    task: &step.task.name,
+                                    file: &step.task.file_name,
+                                    instance: state.instances[index],
+                                    try_num,
+                                    started: SystemTime::now(),
+                                };
+                                let capture = state.recorder.attempt_started(&attempt);
+                                let job = Job {
+                                    step,
+                                    index,
+                                    try_num,
+                                    output: self.output_for(step, capture, parallel),
+                                    events: self.events_file(state, index, try_num, fired),
+                                    extra_env: state
+                                        .extra_env
+                                        .get(&index)
+                                        .cloned()
+                                        .unwrap_or_default(),
+                                };
+                                let finished = tx.clone();
+                                let run_id = state.run_id;
+                                if parallel == 1 {
+                                    // One at a time: no thread to start and hand back from.
+                                    let outcome = self.attempt(&job, run_id);
+                                    let _ = finished.send(Message::Finished(job.index, outcome));
+                                } else {
+                                    scope.spawn(move || {
+                                        let outcome = self.attempt(&job, run_id);
+                                        let _ =
+                                            finished.send(Message::Finished(job.index, outcome));
+                                    });
+                                }
+                                running.push((index, attempt));
+                            }
+                        }
                     }
                 }
                 if running.is_empty() {
-                    if let (None, Some(sig)) = (&failure, interrupted) {
-                        failure = Some(Failure {
-                            index: 0,
-                            outcome: Outcome::Interrupted(sig),
-                        });
+                    let is_waiting =
+                        (0..steps.len()).any(|i| waiting[i].is_some() && !started[i] && !done[i]);
+                    if failure.is_some() || interrupted.is_some() || !is_waiting {
+                        if let (None, Some(sig)) = (&failure, interrupted) {
+                            failure = Some(Failure {
+                                index: 0,
+                                outcome: Outcome::Interrupted(sig),
+                            });
+                        }
+                        break;
                     }
-                    break;
                 }
-                // About to wait for a task: nothing recorded may lag behind the wait.
+                // About to wait: nothing recorded may lag behind the wait.
                 state.recorder.flush();
-                let Ok((index, finished_attempt)) = reports.recv() else {
-                    break;
+                // Without inotify, waiting steps look again every second.
+                if matches!(on_event, Some(None)) {
+                    let soon = Instant::now() + Duration::from_secs(1);
+                    deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+                }
+                let message = match deadline {
+                    Some(end) => {
+                        match messages.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                            Ok(message) => message,
+                            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    None => match messages.recv() {
+                        Ok(message) => message,
+                        Err(_) => break,
+                    },
+                };
+                let Message::Finished(index, finished_attempt) = message else {
+                    continue;
                 };
                 let Some(pos) = running.iter().position(|(i, _)| *i == index) else {
                     continue;
                 };
                 let (_, attempt) = running.swap_remove(pos);
                 let result = result_of(&finished_attempt.report);
-                state
-                    .recorder
-                    .attempt_finished(&attempt, &end_of(&finished_attempt, result));
+                let mut end = end_of(&finished_attempt, result);
+                if result == TaskResult::Ok {
+                    let data = finished_attempt
+                        .result_data
+                        .clone()
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    state
+                        .cascades
+                        .insert(steps[index].task.name.clone(), data.clone());
+                    end.cascade = Some(data);
+                }
+                state.recorder.attempt_finished(&attempt, &end);
                 let outcome = match finished_attempt.report.stopped {
                     Some(Stop::Interrupt(sig)) => Outcome::Interrupted(sig),
                     _ => Outcome::Result(result),
@@ -357,9 +519,170 @@ impl Chain<'_> {
                 }
             }
         });
+        // Steps still waiting when the pass ended were never started.
+        for (index, step) in steps.iter().enumerate() {
+            if waiting[index].is_some() && !started[index] && !done[index] {
+                state.recorder.instance_status(
+                    state.run_id,
+                    &step.task.name,
+                    &step.task.file_name,
+                    state.instances[index],
+                    InstanceStatus::Unstarted,
+                );
+            }
+        }
         // Without a failure every step ran: the plan is acyclic, so some step was
-        // always ready while any was left.
+        // always ready, or waiting, while any was left.
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether `step` may start now, must wait, or is abandoned. `unless` wins over
+    /// `after`: if any `unless` event was fired by the time the step would start, it is
+    /// abandoned, whatever the order in which the events came.
+    fn readiness(&self, step: &Step, state: &RunState<'_>) -> Readiness {
+        let settings = &step.settings;
+        if !waits_for_events(step) {
+            return Readiness::Go(serde_json::Map::new());
+        }
+        let names: Vec<String> = settings
+            .after
+            .iter()
+            .chain(settings.unless.iter())
+            .cloned()
+            .collect();
+        let fired = self.events.fired(&names);
+        let data_of = |name: &str| {
+            fired
+                .get(name)
+                .map(|e| e.data.clone())
+                .or_else(|| state.cascades.get(name).cloned())
+        };
+        if let Some(event) = settings.unless.iter().find(|n| data_of(n).is_some()) {
+            return Readiness::Abandon(event.clone());
+        }
+        let mut data = serde_json::Map::new();
+        let mut missing = Vec::new();
+        for name in &settings.after {
+            match data_of(name) {
+                Some(value) => {
+                    data.insert(name.clone(), value);
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        if missing.is_empty() {
+            Readiness::Go(data)
+        } else {
+            Readiness::Wait(missing)
+        }
+    }
+
+    /// Writes the `RUNNER_EVENTS` file of an attempt: the `after` events' data and the
+    /// cascades of its dependencies, by name.
+    fn events_file(
+        &self,
+        state: &RunState<'_>,
+        index: usize,
+        try_num: u32,
+        mut fired: serde_json::Map<String, serde_json::Value>,
+    ) -> PathBuf {
+        let step = &self.plan.steps[index];
+        for &dep in &step.deps {
+            let name = &self.plan.steps[dep].task.name;
+            if let Some(data) = state.cascades.get(name) {
+                fired.entry(name.clone()).or_insert_with(|| data.clone());
+            }
+        }
+        if fired.is_empty() {
+            return self.scratch.join(NO_EVENTS);
+        }
+        let path = self
+            .scratch
+            .join(format!("{}.{index}.{try_num}.events.json", state.run_id));
+        let text = serde_json::Value::Object(fired).to_string();
+        if let Err(e) = std::fs::write(&path, text) {
+            log::warn!("cannot write {}: {e}", path.display());
+            return self.scratch.join(NO_EVENTS);
+        }
+        path
+    }
+
+    fn abandon(&self, state: &mut RunState<'_>, index: usize, why: &str) {
+        let step = &self.plan.steps[index];
+        log::info!("task \"{}\" abandoned: {why}", step.task.name);
+        state.abandoned[index] = true;
+        state.recorder.instance_status(
+            state.run_id,
+            &step.task.name,
+            &step.task.file_name,
+            state.instances[index],
+            InstanceStatus::Abandoned,
+        );
+    }
+
+    fn start_waiting(&self, state: &mut RunState<'_>, index: usize, missing: &[String]) -> Waiting {
+        let step = &self.plan.steps[index];
+        log::info!(
+            "task \"{}\" waiting for event(s) {} in session {}{}",
+            step.task.name,
+            missing.join(", "),
+            self.events.session(),
+            step.settings
+                .wait_time
+                .map(|w| format!(" (wait_time {})", crate::config::duration::display(w)))
+                .unwrap_or_default()
+        );
+        state.recorder.instance_status(
+            state.run_id,
+            &step.task.name,
+            &step.task.file_name,
+            state.instances[index],
+            InstanceStatus::Waiting,
+        );
+        Waiting {
+            instant: Instant::now(),
+            at: SystemTime::now(),
+        }
+    }
+
+    /// Records the attempt of a step whose `wait_time` ran out: `RETRY`, never started.
+    fn wait_expired(
+        &self,
+        state: &mut RunState<'_>,
+        index: usize,
+        try_num: u32,
+        since: &Waiting,
+        missing: &[String],
+    ) {
+        let step = &self.plan.steps[index];
+        let limit = step.settings.wait_time.unwrap_or_default();
+        let note = format!(
+            "waited {} for event(s) {}",
+            crate::config::duration::display(limit),
+            missing.join(", ")
+        );
+        log::warn!("task \"{}\" {note}: RETRY", step.task.name);
+        let attempt = AttemptStart {
+            run_id: state.run_id,
+            task: &step.task.name,
+            file: &step.task.file_name,
+            instance: state.instances[index],
+            try_num,
+            started: since.at,
+        };
+        let _ = state.recorder.attempt_started(&attempt);
+        state.recorder.attempt_finished(
+            &attempt,
+            &AttemptEnd {
+                exit_code: None,
+                signal: None,
+                result: TaskResult::Retry,
+                stopped: SystemTime::now(),
+                note: Some(note),
+                result_data: None,
+                cascade: None,
+            },
+        );
     }
 
     fn output_for(&self, step: &Step, capture: Option<SharedCapture>, parallel: usize) -> Output {
@@ -398,7 +721,9 @@ impl Chain<'_> {
             job.index, job.try_num
         ));
         let mut cmd = self.command(step, job.try_num, run_id);
-        cmd.env("RUNNER_RESULT", &result_file);
+        cmd.env("RUNNER_RESULT", &result_file)
+            .env("RUNNER_EVENTS", &job.events)
+            .envs(job.extra_env.iter().map(|(k, v)| (k, v)));
         // Hooks get the task's environment (contract section 5).
         let hook_env: Vec<(OsString, OsString)> = cmd
             .get_envs()
@@ -484,8 +809,7 @@ impl Chain<'_> {
             .env("RUNNER_MAX_TRIES", step.settings.max_tries.to_string())
             .env("RUNNER_RUN_ID", run_id)
             .env("RUNNER_JOB", self.job)
-            .env("RUNNER_SESSION", self.session)
-            .env("RUNNER_EVENTS", self.scratch.join(NO_EVENTS));
+            .env("RUNNER_SESSION", self.session);
         cmd
     }
 
@@ -517,6 +841,8 @@ impl Chain<'_> {
             index: self.plan.steps.len(),
             try_num: 1,
             output: self.output_for(step, capture, self.config.runner.parallel),
+            events: self.scratch.join(NO_EVENTS),
+            extra_env: Vec::new(),
         };
         let finished = self.attempt(&job, state.run_id);
         let result = result_of(&finished.report);
@@ -577,6 +903,7 @@ fn end_of(finished: &Finished, result: TaskResult) -> AttemptEnd {
         note,
         result_data: finished.result_data.clone(),
         leftovers: report.leftovers.clone(),
+        cascade: None,
     }
 }
 

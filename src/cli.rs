@@ -150,6 +150,16 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Write a static HTML report of the recorded runs.
     Report(ReportArgs),
+    /// Fire a named event in a session: tasks waiting for it (`after`) may start,
+    /// tasks it forbids (`unless`) are abandoned.
+    Fire(FireArgs),
+    /// Read fired events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Re-run the failed task instance of a run and resume the chain in that run.
+    Replay(ReplayArgs),
+    /// Mark the failed task instance of a run skipped; with --cascade, resume the chain.
+    Skip(SkipArgs),
 }
 
 /// Arguments of `runner metrics`.
@@ -194,6 +204,67 @@ pub struct ReportArgs {
     /// A daemon configuration: use its database, and list its jobs before their first run.
     #[arg(long = "config", value_name = "PATH")]
     pub config: Option<PathBuf>,
+}
+
+/// Arguments of `runner fire`.
+#[derive(Debug, Args)]
+pub struct FireArgs {
+    /// The event's name.
+    #[arg(value_name = "EVENT")]
+    pub event: String,
+    /// The event's data: a JSON object [default: {}].
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// The session [default: the configuration's session, else $RUNNER_SESSION, else
+    /// the current boot id].
+    #[arg(long, value_name = "S")]
+    pub session: Option<String>,
+    /// A chain's INI file, for its session, state_dir and post_fire_hook.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List the events of a session, oldest first.
+    List {
+        /// The session [default: $RUNNER_SESSION, else the current boot id].
+        #[arg(long, value_name = "S", conflicts_with = "all")]
+        session: Option<String>,
+        /// Events of every session.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Arguments of `runner replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run (a unique prefix is enough).
+    pub run_id: String,
+    /// Replay this task's failed instance instead of the one that failed the run.
+    #[arg(long, value_name = "T")]
+    pub task: Option<String>,
+    /// An extra environment variable for the replayed instance (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+}
+
+/// Arguments of `runner skip`.
+#[derive(Debug, Args)]
+pub struct SkipArgs {
+    /// The run (a unique prefix is enough).
+    pub run_id: String,
+    /// Skip this task's failed instance instead of the one that failed the run.
+    #[arg(long, value_name = "T")]
+    pub task: Option<String>,
+    /// Fire the instance's cascade event and run the rest of the chain.
+    #[arg(long)]
+    pub cascade: bool,
+    /// The cascade event's data: a JSON object [default: {}].
+    #[arg(long, value_name = "JSON", requires = "cascade")]
+    pub data: Option<String>,
 }
 
 /// Arguments of `runner runs`.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::config::daemon::DaemonConfigError;
+use crate::events::EventError;
 use crate::plan::PlanError;
 use crate::schedule::ScheduleError;
 use crate::security::UnsafeError;
@@ -48,6 +49,9 @@ pub enum Error {
     /// A schedule expression given on the command line is wrong.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// An event given on the command line is malformed.
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// The task directory cannot be read or holds something runner will not run.
     #[error(transparent)]
     TaskDir(#[from] TaskDirError),
@@ -95,7 +99,8 @@ impl Error {
             | Error::TaskDir(_)
             | Error::Plan(_)
             | Error::Unsafe(_)
-            | Error::Store(StoreError::Unsupported { .. }) => exit_codes::CONFIG,
+            | Error::Store(StoreError::Unsupported { .. })
+            | Error::Event(_) => exit_codes::CONFIG,
             Error::Locked { .. } => exit_codes::LOCKED,
             Error::Usage(_) => exit_codes::USAGE,
             Error::Io { .. } | Error::Store(_) | Error::Refused(_) => exit_codes::FAILED,
@@ -107,7 +112,7 @@ impl Error {
         match self {
             Error::Config(e) => e.hint(),
             Error::DaemonConfig(e) => e.hint(),
-            Error::Schedule(_) => None,
+            Error::Schedule(_) | Error::Event(_) => None,
             Error::Plan(e) => e.hint(),
             Error::Unsafe(e) => Some(e.hint()),
             Error::TaskDir(e) => e.hint(),

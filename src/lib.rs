@@ -9,6 +9,7 @@
 //!   retries, the halt task); the scheduler daemon (due times, triggers, concurrency, its
 //!   runs); the job lock; the Prometheus metrics and the HTML report of the records.
 //! - [`error`]: runner's own failures and every exit code; it wraps the errors below.
+//! - `events`: sessions, event names and data, waking chains that wait for events.
 //! - `hooks`, `store`: calls out; the records (SQLite, output capture, retention).
 //! - `exec`, `record`: spawning and supervising processes, process groups, output
 //!   routing; the recording seam the chain reports through and the store implements.
@@ -30,6 +31,7 @@ mod commands;
 mod config;
 mod daemon;
 mod epoch;
+mod events;
 mod exec;
 mod hooks;
 mod lock;

@@ -215,6 +215,9 @@ pub(crate) struct AttemptEnd {
     pub(crate) result_data: Option<serde_json::Value>,
     /// The processes it left running when it exited.
     pub(crate) leftovers: Vec<crate::exec::Leftover>,
+    /// The data of the cascade event this attempt fires (named after the task), when it
+    /// ended `OK`.
+    pub(crate) cascade: Option<serde_json::Value>,
 }
 
 /// Receives a chain's progress.
@@ -229,7 +232,14 @@ pub(crate) trait Recorder {
     /// task, for a retry pause), so records never lag behind a wait.
     fn flush(&mut self);
     /// A task instance changed state without an attempt (skipped, waiting, abandoned).
-    fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus);
+    fn instance_status(
+        &mut self,
+        run_id: &str,
+        task: &str,
+        file: &str,
+        instance: u32,
+        status: InstanceStatus,
+    );
     /// Whether `task` of this job already succeeded (in this boot only, when asked):
     /// the records decide `frequency = once | once-per-boot`.
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool;
@@ -259,6 +269,7 @@ impl Recorder for NullRecorder {
         _run_id: &str,
         _task: &str,
         _file: &str,
+        _instance: u32,
         _status: InstanceStatus,
     ) {
     }

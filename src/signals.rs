@@ -5,7 +5,8 @@
 //! [`Interrupt::received`] between their short waits. Tests and commands that do not want
 //! signals use an `Interrupt` that was never installed.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,66 @@ pub(crate) struct Interrupt {
     urgent: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
+    wakers: Wakers,
+}
+
+type Callbacks = HashMap<u64, Box<dyn Fn() + Send>>;
+
+/// Callbacks to call when something happens (a signal, a fired event), so that a loop
+/// blocked on its own channel wakes at once. Cheap to clone; all clones share one list.
+#[derive(Clone, Default)]
+pub(crate) struct Wakers {
+    callbacks: Arc<Mutex<Callbacks>>,
+    next: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Wakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wakers")
+    }
+}
+
+/// A callback registered with [`Wakers::subscribe`]; dropping it unsubscribes.
+pub(crate) struct Subscription {
+    callbacks: Arc<Mutex<Callbacks>>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Wakers {
+    /// Calls `wake` at every [`Wakers::wake_all`] until the subscription is dropped.
+    /// `wake` runs on the waking thread and must not block.
+    pub(crate) fn subscribe(&self, wake: impl Fn() + Send + 'static) -> Subscription {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Box::new(wake));
+        Subscription {
+            callbacks: Arc::clone(&self.callbacks),
+            id,
+        }
+    }
+
+    /// Calls every subscribed callback.
+    pub(crate) fn wake_all(&self) {
+        for wake in self
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            wake();
+        }
+    }
 }
 
 impl Interrupt {
@@ -56,8 +117,16 @@ impl Interrupt {
         {
             self.urgent.store(true, Ordering::SeqCst);
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.wake.notify_all();
+        {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_all();
+        }
+        self.wakers.wake_all();
+    }
+
+    /// Calls `wake` when a signal arrives, until the subscription is dropped.
+    pub(crate) fn subscribe(&self, wake: impl Fn() + Send + 'static) -> Subscription {
+        self.wakers.subscribe(wake)
     }
 
     /// The first signal received, if any.

@@ -1,6 +1,8 @@
 //! Choosing the command: the subcommand, or the bare Mozilla-runner form.
 
-use super::{check, completions, daemon, get, metrics, report, run, runs, schedule, trigger};
+use super::{
+    check, completions, daemon, events, fire, get, metrics, report, run, runs, schedule, trigger,
+};
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
@@ -24,6 +26,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Completions(args)) => completions::completions(args.shell),
         Some(Command::Metrics(args)) => metrics::metrics(global, &args),
         Some(Command::Report(args)) => report::report(global, &args),
+        Some(Command::Fire(args)) => fire::fire(global, &args),
+        Some(Command::Events(command)) => events::events(global, command),
+        Some(Command::Replay(_)) | Some(Command::Skip(_)) => Err(Error::Refused(
+            "replay and skip are not available yet".to_owned(),
+        )),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),
             (None, Some(taskdir)) => run::run(global, &cli.chain, taskdir),

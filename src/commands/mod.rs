@@ -4,6 +4,8 @@ mod check;
 mod completions;
 mod daemon;
 mod dispatch;
+mod events;
+mod fire;
 mod get;
 mod metrics;
 mod prepare;

@@ -60,10 +60,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         .map(|s| s.settings.kill_grace)
         .max()
         .unwrap_or(config.defaults.kill_grace);
-    let session = match config.runner.session.as_str() {
-        "boot" => state::boot_id(),
-        other => other.to_owned(),
-    };
+    let session =
+        crate::events::resolve_session(None, super::fire::configured_session(Some(config)));
     let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
     let scratch = tempfile::Builder::new()
         .prefix("runner-")
@@ -74,6 +72,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     // The guardian removes the scratch directory should runner be killed outright.
     let guardian = Guardian::start(grace, Some(scratch.path()));
     let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(guardian));
+    let events = crate::events::Events::new(&state_dir, &session);
     let chain = Chain {
         plan: &prepared.plan,
         config,
@@ -83,6 +82,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         exe,
         supervisor,
         scratch: scratch.path().to_owned(),
+        events: &events,
     };
     let mut pruning = None;
     let mut recorder: Box<dyn Recorder> = if args.no_record {
@@ -107,6 +107,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
                 &prepared.job,
                 config.runner.keep_runs,
                 config.runner.keep_days,
+                config.runner.event_keep_days,
             );
         }
         Box::new(store)

@@ -40,6 +40,7 @@ const RUNNER_KEYS: &[&str] = &[
     "log_max_bytes",
     "keep_runs",
     "keep_days",
+    "event_keep_days",
 ];
 
 /// Keys a task's own section may set; any other key there belongs to the task.
@@ -137,10 +138,6 @@ pub(crate) struct RunnerSettings {
     /// Command called before and after every attempt.
     pub(crate) task_hook: Option<Vec<String>>,
     /// Commands called after `fire`, `replay` and `skip`.
-    #[expect(
-        dead_code,
-        reason = "validated now so configs fail early; called once fire/replay/skip exist"
-    )]
     pub(crate) post_fire_hook: Option<Vec<String>>,
     /// See `post_fire_hook`.
     #[expect(dead_code, reason = "called once replay exists")]
@@ -166,6 +163,8 @@ pub(crate) struct RunnerSettings {
     pub(crate) keep_runs: u64,
     /// Age after which runs are deleted, when set.
     pub(crate) keep_days: Option<u64>,
+    /// Age after which events are deleted; `keep_days` when unset.
+    pub(crate) event_keep_days: Option<u64>,
 }
 
 /// A fully loaded chain configuration (or the defaults, when no file was given).
@@ -285,6 +284,7 @@ impl ChainConfig {
                 .map_or(16 << 20, u64::from),
             keep_runs: values.int("keep_runs", 1)?.map_or(1000, u64::from),
             keep_days: values.int("keep_days", 1)?.map(u64::from),
+            event_keep_days: values.int("event_keep_days", 1)?.map(u64::from),
         };
         let mut env = Vec::new();
         for (key, entry) in doc.items("env") {

@@ -2,6 +2,7 @@
 //! and the chain recorder.
 
 mod capture;
+mod events;
 mod location;
 mod lost;
 pub(crate) mod metrics;
@@ -14,6 +15,7 @@ pub(crate) mod retention;
 mod schema;
 mod sqlite;
 
+pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;
 pub(crate) use recorder::StoreRecorder;

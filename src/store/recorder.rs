@@ -15,7 +15,7 @@ use super::capture::{CaptureFile, RunOutput};
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
-use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+use super::sqlite::{AttemptEnding, Cascade, NewRun, Store, StoreError};
 use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, SharedCapture, TaskResult};
 
 /// Records into a [`Store`], or into nothing once the store has failed.
@@ -38,6 +38,8 @@ pub(crate) struct StoreRecorder {
     /// Attempt endings not written yet: they go with the next state change, which in a
     /// chain follows at once (see [`Store::record_attempts`]), or with [`Recorder::flush`].
     ended: Vec<AttemptEnding>,
+    /// The run's event session, for cascades.
+    session: String,
 }
 
 /// An attempt that started and has not ended yet.
@@ -77,6 +79,7 @@ impl StoreRecorder {
             attempts: HashMap::new(),
             attached: false,
             ended: Vec::new(),
+            session: String::new(),
         }
     }
 
@@ -160,6 +163,7 @@ impl Recorder for StoreRecorder {
     fn run_started(&mut self, run: &RunStart<'_>) {
         self.instances.clear();
         self.attempts.clear();
+        self.session = run.session.to_owned();
         if self.store.is_none() {
             return;
         }
@@ -274,6 +278,12 @@ impl Recorder for StoreRecorder {
                 .flatten(),
             instance_status: status,
             has_output,
+            cascade: end.cascade.as_ref().map(|data| Cascade {
+                session: self.session.clone(),
+                name: attempt.task.to_owned(),
+                data: data.clone(),
+                source: format!("cascade {}", attempt.run_id),
+            }),
         });
     }
 
@@ -285,9 +295,16 @@ impl Recorder for StoreRecorder {
         self.with_store(|s| s.record_attempts(&ended, None));
     }
 
-    fn instance_status(&mut self, run_id: &str, task: &str, file: &str, status: InstanceStatus) {
+    fn instance_status(
+        &mut self,
+        run_id: &str,
+        task: &str,
+        file: &str,
+        instance: u32,
+        status: InstanceStatus,
+    ) {
         self.flush();
-        if let Some(instance) = self.instance(run_id, task, file, 0) {
+        if let Some(instance) = self.instance(run_id, task, file, instance) {
             self.with_store(|s| s.set_instance_status(instance, status));
         }
     }

@@ -39,6 +39,7 @@ pub(crate) fn spawn(
     job: &str,
     keep_runs: u64,
     keep_days: Option<u64>,
+    event_keep_days: Option<u64>,
 ) -> Option<Pruning> {
     let state_dir = state_dir.to_owned();
     let location = location.clone();
@@ -48,9 +49,11 @@ pub(crate) fn spawn(
     let spawned = std::thread::Builder::new()
         .name("retention".to_owned())
         .spawn(move || {
-            let _ = tx.send(prune(
-                &state_dir, &location, &job, keep_runs, keep_days, before,
-            ));
+            let deleted = prune(&state_dir, &location, &job, keep_runs, keep_days, before);
+            if let Some(days) = event_keep_days.or(keep_days) {
+                prune_events(&location, days);
+            }
+            let _ = tx.send(deleted);
         });
     match spawned {
         Ok(_) => Some(Pruning { done }),
@@ -58,6 +61,18 @@ pub(crate) fn spawn(
             log::debug!("cannot start pruning old runs: {e}");
             None
         }
+    }
+}
+
+/// Deletes the events (of every session) fired more than `days` days ago: with the
+/// runs they belonged to gone, nothing should start on them any more.
+pub(crate) fn prune_events(location: &Location, days: u64) {
+    let cutoff = super::sqlite::epoch(SystemTime::now()) - days as f64 * 86_400.0;
+    let result = Store::open_at(location).and_then(|mut store| store.prune_events(cutoff));
+    match result {
+        Ok(0) => {}
+        Ok(n) => log::debug!("pruned {n} event(s) older than {days} day(s)"),
+        Err(e) => log::warn!("cannot prune old events: {}", crate::error::one_line(&e)),
     }
 }
 

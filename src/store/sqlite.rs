@@ -114,6 +114,21 @@ pub(crate) struct AttemptEnding {
     pub(crate) instance_status: InstanceStatus,
     /// Whether the attempt printed anything; a silent one keeps no output file.
     pub(crate) has_output: bool,
+    /// The cascade event the attempt fires, in the same transaction.
+    pub(crate) cascade: Option<Cascade>,
+}
+
+/// A cascade event: a task that ended `OK` fires an event named after itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Cascade {
+    /// The run's session.
+    pub(crate) session: String,
+    /// The task's name.
+    pub(crate) name: String,
+    /// What it wrote to `RUNNER_RESULT`, or `{}`.
+    pub(crate) data: serde_json::Value,
+    /// `cascade RUN_ID`.
+    pub(crate) source: String,
 }
 
 /// An open store.
@@ -358,6 +373,18 @@ impl Store {
                 ])?;
                 tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
                     .execute(params![end.instance_status.as_str(), end.instance_id])?;
+                if let Some(cascade) = &end.cascade {
+                    super::events::insert_event(
+                        &tx,
+                        &super::events::NewEvent {
+                            session: &cascade.session,
+                            name: &cascade.name,
+                            data: &cascade.data,
+                            source: &cascade.source,
+                        },
+                        end.stop_time,
+                    )?;
+                }
             }
             let mut id = None;
             if let Some((instance_id, try_num, start_time, output)) = starting {
@@ -378,7 +405,11 @@ impl Store {
             tx.commit()?;
             Ok(id)
         })();
-        result.map_err(|e| self.wrap(e))
+        let id = result.map_err(|e| self.wrap(e))?;
+        if ended.iter().any(|e| e.cascade.is_some()) {
+            super::events::notify(self.notify_dir());
+        }
+        Ok(id)
     }
 
     /// Moves a run from `runs_running` to `runs` with its end, in one transaction.

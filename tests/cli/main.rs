@@ -9,6 +9,7 @@ mod config_errors;
 mod crash;
 mod daemon;
 mod dsari_store;
+mod events;
 mod exits;
 mod hooks_env;
 mod lock;

@@ -1,0 +1,124 @@
+//! `runner fire EVENT [--data JSON] [--session S]`: record an event, wake whoever waits
+//! for it, and call `post_fire_hook`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cli::{FireArgs, GlobalArgs};
+use crate::config::ChainConfig;
+use crate::error::{Error, exit_codes};
+use crate::events;
+use crate::exec::{Guardian, Supervisor};
+use crate::signals::Interrupt;
+use crate::state;
+use crate::store::{EventRecord, NewEvent, Store};
+
+/// What `post_fire_hook` receives: the event as stored.
+#[derive(Debug, Serialize)]
+pub(crate) struct FireHookPayload<'a> {
+    /// The event's name.
+    pub(crate) event: &'a str,
+    /// Its sequence number.
+    pub(crate) id: i64,
+    /// Its session.
+    pub(crate) session: &'a str,
+    /// Its data.
+    pub(crate) data: &'a serde_json::Value,
+    /// When it was fired (epoch seconds).
+    pub(crate) fired_at: f64,
+    /// Who fired it.
+    pub(crate) source: Option<&'a str>,
+}
+
+impl<'a> FireHookPayload<'a> {
+    pub(crate) fn of(event: &'a EventRecord) -> FireHookPayload<'a> {
+        FireHookPayload {
+            event: &event.name,
+            id: event.id,
+            session: &event.session,
+            data: &event.data,
+            fired_at: event.fired_at,
+            source: event.source.as_deref(),
+        }
+    }
+}
+
+/// Fires the event and exits 0; a bad name or data is a configuration error (78).
+pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
+    events::validate_name(&args.event)?;
+    let data = match &args.data {
+        Some(text) => events::parse_data(text)?,
+        None => serde_json::json!({}),
+    };
+    let config = args
+        .config
+        .as_deref()
+        .map(|path| ChainConfig::load(Some(path)))
+        .transpose()?;
+    let state_dir = state_dir_for(global, config.as_ref());
+    let session =
+        events::resolve_session(args.session.as_deref(), configured_session(config.as_ref()));
+    state::ensure_dir(&state_dir)?;
+    let mut store = Store::open(&state_dir)?;
+    let event = store.fire_event(&NewEvent {
+        session: &session,
+        name: &args.event,
+        data: &data,
+        source: "fire",
+    })?;
+    crate::store::notify(store.notify_dir());
+    drop(store);
+    log::info!(
+        "fired event \"{}\" (#{}) in session {session}",
+        event.name,
+        event.id
+    );
+    if let Some(config) = &config {
+        call_post_hook(
+            config,
+            config.runner.post_fire_hook.as_deref(),
+            &FireHookPayload::of(&event),
+        );
+    }
+    Ok(exit_codes::OK)
+}
+
+/// The session the configuration sets explicitly, if it does.
+pub(crate) fn configured_session(config: Option<&ChainConfig>) -> Option<&str> {
+    let config = config?;
+    config
+        .origin_of("runner", "session")
+        .map(|_| config.runner.session.as_str())
+}
+
+/// Calls one of the `post_*_hook`s, if set, with `payload`; its failure is a warning.
+pub(crate) fn call_post_hook(
+    config: &ChainConfig,
+    hook: Option<&[String]>,
+    payload: &impl Serialize,
+) {
+    let Some(hook) = hook else {
+        return;
+    };
+    let grace = config.defaults.kill_grace;
+    let supervisor = Supervisor::new(Interrupt::new(), Arc::new(Guardian::start(grace)));
+    crate::hooks::call(
+        &supervisor,
+        hook,
+        payload,
+        config.runner.hook_timeout,
+        grace,
+    );
+}
+
+/// The state directory for an optional chain configuration.
+pub(crate) fn state_dir_for(
+    global: &GlobalArgs,
+    config: Option<&ChainConfig>,
+) -> std::path::PathBuf {
+    state::resolve(
+        global.state_dir.as_deref(),
+        config.and_then(|c| c.runner.state_dir.as_deref()),
+    )
+}

@@ -1,0 +1,78 @@
+//! What a chain asks about events: which of the names it waits for were fired in its
+//! session, and a way to be woken when more are.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use super::watch::Watcher;
+use crate::store::{EventRecord, Store};
+
+/// The events of one session in one state directory, opened lazily: a chain whose
+/// tasks wait for nothing never touches them.
+pub(crate) struct Events {
+    state_dir: PathBuf,
+    session: String,
+    store: Mutex<Option<Store>>,
+    watcher: OnceLock<Option<Watcher>>,
+}
+
+impl Events {
+    /// The events of `session` recorded under `state_dir`.
+    pub(crate) fn new(state_dir: &Path, session: &str) -> Events {
+        Events {
+            state_dir: state_dir.to_owned(),
+            session: session.to_owned(),
+            store: Mutex::new(None),
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// The session.
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The latest firing of each of `names` in the session. A store that cannot be
+    /// read yet (nothing fired, nothing recorded) has no events.
+    pub(crate) fn fired(&self, names: &[String]) -> HashMap<String, EventRecord> {
+        if names.is_empty() {
+            return HashMap::new();
+        }
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if store.is_none() {
+            match Store::open_for_reading(&self.state_dir) {
+                Ok(opened) => *store = opened,
+                Err(e) => log::debug!("cannot read events: {}", crate::error::one_line(&e)),
+            }
+        }
+        let Some(open) = store.as_ref() else {
+            return HashMap::new();
+        };
+        match open.latest_events(&self.session, names) {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!("cannot read events: {}", crate::error::one_line(&e));
+                *store = None;
+                HashMap::new()
+            }
+        }
+    }
+
+    /// The watcher that wakes waiting tasks, started on first use; `None` when inotify
+    /// is unavailable (one warning; waiting then looks once a second).
+    pub(crate) fn watcher(&self) -> Option<&Watcher> {
+        self.watcher
+            .get_or_init(|| match Watcher::start(&self.state_dir) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::warn!(
+                        "cannot watch {} for events ({e}); looking for them every second",
+                        self.state_dir.display()
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
+}

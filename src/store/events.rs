@@ -1,0 +1,173 @@
+//! Events in the store: fired, listed, looked up by name, pruned, and the file whose
+//! change tells waiting chains that something was fired.
+//!
+//! An event is one row of `events`: its id is the order in which events were committed,
+//! so "which came first" has one answer for every reader. After each commit the firing
+//! process closes [`NOTIFY_FILE`] in the state directory after writing it; waiting chains
+//! watch the directory with inotify (see `crate::events`), which is how they wake without
+//! polling.
+
+use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use rusqlite::{TransactionBehavior, params};
+use serde::Serialize;
+
+use super::sqlite::{Store, StoreError, epoch};
+
+/// The file in the state directory that is written after every committed event.
+pub(crate) const NOTIFY_FILE: &str = "events.notify";
+
+/// One fired event, as `events list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventRecord {
+    /// Its sequence number: events are ordered by it.
+    pub(crate) id: i64,
+    /// The session it was fired in.
+    pub(crate) session: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its data, always a JSON object.
+    pub(crate) data: serde_json::Value,
+    /// When it was fired (epoch seconds).
+    pub(crate) fired_at: f64,
+    /// Who fired it: `fire`, `cascade RUN_ID`, `skip RUN_ID`.
+    pub(crate) source: Option<String>,
+}
+
+/// An event to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent<'a> {
+    /// The session.
+    pub(crate) session: &'a str,
+    /// The name.
+    pub(crate) name: &'a str,
+    /// A JSON object.
+    pub(crate) data: &'a serde_json::Value,
+    /// Who fired it.
+    pub(crate) source: &'a str,
+}
+
+const COLUMNS: &str = "id, session, name, data, fired_at, source";
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    let data: String = r.get(3)?;
+    Ok(EventRecord {
+        id: r.get(0)?,
+        session: r.get(1)?,
+        name: r.get(2)?,
+        data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
+        fired_at: r.get(4)?,
+        source: r.get(5)?,
+    })
+}
+
+/// Inserts `event` inside an open transaction; returns its id.
+pub(super) fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent<'_>,
+    at: SystemTime,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO events (session, name, data, fired_at, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        event.session,
+        event.name,
+        event.data.to_string(),
+        epoch(at),
+        event.source
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+impl Store {
+    /// Records an event in its own transaction and returns it as stored.
+    pub(crate) fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
+        let now = SystemTime::now();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = insert_event(&tx, event, now)?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        let id = result.map_err(|e| self.wrap(e))?;
+        Ok(EventRecord {
+            id,
+            session: event.session.to_owned(),
+            name: event.name.to_owned(),
+            data: event.data.clone(),
+            fired_at: epoch(now),
+            source: Some(event.source.to_owned()),
+        })
+    }
+
+    /// The events of `session` (of every session for `None`), oldest first.
+    pub(crate) fn list_events(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE ?1 IS NULL OR session = ?1 ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([session], event_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The latest firing of each of `names` in `session`, by name.
+    pub(crate) fn latest_events(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, EventRecord>, StoreError> {
+        let names_json = serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned());
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE id IN (
+                    SELECT max(id) FROM events WHERE session = ?1
+                      AND name IN (SELECT value FROM json_each(?2)) GROUP BY name)"
+            ))?;
+            let rows = stmt.query_map(params![session, names_json], event_row)?;
+            rows.map(|r| r.map(|e| (e.name.clone(), e)))
+                .collect::<rusqlite::Result<HashMap<_, _>>>()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The directory whose [`NOTIFY_FILE`] announces this store's events: the one
+    /// holding the database file.
+    pub(crate) fn notify_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Deletes the events fired before `cutoff` (epoch seconds); returns how many.
+    pub(crate) fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM events WHERE fired_at < ?1", [cutoff])
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+/// Tells waiting chains that an event was committed: writes and closes
+/// `STATE_DIR/events.notify` (never through a symlink). Failure only delays waiters
+/// until their next wake-up, so it is logged at debug level and otherwise ignored.
+pub(crate) fn notify(state_dir: &Path) {
+    let path = state_dir.join(NOTIFY_FILE);
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path);
+    if let Err(e) = opened {
+        log::debug!("cannot write {}: {e}", path.display());
+    }
+}
