@@ -161,6 +161,28 @@ struct RunState<'r> {
     cascades: HashMap<String, serde_json::Value>,
     /// Extra environment of a replayed step.
     extra_env: HashMap<usize, Vec<(String, String)>>,
+    /// The instance number of the halt task.
+    halt_instance: u32,
+    /// Steps settled before this process took the run over (a resumed run).
+    settled: Option<Vec<bool>>,
+}
+
+/// Where a resumed run (`replay`, `skip --cascade`) picks up: what was settled before,
+/// and the instance each step runs as now.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    /// Steps that need not run again (finished, skipped, abandoned).
+    pub(crate) done: Vec<bool>,
+    /// Steps abandoned before.
+    pub(crate) abandoned: Vec<bool>,
+    /// The instance number each step runs as.
+    pub(crate) instances: Vec<u32>,
+    /// The instance number of the halt task, should it run.
+    pub(crate) halt_instance: u32,
+    /// Cascade data of the settled steps, by task name.
+    pub(crate) cascades: HashMap<String, serde_json::Value>,
+    /// Extra environment of the replayed step.
+    pub(crate) extra_env: HashMap<usize, Vec<(String, String)>>,
 }
 
 impl Chain<'_> {
@@ -172,6 +194,29 @@ impl Chain<'_> {
         halt_after: bool,
         recorder: &mut dyn Recorder,
         rng: &mut StdRng,
+    ) -> ChainResult {
+        self.run_from(run_id, halt_after, recorder, rng, None)
+    }
+
+    /// Continues run `run_id` from where `resume` says, recorded in the same run.
+    /// A retry starts again from the first step that was not settled before.
+    pub(crate) fn resume(
+        &self,
+        run_id: &str,
+        resume: Resume,
+        recorder: &mut dyn Recorder,
+        rng: &mut StdRng,
+    ) -> ChainResult {
+        self.run_from(run_id, false, recorder, rng, Some(resume))
+    }
+
+    fn run_from(
+        &self,
+        run_id: &str,
+        halt_after: bool,
+        recorder: &mut dyn Recorder,
+        rng: &mut StdRng,
+        resume: Option<Resume>,
     ) -> ChainResult {
         let started = SystemTime::now();
         let tasks: Vec<(&str, &str)> = self
@@ -205,7 +250,17 @@ impl Chain<'_> {
             abandoned: vec![false; steps],
             cascades: HashMap::new(),
             extra_env: HashMap::new(),
+            halt_instance: 0,
+            settled: None,
         };
+        if let Some(resume) = resume {
+            state.instances = resume.instances;
+            state.abandoned = resume.abandoned;
+            state.cascades = resume.cascades;
+            state.extra_env = resume.extra_env;
+            state.halt_instance = resume.halt_instance;
+            state.settled = Some(resume.done);
+        }
         let result = self.attempts(&mut state);
         let result = match result {
             ChainResult::Halted | ChainResult::Failed => {
@@ -235,7 +290,10 @@ impl Chain<'_> {
 
     /// The chain attempts of one run, until success, a stop, or retries run out.
     fn attempts(&self, state: &mut RunState<'_>) -> ChainResult {
-        let skipped = self.skipped_by_frequency(state);
+        let skipped = match state.settled.take() {
+            Some(settled) => settled,
+            None => self.skipped_by_frequency(state),
+        };
         let mut done = skipped.clone();
         let mut try_num = 1u32;
         loop {
@@ -831,7 +889,7 @@ impl Chain<'_> {
             run_id: state.run_id,
             task: &step.task.name,
             file: &step.task.file_name,
-            instance: 0,
+            instance: state.halt_instance,
             try_num: 1,
             started: SystemTime::now(),
         };

@@ -1,7 +1,8 @@
 //! Choosing the command: the subcommand, or the bare Mozilla-runner form.
 
 use super::{
-    check, completions, daemon, events, fire, get, metrics, report, run, runs, schedule, trigger,
+    check, completions, daemon, events, fire, get, metrics, replay, report, run, runs, schedule,
+    trigger,
 };
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -28,9 +29,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Report(args)) => report::report(global, &args),
         Some(Command::Fire(args)) => fire::fire(global, &args),
         Some(Command::Events(command)) => events::events(global, command),
-        Some(Command::Replay(_)) | Some(Command::Skip(_)) => Err(Error::Refused(
-            "replay and skip are not available yet".to_owned(),
-        )),
+        Some(Command::Replay(args)) => replay::replay(global, &args),
+        Some(Command::Skip(args)) => replay::skip(global, &args),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),
             (None, Some(taskdir)) => run::run(global, &cli.chain, taskdir),

@@ -10,6 +10,7 @@ mod get;
 mod metrics;
 mod prepare;
 mod print;
+mod replay;
 mod report;
 mod run;
 mod runs;

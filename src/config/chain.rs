@@ -140,10 +140,8 @@ pub(crate) struct RunnerSettings {
     /// Commands called after `fire`, `replay` and `skip`.
     pub(crate) post_fire_hook: Option<Vec<String>>,
     /// See `post_fire_hook`.
-    #[expect(dead_code, reason = "called once replay exists")]
     pub(crate) post_replay_hook: Option<Vec<String>>,
     /// See `post_fire_hook`.
-    #[expect(dead_code, reason = "called once skip exists")]
     pub(crate) post_skip_hook: Option<Vec<String>>,
     /// How long a hook may run before its process group is killed.
     pub(crate) hook_timeout: Duration,

@@ -55,6 +55,20 @@ impl RunOutput {
             path: path.to_owned(),
         })
     }
+
+    /// Opens a run's existing `output.txt` to append to it (a run resumed by `replay`
+    /// or `skip`), creating it if it is missing.
+    pub(crate) fn reopen(path: &Path) -> io::Result<RunOutput> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(RunOutput {
+            file: Arc::new(Mutex::new(file)),
+            path: path.to_owned(),
+        })
+    }
 }
 
 /// One capture's view of the run's `output.txt`: with the task's prefix at line

@@ -11,6 +11,7 @@ mod owner;
 mod quantile;
 mod query;
 mod recorder;
+mod resume;
 pub(crate) mod retention;
 mod schema;
 mod sqlite;

@@ -40,6 +40,8 @@ pub(crate) struct StoreRecorder {
     ended: Vec<AttemptEnding>,
     /// The run's event session, for cascades.
     session: String,
+    /// Continuing a run that already exists (replay, skip): its rows are there.
+    resumed: bool,
 }
 
 /// An attempt that started and has not ended yet.
@@ -80,6 +82,7 @@ impl StoreRecorder {
             attached: false,
             ended: Vec::new(),
             session: String::new(),
+            resumed: false,
         }
     }
 
@@ -87,6 +90,13 @@ impl StoreRecorder {
     /// to whoever started it.
     pub(crate) fn attached(mut self) -> StoreRecorder {
         self.attached = true;
+        self
+    }
+
+    /// Records into a run that already exists and that this process finishes again
+    /// (`replay`, `skip --cascade`).
+    pub(crate) fn resumed(mut self) -> StoreRecorder {
+        self.resumed = true;
         self
     }
 
@@ -181,12 +191,21 @@ impl Recorder for StoreRecorder {
         self.run_output = match (&self.output_dir, self.attached) {
             (Some(dir), false) => {
                 let path = dir.join("output.txt");
-                RunOutput::create(&path)
+                // A resumed run (replay, skip) goes on after what its output.txt holds.
+                let opened = if self.resumed {
+                    RunOutput::reopen(&path)
+                } else {
+                    RunOutput::create(&path)
+                };
+                opened
                     .map_err(|e| log::warn!("cannot create {}: {e}", path.display()))
                     .ok()
             }
             _ => None,
         };
+        if self.resumed {
+            return;
+        }
         if self.attached {
             let tasks = run.tasks;
             self.with_store(|s| s.add_instances(run.run_id, tasks));

@@ -20,3 +20,4 @@ mod processes;
 mod records;
 mod schedules;
 mod supervision;
+mod replay;
