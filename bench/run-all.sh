@@ -8,3 +8,4 @@ python3 bench/records.py
 python3 bench/daemon.py
 python3 bench/observe.py
 python3 bench/overshoot.py
+python3 bench/events.py
