@@ -867,7 +867,9 @@ impl Chain<'_> {
             .env("RUNNER_MAX_TRIES", step.settings.max_tries.to_string())
             .env("RUNNER_RUN_ID", run_id)
             .env("RUNNER_JOB", self.job)
-            .env("RUNNER_SESSION", self.session);
+            .env("RUNNER_SESSION", self.session)
+            // So that `runner fire` (or `runner runs`) in a task uses the chain's store.
+            .env("RUNNER_STATE_DIR", self.events.state_dir());
         cmd
     }
 

@@ -28,6 +28,11 @@ impl Events {
         }
     }
 
+    /// The state directory the events are recorded in.
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     /// The session.
     pub(crate) fn session(&self) -> &str {
         &self.session

@@ -300,3 +300,20 @@ fn events_older_than_event_keep_days_go_with_old_runs() {
         .collect();
     assert_eq!(names, ["new", "a"]);
 }
+
+#[test]
+fn a_task_fires_an_event_that_a_sibling_waits_for() {
+    let chain = Chain::new()
+        .task("10-waits.sh", "cat \"$RUNNER_EVENTS\" >> \"$LOG\"")
+        .task(
+            "20-fires.sh",
+            &format!(
+                "{} -q fire ready --data '{{\"from\": \"sibling\"}}'",
+                env!("CARGO_BIN_EXE_runner")
+            ),
+        )
+        .ini("[runner]\nparallel = 2\n[waits]\nafter = ready\nwait_time = 60");
+    chain.run(&[]).assert_code(0);
+    let events: serde_json::Value = serde_json::from_str(&chain.log()).expect("RUNNER_EVENTS");
+    assert_eq!(events, serde_json::json!({"ready": {"from": "sibling"}}));
+}
