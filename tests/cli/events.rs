@@ -317,3 +317,32 @@ fn a_task_fires_an_event_that_a_sibling_waits_for() {
     let events: serde_json::Value = serde_json::from_str(&chain.log()).expect("RUNNER_EVENTS");
     assert_eq!(events, serde_json::json!({"ready": {"from": "sibling"}}));
 }
+
+#[test]
+fn a_signal_ends_a_chain_that_only_waits() {
+    let chain = Chain::new()
+        .task("10-wait.sh", "echo ran >> \"$LOG\"")
+        .ini("[wait]\nafter = never");
+    let mut child = chain.spawn(&[]);
+    assert!(wait_for(Duration::from_secs(30), || {
+        status_of(&chain, "wait").as_deref() == Some("waiting")
+    }));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let mut status = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        }),
+        "runner did not stop on SIGTERM while waiting"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(128 + 15));
+    assert_eq!(chain.log(), "");
+    let run = chain.last_run();
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(run["tasks"][0]["status"], "unstarted", "{run}");
+}
