@@ -7,8 +7,12 @@
    returned to the moment the task's process starts (its first command, `date`, writes
    the time: the fork/exec of `date` is included, so the figure is an upper bound).
    Prints median, p99 and max. Goal: p99 under 20 ms (the contract's bound is 100 ms).
-2. CPU used by a chain that waits S seconds (default 60) for an event: user + system
-   time of the runner process (and its threads) over the wait. Goal: under 10 ms.
+   The task may start before `fire` has exited (the wake-up follows the commit, not the
+   process's exit), so single figures can be negative; the time from starting `fire`
+   to the task starting is printed too.
+2. CPU used by a chain that waits S seconds (default 60) for an event: on-CPU time of
+   the runner process (all its threads) over the wait. Goal: under 10 ms.
+3. The same for the daemon with one job waiting (`after`) for an event.
 
 Usage: bench/events.py [--runner PATH] [--firings N] [--seconds S]
 """
@@ -96,7 +100,7 @@ def latency(runner, firings):
             stdout=subprocess.DEVNULL,
             env=env,
         )
-        results, fire_times = [], []
+        results, fire_times, from_start = [], [], []
         for i in range(firings):
             if not wait_until(lambda: status_of(db, f"t{i}") == "waiting"):
                 raise SystemExit(f"task t{i} never waited")
@@ -114,12 +118,18 @@ def latency(runner, firings):
             with open(path) as f:
                 started = float(f.read().strip())
             results.append(started - returned)
+            from_start.append(started - t0)
         chain.wait(timeout=60)
         ms = [r * 1000 for r in results]
         print(f"wake-up latency over {firings} firings (fire returned -> task started):")
         print(
             f"  median {statistics.median(ms):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
             f"max {max(ms):.2f} ms (goal: p99 < 20 ms)"
+        )
+        whole = [f * 1000 for f in from_start]
+        print(
+            f"  from starting runner fire to the task starting: median "
+            f"{statistics.median(whole):.2f} ms, p99 {percentile(whole, 99):.2f} ms"
         )
         fire_ms = [f * 1000 for f in fire_times]
         print(
@@ -158,6 +168,37 @@ def idle_cost(runner, seconds):
         )
 
 
+def daemon_idle_cost(runner, seconds):
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as root:
+        config = os.path.join(root, "runner.json")
+        with open(config, "w") as f:
+            f.write('{"jobs": {"waits": {"command": ["true"], "after": ["go"]}}}')
+        state = os.path.join(root, "state")
+        log = open(os.path.join(root, "daemon.log"), "w")
+        daemon = subprocess.Popen(
+            [runner, "--state-dir", state, "daemon", "--config", config],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=dict(os.environ, RUNNER_SESSION="bench"),
+        )
+        def started():
+            with open(os.path.join(root, "daemon.log")) as f:
+                return "daemon started" in f.read()
+
+        if not wait_until(started):
+            raise SystemExit("the daemon did not start")
+        time.sleep(1)
+        before = cpu_seconds(daemon.pid)
+        time.sleep(seconds)
+        after = cpu_seconds(daemon.pid)
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        print(
+            f"CPU of the daemon with a job waiting {seconds:.0f} s for an event: "
+            f"{(after - before) * 1000:.3f} ms"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -170,6 +211,7 @@ def main():
     runner = os.path.abspath(args.runner)
     latency(runner, args.firings)
     idle_cost(runner, args.seconds)
+    daemon_idle_cost(runner, args.seconds)
 
 
 if __name__ == "__main__":
