@@ -222,6 +222,9 @@ pub struct FireArgs {
     /// A chain's INI file, for its session, state_dir and post_fire_hook.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// As root, read the configuration even if others could write it.
+    #[arg(long, requires = "config")]
+    pub insecure: bool,
 }
 
 /// The `events` subcommands.
