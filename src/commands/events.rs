@@ -5,14 +5,15 @@ use crate::cli::{EventsCommand, GlobalArgs};
 use crate::error::{Error, exit_codes};
 use crate::events;
 use crate::state;
-use crate::store::{EventRecord, Store};
+use crate::store::{EventRecord, Location, Store};
 
 /// Runs one `events` subcommand.
 pub(crate) fn events(global: &GlobalArgs, command: EventsCommand) -> Result<u8, Error> {
     let EventsCommand::List { session, all } = command;
     let state_dir = state::resolve(global.state_dir.as_deref(), None);
     let session = (!all).then(|| events::resolve_session(session.as_deref(), None));
-    let found = match Store::open_for_reading(&state_dir)? {
+    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    let found = match Store::read_only(&location)? {
         Some(store) => store.list_events(session.as_deref())?,
         None => Vec::new(),
     };

@@ -12,7 +12,7 @@ use crate::events;
 use crate::exec::{Guardian, Supervisor};
 use crate::signals::Interrupt;
 use crate::state;
-use crate::store::{EventRecord, NewEvent, Store};
+use crate::store::{EventRecord, Location, NewEvent, Store};
 
 /// What `post_fire_hook` receives: the event as stored.
 #[derive(Debug, Serialize)]
@@ -68,7 +68,8 @@ pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
     let session =
         events::resolve_session(args.session.as_deref(), configured_session(config.as_ref()));
     state::ensure_dir(&state_dir)?;
-    let mut store = Store::open(&state_dir)?;
+    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    let mut store = Store::open_at(&location)?;
     let event = store.fire_event(&NewEvent {
         session: &session,
         name: &args.event,
@@ -111,10 +112,18 @@ pub(crate) fn call_post_hook(
     };
     let grace = config.defaults.kill_grace;
     let supervisor = Supervisor::new(Interrupt::new(), Arc::new(Guardian::start(grace)));
+    // A hook runs with the environment a task gets: the inherited one, then `[env]`.
+    let env = config.env.iter().map(|(k, v)| {
+        (
+            std::ffi::OsStr::new(k.as_str()),
+            std::ffi::OsStr::new(v.as_str()),
+        )
+    });
     crate::hooks::call(
         &supervisor,
         hook,
         payload,
+        env,
         config.runner.hook_timeout,
         grace,
     );

@@ -26,7 +26,7 @@ use crate::lock::{Acquired, JobLock};
 use crate::signals::Interrupt;
 use crate::state;
 use crate::store::model::{InstanceStatus, RunDetail, RunStatus, TaskRecord};
-use crate::store::{NewEvent, Owner, Store, StoreError, StoreRecorder};
+use crate::store::{Location, NewEvent, Owner, Store, StoreError, StoreRecorder};
 
 /// What is done to the failed instance.
 enum Action {
@@ -109,7 +109,8 @@ fn take_up(
             prefix: run_id.to_owned(),
         })
     };
-    let store = Store::open_for_reading(&state_dir)?.ok_or_else(not_found)?;
+    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    let store = Store::read_only(&location)?.ok_or_else(not_found)?;
     let detail = store.run_detail(run_id)?;
     drop(store);
     refuse_unless_ended_badly(&detail, verb)?;
@@ -139,7 +140,7 @@ fn take_up(
     lock.announce(&run_id);
 
     // Read again under the lock: another replay may have taken the run meanwhile.
-    let mut store = Store::open(&state_dir)?;
+    let mut store = Store::open_at(&location)?;
     let detail = store.run_detail(&run_id)?;
     refuse_unless_ended_badly(&detail, verb)?;
     let halt_name = prepared.plan.halt.as_ref().map(|h| h.task.name.clone());
@@ -246,7 +247,9 @@ fn take_up(
     }
     store.reopen_run(&run_id, &Owner::current())?;
     drop(store);
-    let result = run_resumed(&prepared, &state_dir, &session, &run_id, resume, interrupt)?;
+    let result = run_resumed(
+        &prepared, &state_dir, &location, &session, &run_id, resume, interrupt,
+    )?;
     Ok(result.exit_code())
 }
 
@@ -254,6 +257,7 @@ fn take_up(
 fn run_resumed(
     prepared: &Prepared,
     state_dir: &std::path::Path,
+    location: &Location,
     session: &str,
     run_id: &str,
     resume: Resume,
@@ -276,7 +280,7 @@ fn run_resumed(
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let no_events = scratch.path().join(crate::chain::NO_EVENTS);
     std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
-    let events = crate::events::Events::new(state_dir, session);
+    let events = crate::events::Events::new(state_dir, location, session);
     let chain = Chain {
         plan: &prepared.plan,
         config,
@@ -290,6 +294,7 @@ fn run_resumed(
     };
     let mut recorder = StoreRecorder::open(
         state_dir,
+        location,
         &prepared.job,
         config.runner.log_max_bytes,
         "manual",

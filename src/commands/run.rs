@@ -72,7 +72,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     // The guardian removes the scratch directory should runner be killed outright.
     let guardian = Guardian::start(grace, Some(scratch.path()));
     let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(guardian));
-    let events = crate::events::Events::new(&state_dir, &session);
+    let events = crate::events::Events::new(&state_dir, &location, &session);
     let chain = Chain {
         plan: &prepared.plan,
         config,

@@ -6,22 +6,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use super::watch::Watcher;
-use crate::store::{EventRecord, Store};
+use crate::store::{EventRecord, Location, Store};
 
 /// The events of one session in one state directory, opened lazily: a chain whose
 /// tasks wait for nothing never touches them.
 pub(crate) struct Events {
     state_dir: PathBuf,
+    location: Location,
     session: String,
     store: Mutex<Option<Store>>,
     watcher: OnceLock<Option<Watcher>>,
 }
 
 impl Events {
-    /// The events of `session` recorded under `state_dir`.
-    pub(crate) fn new(state_dir: &Path, session: &str) -> Events {
+    /// The events of `session` in the store at `location` (a chain's state directory
+    /// is `state_dir`).
+    pub(crate) fn new(state_dir: &Path, location: &Location, session: &str) -> Events {
         Events {
             state_dir: state_dir.to_owned(),
+            location: location.clone(),
             session: session.to_owned(),
             store: Mutex::new(None),
             watcher: OnceLock::new(),
@@ -31,6 +34,11 @@ impl Events {
     /// The state directory the events are recorded in.
     pub(crate) fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The directory of the database file, where `events.notify` is written.
+    fn notify_dir(&self) -> &Path {
+        self.location.file().parent().unwrap_or(Path::new("."))
     }
 
     /// The session.
@@ -46,7 +54,7 @@ impl Events {
         }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if store.is_none() {
-            match Store::open_for_reading(&self.state_dir) {
+            match Store::read_only(&self.location) {
                 Ok(opened) => *store = opened,
                 Err(e) => log::debug!("cannot read events: {}", crate::error::one_line(&e)),
             }
@@ -68,12 +76,12 @@ impl Events {
     /// is unavailable (one warning; waiting then looks once a second).
     pub(crate) fn watcher(&self) -> Option<&Watcher> {
         self.watcher
-            .get_or_init(|| match Watcher::start(&self.state_dir) {
+            .get_or_init(|| match Watcher::start(self.notify_dir()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     log::warn!(
                         "cannot watch {} for events ({e}); looking for them every second",
-                        self.state_dir.display()
+                        self.notify_dir().display()
                     );
                     None
                 }
