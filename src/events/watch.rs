@@ -1,8 +1,8 @@
 //! Waking waiting chains when an event is fired, without polling.
 //!
-//! `runner fire` (and a chain's cascade) writes and closes `STATE_DIR/events.notify`
-//! after the event's transaction commits. One thread per process blocks in `read(2)` on
-//! an inotify descriptor watching the state directory for `IN_CLOSE_WRITE`, and calls
+//! `runner fire` (and a chain's cascade) writes and closes `events.notify` beside the
+//! database file after the event's transaction commits. One thread per process blocks in
+//! `read(2)` on an inotify descriptor watching that directory for `IN_CLOSE_WRITE`, and calls
 //! every subscriber when that file is closed. A waiting chain therefore uses no CPU at
 //! all until something is fired, and wakes a few milliseconds after the commit.
 //!

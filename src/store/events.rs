@@ -156,10 +156,11 @@ impl Store {
 }
 
 /// Tells waiting chains that an event was committed: writes and closes
-/// `STATE_DIR/events.notify` (never through a symlink). Failure only delays waiters
-/// until their next wake-up, so it is logged at debug level and otherwise ignored.
-pub(crate) fn notify(state_dir: &Path) {
-    let path = state_dir.join(NOTIFY_FILE);
+/// `events.notify` in `dir`, the database file's directory (never through a symlink).
+/// Failure only delays waiters until their next wake-up, so it is logged at debug level
+/// and otherwise ignored.
+pub(crate) fn notify(dir: &Path) {
+    let path = dir.join(NOTIFY_FILE);
     let opened = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
