@@ -21,6 +21,7 @@ LAYERS = [
     ["commands"],
     ["chain", "daemon", "lock", "metrics", "report"],
     ["error"],
+    ["events"],
     ["hooks", "store"],
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],

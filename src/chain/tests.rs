@@ -53,7 +53,14 @@ impl Recorder for Notes {
         ));
     }
     fn flush(&mut self) {}
-    fn instance_status(&mut self, _run_id: &str, task: &str, _file: &str, status: InstanceStatus) {
+    fn instance_status(
+        &mut self,
+        _run_id: &str,
+        task: &str,
+        _file: &str,
+        _instance: u32,
+        status: InstanceStatus,
+    ) {
         self.lines.push(format!("{task}: {}", status.as_str()));
     }
     fn succeeded_before(&mut self, task: &str, _this_boot_only: bool) -> bool {
@@ -88,6 +95,9 @@ fn run(tasks: &[(&str, &str)], ini: &str, notes: &mut Notes) -> ChainResult {
     let plan = Plan::build(&scanned, &config).expect("plan");
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).expect("mkdir");
+    let state = dir.path().join("state");
+    let events =
+        crate::events::Events::new(&state, &crate::store::Location::in_state_dir(&state), "s");
     let chain = Chain {
         plan: &plan,
         config: &config,
@@ -97,6 +107,7 @@ fn run(tasks: &[(&str, &str)], ini: &str, notes: &mut Notes) -> ChainResult {
         exe: std::path::PathBuf::from("/bin/false"),
         supervisor: Supervisor::new(Interrupt::new(), Arc::new(Guardian::none())),
         scratch,
+        events: &events,
     };
     chain.run("r1", false, notes, &mut StdRng::seed_from_u64(1))
 }

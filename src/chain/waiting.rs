@@ -180,6 +180,7 @@ impl Chain<'_> {
                 stopped: SystemTime::now(),
                 note: Some(note),
                 result_data: None,
+                leftovers: Vec::new(),
                 cascade: None,
             },
         );

@@ -111,7 +111,7 @@ pub(crate) fn call_post_hook(
         return;
     };
     let grace = config.defaults.kill_grace;
-    let supervisor = Supervisor::new(Interrupt::new(), Arc::new(Guardian::start(grace)));
+    let supervisor = Supervisor::new(Interrupt::new(), Arc::new(Guardian::start(grace, None)));
     // A hook runs with the environment a task gets: the inherited one, then `[env]`.
     let env = config.env.iter().map(|(k, v)| {
         (

@@ -272,7 +272,6 @@ fn run_resumed(
         .map(|s| s.settings.kill_grace)
         .max()
         .unwrap_or(config.defaults.kill_grace);
-    let supervisor = Supervisor::new(interrupt, Arc::new(Guardian::start(grace)));
     let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
     let scratch = tempfile::Builder::new()
         .prefix("runner-")
@@ -280,6 +279,9 @@ fn run_resumed(
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let no_events = scratch.path().join(crate::chain::NO_EVENTS);
     std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
+    // The guardian removes the scratch directory should runner be killed outright.
+    let guardian = Guardian::start(grace, Some(scratch.path()));
+    let supervisor = Supervisor::new(interrupt, Arc::new(guardian));
     let events = crate::events::Events::new(state_dir, location, session);
     let chain = Chain {
         plan: &prepared.plan,

@@ -56,7 +56,7 @@ impl Events {
         if store.is_none() {
             match Store::read_only(&self.location) {
                 Ok(opened) => *store = opened,
-                Err(e) => log::debug!("cannot read events: {}", crate::error::one_line(&e)),
+                Err(e) => log::debug!("cannot read events: {}", crate::logging::one_line(&e)),
             }
         }
         let Some(open) = store.as_ref() else {
@@ -65,7 +65,7 @@ impl Events {
         match open.latest_events(&self.session, names) {
             Ok(found) => found,
             Err(e) => {
-                log::warn!("cannot read events: {}", crate::error::one_line(&e));
+                log::warn!("cannot read events: {}", crate::logging::one_line(&e));
                 *store = None;
                 HashMap::new()
             }

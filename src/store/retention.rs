@@ -72,7 +72,7 @@ pub(crate) fn prune_events(location: &Location, days: u64) {
     match result {
         Ok(0) => {}
         Ok(n) => log::debug!("pruned {n} event(s) older than {days} day(s)"),
-        Err(e) => log::warn!("cannot prune old events: {}", crate::error::one_line(&e)),
+        Err(e) => log::warn!("cannot prune old events: {}", crate::logging::one_line(&e)),
     }
 }
 
