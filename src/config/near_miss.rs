@@ -1,18 +1,21 @@
 //! "Did you mean": how runner tells a misspelt key or section name from a free one.
 //!
-//! A key is compared with the few keys its section knows. A section name is compared
+//! One rule says what is near ([`is_near`]), for INI and daemon configurations alike. A
+//! key is compared with the few keys its section knows. A section name is compared
 //! with `runner`, `env`, `DEFAULT` and every task name, of which there may be thousands,
 //! beside as many sections: [`NearMisses`] keeps that linear.
 
 use std::collections::{HashMap, HashSet};
 
-/// The known key closest to a misspelt one, if it is close enough to be a typo.
+/// The known key (or value) closest to a misspelt one, if it is close enough to be a
+/// typo by the same rule as section names ([`is_near`]). Both configurations, INI and
+/// YAML/JSON, suggest through this.
 pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     known
         .iter()
         .map(|k| (strsim::damerau_levenshtein(key, k), *k))
-        .filter(|(d, _)| *d <= 2 && *d < key.len())
-        .min_by_key(|(d, _)| *d)
+        .filter(|&(d, k)| d > 0 && is_near(d, k))
+        .min_by_key(|&(d, _)| d)
         .map(|(_, k)| k)
 }
 
@@ -151,5 +154,13 @@ mod tests {
             Some("max_tries")
         );
         assert_eq!(suggest("zzzzzz", &["max_tries"]), None);
+        // Short names take one edit, longer ones two, never more.
+        assert_eq!(suggest("evn", &["env"]), Some("env"));
+        assert_eq!(suggest("xyv", &["env"]), None);
+        assert_eq!(
+            suggest("max_exectin", &["max_execution"]),
+            Some("max_execution")
+        );
+        assert_eq!(suggest("mx_exectin", &["max_execution"]), None);
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::tree::{Format, Node, SourceFile, Value};
 use crate::config::duration;
+use crate::config::near_miss::suggest;
 
 /// One mapping being read, with the scope its errors are reported in.
 #[derive(Debug)]
@@ -346,16 +347,6 @@ pub(crate) fn resolve(base: &Path, relative: &Path) -> PathBuf {
     } else {
         base.join(relative)
     }
-}
-
-/// The closest known key, if it is close enough to be a plausible typo.
-pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(key, k), *k))
-        .filter(|&(d, k)| d <= (k.len() / 3).max(1))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, k)| k)
 }
 
 /// YAML 1.1's spellings of true and false (PyYAML's resolver).

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::DaemonConfigError;
-use super::fields::{Table, suggest};
+use super::fields::Table;
 use super::tree::{Node, Value};
+use crate::config::near_miss::suggest;
 use crate::schedule::Schedule;
 
 /// The keys of a job: dsari's, then runner's.

@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 
 use super::error::{DaemonConfigError, ErrorKind, Scope};
-use super::fields::suggest;
 use super::job::JOB_KEYS;
 use super::tree::{Node, Value};
+use crate::config::near_miss::suggest;
 
 /// The top-level keys: dsari's (its `build_base` and what its loader and dsari-render
 /// read), then runner's own.
