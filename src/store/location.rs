@@ -58,10 +58,8 @@ impl Location {
             return Location::from_url(url);
         }
         if let Some(config) = daemon {
-            if config.database.file.is_some() {
-                return Ok(Location {
-                    file: config.database.path(state_dir),
-                });
+            if let Some(file) = &config.database.file {
+                return Ok(Location { file: file.clone() });
             }
             return Ok(Location::in_data_dir(state_dir, is_dsari_config(config)));
         }

@@ -15,10 +15,6 @@ use super::job_groups::build_jobs;
 use super::keys::{self, DATABASE_KEYS, TOP_KEYS};
 use super::source;
 
-/// The file name of the store in the data directory when `database.file` is not set
-/// (contract section 7; dsari's would be `dsari.sqlite3`).
-pub(crate) const DEFAULT_DATABASE_FILE: &str = "runner.sqlite3";
-
 /// A loaded, checked daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DaemonConfig {
@@ -26,9 +22,6 @@ pub(crate) struct DaemonConfig {
     pub(crate) path: PathBuf,
     /// Every file that was read, in merge order.
     pub(crate) files: Vec<PathBuf>,
-    /// The data directory: `data_dir` if set, else runner's default state directory. The
-    /// `--state-dir` flag and `RUNNER_STATE_DIR` outrank `data_dir`; see `configured_data_dir`.
-    pub(crate) data_dir: PathBuf,
     /// `data_dir` as configured (resolved against its file's directory), for
     /// `state::resolve(flag, configured_data_dir)` to apply the contract's precedence.
     pub(crate) configured_data_dir: Option<PathBuf>,
@@ -74,15 +67,6 @@ pub(crate) struct Database {
     pub(crate) file: Option<PathBuf>,
 }
 
-impl Database {
-    /// The SQLite file, given the data directory in force (which `--state-dir` may change).
-    pub(crate) fn path(&self, data_dir: &Path) -> PathBuf {
-        self.file
-            .clone()
-            .unwrap_or_else(|| data_dir.join(DEFAULT_DATABASE_FILE))
-    }
-}
-
 impl DaemonConfig {
     /// Loads and checks the configuration at `path`: a YAML or JSON file, or a directory with
     /// `runner.yaml`/`runner.json` (or `dsari.yaml`/`dsari.json`) and `config.d/`.
@@ -97,7 +81,6 @@ impl DaemonConfig {
         top.check_keys(TOP_KEYS)?;
 
         let configured_data_dir = top.path("data_dir")?;
-        let data_dir = crate::state::resolve(None, configured_data_dir.as_deref());
         let database = database(&mut top)?;
         let environment = top.environment("environment")?;
         let shutdown_kill_runs = top.bool("shutdown_kill_runs", false)?;
@@ -144,7 +127,6 @@ impl DaemonConfig {
         Ok(DaemonConfig {
             path: path.to_owned(),
             files: sources.files,
-            data_dir,
             configured_data_dir,
             database,
             jobs,
@@ -361,8 +343,8 @@ mod tests {
         let c = load_text("dsari.json", DSARI_DATABASE).expect("database");
         assert!(c.jobs.is_empty());
         assert_eq!(
-            c.database.path(&c.data_dir),
-            PathBuf::from("/path/to/dsari.sqlite3")
+            c.database.file,
+            Some(PathBuf::from("/path/to/dsari.sqlite3"))
         );
 
         let c = load_text("dsari.json", DSARI_GETTING_STARTED).expect("getting started");
@@ -372,7 +354,10 @@ mod tests {
         );
 
         let c = load_text("dsari.json", DSARI_ALL_OPTIONS).expect("all options");
-        assert_eq!(c.data_dir, PathBuf::from("/path/to/data/dir"));
+        assert_eq!(
+            c.configured_data_dir,
+            Some(PathBuf::from("/path/to/data/dir"))
+        );
         assert_eq!(c.shutdown_kill_grace, Some(Duration::from_secs(5)));
         assert_eq!(
             c.template_dir,
@@ -543,9 +528,8 @@ mod tests {
         );
         write(d, "config.d/b.yaml", "jobs:\n  b: {taskdir: ../tasks/b}\n");
         let c = DaemonConfig::load(d).expect("loads");
-        assert_eq!(c.data_dir, d.join("var"));
         assert_eq!(c.configured_data_dir, Some(d.join("var")));
-        assert_eq!(c.database.path(&c.data_dir), d.join("db/runs.sqlite3"));
+        assert_eq!(c.database.file, Some(d.join("db/runs.sqlite3")));
         assert_eq!(c.jobs["a"].taskdir, Some(d.join("tasks/a")));
         assert_eq!(c.jobs["a"].config, Some(d.join("a.ini")));
         assert_eq!(c.jobs["b"].taskdir, Some(d.join("config.d/../tasks/b")));
@@ -555,11 +539,7 @@ mod tests {
     fn default_data_dir_and_database() {
         let c = load_text("r.yaml", "jobs: {}\n").expect("loads");
         assert_eq!(c.configured_data_dir, None);
-        assert_eq!(c.data_dir, crate::state::resolve(None, None));
-        assert_eq!(
-            c.database.path(Path::new("/srv/state")),
-            PathBuf::from("/srv/state/runner.sqlite3")
-        );
+        assert_eq!(c.database.file, None);
         assert!(c.jobs.is_empty());
         assert!(!c.shutdown_kill_runs);
         assert_eq!(c.shutdown_kill_grace, None);
