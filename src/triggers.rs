@@ -183,10 +183,7 @@ pub(crate) fn parse_time(
     zone: Option<&str>,
 ) -> Result<DateTime<Utc>, String> {
     if let Some(epoch) = value.as_f64() {
-        let secs = epoch.floor() as i64;
-        let nanos = ((epoch - epoch.floor()) * 1e9) as u32;
-        return DateTime::from_timestamp(secs, nanos)
-            .ok_or_else(|| format!("{epoch} is out of range"));
+        return crate::epoch::utc(epoch).ok_or_else(|| format!("{epoch} is out of range"));
     }
     let Some(text) = value.as_str() else {
         return Err(format!(

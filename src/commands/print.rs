@@ -100,9 +100,7 @@ pub(crate) fn local_time(epoch: Option<f64>) -> String {
     let Some(epoch) = epoch else {
         return "-".to_owned();
     };
-    let secs = epoch.floor() as i64;
-    let nanos = ((epoch - epoch.floor()) * 1e9) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
+    match crate::epoch::utc(epoch) {
         Some(t) => t
             .with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S %:z")

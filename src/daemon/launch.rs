@@ -72,7 +72,7 @@ pub(crate) struct Context<'a> {
 }
 
 fn epoch(t: DateTime<Utc>) -> String {
-    format_epoch(t.timestamp_micros() as f64 / 1e6)
+    format_epoch(crate::epoch::utc_seconds(t))
 }
 
 fn format_epoch(t: f64) -> String {
