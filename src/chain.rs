@@ -782,7 +782,7 @@ fn end_of(finished: &Finished, result: TaskResult) -> AttemptEnd {
     let note = match (&report.exit, report.stopped) {
         (_, Some(Stop::Timeout)) => Some("timed out".to_owned()),
         (_, Some(Stop::Interrupt(sig))) => Some(format!("interrupted by signal {sig}")),
-        (Exit::NotStarted(e), None) => Some(format!("could not start: {e}")),
+        (Exit::NotStarted(_), None) => Some(report.exit.to_string()),
         _ => None,
     };
     AttemptEnd {
@@ -812,9 +812,8 @@ fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
                 .unwrap_or_default()
         ),
         (_, Some(Stop::Interrupt(sig))) => format!("stopped by signal {sig} after {secs:.2}s"),
-        (Exit::Code(code), None) => format!("exited {code} after {secs:.2}s"),
-        (Exit::Signal(sig), None) => format!("killed by signal {sig} after {secs:.2}s"),
-        (Exit::NotStarted(e), None) => format!("could not start: {e}"),
+        (exit @ Exit::NotStarted(_), None) => exit.to_string(),
+        (exit, None) => format!("{exit} after {secs:.2}s"),
     };
     match result {
         TaskResult::Ok => log::info!("task \"{name}\" {how}: {}", result.as_str()),

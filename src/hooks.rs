@@ -84,9 +84,7 @@ pub(crate) fn call<'a>(
             log::warn!("hook {program} was stopped: runner received signal {sig}")
         }
         (Exit::Code(0), None) => {}
-        (Exit::Code(code), None) => log::warn!("hook {program} exited with code {code}"),
-        (Exit::Signal(sig), None) => log::warn!("hook {program} was killed by signal {sig}"),
-        (Exit::NotStarted(e), None) => log::warn!("hook {program} could not start: {e}"),
+        (exit, None) => log::warn!("hook {program} {exit}"),
     }
 }
 

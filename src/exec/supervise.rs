@@ -59,6 +59,17 @@ pub(crate) enum Exit {
     NotStarted(String),
 }
 
+/// How it ended, in the words every log line about a task or hook uses.
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with code {code}"),
+            Exit::Signal(sig) => write!(f, "killed by signal {sig}"),
+            Exit::NotStarted(e) => write!(f, "could not start: {e}"),
+        }
+    }
+}
+
 /// Why runner stopped the process itself, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
