@@ -42,7 +42,7 @@ pub(crate) fn schedule(args: &ScheduleArgs) -> Result<u8, Error> {
 /// of the schedule's zone (the zone rule decides a time in a gap or a repeated hour).
 fn parse_from(text: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(epoch) = text.parse::<f64>() {
-        return crate::triggers::parse_time(&serde_json::json!(epoch), None);
+        return crate::epoch::utc(epoch).ok_or_else(|| format!("{epoch} is out of range"));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
