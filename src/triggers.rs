@@ -126,13 +126,17 @@ fn take_one(path: &Path, job: &str) -> Option<Trigger> {
 }
 
 fn read(path: &Path, job: &str) -> Result<Trigger, String> {
-    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    // The link itself: a link someone else planted could point at any root-owned file.
+    let meta = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(format!(
             "it is owned by uid {}, not by the daemon's user ({me}) or root",
             meta.uid()
         ));
+    }
+    if crate::security::is_enforced(false) {
+        crate::security::check(crate::security::Kind::Trigger, path).map_err(|e| e.to_string())?;
     }
     let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
     let file: TriggerFile = if path.extension().is_some_and(|e| e == "yaml") {

@@ -137,16 +137,10 @@ pub(crate) struct RunnerSettings {
     /// Command called before and after every attempt.
     pub(crate) task_hook: Option<Vec<String>>,
     /// Commands called after `fire`, `replay` and `skip`.
-    #[expect(
-        dead_code,
-        reason = "validated now so configs fail early; called once fire/replay/skip exist"
-    )]
     pub(crate) post_fire_hook: Option<Vec<String>>,
     /// See `post_fire_hook`.
-    #[expect(dead_code, reason = "called once replay exists")]
     pub(crate) post_replay_hook: Option<Vec<String>>,
     /// See `post_fire_hook`.
-    #[expect(dead_code, reason = "called once skip exists")]
     pub(crate) post_skip_hook: Option<Vec<String>>,
     /// How long a hook may run before its process group is killed.
     pub(crate) hook_timeout: Duration,

@@ -19,3 +19,4 @@ mod processes;
 mod records;
 mod schedules;
 mod supervision;
+mod safety;
