@@ -5,7 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = runner::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(message) = runner::argv::unknown_command(&args) {
+        eprintln!("runner: error: {message}");
+        return ExitCode::from(runner::error::exit_codes::USAGE);
+    }
+    let cli = runner::cli::Cli::parse_from(args);
     runner::logging::init(cli.global.verbose, cli.global.quiet, cli.global.syslog);
     match runner::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -20,3 +20,4 @@ mod records;
 mod schedules;
 mod supervision;
 mod safety;
+mod words;
