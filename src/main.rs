@@ -16,10 +16,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let p = runner::logging::priority(log::Level::Error);
-            eprintln!("{p}runner: error: {err}");
+            let escape = |text: String| runner::logging::log_lines(&text).join("\n");
+            eprintln!("{p}runner: error: {}", escape(err.to_string()));
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("{p}  caused by: {cause}");
+                eprintln!("{p}  caused by: {}", escape(cause.to_string()));
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {

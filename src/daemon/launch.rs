@@ -272,7 +272,17 @@ pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
         let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut file, &mut text).ok()?;
+    let limit = crate::chain::MAX_RESULT_BYTES;
+    std::io::Read::read_to_string(&mut std::io::Read::take(&mut file, limit + 1), &mut text)
+        .ok()?;
+    if text.len() as u64 > limit {
+        log::warn!(
+            "{} is larger than {} KiB; not recorded",
+            path.display(),
+            limit >> 10
+        );
+        return None;
+    }
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) => Some(serde_json::json!({ "return_data": value })),
         Err(e) => {

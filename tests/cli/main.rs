@@ -11,6 +11,7 @@ mod daemon;
 mod dsari_store;
 mod exits;
 mod hooks_env;
+mod hostile;
 mod lock;
 mod mozilla;
 mod observe;
