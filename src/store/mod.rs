@@ -13,6 +13,7 @@ mod recorder;
 pub(crate) mod retention;
 mod schema;
 mod sqlite;
+mod writer;
 
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;
