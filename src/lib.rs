@@ -25,6 +25,8 @@
 pub mod argv;
 pub mod cli;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 
 mod chain;
