@@ -27,7 +27,7 @@ pub(crate) const TRIGGER_TYPE: &str = "file";
 const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// The longest trigger `type`: it is shown in every run list.
-const MAX_TYPE_BYTES: usize = 256;
+pub(crate) const MAX_TYPE_BYTES: usize = 256;
 
 /// Reads a trigger file of at most `MAX_FILE_BYTES`.
 fn read_bounded(path: &Path) -> Result<String, String> {

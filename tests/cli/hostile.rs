@@ -86,6 +86,10 @@ fn hostile_trigger_files_are_refused_and_bounded() {
             .daemon_log()
             .contains("type must be at most 256 bytes")
     );
+    daemon
+        .runner(&["trigger", "manual", "--type", &"x".repeat(1000)])
+        .assert_code(2)
+        .assert_stderr_contains("--type must be at most 256 bytes");
     // A good one still runs, and nothing was recorded from the others.
     let run = daemon.trigger_and_wait("manual");
     assert_eq!(run["trigger_type"], "file");
