@@ -201,12 +201,20 @@ fn a_state_dir_another_user_controls_is_refused_and_planted_links_are_not_follow
         std::os::unix::fs::symlink(&victim, state.join("locks/t.lock")).expect("symlink");
         std::os::unix::fs::lchown(state.join("locks/t.lock"), Some(NOBODY), None).expect("lchown");
     }
+    // And where root will open its database.
+    let victim_db = chain.path().join("victim.db");
+    fs::write(&victim_db, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim_db, state.join("runner.sqlite3")).expect("symlink");
     run_with_state(&chain, &state, &[])
         .assert_code(78)
         .assert_stderr_contains("refusing to use state directory");
     // Even told to run anyway, root does not write through the link.
     run_with_state(&chain, &state, &["--insecure"]).assert_stderr_contains("--insecure");
     assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert_eq!(
+        fs::read_to_string(&victim_db).expect("victim"),
+        "precious\n"
+    );
     assert_eq!(fs::metadata(&victim).expect("victim").uid(), 0);
 
     // Root's own but writable by everyone: refused too.
