@@ -21,4 +21,5 @@ mod records;
 mod schedules;
 mod supervision;
 mod safety;
+mod schedules;
 mod words;
