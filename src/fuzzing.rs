@@ -304,6 +304,16 @@ mod tests {
         event_data(b"[0.30000000000000004, 1e308, 2.2250738585072014e-308]");
     }
 
+    /// Found by `cargo fuzz run schedule`: the `rrule` crate panicked on a non-ASCII
+    /// BYDAY value (a byte index inside a character).
+    #[test]
+    fn non_ascii_rrule_parts_are_errors() {
+        schedule("RRULE:FREQ=MINUTELY;INTERVAL=7;BYDAY==0 u0a\u{d9}2\n".as_bytes());
+        schedule("RRULE:FREQ=DAILY;BYDAY=0\u{d9}2".as_bytes());
+        let tz = Some(chrono_tz::Tz::UTC);
+        assert!(Schedule::parse("RRULE:FREQ=DAILY;BYDAY=\u{e9}MO", "", tz).is_err());
+    }
+
     #[test]
     fn the_fixed_corpus_replays_cleanly() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -111,3 +111,13 @@ fn control_characters_in_names_are_escaped_in_the_log() {
     );
     assert!(!run.stderr().contains('\u{1b}'));
 }
+
+#[test]
+fn a_non_ascii_rrule_is_a_configuration_error_not_a_panic() {
+    // Found by fuzzing the schedule reader: the rrule crate panicked here.
+    let mut cmd = runner();
+    cmd.args(["schedule", "RRULE:FREQ=MINUTELY;BYDAY=0\u{d9}2"]);
+    Run::of(cmd)
+        .assert_code(78)
+        .assert_stderr_contains("only ASCII characters");
+}
