@@ -762,10 +762,25 @@ enum Outcome {
 /// The file every task's `RUNNER_EVENTS` points to until it waits for events: `{}`.
 pub(crate) const NO_EVENTS: &str = "no-events.json";
 
+/// The most a task may leave in `RUNNER_RESULT` (and a daemon job in `return_data.json`).
+pub(crate) const MAX_RESULT_BYTES: u64 = 1 << 20;
+
 /// Reads the JSON object a task wrote to `RUNNER_RESULT`, and removes the file.
 fn read_result(path: &Path, task: &str) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RESULT_BYTES + 1).read_to_string(&mut text));
     let _ = std::fs::remove_file(path);
+    read.ok()?;
+    // It is recorded with the attempt: a task cannot make the store hold gigabytes.
+    if text.len() as u64 > MAX_RESULT_BYTES {
+        log::warn!(
+            "task \"{task}\" wrote more than {} KiB to RUNNER_RESULT; ignored",
+            MAX_RESULT_BYTES >> 10
+        );
+        return None;
+    }
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value @ serde_json::Value::Object(_)) => Some(value),
         Ok(_) | Err(_) => {

@@ -384,6 +384,11 @@ pub struct DaemonArgs {
     /// The daemon's configuration.
     #[command(flatten)]
     pub config: DaemonConfigArgs,
+
+    /// As root, read configuration, trigger files and job commands even if others could
+    /// change them (chain jobs get --insecure too).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// The `jobs` subcommands.

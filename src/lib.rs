@@ -18,12 +18,16 @@
 //!   directory, schedule expressions, trigger files.
 //! - `state`, `security`, `signals`, `retry`, `epoch`: the state directory, root's
 //!   checks, the interrupt state, retry delays, epoch seconds.
-//! - [`cli`], [`logging`]: the command line (clap types only); log output.
+//! - [`cli`], [`argv`], [`logging`]: the command line (clap types only); telling a
+//!   mistyped subcommand from a task directory; log output.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod argv;
 pub mod cli;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 
 mod chain;

@@ -4,9 +4,8 @@
 //! lock to clean up. The holder writes who it is into the file, so that the invocation
 //! that is turned away (exit 75) can name the run that is in the way.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -56,13 +55,7 @@ impl JobLock {
         let path = dir.join(format!("{job}.lock"));
         let mut announced = false;
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
+            let file = crate::state::open_private(&path, 0o600, true, false)
                 .map_err(|e| Error::io(&path, e))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(file) => return Ok(Acquired::Held(JobLock { file, path })),

@@ -72,11 +72,11 @@ pub fn init(verbose: u8, quiet: bool, syslog: bool) {
             let prefix = priority(record.level());
             let level = record.level().as_str().to_ascii_lowercase();
             let text = record.args().to_string();
-            let mut lines = text.lines();
+            let mut lines = log_lines(&text).into_iter();
             writeln!(
                 buf,
                 "{prefix}runner: {level}: {}",
-                lines.next().unwrap_or("")
+                lines.next().unwrap_or_default()
             )?;
             // A hint on its own line keeps the message's priority in the journal.
             for line in lines {
@@ -98,4 +98,68 @@ pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The lines of a message, escaped: a continuation line is one runner wrote on purpose,
+/// indented (`"\n  hint: ..."`); any other newline came from a value (a task name, a
+/// file name) and is escaped with the rest, so no value can start a line of its own.
+pub fn log_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for piece in text.split('\n') {
+        match lines.last_mut() {
+            Some(last) if !piece.starts_with("  ") => {
+                last.push_str("\\n");
+                last.push_str(&escape_controls(piece));
+            }
+            _ => lines.push(escape_controls(piece).into_owned()),
+        }
+    }
+    lines
+}
+
+/// One log record is one line: a newline or terminal escape inside a task name, a job
+/// name or an error must not forge further lines or repaint the terminal, so control
+/// characters are written as escapes (`\n`, `\x1b`). Tabs stay.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let code = c as u32;
+                if code < 0x100 {
+                    out.push_str(&format!("\\x{code:02x}"));
+                } else {
+                    out.push_str(&format!("\\u{{{code:x}}}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain\tname"), "plain\tname");
+        assert_eq!(
+            escape_controls("a\nrunner: error: forged"),
+            "a\\nrunner: error: forged"
+        );
+        assert_eq!(escape_controls("\u{1b}[31mred\r"), "\\x1b[31mred\\r");
+        assert_eq!(escape_controls("\u{85}"), "\\x85");
+        assert_eq!(
+            log_lines("task \"a\nrunner: error: x\"\n  hint: do y"),
+            ["task \"a\\nrunner: error: x\"", "  hint: do y"]
+        );
+    }
 }

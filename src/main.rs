@@ -5,16 +5,22 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = runner::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(message) = runner::argv::unknown_command(&args) {
+        eprintln!("runner: error: {message}");
+        return ExitCode::from(runner::error::exit_codes::USAGE);
+    }
+    let cli = runner::cli::Cli::parse_from(args);
     runner::logging::init(cli.global.verbose, cli.global.quiet, cli.global.syslog);
     match runner::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let p = runner::logging::priority(log::Level::Error);
-            eprintln!("{p}runner: error: {err}");
+            let escape = |text: String| runner::logging::log_lines(&text).join("\n");
+            eprintln!("{p}runner: error: {}", escape(err.to_string()));
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("{p}  caused by: {cause}");
+                eprintln!("{p}  caused by: {}", escape(cause.to_string()));
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {

@@ -40,9 +40,21 @@ pub(crate) fn resolve(flag: Option<&Path>, config: Option<&Path>) -> PathBuf {
 
 /// Creates `dir` (and its parents) with mode 0700 if it does not exist yet: records hold
 /// task output, which may hold secrets.
+///
+/// A symlink where the directory should be is refused, not followed: whoever planted it
+/// would otherwise choose where root writes (section 12).
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), DirError> {
-    if dir.is_dir() {
-        return Ok(());
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(DirError {
+                path: dir.to_owned(),
+                source: std::io::Error::other(
+                    "is a symlink; runner does not follow links in its state directory",
+                ),
+            });
+        }
+        _ => {}
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -52,6 +64,26 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), DirError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// Opens (creating with `mode`) a file inside the state directory for writing, never
+/// through a symlink: `O_NOFOLLOW` makes a planted link an error instead of a way to make
+/// root overwrite its target.
+pub(crate) fn open_private(
+    path: &Path,
+    mode: u32,
+    read: bool,
+    truncate: bool,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(read)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// The current boot's id, the default event session: records and events of one boot

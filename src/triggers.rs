@@ -22,6 +22,26 @@ pub(crate) const NAMES: [&str; 2] = ["trigger.json", "trigger.yaml"];
 /// The trigger type of every run a trigger file asks for (dsari's).
 pub(crate) const TRIGGER_TYPE: &str = "file";
 
+/// The largest trigger file read: it is recorded as the run's `trigger_data`, and the
+/// store should not hold megabytes per run because someone wrote them into a file.
+const MAX_FILE_BYTES: u64 = 64 << 10;
+
+/// The longest trigger `type`: it is shown in every run list.
+pub(crate) const MAX_TYPE_BYTES: usize = 256;
+
+/// Reads a trigger file of at most `MAX_FILE_BYTES`.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it is larger than {} KiB", MAX_FILE_BYTES >> 10));
+    }
+    Ok(text)
+}
+
 /// A trigger file's contents (all keys optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct TriggerFile {
@@ -126,7 +146,8 @@ fn take_one(path: &Path, job: &str) -> Option<Trigger> {
 }
 
 fn read(path: &Path, job: &str) -> Result<Trigger, String> {
-    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    // The link itself: a link someone else planted could point at any root-owned file.
+    let meta = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(format!(
@@ -134,7 +155,11 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
             meta.uid()
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if crate::security::is_enforced(false) {
+        crate::security::check(crate::security::Kind::Trigger, path).map_err(|e| e.to_string())?;
+    }
+    let text = read_bounded(path)?;
+    crate::config::nesting::check(&text).map_err(|e| format!("line {}: {e}", e.line))?;
     let file: TriggerFile = if path.extension().is_some_and(|e| e == "yaml") {
         if text.trim().is_empty() {
             TriggerFile::default()
@@ -166,6 +191,13 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
             }
         };
         environment.insert(key.clone(), text);
+    }
+    if let Some(kind) = &file.kind {
+        if kind.len() > MAX_TYPE_BYTES || kind.chars().any(char::is_control) {
+            return Err(format!(
+                "type must be at most {MAX_TYPE_BYTES} bytes without control characters"
+            ));
+        }
     }
     let data = serde_json::to_value(&file).map_err(|e| e.to_string())?;
     Ok(Trigger {

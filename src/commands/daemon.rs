@@ -31,7 +31,14 @@ pub(crate) fn config_path(args: &DaemonConfigArgs) -> PathBuf {
 }
 
 /// Runs the scheduler in the foreground.
-pub(crate) fn daemon(global: &GlobalArgs, args: &DaemonConfigArgs) -> Result<u8, Error> {
+pub(crate) fn daemon(
+    global: &GlobalArgs,
+    args: &DaemonConfigArgs,
+    insecure: bool,
+) -> Result<u8, Error> {
+    if insecure {
+        crate::security::relax();
+    }
     let service = Service::new(Setup {
         config_path: config_path(args),
         state_dir: global.state_dir.clone(),
@@ -123,6 +130,7 @@ fn load(path: &Path) -> Result<(DaemonConfig, Vec<ScheduledJob>), Error> {
 /// its next time.
 pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
     let (config, jobs) = load(path)?;
+    jobs::check_ownership(&config)?;
     for warning in &config.warnings {
         log::warn!("{warning}");
     }

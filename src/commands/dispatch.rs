@@ -20,7 +20,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Run(args)) => run::run(global, &args.chain, &args.taskdir),
         Some(Command::Check(args)) => check::check(global, &args),
         Some(Command::Runs(args)) => runs::runs(global, args),
-        Some(Command::Daemon(args)) => daemon::daemon(global, &args.config),
+        Some(Command::Daemon(args)) => daemon::daemon(global, &args.config, args.insecure),
         Some(Command::Jobs(command)) => daemon::jobs(global, command),
         Some(Command::Trigger(args)) => trigger::trigger(global, args),
         Some(Command::Schedule(args)) => schedule::schedule(&args),

@@ -39,6 +39,7 @@ pub(crate) fn prepare(
     job: Option<&str>,
 ) -> Result<Prepared, Error> {
     let config = ChainConfig::load(config)?;
+    check_halt_task(&config)?;
     let dir = TaskDir::scan(taskdir, &config.runner.halt_task)?;
     let halt_name = dir
         .halt
@@ -61,14 +62,8 @@ pub(crate) fn prepare(
     for step in plan.steps.iter().chain(plan.halt.iter()) {
         check_interpreter(&config, &dir.path, step, &mut found)?;
     }
-    if security::is_root() && !insecure {
-        security::check(Kind::TaskDir, &dir.path)?;
-        for file in config.doc.files() {
-            security::check(Kind::Config, file)?;
-        }
-        for step in plan.steps.iter().chain(plan.halt.iter()) {
-            security::check(Kind::TaskFile, &step.task.path)?;
-        }
+    if security::is_enforced(insecure) {
+        check_ownership(&config, &dir, &plan)?;
     }
     Ok(Prepared {
         config,
@@ -76,6 +71,66 @@ pub(crate) fn prepare(
         plan,
         job,
     })
+}
+
+/// Every file the chain will execute or read as configuration, with the directories above
+/// it (section 12): the INI files, the task directory, task files, the halt task, each
+/// interpreter and every hook command.
+fn check_ownership(config: &ChainConfig, dir: &TaskDir, plan: &Plan) -> Result<(), Error> {
+    for file in config.doc.files() {
+        security::check(Kind::Config, file)?;
+    }
+    security::check(Kind::TaskDir, &dir.path)?;
+    for step in &plan.steps {
+        security::check(Kind::TaskFile, &step.task.path)?;
+    }
+    if let Some(step) = &plan.halt {
+        security::check(Kind::HaltTask, &step.task.path)?;
+    }
+    // Programs are looked up as the child will look them up: on the PATH of `[env]` when
+    // it sets one, relative to the task directory for tasks and to here for hooks.
+    let search_path = config
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsStr::new(v.as_str()));
+    for step in plan.steps.iter().chain(plan.halt.iter()) {
+        if let Some(words) = &step.settings.interpreter {
+            security::check_program(Kind::Interpreter, &words[0], &dir.path, search_path)?;
+        }
+    }
+    let here = std::env::current_dir().unwrap_or_else(|_| dir.path.clone());
+    let runner = &config.runner;
+    let hooks = [
+        &runner.task_hook,
+        &runner.post_fire_hook,
+        &runner.post_replay_hook,
+        &runner.post_skip_hook,
+    ];
+    for words in hooks.into_iter().flatten() {
+        security::check_program(Kind::Hook, &words[0], &here, search_path)?;
+    }
+    Ok(())
+}
+
+/// `halt_task` names a file of the task directory; a path could point anywhere, and a
+/// chain would then run as root whatever it points to.
+fn check_halt_task(config: &ChainConfig) -> Result<(), Error> {
+    let name = &config.runner.halt_task;
+    if !name.is_empty() && !name.contains('/') && name != "." && name != ".." {
+        return Ok(());
+    }
+    let reason = format!("{name:?} must be a file name in the task directory, not a path");
+    match config.origin_of("runner", "halt_task") {
+        Some(entry) => {
+            Err(
+                crate::config::ConfigError::bad_value(&entry.origin, "runner", "halt_task", reason)
+                    .into(),
+            )
+        }
+        None => Err(Error::Usage(reason)),
+    }
 }
 
 /// `[runner] name`, or the task directory's base name. A job name becomes a directory

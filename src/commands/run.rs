@@ -36,6 +36,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         config.runner.state_dir.as_deref(),
     );
     let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    if crate::security::is_enforced(args.insecure) {
+        crate::security::check_state_dir(&state_dir)?;
+    }
     let mut lock = match JobLock::acquire(&state_dir, &prepared.job, args.wait, &interrupt) {
         Ok(Acquired::Held(lock)) => Some(lock),
         Ok(Acquired::Interrupted) => {

@@ -6,6 +6,7 @@ pub(crate) mod duration;
 mod error;
 pub(crate) mod ini;
 mod near_miss;
+pub(crate) mod nesting;
 
 pub(crate) use chain::{ChainConfig, Frequency, Leftovers, RetryFrom, TaskSettings};
 pub(crate) use error::ConfigError;

@@ -36,6 +36,7 @@ pub(super) struct Loaded {
 /// Loads the configuration at `path` (at start, and for a reload on the intake thread).
 pub(super) fn load(path: &Path) -> Result<Loaded, Error> {
     let mut config = DaemonConfig::load(path)?;
+    jobs::check_ownership(&config)?;
     let jobs = jobs::prepare(&config)?;
     // The prepared jobs are the ones the daemon uses; keeping a second copy of every
     // job in the configuration would double the memory of a large daemon.

@@ -5,11 +5,14 @@
 //! file, job and key named.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::daemon::{DaemonConfig, DaemonConfigError, ErrorKind, Job, Scope};
 use crate::schedule::Schedule;
+use crate::security::{self, Kind, UnsafeError};
 
 /// A job and its schedule (none for jobs that only run on triggers).
 #[derive(Debug, Clone)]
@@ -25,6 +28,26 @@ impl ScheduledJob {
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.schedule.as_ref()?.next_after(after)
     }
+}
+
+/// As root, refuses a configuration that another user could change, or a job command
+/// that another user could replace (section 12); chain jobs are checked by the chain
+/// runner they start, which reads their task directory and INI file itself.
+pub(crate) fn check_ownership(config: &DaemonConfig) -> Result<(), UnsafeError> {
+    if !security::is_enforced(false) {
+        return Ok(());
+    }
+    for file in &config.files {
+        security::check(Kind::DaemonConfig, file)?;
+    }
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    for job in config.jobs.values() {
+        if let Some(program) = job.command.as_ref().and_then(|argv| argv.first()) {
+            let search_path = job.environment.get("PATH").map(OsStr::new);
+            security::check_program(Kind::Command, program, &here, search_path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses every job's schedule and refuses what the daemon cannot honour yet.

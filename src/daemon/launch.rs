@@ -198,6 +198,9 @@ pub(crate) fn command(
                 "--job-name".into(),
                 job.name.clone().into(),
             ];
+            if crate::security::is_relaxed() {
+                argv.push("--insecure".into());
+            }
             if let Some(config) = &job.config {
                 argv.push("-c".into());
                 argv.push(config.clone().into());
@@ -220,12 +223,16 @@ pub(crate) fn command(
     cmd
 }
 
-/// Opens `RUN_DIR/output.txt` for the run's stdout and stderr.
+/// Opens `RUN_DIR/output.txt` for the run's stdout and stderr. Task output may hold
+/// secrets: the run directory is 0700 and the file 0600, as a chain's logs, and a symlink
+/// planted in their place is not followed.
 pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<File> {
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
+        .mode(0o700)
         .create(&paths.run_dir)?;
-    File::create(paths.run_dir.join("output.txt"))
+    crate::state::open_private(&paths.run_dir.join("output.txt"), 0o600, false, true)
 }
 
 /// The run's exit code in dsari's terms: the code, or 128 + the signal that ended it.
@@ -251,7 +258,31 @@ pub(crate) fn stop_reason(report: &AttemptReport) -> Option<&'static str> {
 /// `return_data.json` in its directory.
 pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
     let path = paths.run_dir.join("return_data.json");
-    let text = std::fs::read_to_string(&path).ok()?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .ok()?
+    };
+    // The job wrote it with its own umask; it is task output, as private as output.txt.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut text = String::new();
+    let limit = crate::chain::MAX_RESULT_BYTES;
+    std::io::Read::read_to_string(&mut std::io::Read::take(&mut file, limit + 1), &mut text)
+        .ok()?;
+    if text.len() as u64 > limit {
+        log::warn!(
+            "{} is larger than {} KiB; not recorded",
+            path.display(),
+            limit >> 10
+        );
+        return None;
+    }
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) => Some(serde_json::json!({ "return_data": value })),
         Err(e) => {

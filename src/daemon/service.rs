@@ -107,6 +107,9 @@ impl Service {
             log::warn!("{warning}");
         }
         let data_dir = data_dir(&config, setup.state_dir.as_deref());
+        if crate::security::is_enforced(false) {
+            crate::security::check_state_dir(&data_dir)?;
+        }
         crate::state::ensure_dir(&data_dir)?;
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
         let store = Store::open_at(&location)?;

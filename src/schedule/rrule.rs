@@ -74,6 +74,14 @@ pub(crate) fn is_rrule(expr: &str) -> bool {
 impl RruleSpec {
     /// Parses and validates an RRULE set (one content line per line).
     pub(crate) fn parse(expr: &str, tz: Tz) -> Result<Self, FieldError> {
+        // RFC 5545 rules are ASCII, and the `rrule` crate slices some parts by byte
+        // (a non-ASCII BYDAY value panicked it; found by fuzzing).
+        if !expr.is_ascii() {
+            return Err(FieldError::new(
+                "RRULE",
+                "only ASCII characters may appear in a rule",
+            ));
+        }
         let text = normalise(expr, tz)?;
         let mut single_second = true;
         for line in text.lines() {

@@ -10,9 +10,9 @@
 //! `output.txt` ([`RunOutput`]), so dsari's tools (and `tail -f`) see a chain's output in
 //! run order. Nothing is synced: the file is as durable as the task's own output was.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -44,12 +44,7 @@ impl RunOutput {
     /// Creates (empty, mode 0600) the run's `output.txt` at `path`. It exists from the
     /// run's start even if no task prints anything: dsari's tools expect it.
     pub(crate) fn create(path: &Path) -> io::Result<RunOutput> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = crate::state::open_private(path, 0o600, false, true)?;
         Ok(RunOutput {
             file: Arc::new(Mutex::new(file)),
             path: path.to_owned(),
@@ -59,10 +54,13 @@ impl RunOutput {
     /// Opens a run's existing `output.txt` to append to it (a run resumed by `replay`
     /// or `skip`), creating it if it is missing.
     pub(crate) fn reopen(path: &Path) -> io::Result<RunOutput> {
-        let file = OpenOptions::new()
+        use std::os::unix::fs::OpenOptionsExt;
+        // Like every file runner writes: a symlink planted in its place is not followed.
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
         Ok(RunOutput {
             file: Arc::new(Mutex::new(file)),
@@ -155,12 +153,7 @@ impl CaptureFile {
 
     fn file(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&self.path)?;
+            let file = crate::state::open_private(&self.path, 0o600, false, true)?;
             self.file = Some(file);
         }
         Ok(self.file.as_mut().expect("the file was just opened"))
@@ -178,13 +171,7 @@ impl CaptureFile {
             return Ok(());
         }
         if self.ring.is_none() {
-            let ring = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(self.ring_path())?;
+            let ring = crate::state::open_private(&self.ring_path(), 0o600, true, true)?;
             self.ring = Some(ring);
         }
         let ring = self.ring.as_ref().expect("ring was just opened");

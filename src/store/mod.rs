@@ -15,6 +15,7 @@ mod resume;
 pub(crate) mod retention;
 mod schema;
 mod sqlite;
+mod writer;
 
 pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
 pub(crate) use location::Location;

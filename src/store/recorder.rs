@@ -1,27 +1,46 @@
 //! The store as the chain's [`Recorder`]: every run, instance and attempt as it happens,
-//! and each attempt's output in `STATE_DIR/runs/JOB/RUN_ID/`, where the whole run's
-//! output also goes to dsari's `output.txt`.
+//! and each attempt's output in `STATE_DIR/runs/JOB/RUN_ID/`.
 //!
-//! A recording failure never fails the chain. The first one is reported in one warning,
-//! and recording stops for the rest of the process: half-recorded runs are shown as
-//! `lost` later, which is the truth.
+//! A recording failure never fails the chain, and never stalls it: the writes happen on
+//! their own thread ([`super::writer`]), which retries what a busy, locked or full store
+//! refused until it is writable again. While the store is healthy, each state change is
+//! on disk before the chain goes on (waiting at most [`ACK_WAIT`]), so a `kill -9` loses
+//! nothing already started; once the store refuses a write, the chain stops waiting. At the
+//! end the process waits up to [`DRAIN_WAIT`] for the last records; a store that stays
+//! unwritable longer leaves the run to be shown as `lost`, which is then the truth.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::capture::{CaptureFile, RunOutput};
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
-use super::sqlite::{AttemptEnding, Cascade, NewRun, Store, StoreError};
+use super::sqlite::{AttemptEnding, Cascade, Store};
+use super::writer::{Op, Progress, Writer};
 use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, SharedCapture, TaskResult};
 
-/// Records into a [`Store`], or into nothing once the store has failed.
+/// How long the chain waits for a state change to land while the store is healthy.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the process waits at its end for the last records of a store in trouble.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Records into a [`Store`] through the writer thread.
 pub(crate) struct StoreRecorder {
-    store: Option<Store>,
+    ops: Option<Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+    progress: Arc<Progress>,
+    closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
+    /// Operations sent so far.
+    sent: u64,
     state_dir: PathBuf,
+    location: Location,
     job: String,
     log_max_bytes: u64,
     owner: Owner,
@@ -31,28 +50,22 @@ pub(crate) struct StoreRecorder {
     run_output: Option<RunOutput>,
     /// Whether captured output is prefixed with the task's name (parallel runs).
     prefixed: bool,
-    instances: HashMap<(String, u32), i64>,
-    attempts: HashMap<(String, u32, u32), OpenAttempt>,
+    /// Output captures of attempts that have not ended.
+    captures: HashMap<(String, u32, u32), Arc<Mutex<CaptureFile>>>,
     /// Recording into a run that another process (the daemon) started and finishes.
     attached: bool,
-    /// Attempt endings not written yet: they go with the next state change, which in a
-    /// chain follows at once (see [`Store::record_attempts`]), or with [`Recorder::flush`].
-    ended: Vec<AttemptEnding>,
     /// The run's event session, for cascades.
     session: String,
     /// Continuing a run that already exists (replay, skip): its rows are there.
     resumed: bool,
-}
-
-/// An attempt that started and has not ended yet.
-struct OpenAttempt {
-    id: i64,
-    capture: Option<Arc<Mutex<CaptureFile>>>,
+    /// A connection for reads (`frequency`), opened when first needed.
+    reader: Option<Store>,
 }
 
 impl StoreRecorder {
-    /// Opens the store at `location` for `job`, keeping output under `state_dir`. On failure, warns once and returns a
-    /// recorder that records nothing.
+    /// A recorder for `job` into the store at `location`, keeping output under
+    /// `state_dir`. Nothing is opened here: the writer opens the store, and a store that
+    /// cannot be opened is one warning.
     pub(crate) fn open(
         state_dir: &Path,
         location: &Location,
@@ -60,16 +73,14 @@ impl StoreRecorder {
         log_max_bytes: u64,
         trigger_type: &str,
     ) -> StoreRecorder {
-        let store = match Store::open_at(location) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                warn_unrecorded(&e);
-                None
-            }
-        };
         StoreRecorder {
-            store,
+            ops: None,
+            thread: None,
+            progress: Arc::new(Progress::default()),
+            closing: Arc::new((Mutex::new(None), Condvar::new())),
+            sent: 0,
             state_dir: state_dir.to_owned(),
+            location: location.clone(),
             job: job.to_owned(),
             log_max_bytes,
             owner: Owner::current(),
@@ -77,12 +88,11 @@ impl StoreRecorder {
             output_dir: None,
             run_output: None,
             prefixed: false,
-            instances: HashMap::new(),
-            attempts: HashMap::new(),
+            captures: HashMap::new(),
             attached: false,
-            ended: Vec::new(),
             session: String::new(),
             resumed: false,
+            reader: None,
         }
     }
 
@@ -103,48 +113,57 @@ impl StoreRecorder {
     /// Finalizes this job's runs whose recording process died (the job lock is held, so
     /// none of them can still be running).
     pub(crate) fn finalize_lost(&mut self) {
-        let job = self.job.clone();
-        let result = match self.store.as_mut() {
-            Some(store) => store.finalize_lost(Some(&job)),
-            None => return,
-        };
-        match result {
-            Ok(lost) => {
-                for run_id in lost {
-                    log::warn!(
-                        "run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost"
-                    );
+        self.send(Op::FinalizeLost);
+    }
+
+    fn is_dead(&self) -> bool {
+        self.progress.dead.load(Ordering::Relaxed)
+    }
+
+    /// Hands `op` to the writer, starting it on first use, and waits briefly for it to
+    /// land if the writer was keeping up.
+    fn send(&mut self, op: Op) {
+        if self.is_dead() {
+            return;
+        }
+        if self.ops.is_none() {
+            let (sender, receiver) = mpsc::channel();
+            let writer = Writer::new(
+                self.location.file().to_owned(),
+                self.job.clone(),
+                self.owner.clone(),
+                self.attached,
+                self.resumed,
+                Arc::clone(&self.progress),
+                Arc::clone(&self.closing),
+            );
+            match std::thread::Builder::new()
+                .name("recorder".to_owned())
+                .spawn(move || writer.run(receiver))
+            {
+                Ok(thread) => {
+                    self.ops = Some(sender);
+                    self.thread = Some(thread);
+                }
+                Err(e) => {
+                    log::warn!("cannot record this run (no recording thread: {e})");
+                    self.progress.dead.store(true, Ordering::Relaxed);
+                    return;
                 }
             }
-            Err(e) => self.fail(&e),
         }
-    }
-
-    fn fail(&mut self, e: &StoreError) {
-        if self.store.take().is_some() {
-            warn_unrecorded(e);
+        let Some(ops) = &self.ops else { return };
+        if ops.send(op).is_err() {
+            return;
         }
-    }
-
-    fn with_store<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Option<T> {
-        let result = f(self.store.as_mut()?);
-        match result {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.fail(&e);
-                None
-            }
+        self.sent += 1;
+        if !self.progress.troubled.load(Ordering::Relaxed)
+            && !self.progress.wait_for(self.sent, ACK_WAIT)
+        {
+            // Slow without saying why (a lock held while the store opens): stop waiting
+            // until the writer succeeds again.
+            self.progress.troubled.store(true, Ordering::Relaxed);
         }
-    }
-
-    fn instance(&mut self, run_id: &str, task: &str, file: &str, instance: u32) -> Option<i64> {
-        let key = (task.to_owned(), instance);
-        if let Some(id) = self.instances.get(&key) {
-            return Some(*id);
-        }
-        let id = self.with_store(|s| s.instance_id(run_id, task, file, instance))?;
-        self.instances.insert(key, id);
-        Some(id)
     }
 
     fn capture(&self, attempt: &AttemptStart<'_>) -> Option<(PathBuf, Arc<Mutex<CaptureFile>>)> {
@@ -162,19 +181,33 @@ impl StoreRecorder {
     }
 }
 
-fn warn_unrecorded(e: &StoreError) {
-    log::warn!(
-        "cannot record this run ({}); the chain goes on without recording",
-        crate::logging::one_line(e)
-    );
+impl Drop for StoreRecorder {
+    /// Waits (bounded) for the writer to write everything, then lets it end.
+    fn drop(&mut self) {
+        let Some(ops) = self.ops.take() else { return };
+        drop(ops);
+        if !self.progress.wait_for(self.sent, DRAIN_WAIT) {
+            let (lock, changed) = &*self.closing;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            changed.notify_all();
+            log::warn!(
+                "the run store stayed unwritable for {}s; the end of this run is not recorded",
+                DRAIN_WAIT.as_secs()
+            );
+        }
+        if let Some(thread) = self.thread.take() {
+            if self.progress.done() >= self.sent {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl Recorder for StoreRecorder {
     fn run_started(&mut self, run: &RunStart<'_>) {
-        self.instances.clear();
-        self.attempts.clear();
+        self.captures.clear();
         self.session = run.session.to_owned();
-        if self.store.is_none() {
+        if self.is_dead() {
             return;
         }
         let dir = self.state_dir.join("runs").join(run.job).join(run.run_id);
@@ -203,69 +236,53 @@ impl Recorder for StoreRecorder {
             }
             _ => None,
         };
-        if self.resumed {
-            return;
-        }
-        if self.attached {
-            let tasks = run.tasks;
-            self.with_store(|s| s.add_instances(run.run_id, tasks));
-            return;
-        }
         let trigger_data = serde_json::json!({
             "taskdir": run.taskdir,
             "config": run.config,
             "pid": self.owner.pid,
         });
-        let trigger_type = self.trigger_type.clone();
-        let owner = self.owner.clone();
-        self.with_store(|s| {
-            s.begin_run(&NewRun {
-                run_id: run.run_id,
-                job: run.job,
-                schedule_time: run.started,
-                start_time: run.started,
-                trigger_type: &trigger_type,
-                trigger_data: &trigger_data,
-                session: run.session,
-                output_dir: &dir,
-                owner: &owner,
-                tasks: run.tasks,
-            })
+        self.send(Op::RunStarted {
+            run_id: run.run_id.to_owned(),
+            job: run.job.to_owned(),
+            started: run.started,
+            trigger_type: self.trigger_type.clone(),
+            trigger_data,
+            session: run.session.to_owned(),
+            output_dir: dir,
+            tasks: run
+                .tasks
+                .iter()
+                .map(|&(n, f)| (n.to_owned(), f.to_owned()))
+                .collect(),
         });
     }
 
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
-        let instance =
-            self.instance(attempt.run_id, attempt.task, attempt.file, attempt.instance)?;
+        if self.is_dead() {
+            return None;
+        }
         let capture = self.capture(attempt);
-        let path = capture.as_ref().map(|(p, _)| p.clone());
-        let ended = std::mem::take(&mut self.ended);
-        let id = self
-            .with_store(|s| {
-                s.record_attempts(
-                    &ended,
-                    Some((instance, attempt.try_num, attempt.started, path.as_deref())),
-                )
-            })
-            .flatten()?;
-        let shared = capture.map(|(_, c)| c);
-        self.attempts.insert(
+        self.send(Op::AttemptStarted {
+            run_id: attempt.run_id.to_owned(),
+            task: attempt.task.to_owned(),
+            file: attempt.file.to_owned(),
+            instance: attempt.instance,
+            try_num: attempt.try_num,
+            started: attempt.started,
+            output: capture.as_ref().map(|(p, _)| p.clone()),
+        });
+        let (_, capture) = capture?;
+        self.captures.insert(
             (attempt.task.to_owned(), attempt.instance, attempt.try_num),
-            OpenAttempt {
-                id,
-                capture: shared.clone(),
-            },
+            Arc::clone(&capture),
         );
-        shared.map(|c| -> SharedCapture { c })
+        Some(capture)
     }
 
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd) {
         let key = (attempt.task.to_owned(), attempt.instance, attempt.try_num);
-        let Some(OpenAttempt { id, capture }) = self.attempts.remove(&key) else {
-            return;
-        };
         let mut has_output = false;
-        if let Some(capture) = capture {
+        if let Some(capture) = self.captures.remove(&key) {
             let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = capture.finish() {
                 log::warn!("cannot keep the output of task \"{}\": {e}", attempt.task);
@@ -273,45 +290,42 @@ impl Recorder for StoreRecorder {
             // A process the task left running may still write into it: keep its name.
             has_output = !capture.is_empty() || !end.leftovers.is_empty();
         }
-        let Some(&instance) = self
-            .instances
-            .get(&(attempt.task.to_owned(), attempt.instance))
-        else {
-            return;
-        };
         let status = match end.result {
             TaskResult::Ok => InstanceStatus::Finished,
             _ => InstanceStatus::Failed,
         };
-        self.ended.push(AttemptEnding {
-            attempt_id: id,
-            instance_id: instance,
-            stop_time: end.stopped,
-            exit_code: end.exit_code,
-            signal: end.signal,
-            result: end.result.as_str(),
-            note: end.note.clone(),
-            result_data: end.result_data.clone(),
-            leftovers: (!end.leftovers.is_empty())
-                .then(|| serde_json::to_value(&end.leftovers).ok())
-                .flatten(),
-            instance_status: status,
-            has_output,
-            cascade: end.cascade.as_ref().map(|data| Cascade {
-                session: self.session.clone(),
-                name: attempt.task.to_owned(),
-                data: data.clone(),
-                source: format!("cascade {}", attempt.run_id),
+        self.send(Op::AttemptFinished {
+            task: attempt.task.to_owned(),
+            instance: attempt.instance,
+            try_num: attempt.try_num,
+            // The writer fills in the row ids it knows.
+            ending: Box::new(AttemptEnding {
+                attempt_id: 0,
+                instance_id: 0,
+                stop_time: end.stopped,
+                exit_code: end.exit_code,
+                signal: end.signal,
+                result: end.result.as_str(),
+                note: end.note.clone(),
+                result_data: end.result_data.clone(),
+                instance_status: status,
+                has_output,
+                leftovers: (!end.leftovers.is_empty())
+                    .then(|| serde_json::to_value(&end.leftovers).ok())
+                    .flatten(),
+                // Fired in the same transaction as the attempt's end.
+                cascade: end.cascade.as_ref().map(|data| Cascade {
+                    session: self.session.clone(),
+                    name: attempt.task.to_owned(),
+                    data: data.clone(),
+                    source: format!("cascade {}", attempt.run_id),
+                }),
             }),
         });
     }
 
     fn flush(&mut self) {
-        if self.ended.is_empty() {
-            return;
-        }
-        let ended = std::mem::take(&mut self.ended);
-        self.with_store(|s| s.record_attempts(&ended, None));
+        self.send(Op::Flush);
     }
 
     fn instance_status(
@@ -322,16 +336,36 @@ impl Recorder for StoreRecorder {
         instance: u32,
         status: InstanceStatus,
     ) {
-        self.flush();
-        if let Some(instance) = self.instance(run_id, task, file, instance) {
-            self.with_store(|s| s.set_instance_status(instance, status));
-        }
+        self.send(Op::InstanceStatus {
+            run_id: run_id.to_owned(),
+            task: task.to_owned(),
+            file: file.to_owned(),
+            instance,
+            status,
+        });
     }
 
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool {
+        // Earlier iterations of this process count too: let their records land.
+        self.progress.wait_for(self.sent, ACK_WAIT);
+        if self.reader.is_none() {
+            match Store::read_only(&self.location) {
+                Ok(Some(store)) => self.reader = Some(store),
+                Ok(None) => return false,
+                Err(e) => {
+                    log::warn!(
+                        "cannot read earlier runs ({}); task \"{task}\" runs",
+                        crate::logging::one_line(&e)
+                    );
+                    return false;
+                }
+            }
+        }
         let boot = this_boot_only.then(crate::state::boot_id);
         let job = self.job.clone();
-        self.with_store(|s| s.has_succeeded(&job, task, boot.as_deref()))
+        let reader = self.reader.as_mut().expect("just opened");
+        reader
+            .has_succeeded(&job, task, boot.as_deref())
             .unwrap_or(false)
     }
 
@@ -342,11 +376,11 @@ impl Recorder for StoreRecorder {
         exit_code: i32,
         stopped: SystemTime,
     ) {
-        self.flush();
-        // An attached chain's run is the daemon's to finish, with the command's exit code.
-        if self.attached {
-            return;
-        }
-        self.with_store(|s| s.finish_run(run_id, status, Some(exit_code), Some(stopped)));
+        self.send(Op::RunFinished {
+            run_id: run_id.to_owned(),
+            status,
+            exit_code,
+            stopped,
+        });
     }
 }

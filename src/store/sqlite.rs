@@ -170,7 +170,9 @@ impl Store {
                 }
             }
         }
-        let mut conn = Connection::open(&path).map_err(wrap)?;
+        // A symlink planted where the database belongs is refused, not followed.
+        let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(wrap)?;

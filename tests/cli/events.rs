@@ -346,3 +346,49 @@ fn a_signal_ends_a_chain_that_only_waits() {
     assert_eq!(run["status"], "interrupted");
     assert_eq!(run["tasks"][0]["status"], "unstarted", "{run}");
 }
+
+#[test]
+fn a_cascade_waits_out_a_locked_store_and_still_wakes_its_waiter() {
+    let chain = Chain::new()
+        .task("10-probe.sh", "echo probe >> \"$LOG\"")
+        .task("20-use.sh", "echo use >> \"$LOG\"")
+        .ini("[runner]\nmax_tries = 1\n[use]\nafter = probe\nwait_time = 60");
+    // Creates the store without an event of the chain's session.
+    chain
+        .runner(&["fire", "setup", "--session", "elsewhere"])
+        .assert_code(0);
+    let store = chain.state_dir().join("runner.sqlite3");
+    let log = chain.log_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    // Holds the store until the probe has run (or 60 s): its cascade can only be
+    // committed after that, by the recording thread's retries.
+    let locker = std::thread::spawn(move || {
+        let db = rusqlite::Connection::open(store).expect("open");
+        db.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
+        locked_tx.send(()).expect("send");
+        let probed = wait_for(Duration::from_secs(60), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("probe"))
+        });
+        db.execute_batch("COMMIT").expect("unlock");
+        probed
+    });
+    locked_rx.recv().expect("locked");
+    let run = chain.run(&[]);
+    assert!(
+        locker.join().expect("locker"),
+        "the probe did not run while the store was locked"
+    );
+    run.assert_code(0);
+    assert_eq!(chain.log_lines(), ["probe", "use"]);
+    let fired = events_json(&chain, &[]);
+    let names: Vec<&str> = fired
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(names.contains(&"probe"), "no cascade recorded: {fired}");
+    assert!(names.contains(&"use"), "no cascade recorded: {fired}");
+    let newest = chain.runs_json(&["list", "--limit", "1"]);
+    assert_eq!(newest[0]["status"], "ok", "{newest}");
+}

@@ -142,18 +142,15 @@ fn retry_pause_follows_sleep_time() {
 }
 
 #[test]
-fn a_halt_task_given_as_a_path_never_runs_as_a_task() {
+fn a_halt_task_given_as_a_path_is_a_configuration_error() {
     let chain = Chain::new()
         .task("10-a.sh", "echo a >> \"$LOG\"")
         .task("halt.sh", "echo halt >> \"$LOG\"");
     let by_path = chain.taskdir().join("halt.sh");
     let chain = chain.ini(&format!("[runner]\nhalt_task = {}", by_path.display()));
-    chain.run(&[]).assert_code(0);
-    assert_eq!(chain.log_lines(), ["a"]);
-    chain.run(&["-H"]).assert_code(0);
-    assert_eq!(
-        chain.log_lines(),
-        ["a", "a", "halt"],
-        "-H runs it once, as the halt task"
-    );
+    chain
+        .run(&[])
+        .assert_code(78)
+        .assert_stderr_contains("must be a file name in the task directory");
+    assert_eq!(chain.log(), "", "nothing ran");
 }

@@ -467,7 +467,9 @@ fn a_store_locked_past_the_busy_timeout_is_survived() {
     let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
     db.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
     let run = chain.run(&[]);
-    run.assert_code(0).assert_stderr_contains("cannot record");
+    run.assert_code(0)
+        .assert_stderr_contains("cannot write the run store for now")
+        .assert_stderr_contains("the end of this run is not recorded");
     assert_eq!(chain.log_lines(), ["a", "a"]);
     db.execute_batch("COMMIT").expect("unlock");
     // Nothing recorded before was lost.
@@ -477,6 +479,109 @@ fn a_store_locked_past_the_busy_timeout_is_survived() {
         list.as_array().expect("list").last().expect("first run")["status"],
         "ok"
     );
+}
+
+/// The newest run must be recorded with the chain's real result.
+fn assert_newest_run(chain: &Chain, status: &str, exit: i64, tasks: usize) {
+    let run = chain.last_run();
+    assert_eq!(run["status"], status, "{run:#}");
+    assert_eq!(run["exit_code"], exit, "{run:#}");
+    let instances = run["tasks"].as_array();
+    assert_eq!(instances.map(Vec::len), Some(tasks), "{run:#}");
+}
+
+#[test]
+fn a_store_locked_for_a_while_neither_stalls_the_chain_nor_loses_its_end() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo a >> \"$LOG\"")
+        .task("20-b.sh", "echo b >> \"$LOG\"")
+        .task("30-c.sh", "echo c >> \"$LOG\"");
+    chain.run(&[]).assert_code(0);
+    let store = chain.state_dir().join("runner.sqlite3");
+    let log = chain.log_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    // Holds the store until the whole chain has run (or 60 s), then lets go.
+    let locker = std::thread::spawn(move || {
+        let db = rusqlite::Connection::open(store).expect("open");
+        db.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
+        locked_tx.send(()).expect("send");
+        let all_ran = crate::support::wait_for(std::time::Duration::from_secs(60), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() >= 6)
+        });
+        db.execute_batch("COMMIT").expect("unlock");
+        all_ran
+    });
+    locked_rx.recv().expect("locked");
+    let run = chain.run(&[]);
+    assert!(
+        locker.join().expect("locker"),
+        "the chain waited for the store instead of running its tasks"
+    );
+    run.assert_code(0);
+    assert_newest_run(&chain, "ok", 0, 3);
+}
+
+#[test]
+fn a_full_disk_under_the_store_does_not_lose_the_runs_end() {
+    if !crate::support::is_root() {
+        eprintln!("SKIPPED: a_full_disk_under_the_store: mounting a small tmpfs needs root");
+        return;
+    }
+    let chain = Chain::new()
+        .task(
+            "10-fill.sh",
+            "dd if=/dev/zero of=\"$FILL\" bs=64k 2>/dev/null; echo filled >> \"$LOG\"",
+        )
+        .task(
+            "20-free.sh",
+            "rm -f \"$FILL\"; echo freed >> \"$LOG\"; exit 1",
+        )
+        .ini("[runner]\nmax_tries = 1");
+    let disk = chain.path().join("disk");
+    std::fs::create_dir(&disk).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: a_full_disk_under_the_store: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let state = disk.join("state");
+    let _ = chain.command(&[]); // writes the configuration
+    let run = |chain: &Chain| {
+        let mut cmd = crate::support::runner();
+        cmd.arg("--state-dir")
+            .arg(&state)
+            .arg("-c")
+            .arg(chain.config_path())
+            .arg(chain.taskdir())
+            .env("LOG", chain.log_path())
+            .env("FILL", disk.join("fill"));
+        crate::support::Run::of(cmd)
+    };
+    run(&chain).assert_code(1);
+    assert_eq!(chain.log_lines(), ["filled", "freed"]);
+    let mut cmd = crate::support::runner();
+    cmd.arg("--state-dir")
+        .arg(&state)
+        .args(["runs", "list", "--format", "json"]);
+    let listed = crate::support::Run::of(cmd);
+    listed.assert_code(0);
+    let list: serde_json::Value = serde_json::from_str(&listed.stdout()).expect("json");
+    assert_eq!(list[0]["status"], "failed", "{list:#}");
+    assert_eq!(list[0]["exit_code"], 1, "{list:#}");
 }
 
 #[test]

@@ -192,12 +192,29 @@ fn list_config_d(dir: &Path) -> Result<Vec<(PathBuf, Format)>, DaemonConfigError
 }
 
 /// Parses `file` and merges it into `root`.
+/// Reads a configuration file of at most `MAX_FILE_BYTES`.
+fn read_bounded(file: &Path) -> Result<String, DaemonConfigError> {
+    use std::io::Read;
+    let limit = crate::config::nesting::MAX_FILE_BYTES;
+    let mut text = String::new();
+    fs::File::open(file)
+        .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
+        .map_err(|e| DaemonConfigError::io(file, e))?;
+    if text.len() as u64 > limit {
+        return Err(DaemonConfigError::invalid(
+            file,
+            format!("the file is larger than {} MiB", limit >> 20),
+        ));
+    }
+    Ok(text)
+}
+
 fn merge_file(
     root: &mut BTreeMap<String, Node>,
     file: &Path,
     format: Format,
 ) -> Result<(), DaemonConfigError> {
-    let text = fs::read_to_string(file).map_err(|e| DaemonConfigError::io(file, e))?;
+    let text = read_bounded(file)?;
     let origin = Arc::new(SourceFile {
         path: file.to_owned(),
         format,

@@ -77,6 +77,14 @@ pub(crate) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, Daemon
             },
         )
     };
+    // Refused before parsing: libyaml takes quadratic time on deep nesting.
+    if let Err(deep) = crate::config::nesting::check(text) {
+        return Err(parse_error(
+            Some(deep.line),
+            Some(deep.column),
+            deep.to_string(),
+        ));
+    }
     match origin.format {
         Format::Json => {
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {

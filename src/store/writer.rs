@@ -1,0 +1,415 @@
+//! The thread that writes a chain's records, so that a busy or full store never stalls
+//! the chain (contract section 12: a boot chain waits for nothing it does not need).
+//!
+//! The chain thread sends [`Op`]s in order; this thread applies each to the store, one
+//! transaction per state change as before. A write that fails for a reason that passes
+//! (the database is locked or busy, the disk is full, an I/O error) is retried with a
+//! growing pause until it succeeds, so the record ends with the real result once the
+//! store is writable again; later operations wait in the channel behind it, in order.
+//! Any other failure (a newer schema, a database that cannot be opened at all) stops
+//! recording with one warning, as before.
+//!
+//! Kill -9 safety is kept by the front ([`super::StoreRecorder`]): while the store is
+//! healthy, the front waits for each write to land before the chain goes on, so a
+//! started run is on disk before its first task runs; once a write was refused (the
+//! `troubled` flag), it stops waiting until a write succeeds again.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::model::{InstanceStatus, RunStatus};
+use super::owner::Owner;
+use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+
+/// The first pause before retrying a failed write; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// SQLite's own wait for a lock, per try.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+
+/// One state change of a chain, with everything it needs owned.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Finalize the job's runs whose recorder died.
+    FinalizeLost,
+    /// A run began (or, attached, its instances were planned; resumed, it goes on).
+    RunStarted {
+        run_id: String,
+        job: String,
+        started: SystemTime,
+        trigger_type: String,
+        trigger_data: serde_json::Value,
+        session: String,
+        output_dir: PathBuf,
+        tasks: Vec<(String, String)>,
+    },
+    /// An attempt began.
+    AttemptStarted {
+        run_id: String,
+        task: String,
+        file: String,
+        instance: u32,
+        try_num: u32,
+        started: SystemTime,
+        output: Option<PathBuf>,
+    },
+    /// An attempt ended; written with the next state change.
+    AttemptFinished {
+        task: String,
+        instance: u32,
+        try_num: u32,
+        ending: Box<AttemptEnding>,
+    },
+    /// Write the attempt endings held back.
+    Flush,
+    /// An instance changed state without an attempt.
+    InstanceStatus {
+        run_id: String,
+        task: String,
+        file: String,
+        instance: u32,
+        status: InstanceStatus,
+    },
+    /// The run ended.
+    RunFinished {
+        run_id: String,
+        status: RunStatus,
+        exit_code: i32,
+        stopped: SystemTime,
+    },
+}
+
+/// How far the writer got, shared with the front.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Operations applied (or dropped for good), in order.
+    done: Mutex<u64>,
+    changed: Condvar,
+    /// Recording stopped for good.
+    pub(crate) dead: AtomicBool,
+    /// The store refused the last write for now (or the writer is far behind): the
+    /// chain does not wait for records until a write succeeds again.
+    pub(crate) troubled: AtomicBool,
+}
+
+impl Progress {
+    /// Waits until `seq` operations are done, at most `limit`; whether they are.
+    pub(crate) fn wait_for(&self, seq: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while *done < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .changed
+                .wait_timeout(done, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// How many operations are done.
+    pub(crate) fn done(&self) -> u64 {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn advance(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// What the writer thread owns.
+pub(crate) struct Writer {
+    pub(crate) store_path: PathBuf,
+    pub(crate) job: String,
+    pub(crate) owner: Owner,
+    pub(crate) attached: bool,
+    /// Continuing a run that already exists (replay, skip): its rows are there.
+    pub(crate) resumed: bool,
+    pub(crate) progress: Arc<Progress>,
+    /// Set by the front when the process is about to exit: give up retrying then.
+    pub(crate) closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
+    store: Option<Store>,
+    instances: HashMap<(String, u32), i64>,
+    attempts: HashMap<(String, u32, u32), i64>,
+    ended: Vec<AttemptEnding>,
+    warned: bool,
+}
+
+/// Whether a failure passes by itself: someone else holds the database, or the disk is
+/// full or failing for the moment.
+fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Sqlite { source, .. } = e else {
+        return false;
+    };
+    use rusqlite::ErrorCode::*;
+    matches!(
+        source.sqlite_error_code(),
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
+    )
+}
+
+impl Writer {
+    /// A writer for the store at `store_path`.
+    pub(crate) fn new(
+        store_path: PathBuf,
+        job: String,
+        owner: Owner,
+        attached: bool,
+        resumed: bool,
+        progress: Arc<Progress>,
+        closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
+    ) -> Writer {
+        Writer {
+            store_path,
+            job,
+            owner,
+            attached,
+            resumed,
+            progress,
+            closing,
+            store: None,
+            instances: HashMap::new(),
+            attempts: HashMap::new(),
+            ended: Vec::new(),
+            warned: false,
+        }
+    }
+
+    /// Applies every operation until the front hangs up.
+    pub(crate) fn run(mut self, ops: Receiver<Op>) {
+        loop {
+            let op = match ops.recv_timeout(Duration::from_secs(3600)) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if !self.progress.dead.load(Ordering::Relaxed) {
+                self.apply_with_retries(&op);
+            }
+            self.progress.advance();
+        }
+    }
+
+    fn apply_with_retries(&mut self, op: &Op) {
+        let mut pause = FIRST_PAUSE;
+        let mut episode = false;
+        loop {
+            match self.apply(op) {
+                Ok(()) => {
+                    self.progress.troubled.store(false, Ordering::Relaxed);
+                    if episode {
+                        log::info!("the run store is writable again; recording caught up");
+                    }
+                    return;
+                }
+                Err(e) if is_transient(&e) => {
+                    if !episode && !self.warned {
+                        log::warn!(
+                            "cannot write the run store for now ({}); the chain goes on and its records follow when the store is writable",
+                            crate::logging::one_line(&e)
+                        );
+                        self.warned = true;
+                    }
+                    episode = true;
+                    self.progress.troubled.store(true, Ordering::Relaxed);
+                    if !self.pause(pause) {
+                        log::warn!(
+                            "giving up on the run store ({}); this run will show as lost",
+                            crate::logging::one_line(&e)
+                        );
+                        self.progress.dead.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot record this run ({}); the chain goes on without recording",
+                        crate::logging::one_line(&e)
+                    );
+                    self.progress.dead.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sleeps `pause` before a retry; `false` once the front's exit deadline has passed.
+    fn pause(&self, pause: Duration) -> bool {
+        let (lock, changed) = &*self.closing;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = changed
+            .wait_timeout(guard, pause)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.is_none_or(|deadline| Instant::now() < deadline)
+    }
+
+    fn store(&mut self) -> Result<&mut Store, StoreError> {
+        if self.store.is_none() {
+            let store = Store::open_file(&self.store_path)?;
+            // A short busy timeout: this thread retries by itself, and a locked store
+            // should be noticed (and the chain stop waiting) at once, not after seconds.
+            store
+                .conn
+                .busy_timeout(BUSY_WAIT)
+                .map_err(|source| StoreError::Sqlite {
+                    path: self.store_path.clone(),
+                    source,
+                })?;
+            self.store = Some(store);
+        }
+        Ok(self.store.as_mut().expect("just opened"))
+    }
+
+    fn instance(
+        &mut self,
+        run_id: &str,
+        task: &str,
+        file: &str,
+        n: u32,
+    ) -> Result<i64, StoreError> {
+        let key = (task.to_owned(), n);
+        if let Some(id) = self.instances.get(&key) {
+            return Ok(*id);
+        }
+        let id = self.store()?.instance_id(run_id, task, file, n)?;
+        self.instances.insert(key, id);
+        Ok(id)
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
+        match op {
+            Op::FinalizeLost => {
+                let job = self.job.clone();
+                for run_id in self.store()?.finalize_lost(Some(&job))? {
+                    log::warn!(
+                        "run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost"
+                    );
+                }
+            }
+            Op::RunStarted {
+                run_id,
+                job,
+                started,
+                trigger_type,
+                trigger_data,
+                session,
+                output_dir,
+                tasks,
+            } => {
+                self.instances.clear();
+                self.attempts.clear();
+                self.ended.clear();
+                let tasks: Vec<(&str, &str)> = tasks
+                    .iter()
+                    .map(|(n, f)| (n.as_str(), f.as_str()))
+                    .collect();
+                if self.resumed {
+                    // Its run, instances and earlier attempts are recorded already.
+                } else if self.attached {
+                    self.store()?.add_instances(run_id, &tasks)?;
+                } else {
+                    let owner = self.owner.clone();
+                    self.store()?.begin_run(&NewRun {
+                        run_id,
+                        job,
+                        schedule_time: *started,
+                        start_time: *started,
+                        trigger_type,
+                        trigger_data,
+                        session,
+                        output_dir,
+                        owner: &owner,
+                        tasks: &tasks,
+                    })?;
+                }
+            }
+            Op::AttemptStarted {
+                run_id,
+                task,
+                file,
+                instance,
+                try_num,
+                started,
+                output,
+            } => {
+                let instance_id = self.instance(run_id, task, file, *instance)?;
+                let ended = self.ended.clone();
+                let id = self.store()?.record_attempts(
+                    &ended,
+                    Some((instance_id, *try_num, *started, output.as_deref())),
+                )?;
+                self.ended.clear();
+                if let Some(id) = id {
+                    self.attempts
+                        .insert((task.clone(), *instance, *try_num), id);
+                }
+            }
+            Op::AttemptFinished {
+                task,
+                instance,
+                try_num,
+                ending,
+            } => {
+                // An attempt whose start was never written has no row to end.
+                let key = (task.clone(), *instance, *try_num);
+                let (Some(id), Some(&instance_id)) = (
+                    self.attempts.remove(&key),
+                    self.instances.get(&(task.clone(), *instance)),
+                ) else {
+                    return Ok(());
+                };
+                let mut ending = (**ending).clone();
+                ending.attempt_id = id;
+                ending.instance_id = instance_id;
+                self.ended.push(ending);
+            }
+            Op::Flush => self.flush()?,
+            Op::InstanceStatus {
+                run_id,
+                task,
+                file,
+                instance,
+                status,
+            } => {
+                self.flush()?;
+                let instance_id = self.instance(run_id, task, file, *instance)?;
+                self.store()?.set_instance_status(instance_id, *status)?;
+            }
+            Op::RunFinished {
+                run_id,
+                status,
+                exit_code,
+                stopped,
+            } => {
+                self.flush()?;
+                // An attached chain's run is the daemon's to finish.
+                if !self.attached {
+                    self.store()?
+                        .finish_run(run_id, *status, Some(*exit_code), Some(*stopped))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.ended.is_empty() {
+            return Ok(());
+        }
+        let ended = self.ended.clone();
+        self.store()?.record_attempts(&ended, None)?;
+        self.ended.clear();
+        Ok(())
+    }
+}
