@@ -11,10 +11,15 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let p = runner::logging::priority(log::Level::Error);
-            eprintln!("{p}runner: error: {err}");
+            let message = err.to_string();
+            eprintln!("{p}runner: error: {message}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("{p}  caused by: {cause}");
+                // A cause the message already quotes ("PATH: File exists") is not repeated.
+                let cause_text = cause.to_string();
+                if !message.ends_with(&cause_text) {
+                    eprintln!("{p}  caused by: {cause_text}");
+                }
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {
