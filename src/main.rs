@@ -17,10 +17,15 @@ fn main() -> ExitCode {
         Err(err) => {
             let p = runner::logging::priority(log::Level::Error);
             let escape = |text: String| runner::logging::log_lines(&text).join("\n");
-            eprintln!("{p}runner: error: {}", escape(err.to_string()));
+            let message = err.to_string();
+            eprintln!("{p}runner: error: {}", escape(message.clone()));
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("{p}  caused by: {}", escape(cause.to_string()));
+                // A cause the message already quotes ("PATH: File exists") is not repeated.
+                let cause_text = cause.to_string();
+                if !message.ends_with(&cause_text) {
+                    eprintln!("{p}  caused by: {}", escape(cause_text));
+                }
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {

@@ -134,7 +134,8 @@ fn check_halt_task(config: &ChainConfig) -> Result<(), Error> {
 }
 
 /// `[runner] name`, or the task directory's base name. A job name becomes a directory
-/// name under the state directory, so it may not contain `/` or start with a dot.
+/// name under the state directory, so it may not contain `/` or a control character, or
+/// start with a dot.
 fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
     let (name, origin) = match &config.runner.name {
         Some(name) => (name.clone(), config.origin_of("runner", "name")),
@@ -153,12 +154,17 @@ fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
             (base, None)
         }
     };
-    let valid = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0']);
+    // A control character (a newline from a continuation line, a tab) would make a
+    // directory name no listing shows straight, and split `runs list` rows.
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.chars().any(char::is_control);
     if valid {
         return Ok(name);
     }
     let reason = format!(
-        "{name:?} cannot be a job name: it must not be empty, start with \".\" or contain \"/\""
+        "{name:?} cannot be a job name: it must not be empty, start with \".\", or contain \"/\" or a control character"
     );
     match origin {
         Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),

@@ -73,7 +73,17 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
             print::records(global.format, &runs, |style| list_table(&runs, style))?;
         }
         RunsCommand::Show { run_id } => {
-            let detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
+            let mut detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
+            // A run dsari recorded has its output in dsari's layout beside the store.
+            if detail.output_dir.is_none() {
+                let dir = data_dir
+                    .join("runs")
+                    .join(&detail.run.job_name)
+                    .join(&detail.run.run_id);
+                if dir.join("output.txt").is_file() {
+                    detail.output_dir = Some(dir.display().to_string());
+                }
+            }
             print::records(global.format, &detail, |style| show_table(&detail, style))?;
         }
         RunsCommand::Output { run_id, task } => {

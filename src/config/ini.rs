@@ -156,7 +156,8 @@ impl Document {
 
     /// Reads `path` and lays its values over the ones already here.
     pub(crate) fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, e))?;
+        let text = decode(path, bytes)?;
         self.merge_str(path, &text)
     }
 
@@ -298,6 +299,36 @@ impl Document {
 }
 
 /// The name of a `[section]` line; `rest` is the line after its `[`.
+/// The file's text. Files written for Mozilla's runner were read as bytes, so a comment in
+/// another encoding (an old Latin-1 `# Müller`) is harmless and read as text with
+/// replacement characters; anything else that is not UTF-8 is an error naming its line.
+fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
+    let bytes = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e.into_bytes(),
+    };
+    let mut text = String::with_capacity(bytes.len());
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if number > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(line) {
+            Ok(line) => text.push_str(line),
+            Err(_) if line.starts_with(b";") || line.starts_with(b"#") => {
+                text.push_str(&String::from_utf8_lossy(line));
+            }
+            Err(_) => {
+                return Err(ConfigError::syntax(
+                    path,
+                    number + 1,
+                    "the line is not valid UTF-8 (only comments may be in another encoding)",
+                ));
+            }
+        }
+    }
+    Ok(text)
+}
+
 fn section_header<'a>(
     path: &Path,
     line_no: usize,
@@ -466,6 +497,19 @@ mod tests {
     fn byte_order_mark_and_crlf_are_ignored() {
         let d = doc("\u{feff}[runner]\r\nmax_tries = 3\r\n").expect("valid");
         assert_eq!(value(&d, "runner", "max_tries"), "3");
+    }
+
+    #[test]
+    fn a_comment_in_another_encoding_is_read_and_a_value_is_an_error_with_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("latin1.ini");
+        std::fs::write(&path, b"# M\xfcller\n[a]\nk = v\n").expect("write");
+        let d = Document::load(&path).expect("a Latin-1 comment is harmless");
+        assert_eq!(value(&d, "a", "k"), "v");
+        std::fs::write(&path, b"[a]\n; ok\nk = M\xfcller\n").expect("write");
+        let e = Document::load(&path).expect_err("a Latin-1 value is refused");
+        assert!(e.to_string().contains("latin1.ini:3:"), "{e}");
+        assert!(e.to_string().contains("UTF-8"), "{e}");
     }
 
     #[test]

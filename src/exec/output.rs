@@ -204,6 +204,14 @@ impl Pump {
             };
             let n = match stream.source.read(&mut self.buffer) {
                 Ok(0) => {
+                    // A last line without its newline is ended here, so the next task's
+                    // prefixed line starts a line of its own.
+                    if self.prefix.is_some() && !stream.at_line_start {
+                        let _ = match stream.target {
+                            Target::Stdout => io::stdout().lock().write_all(b"\n"),
+                            Target::Stderr => io::stderr().lock().write_all(b"\n"),
+                        };
+                    }
                     self.streams[index] = None;
                     return;
                 }

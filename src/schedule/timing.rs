@@ -46,6 +46,18 @@ const ALIASES: [(&str, &str); 7] = [
     ("@annually", "h h h h * h"),
 ];
 
+/// The same aliases written in any other case (`@DAILY`): dsari's hashing only knows
+/// them in lower case, and croniter then reads them as plain cron, unhashed, at second 0.
+const UNHASHED_ALIASES: [(&str, &str); 7] = [
+    ("@midnight", "0 0 * * * 0"),
+    ("@hourly", "0 * * * * 0"),
+    ("@daily", "0 0 * * * 0"),
+    ("@weekly", "0 0 * * 0 0"),
+    ("@monthly", "0 0 1 * * 0"),
+    ("@yearly", "0 0 1 1 * 0"),
+    ("@annually", "0 0 1 1 * 0"),
+];
+
 /// Upper bound on wall times examined per query. Only reached when many
 /// candidates fall inside a repeated (fall-back) hour, e.g. every second.
 const MAX_CANDIDATES: usize = 100_000;
@@ -277,7 +289,12 @@ fn parse_kind(expr: &str, crc: u32, tz: Tz) -> Result<Kind, FieldError> {
     }
     let lower = expr.to_ascii_lowercase();
     let fields: Vec<&str> = if lower.starts_with('@') {
-        let expansion = ALIASES
+        let aliases = if lower == expr {
+            &ALIASES
+        } else {
+            &UNHASHED_ALIASES
+        };
+        let expansion = aliases
             .iter()
             .find(|(alias, _)| *alias == lower)
             .map(|(_, fields)| *fields)
@@ -566,6 +583,27 @@ mod tests {
         assert_eq!(
             next("@annually", "hello", Tz::UTC, "2020-01-01T00:00:00"),
             yearly
+        );
+    }
+
+    #[test]
+    fn aliases_in_another_case_are_unhashed_like_dsari() {
+        // dsari 2.0 (croniter 7.0.0), job "j", after 2026-01-01T00:00:00Z: only the
+        // lower-case aliases are hashed; the others are croniter's plain cron.
+        for (alias, due) in [
+            ("@HOURLY", "2026-01-01T01:00:00.497641"),
+            ("@Midnight", "2026-01-02T00:00:00.497641"),
+            ("@DAILY", "2026-01-02T00:00:00.497641"),
+            ("@WEEKLY", "2026-01-04T00:00:00.497641"),
+            ("@Monthly", "2026-02-01T00:00:00.497641"),
+            ("@ANNUALLY", "2027-01-01T00:00:00.497641"),
+        ] {
+            let got = next(alias, "j", Tz::UTC, "2026-01-01T00:00:00");
+            assert_eq!(got, Some(at(due)), "{alias}");
+        }
+        assert_eq!(
+            next("@daily", "j", Tz::UTC, "2026-01-01T00:00:00"),
+            Some(at("2026-01-01T13:39:14.497641"))
         );
     }
 

@@ -104,6 +104,14 @@ impl Mirror {
             log::warn!("cannot write {}: {e}", self.output.path.display());
         }
     }
+
+    /// Ends a prefixed last line that has no newline, so the next task's line starts
+    /// a line of its own in `output.txt`.
+    fn end_line(&mut self) {
+        if self.prefix.is_some() && !self.at_line_start {
+            self.write(b"\n");
+        }
+    }
 }
 
 impl CaptureFile {
@@ -201,6 +209,9 @@ impl CaptureFile {
         }
         self.finished = true;
         if self.ring_written == 0 {
+            if let Some(mirror) = &mut self.mirror {
+                mirror.end_line();
+            }
             return Ok(());
         }
         let kept = self.ring_written.min(self.tail_cap);
@@ -230,6 +241,9 @@ impl CaptureFile {
             }
             drop(ring);
             let _ = std::fs::remove_file(self.ring_path());
+        }
+        if let Some(mirror) = &mut self.mirror {
+            mirror.end_line();
         }
         self.file()?.flush()
     }
@@ -353,6 +367,27 @@ mod tests {
         assert_eq!(text, format!("{a_log}[b] one\n[b] two\n"));
         assert!(a_log.starts_with("abcde\n[runner: 16 bytes"), "{a_log}");
         assert!(a_log.ends_with("]\nvwxyz"), "{a_log}");
+    }
+
+    #[test]
+    fn a_prefixed_last_line_without_newline_is_ended_in_output_txt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = RunOutput::create(&dir.path().join("output.txt")).expect("create");
+        let mut a = CaptureFile::new(&dir.path().join("a.log"), 100)
+            .mirrored(out.clone(), Some("[a] ".to_owned()));
+        a.write_all(b"one\npartial").expect("write");
+        a.finish().expect("finish");
+        let mut b = CaptureFile::new(&dir.path().join("b.log"), 100)
+            .mirrored(out.clone(), Some("[b] ".to_owned()));
+        b.write_all(b"two\n").expect("write");
+        b.finish().expect("finish");
+        let text = std::fs::read_to_string(dir.path().join("output.txt")).expect("read");
+        assert_eq!(text, "[a] one\n[a] partial\n[b] two\n");
+        let a_log = std::fs::read_to_string(dir.path().join("a.log")).expect("read");
+        assert_eq!(
+            a_log, "one\npartial",
+            "the attempt's own log keeps its bytes"
+        );
     }
 
     #[test]

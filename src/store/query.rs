@@ -134,19 +134,16 @@ impl Store {
         result.map_err(|e| self.wrap(e))
     }
 
-    /// The run whose id is `prefix` or starts with it.
+    /// The run whose id is `prefix` or starts with it. Any id a store holds can be
+    /// named in full (a hand-written or foreign row may hold any text); the empty string
+    /// matches only a run whose id is empty, never every run.
     pub(crate) fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError> {
-        if prefix.is_empty()
-            || !prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(StoreError::NotFound {
-                prefix: prefix.to_owned(),
-            });
-        }
-        // GLOB is case-sensitive and can use the run_id indexes for a prefix.
-        let pattern = format!("{prefix}*");
+        // GLOB is case-sensitive and can use the run_id indexes for a prefix; its own
+        // wildcards in the id are matched literally.
+        let pattern = match glob_literal(prefix) {
+            literal if prefix.is_empty() => literal,
+            literal => format!("{literal}*"),
+        };
         let result = (|| {
             let mut found = Vec::new();
             let mut running = self.conn.prepare_cached(&format!(
@@ -231,6 +228,22 @@ impl Store {
             output_dir,
         })
     }
+}
+
+/// `text` as a GLOB pattern that matches exactly it: `*`, `?` and `[` each in brackets.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 const RUNNING_COLUMNS: &str = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
@@ -318,4 +331,34 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
             .get::<_, Option<String>>(9)?
             .and_then(|t| serde_json::from_str(&t).ok()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_stored_run_id_can_be_named_in_full_and_wildcards_are_literal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_file(&dir.path().join("dsari.sqlite3")).expect("open");
+        for id in ["..", "a/b", "x*", "", "abc-1"] {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO runs VALUES ('j', ?1, 1.0, 2.0, 3.0, 0, 'schedule', '{}', '{}')",
+                    [id],
+                )
+                .expect("insert");
+        }
+        for id in ["..", "a/b", "x*", ""] {
+            assert_eq!(store.find_run(id).expect(id).run_id, id);
+        }
+        // `x` is a prefix of `x*` only; `*` is not a wildcard that matches `abc-1`.
+        assert_eq!(store.find_run("x").expect("x").run_id, "x*");
+        assert!(matches!(
+            store.find_run("*"),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(store.find_run("abc").expect("abc").run_id, "abc-1");
+    }
 }

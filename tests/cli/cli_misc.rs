@@ -82,3 +82,20 @@ fn runs_list_filters_by_job_and_limits() {
     let both = chain.runs_json(&["list", "--job", "alpha", "--job", "beta"]);
     assert_eq!(both.as_array().map(Vec::len), Some(4));
 }
+
+#[test]
+fn an_io_error_is_said_once_with_its_path() {
+    let chain = Chain::new();
+    let file = chain.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    let mut cmd = runner();
+    cmd.arg("--state-dir")
+        .arg(chain.state_dir())
+        .args(["report", "--out"])
+        .arg(&file);
+    let run = Run::of(cmd);
+    run.assert_code(1);
+    let stderr = run.stderr();
+    assert!(stderr.contains("not-a-dir: File exists"), "{stderr}");
+    assert_eq!(stderr.matches("File exists").count(), 1, "{stderr}");
+}

@@ -244,6 +244,21 @@ fn a_job_name_too_long_for_its_lock_file_is_an_error() {
 }
 
 #[test]
+fn a_job_name_with_a_control_character_is_an_error() {
+    // A continuation line makes the name "a\nb": a newline in a directory name and in
+    // every `runs list` row.
+    let chain = a_task().ini("[runner]\nname = a\n  b");
+    assert_config_error(
+        &chain,
+        "runner.ini:7: [runner] name: \"a\\nb\" cannot be a job name",
+    );
+    let chain = a_task().ini("[runner]\nname = a\tb");
+    assert_config_error(&chain, "or a control character");
+    let chain = a_task().ini("[runner]\nname = a b-ü");
+    chain.run(&[]).assert_code(0);
+}
+
+#[test]
 fn a_missing_interpreter_is_named_before_any_task() {
     let chain = a_task().ini("[runner]\ninterpreter = python4 -u");
     assert_config_error(

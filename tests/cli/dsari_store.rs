@@ -158,6 +158,9 @@ fn runs_dsari_recorded_read_back_and_reading_changes_nothing() {
         &["runs", "show", BAD_RUN, "--format", "json"],
     ));
     assert_eq!(bad["trigger_data"]["type"], "file");
+    // Its output's directory, in dsari's layout, as for runner's own runs.
+    let dir = data.join("runs").join("hello").join(BAD_RUN);
+    assert_eq!(bad["output_dir"], dir.display().to_string(), "{bad}");
 
     let output = with_state_dir(&data, &["runs", "output", &BAD_RUN[..8]]);
     output.assert_code(0);

@@ -121,6 +121,23 @@ fn parallel_runs_independent_tasks_together_with_prefixes() {
 }
 
 #[test]
+fn a_prefixed_last_line_without_newline_is_ended_before_the_next_task() {
+    let chain = Chain::new()
+        .task("10-a.sh", "echo a-out; printf a-partial")
+        .task("20-b.sh", "echo b-out")
+        .ini("[runner]\nparallel = 2\nmax_tries = 1\n[b]\ndepends_on = a");
+    let run = chain.run(&[]);
+    run.assert_code(0);
+    let stdout = run.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["[a] a-out", "[a] a-partial", "[b] b-out"],
+        "{stdout}"
+    );
+}
+
+#[test]
 fn strictly_sequential_by_default() {
     let chain = Chain::new()
         .task(
