@@ -27,6 +27,7 @@ Usage: bench/daemon.py [--runner PATH] [--jobs N[,N...]] [--seconds S]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,18 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 # The parent of every temporary directory; see --tmp.
 TMP = None
+
+# Temporary directories still to delete. They are all deleted at the end: ext4 without a
+# journal passes over inodes deleted in the last minutes when it allocates new ones, so
+# deleting one part's tens of thousands of run directories would slow the next part.
+LEFT = []
+
+
+@contextlib.contextmanager
+def scratch():
+    directory = tempfile.TemporaryDirectory(prefix="runner-bench-", dir=TMP)
+    LEFT.append(directory)
+    yield directory.name
 
 
 def cpu_seconds(pid):
@@ -160,7 +173,7 @@ def every_second(daemons, jobs, seconds):
     config = {f"job{i:04d}": {"command": ["true"], "schedule": "* * * * * *"} for i in range(jobs)}
     rows = {}
     for kind, program in daemons:
-        with tempfile.TemporaryDirectory(prefix="runner-bench-", dir=TMP) as root:
+        with scratch() as root:
             d = Daemon(kind, program, root, config)
             pid = d.proc.pid
             cpu0, t0 = cpu_seconds(pid), time.time()
@@ -202,7 +215,7 @@ def idle(daemons, jobs, seconds):
     }
     rows = {}
     for kind, program in daemons:
-        with tempfile.TemporaryDirectory(prefix="runner-bench-", dir=TMP) as root:
+        with scratch() as root:
             d = Daemon(kind, program, root, config)
             pid = d.proc.pid
             ready_rss = rss_mb(pid, "VmRSS")
@@ -221,7 +234,7 @@ def idle(daemons, jobs, seconds):
 
 def triggers(runner, count):
     print(f"trigger pickup over {count} triggers, runner (file renamed into place -> run started; {load()}):")
-    with tempfile.TemporaryDirectory(prefix="runner-bench-", dir=TMP) as root:
+    with scratch() as root:
         d = Daemon("runner", runner, root, {"manual": {"command": ["true"]}})
         directory = os.path.join(d.data, "trigger", "manual")
         os.makedirs(directory, exist_ok=True)
@@ -265,6 +278,8 @@ def main():
         idle(daemons, args.idle_jobs, args.idle_seconds)
     if "triggers" not in skip:
         triggers(runner, 20)
+    for directory in LEFT:
+        directory.cleanup()
 
 
 if __name__ == "__main__":
