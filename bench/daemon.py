@@ -22,7 +22,7 @@ directory and a file, and on ext4 without a journal a directory full of recently
 deleted inodes (a busy /tmp) makes each of those cost up to a millisecond of kernel
 time. --tmp chooses the parent of the temporary directories (default: target/bench-tmp).
 
-Usage: bench/daemon.py [--runner PATH] [--jobs N[,N...]] [--seconds S]
+Usage: bench/daemon.py [--runner PATH] [--baseline PATH] [--jobs N[,N...]] [--seconds S]
                        [--idle-jobs N] [--idle-seconds S] [--tmp DIR]
 """
 
@@ -85,7 +85,8 @@ def percentile(values, p):
 class Daemon:
     """One daemon on a configuration directory of its own; `kind` is runner or dsari."""
 
-    def __init__(self, kind, program, root, jobs):
+    def __init__(self, label, program, root, jobs):
+        kind = "dsari" if label == "dsari" else "runner"
         self.kind = kind
         self.root = root
         self.data = os.path.join(root, "data")
@@ -146,9 +147,12 @@ class Daemon:
         return []
 
 
-def peers(runner):
-    """The daemons to measure: runner, and dsari when DSARI_SRC names its source."""
+def peers(runner, baseline):
+    """The daemons to measure: runner, another runner to compare with (--baseline), and
+    dsari when DSARI_SRC names its source."""
     found = [("runner", runner)]
+    if baseline:
+        found.append(("baseline", baseline))
     source = os.environ.get("DSARI_SRC")
     if not source:
         print("  (dsari row skipped: set DSARI_SRC=path to dsari's source to run it beside runner)")
@@ -160,12 +164,13 @@ def peers(runner):
 
 
 def ratio_row(rows, keys):
-    if "dsari" in rows and "runner" in rows:
-        parts = []
-        for key, label in keys:
-            a, b = rows["dsari"][key], rows["runner"][key]
-            parts.append(f"{label} {a / b:.1f}x" if b else f"{label} -")
-        print("  dsari / runner: " + ", ".join(parts))
+    for other in ("baseline", "dsari"):
+        if other in rows and "runner" in rows:
+            parts = []
+            for key, label in keys:
+                a, b = rows[other][key], rows["runner"][key]
+                parts.append(f"{label} {a / b:.1f}x" if b else f"{label} -")
+            print(f"  {other} / runner: " + ", ".join(parts))
 
 
 def every_second(daemons, jobs, seconds):
@@ -199,7 +204,7 @@ def every_second(daemons, jobs, seconds):
         cpu = cpu1 - cpu0
         per_run = cpu / started * 1000 if started else float("nan")
         rows[kind] = {"p99": percentile(latencies, 99), "cpu": cpu, "per_run": per_run, "rss": hwm}
-        print(f"  {kind:<6} due {due}, ran {len(window)}, ticks skipped {gaps}; "
+        print(f"  {kind:<8} due {due}, ran {len(window)}, ticks skipped {gaps}; "
               f"latency p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
               f"max {max(latencies, default=float('nan')):.2f} ms; "
               f"CPU {cpu:.2f} s ({per_run:.3f} ms per run); peak RSS {hwm:.1f} MB  [{end_load} at the end]")
@@ -226,7 +231,7 @@ def idle(daemons, jobs, seconds):
             d.stop()
             runs = len(d.runs())
         rows[kind] = {"ready": d.ready_after, "cpu": d.ready_cpu, "rss": rss}
-        print(f"  {kind:<6} ready after {d.ready_after:.3f} s ({d.ready_cpu:.2f} s CPU); RSS {ready_rss:.1f} MB at ready, "
+        print(f"  {kind:<8} ready after {d.ready_after:.3f} s ({d.ready_cpu:.2f} s CPU); RSS {ready_rss:.1f} MB at ready, "
               f"{rss:.1f} MB after; idle CPU {cpu1 - cpu0:.3f} s ({(cpu1 - cpu0) / seconds * 60:.3f} s per minute); "
               f"runs {runs}")
     ratio_row(rows, [("ready", "time to ready"), ("cpu", "CPU to ready"), ("rss", "RSS")])
@@ -262,6 +267,7 @@ def main():
     parser.add_argument("--idle-jobs", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=int, default=60)
     parser.add_argument("--skip", default="", help="parts to leave out: every,idle,triggers")
+    parser.add_argument("--baseline", help="another runner binary to measure beside it (before/after)")
     parser.add_argument("--tmp", default="target/bench-tmp", help="where the temporary directories go")
     args = parser.parse_args()
     global TMP
@@ -270,7 +276,7 @@ def main():
     print(f"temporary directories in {TMP}")
     skip = set(args.skip.split(","))
     runner = os.path.abspath(args.runner)
-    daemons = peers(runner)
+    daemons = peers(runner, args.baseline and os.path.abspath(args.baseline))
     if "every" not in skip:
         for jobs in (int(n) for n in args.jobs.split(",")):
             every_second(daemons, jobs, args.seconds)
