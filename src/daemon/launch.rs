@@ -81,6 +81,17 @@ fn format_epoch(t: f64) -> String {
     format!("{t}")
 }
 
+/// The daemon's user: its name and home, looked up once (the password database is read
+/// on each lookup, and the daemon's user does not change while it runs).
+fn daemon_user() -> Option<&'static (String, String)> {
+    static USER: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok()??;
+        Some((user.name, user.dir.display().to_string()))
+    })
+    .as_ref()
+}
+
 /// The run's environment, built from scratch (only PATH is inherited), in dsari's
 /// precedence: automatic < global `environment` < job `environment` < trigger.
 pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
@@ -95,9 +106,9 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
         "PATH",
         std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()),
     );
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
-        set("LOGNAME", user.name);
-        set("HOME", user.dir.display().to_string());
+    if let Some((name, home)) = daemon_user() {
+        set("LOGNAME", name.clone());
+        set("HOME", home.clone());
     }
     set("PWD", run_dir.clone());
     set("DATA_DIR", ctx.paths.data_dir.display().to_string());
