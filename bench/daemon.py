@@ -1,28 +1,59 @@
 #!/usr/bin/env python3
-"""Daemon benchmark: tick latency under load, idle cost, trigger pickup.
+"""Daemon benchmark: runner's daemon (and dsari's, when DSARI_SRC is set) on one config.
 
-1. N jobs (default 200) scheduled every second for S seconds (default 60): start
-   latency (start_time - schedule_time) p50/p99/max, ticks run versus ticks due,
-   daemon CPU seconds and peak RSS.
-2. 10,000 hourly jobs (all due at a minute outside the window) for S seconds: daemon
-   CPU seconds and RSS while idle.
-3. Trigger-file pickup latency over 20 triggers (file renamed into place -> run start).
+1. For each rate N in --jobs (default 200 and 1000): N jobs scheduled every second for
+   S seconds (default 60). Per daemon: due runs in the window and runs started, ticks
+   skipped between runs, start latency (start_time - schedule_time) p50/p99/max, daemon
+   CPU in all and per run, peak RSS.
+2. 10,000 hourly jobs (due at a minute outside the window): wall time and CPU until the
+   daemon is ready (runner: READY=1 on NOTIFY_SOCKET; dsari: its "Scheduler running"
+   line), RSS, then CPU while idle for S seconds.
+3. runner only: trigger-file pickup latency over 20 triggers (file renamed into place ->
+   run start).
 
-Usage: bench/daemon.py [--runner PATH] [--jobs N] [--seconds S] [--idle-jobs N]
+Both daemons get the identical configuration directory (`dsari.json`, with its own
+`data_dir`). With DSARI_SRC=path (dsari's source; it needs croniter, python-dateutil
+and PyYAML), dsari runs beside runner and a ratio row follows; without it the dsari
+rows are skipped with a message. The machine may be shared: the load average is printed
+with every figure, and ratios within one run are what to compare.
+
+Where the daemons' data lives matters more than one would think: each run makes a
+directory and a file, and on ext4 without a journal a directory full of recently
+deleted inodes (a busy /tmp) makes each of those cost up to a millisecond of kernel
+time. --tmp chooses the parent of the temporary directories (default: target/bench-tmp).
+
+Usage: bench/daemon.py [--runner PATH] [--baseline PATH] [--jobs N[,N...]] [--seconds S]
+                       [--idle-jobs N] [--idle-seconds S] [--tmp DIR]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+# The parent of every temporary directory; see --tmp.
+TMP = None
+
+# Temporary directories still to delete. They are all deleted at the end: ext4 without a
+# journal passes over inodes deleted in the last minutes when it allocates new ones, so
+# deleting one part's tens of thousands of run directories would slow the next part.
+LEFT = []
+
+
+@contextlib.contextmanager
+def scratch():
+    directory = tempfile.TemporaryDirectory(prefix="runner-bench-", dir=TMP)
+    LEFT.append(directory)
+    yield directory.name
 
 
 def cpu_seconds(pid):
@@ -39,6 +70,10 @@ def rss_mb(pid, key):
     return 0.0
 
 
+def load():
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def percentile(values, p):
     values = sorted(values)
     if not values:
@@ -48,94 +83,166 @@ def percentile(values, p):
 
 
 class Daemon:
-    def __init__(self, runner, root, config):
+    """One daemon on a configuration directory of its own; `kind` is runner or dsari."""
+
+    def __init__(self, label, program, root, jobs):
+        kind = "dsari" if label == "dsari" else "runner"
+        self.kind = kind
         self.root = root
-        self.state = os.path.join(root, "state")
-        path = os.path.join(root, "runner.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        self.log = open(os.path.join(root, "daemon.log"), "w")
-        # Ready when the daemon says so, as it tells systemd: READY=1 on NOTIFY_SOCKET.
-        notify_path = os.path.join(root, "notify")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(notify_path)
-        notify.settimeout(120)
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
-        self.proc = subprocess.Popen([runner, "-q", "--state-dir", self.state, "daemon", "--config", path],
-                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        self.data = os.path.join(root, "data")
+        conf = os.path.join(root, "conf")
+        os.makedirs(conf)
+        self.config = os.path.join(conf, "dsari.json")
+        with open(self.config, "w") as f:
+            json.dump({"data_dir": self.data, "jobs": jobs}, f)
+        self.log_path = os.path.join(root, "daemon.log")
+        self.log = open(self.log_path, "w")
+        env = dict(os.environ)
+        if kind == "runner":
+            argv = [program, "-q", "daemon", "--config", self.config]
+            # Ready when the daemon says so, as it tells systemd: READY=1 on NOTIFY_SOCKET.
+            notify_path = os.path.join(root, "notify")
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(notify_path)
+            notify.settimeout(300)
+            env["NOTIFY_SOCKET"] = notify_path
+        else:
+            argv = [sys.executable, os.path.join(program, "dsari-daemon"), "-c", conf]
+            env["PYTHONPATH"] = program
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
         try:
-            while b"READY=1" not in notify.recv(256):
-                pass
-        except socket.timeout:
-            raise SystemExit("daemon did not start; see " + self.log.name)
-        finally:
-            notify.close()
+            if kind == "runner":
+                try:
+                    while b"READY=1" not in notify.recv(256):
+                        pass
+                except socket.timeout:
+                    raise SystemExit("runner's daemon did not start; see " + self.log_path)
+                finally:
+                    notify.close()
+            else:
+                deadline = time.time() + 300
+                while "Scheduler running" not in open(self.log_path).read():
+                    if self.proc.poll() is not None or time.time() > deadline:
+                        raise SystemExit("dsari's daemon did not start; see " + self.log_path)
+                    time.sleep(0.005)
+        except BaseException:
+            self.proc.kill()
+            raise
+        self.ready_after = time.perf_counter() - self.started
+        self.ready_cpu = cpu_seconds(self.proc.pid)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
+        self.proc.wait(timeout=300)
 
-    def runs(self, where=""):
-        db = sqlite3.connect(os.path.join(self.state, "runner.sqlite3"))
-        rows = db.execute(f"SELECT job_name, schedule_time, start_time FROM runs {where}").fetchall()
-        db.close()
-        return rows
+    def runs(self):
+        for name in ("runner.sqlite3", "dsari.sqlite3"):
+            path = os.path.join(self.data, name)
+            if os.path.exists(path):
+                db = sqlite3.connect(path)
+                rows = db.execute("SELECT job_name, schedule_time, start_time FROM runs").fetchall()
+                db.close()
+                return rows
+        return []
 
 
-def every_second(runner, jobs, seconds):
-    with tempfile.TemporaryDirectory(prefix="runner-bench-") as root:
-        config = {"jobs": {f"job{i:03d}": {"command": ["true"], "schedule": "* * * * * *"} for i in range(jobs)}}
-        d = Daemon(runner, root, config)
-        pid = d.proc.pid
-        cpu0, t0 = cpu_seconds(pid), time.time()
-        time.sleep(seconds)
-        cpu1, t1 = cpu_seconds(pid), time.time()
-        hwm = rss_mb(pid, "VmHWM")
-        d.stop()
-        rows = d.runs()
-        window = [r for r in rows if t0 <= r[1] <= t1 - 1.0]
+def peers(runner, baseline):
+    """The daemons to measure: runner, another runner to compare with (--baseline), and
+    dsari when DSARI_SRC names its source."""
+    found = [("runner", runner)]
+    if baseline:
+        found.append(("baseline", baseline))
+    source = os.environ.get("DSARI_SRC")
+    if not source:
+        print("  (dsari row skipped: set DSARI_SRC=path to dsari's source to run it beside runner)")
+    elif not os.path.exists(os.path.join(source, "dsari-daemon")):
+        print(f"  (dsari row skipped: {source}/dsari-daemon does not exist)")
+    else:
+        found.append(("dsari", os.path.abspath(source)))
+    return found
+
+
+def ratio_row(rows, keys):
+    for other in ("baseline", "dsari"):
+        if other in rows and "runner" in rows:
+            parts = []
+            for key, label in keys:
+                a, b = rows[other][key], rows["runner"][key]
+                parts.append(f"{label} {a / b:.1f}x" if b else f"{label} -")
+            print(f"  {other} / runner: " + ", ".join(parts))
+
+
+def every_second(daemons, jobs, seconds):
+    print(f"{jobs} jobs every second for {seconds}s (started {time.strftime('%H:%M:%S', time.gmtime())} UTC, {load()}):")
+    config = {f"job{i:04d}": {"command": ["true"], "schedule": "* * * * * *"} for i in range(jobs)}
+    rows = {}
+    for kind, program in daemons:
+        with scratch() as root:
+            d = Daemon(kind, program, root, config)
+            pid = d.proc.pid
+            cpu0, t0 = cpu_seconds(pid), time.time()
+            time.sleep(seconds)
+            cpu1, t1 = cpu_seconds(pid), time.time()
+            hwm = rss_mb(pid, "VmHWM")
+            end_load = load()
+            d.stop()
+            rows_db = d.runs()
+        # Whole seconds inside the window, the last one with a second to start in.
+        first, last = int(t0) + 1, int(t1) - 1
+        window = [r for r in rows_db if first <= r[1] < last]
         latencies = [(start - sched) * 1000 for _, sched, start in window]
+        started = sum(1 for r in rows_db if t0 <= r[2] <= t1)
         by_job = {}
-        for job, sched, _ in rows:
+        for job, sched, _ in rows_db:
             by_job.setdefault(job, []).append(sched)
         gaps = 0
         for times in by_job.values():
-            times.sort()
-            gaps += sum(1 for a, b in zip(times, times[1:]) if b - a > 1.5)
-        due = jobs * int(t1 - 1.0 - t0)
-        print(f"{jobs} jobs every second for {seconds}s:")
-        print(f"  ticks run in the window {len(window)} (about {due} due), ticks skipped between runs {gaps}")
-        print(f"  start latency p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
-              f"max {max(latencies):.2f} ms")
-        print(f"  daemon CPU {cpu1 - cpu0:.2f} s over {t1 - t0:.0f} s, peak RSS {hwm:.1f} MB")
+            times = sorted(t for t in times if first <= t < last)
+            gaps += sum(round(b - a) - 1 for a, b in zip(times, times[1:]) if b - a > 1.5)
+        due = jobs * max(0, last - first)
+        cpu = cpu1 - cpu0
+        per_run = cpu / started * 1000 if started else float("nan")
+        rows[kind] = {"p99": percentile(latencies, 99), "cpu": cpu, "per_run": per_run, "rss": hwm}
+        print(f"  {kind:<8} due {due}, ran {len(window)}, ticks skipped {gaps}; "
+              f"latency p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
+              f"max {max(latencies, default=float('nan')):.2f} ms; "
+              f"CPU {cpu:.2f} s ({per_run:.3f} ms per run); peak RSS {hwm:.1f} MB  [{end_load} at the end]")
+    ratio_row(rows, [("p99", "p99"), ("cpu", "CPU"), ("per_run", "CPU per run"), ("rss", "RSS")])
 
 
-def idle(runner, jobs, seconds):
+def idle(daemons, jobs, seconds):
     minute = (time.gmtime().tm_min + 30) % 60
-    with tempfile.TemporaryDirectory(prefix="runner-bench-") as root:
-        config = {
-            "jobs": {
-                f"hourly{i:05d}": {"command": ["true"], "schedule": f"{minute} * * * *", "schedule_timezone": "UTC"}
-                for i in range(jobs)
-            }
-        }
-        d = Daemon(runner, root, config)
-        pid = d.proc.pid
-        startup = cpu_seconds(pid)
-        cpu0 = startup
-        time.sleep(seconds)
-        cpu1 = cpu_seconds(pid)
-        rss = rss_mb(pid, "VmRSS")
-        d.stop()
-        print(f"{jobs} hourly jobs, none due in the window, {seconds}s idle:")
-        print(f"  start-up CPU {startup:.2f} s; idle CPU {cpu1 - cpu0:.3f} s ({(cpu1 - cpu0) / seconds * 60:.3f} s per minute); "
-              f"RSS {rss:.1f} MB; runs {len(d.runs())}")
+    print(f"{jobs} hourly jobs, none due, {seconds}s idle (started {time.strftime('%H:%M:%S', time.gmtime())} UTC, {load()}):")
+    config = {
+        f"hourly{i:05d}": {"command": ["true"], "schedule": f"{minute} * * * *", "schedule_timezone": "UTC"}
+        for i in range(jobs)
+    }
+    rows = {}
+    for kind, program in daemons:
+        with scratch() as root:
+            d = Daemon(kind, program, root, config)
+            pid = d.proc.pid
+            ready_rss = rss_mb(pid, "VmRSS")
+            cpu0 = cpu_seconds(pid)
+            time.sleep(seconds)
+            cpu1 = cpu_seconds(pid)
+            rss = rss_mb(pid, "VmRSS")
+            d.stop()
+            runs = len(d.runs())
+        rows[kind] = {"ready": d.ready_after, "cpu": d.ready_cpu, "rss": rss}
+        print(f"  {kind:<8} ready after {d.ready_after:.3f} s ({d.ready_cpu:.2f} s CPU); RSS {ready_rss:.1f} MB at ready, "
+              f"{rss:.1f} MB after; idle CPU {cpu1 - cpu0:.3f} s ({(cpu1 - cpu0) / seconds * 60:.3f} s per minute); "
+              f"runs {runs}")
+    ratio_row(rows, [("ready", "time to ready"), ("cpu", "CPU to ready"), ("rss", "RSS")])
 
 
 def triggers(runner, count):
-    with tempfile.TemporaryDirectory(prefix="runner-bench-") as root:
-        d = Daemon(runner, root, {"jobs": {"manual": {"command": ["true"]}}})
-        directory = os.path.join(d.state, "trigger", "manual")
+    print(f"trigger pickup over {count} triggers, runner (file renamed into place -> run started; {load()}):")
+    with scratch() as root:
+        d = Daemon("runner", runner, root, {"manual": {"command": ["true"]}})
+        directory = os.path.join(d.data, "trigger", "manual")
+        os.makedirs(directory, exist_ok=True)
         written = []
         for i in range(count):
             tmp = os.path.join(directory, f".t{i}")
@@ -148,22 +255,37 @@ def triggers(runner, count):
                 time.sleep(0.02)
         d.stop()
         starts = sorted(r[2] for r in d.runs())
-        pickups = [(s - w) * 1000 for s, w in zip(starts, written)]
-        print(f"trigger pickup over {count} triggers (file renamed into place -> run started):")
-        print(f"  p50 {percentile(pickups, 50):.2f} ms, p99 {percentile(pickups, 99):.2f} ms, max {max(pickups):.2f} ms")
+    pickups = [(s - w) * 1000 for s, w in zip(starts, written)]
+    print(f"  p50 {percentile(pickups, 50):.2f} ms, p99 {percentile(pickups, 99):.2f} ms, max {max(pickups):.2f} ms")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runner", default="target/release/runner")
-    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--jobs", default="200,1000", help="rates to run, comma-separated")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--idle-jobs", type=int, default=10_000)
+    parser.add_argument("--idle-seconds", type=int, default=60)
+    parser.add_argument("--skip", default="", help="parts to leave out: every,idle,triggers")
+    parser.add_argument("--baseline", help="another runner binary to measure beside it (before/after)")
+    parser.add_argument("--tmp", default="target/bench-tmp", help="where the temporary directories go")
     args = parser.parse_args()
+    global TMP
+    os.makedirs(args.tmp, exist_ok=True)
+    TMP = os.path.abspath(args.tmp)
+    print(f"temporary directories in {TMP}")
+    skip = set(args.skip.split(","))
     runner = os.path.abspath(args.runner)
-    every_second(runner, args.jobs, args.seconds)
-    idle(runner, args.idle_jobs, args.seconds)
-    triggers(runner, 20)
+    daemons = peers(runner, args.baseline and os.path.abspath(args.baseline))
+    if "every" not in skip:
+        for jobs in (int(n) for n in args.jobs.split(",")):
+            every_second(daemons, jobs, args.seconds)
+    if "idle" not in skip:
+        idle(daemons, args.idle_jobs, args.idle_seconds)
+    if "triggers" not in skip:
+        triggers(runner, 20)
+    for directory in LEFT:
+        directory.cleanup()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -80,6 +81,17 @@ fn format_epoch(t: f64) -> String {
     format!("{t}")
 }
 
+/// The daemon's user: its name and home, looked up once (the password database is read
+/// on each lookup, and the daemon's user does not change while it runs).
+fn daemon_user() -> Option<&'static (String, String)> {
+    static USER: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok()??;
+        Some((user.name, user.dir.display().to_string()))
+    })
+    .as_ref()
+}
+
 /// The run's environment, built from scratch (only PATH is inherited), in dsari's
 /// precedence: automatic < global `environment` < job `environment` < trigger.
 pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
@@ -94,9 +106,9 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
         "PATH",
         std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()),
     );
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
-        set("LOGNAME", user.name);
-        set("HOME", user.dir.display().to_string());
+    if let Some((name, home)) = daemon_user() {
+        set("LOGNAME", name.clone());
+        set("HOME", home.clone());
     }
     set("PWD", run_dir.clone());
     set("DATA_DIR", ctx.paths.data_dir.display().to_string());
@@ -165,6 +177,37 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     env
 }
 
+/// The program to start for `name`: a bare name (`true`, `make`) is looked up here in
+/// the run's own `PATH`, as `execvp` in the child would. Handing std a path matters for
+/// speed: with a bare name and a `PATH` of the run's own, std cannot use `posix_spawn`
+/// and forks the whole daemon (page tables of every thread included) for each run. A
+/// name that is not found, or a `PATH` with a relative directory (which the child would
+/// resolve from its own working directory), is left to std as it is.
+fn program(name: &OsString, env: &BTreeMap<String, String>) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') {
+        return name.clone();
+    }
+    let Some(path) = env.get("PATH") else {
+        return name.clone();
+    };
+    if path.split(':').any(|dir| !dir.starts_with('/')) {
+        return name.clone();
+    }
+    for dir in path.split(':') {
+        let candidate = Path::new(dir).join(name);
+        let runnable = std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok();
+        if runnable {
+            return candidate.into_os_string();
+        }
+    }
+    name.clone()
+}
+
 /// The command of a run: the job's `command` (plus job name and run id with
 /// `command_append_run`), or runner itself running the job's chain attached to this run.
 pub(crate) fn command(
@@ -211,7 +254,9 @@ pub(crate) fn command(
         // The loader requires one of the two.
         (None, None) => vec![OsString::from("false")],
     };
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = Command::new(program(&argv[0], env));
+    // The job sees the name it gave as its argv[0], as with a search in the child.
+    cmd.arg0(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env);
     // dsari lets PWD (from the job or a trigger) choose the working directory.
     let cwd = env
@@ -291,3 +336,7 @@ pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "launch_tests.rs"]
+mod tests;

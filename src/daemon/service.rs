@@ -460,16 +460,6 @@ impl Service {
             previous: &previous,
             global_env: &self.config.environment,
         });
-        let file = match launch::output_file(&paths) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                log::error!(
-                    "cannot create {}: {e}; the run's output is lost",
-                    paths.run_dir.join("output.txt").display()
-                );
-                None
-            }
-        };
         let recorded = self.store.begin_run(&NewRun {
             run_id: &run_id,
             job: &job.name,
@@ -477,7 +467,7 @@ impl Service {
             start_time: start_time.into(),
             trigger_type: &request.trigger_type,
             trigger_data: &request.trigger_data,
-            session: &crate::state::boot_id(),
+            session: self.owner.boot_id.as_deref().unwrap_or("unknown-boot"),
             output_dir: &paths.run_dir,
             owner: &self.owner,
             tasks: &[],
@@ -499,9 +489,22 @@ impl Service {
             leftovers: crate::exec::Leftovers::Keep,
         };
         let sender = self.sender.clone();
+        let run_paths = paths.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("run-{}", &run_id[..8]))
             .spawn(move || {
+                // Making the run's directory and file is most of a run's start on a busy
+                // file system: here it keeps the scheduling loop free for the next run.
+                let file = match launch::output_file(&run_paths) {
+                    Ok(file) => Some(file),
+                    Err(e) => {
+                        log::error!(
+                            "cannot create {}: {e}; the run's output is lost",
+                            run_paths.run_dir.join("output.txt").display()
+                        );
+                        None
+                    }
+                };
                 let output = Output {
                     file,
                     ..Output::default()

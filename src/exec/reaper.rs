@@ -102,7 +102,7 @@ fn start_reaping() -> io::Result<()> {
 }
 
 /// Reaps the zombie children nobody waits for, and forgets kept processes that are gone.
-/// Runner's own children are read from `/proc/self/task/*/children` (a few small files);
+/// Runner's orphans are read from its main thread's `children` file (see `own_children`);
 /// the whole table is only read when there are kept processes to forget.
 fn sweep() {
     let me = std::process::id() as i32;
