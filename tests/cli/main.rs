@@ -8,6 +8,7 @@ mod cli_misc;
 mod config_errors;
 mod crash;
 mod daemon;
+mod daemon_events;
 mod dsari_store;
 mod events;
 mod exits;
