@@ -186,3 +186,76 @@ fn with_params(data: &serde_json::Value, job: &Job) -> serde_json::Value {
     }
     serde_json::Value::Object(merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::daemon::DaemonConfig;
+    use crate::store::NewEvent;
+
+    fn setup(yaml: &str) -> (tempfile::TempDir, Store, BTreeMap<String, ScheduledJob>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runner.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let config = DaemonConfig::load(&path).expect("config loads");
+        let jobs = super::super::jobs::prepare(&config).expect("jobs");
+        let store = Store::open_file(&dir.path().join("runner.db")).expect("store");
+        (dir, store, jobs)
+    }
+
+    fn fire(store: &mut Store, session: &str, name: &str, data: serde_json::Value) {
+        store
+            .fire_event(&NewEvent {
+                session,
+                name,
+                data: &data,
+                source: "fire",
+            })
+            .expect("fire");
+    }
+
+    #[test]
+    fn after_waits_unless_wins_and_with_params_is_merged() {
+        let (_dir, mut store, jobs) = setup(
+            "jobs:\n  j:\n    command: [\"true\"]\n    after: [a]\n    unless: [c]\n    \
+             with_params: {mode: ro}\n",
+        );
+        let job = &jobs["j"].job;
+        let gates = Gates::new(&store, "s1".to_owned());
+        assert!(matches!(gates.check(&store, job, None), Gate::Wait));
+        // Another session's event does not count.
+        fire(&mut store, "s2", "a", serde_json::json!({}));
+        assert!(matches!(gates.check(&store, job, None), Gate::Wait));
+        fire(
+            &mut store,
+            "s1",
+            "a",
+            serde_json::json!({"dev": "sdb", "mode": "rw"}),
+        );
+        match gates.check(&store, job, None) {
+            Gate::Open(data) => assert_eq!(
+                serde_json::Value::Object(data),
+                serde_json::json!({"a": {"dev": "sdb", "mode": "ro"}})
+            ),
+            other => panic!("expected open, got {other:?}"),
+        }
+        fire(&mut store, "s1", "c", serde_json::json!({}));
+        assert!(matches!(gates.check(&store, job, None), Gate::Closed(e) if e == "c"));
+    }
+
+    #[test]
+    fn and_every_counts_each_firing_after_the_start_once() {
+        let (_dir, mut store, jobs) =
+            setup("jobs:\n  j:\n    command: [\"true\"]\n    and_every: push\n");
+        fire(&mut store, "s1", "push", serde_json::json!({"n": 0}));
+        let mut gates = Gates::new(&store, "s1".to_owned());
+        assert!(gates.new_firings(&store, &jobs).is_empty(), "fired before");
+        fire(&mut store, "s1", "push", serde_json::json!({"n": 1}));
+        fire(&mut store, "s2", "push", serde_json::json!({"n": 9}));
+        fire(&mut store, "s1", "push", serde_json::json!({"n": 2}));
+        let found = gates.new_firings(&store, &jobs);
+        let ns: Vec<_> = found.iter().map(|(_, e)| e.data["n"].clone()).collect();
+        assert_eq!(ns, [1, 2]);
+        assert!(gates.new_firings(&store, &jobs).is_empty(), "each once");
+    }
+}
