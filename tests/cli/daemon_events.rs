@@ -154,3 +154,30 @@ fn a_job_with_after_added_by_a_reload_waits_and_runs() {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
 }
+
+#[test]
+fn runner_fire_inside_a_run_reaches_the_daemon_in_its_session() {
+    // The run's environment is built from scratch: only RUNNER_SESSION and
+    // RUNNER_DATABASE from the daemon make this fire land where the daemon looks.
+    let fire_cmd = format!(
+        "{} fire inner --data '{{\"from\": \"run\"}}'",
+        env!("CARGO_BIN_EXE_runner")
+    );
+    let config = serde_json::json!({"jobs": {
+        "first": {"command": ["/bin/sh", "-c", fire_cmd], "schedule": "* * * * * *"},
+        "second": {"command": ["/bin/sh", "-c", "cat \"$RUNNER_EVENTS\" > seen.json"],
+                   "after": ["inner"]}
+    }});
+    let mut daemon = Daemon::new(&[("runner.json", &config.to_string())]);
+    start(&mut daemon);
+    let runs = daemon.wait_runs("second", 1);
+    assert_eq!(runs[0]["status"], "ok", "{}", daemon.daemon_log());
+    assert_eq!(
+        events_file(&daemon, &runs[0]),
+        serde_json::json!({"inner": {"from": "run"}})
+    );
+    let listed = daemon.runner(&["events", "list", "--session", "s1", "--format", "json"]);
+    listed.assert_code(0).assert_stdout_contains("\"inner\"");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
