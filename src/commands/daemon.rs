@@ -74,6 +74,9 @@ struct JobEvents {
     with_params: serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     waiting_for: Option<Vec<String>>,
+    /// The `unless` events already fired (a run would be dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unless_fired: Option<Vec<String>>,
 }
 
 impl JobEvents {
@@ -82,12 +85,23 @@ impl JobEvents {
         if j.after.is_empty() && j.unless.is_empty() && j.and_every.is_none() {
             return None;
         }
-        let waiting_for = store.map(|store| {
+        // In the session a daemon started from here would be in.
+        let fired = store.map(|store| {
             let session = crate::events::resolve_session(None, None);
-            let fired = store.latest_events(&session, &j.after).unwrap_or_default();
+            let names: Vec<String> = j.after.iter().chain(&j.unless).cloned().collect();
+            store.latest_events(&session, &names).unwrap_or_default()
+        });
+        let waiting_for = fired.as_ref().map(|fired| {
             j.after
                 .iter()
                 .filter(|n| !fired.contains_key(*n))
+                .cloned()
+                .collect()
+        });
+        let unless_fired = fired.as_ref().map(|fired| {
+            j.unless
+                .iter()
+                .filter(|n| fired.contains_key(*n))
                 .cloned()
                 .collect()
         });
@@ -97,10 +111,11 @@ impl JobEvents {
             and_every: j.and_every.clone(),
             with_params: j.with_params.clone(),
             waiting_for,
+            unless_fired,
         })
     }
 
-    /// `after a, b (waiting for b); unless c; every e`.
+    /// `after a, b (waiting for b); unless c (c fired); every e`.
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.after.is_empty() {
@@ -113,7 +128,11 @@ impl JobEvents {
             parts.push(part);
         }
         if !self.unless.is_empty() {
-            parts.push(format!("unless {}", self.unless.join(", ")));
+            let mut part = format!("unless {}", self.unless.join(", "));
+            if let Some(fired) = self.unless_fired.as_ref().filter(|f| !f.is_empty()) {
+                part.push_str(&format!(" ({} fired)", fired.join(", ")));
+            }
+            parts.push(part);
         }
         if let Some(every) = &self.and_every {
             parts.push(format!("every {every}"));
@@ -165,9 +184,10 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
         };
         let mut row = vec![
             v.name.clone(),
-            v.schedule
-                .clone()
-                .unwrap_or_else(|| "(triggers only)".to_owned()),
+            v.schedule.clone().unwrap_or_else(|| match v.events {
+                Some(_) => "(events)".to_owned(),
+                None => "(triggers only)".to_owned(),
+            }),
             v.next.clone().unwrap_or_else(|| "-".to_owned()),
             what,
         ];

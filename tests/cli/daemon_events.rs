@@ -90,6 +90,15 @@ fn a_job_with_unless_does_not_start_once_its_event_was_fired() {
         daemon.daemon_log()
     );
     assert!(daemon.daemon_log().contains("abandoned"));
+    let mut cmd = crate::support::runner();
+    cmd.env("RUNNER_SESSION", "s1")
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .args(["jobs", "list", "--config"])
+        .arg(daemon.config_dir().join("runner.json"));
+    crate::support::Run::of(cmd)
+        .assert_code(0)
+        .assert_stdout_contains("unless maintenance (maintenance fired)");
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(), Some(0));
 }
