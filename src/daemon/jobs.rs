@@ -70,6 +70,14 @@ pub(crate) fn prepare(
                 },
             )
         };
+        // `with_params` is merged into the data of the events a run waited for; without
+        // `after` or `and_every` there are none, so it would do nothing.
+        if !job.with_params.is_empty() && job.after.is_empty() && job.and_every.is_none() {
+            log::warn!(
+                "{}: job \"{name}\": key \"with_params\" does nothing without \"after\" or \"and_every\"",
+                config.path.display()
+            );
+        }
         // A chain job whose directory or configuration is missing would fail every run:
         // say so now, like any other configuration error.
         if let Some(taskdir) = &job.taskdir {
