@@ -24,7 +24,11 @@ pub(crate) trait Observer: Sync {
     fn run_started(&self, _run_id: &str) {}
     /// A task attempt starts.
     fn task_started(&self, _start: &TaskStart<'_>) {}
-    /// The attempt of `task` that started as `try_num` ended.
+    /// `task` waits for the `after` events `missing`, at most `wait_time`.
+    fn task_waiting(&self, _task: &str, _missing: &[String], _wait_time: Option<Duration>) {}
+    /// `task` will not run in this run (an `unless` event, an abandoned dependency).
+    fn task_abandoned(&self, _task: &str) {}
+    /// The attempt of `task` that started as `try_num` ended (or its wait ran out).
     fn task_finished(&self, _task: &str, _try_num: u32, _result: TaskResult, _took: Duration) {}
     /// Run `run_id` ended with `status`.
     fn run_finished(&self, _run_id: &str, _status: RunStatus) {}

@@ -43,7 +43,8 @@ impl Screen for Bars {
 /// One task's line in the summary.
 struct Row {
     task: String,
-    result: Option<TaskResult>,
+    /// The last attempt's result (`OK`, `RETRY`...), or `abandoned`.
+    result: Option<&'static str>,
     tries: u32,
     took: Duration,
 }
@@ -52,6 +53,8 @@ struct Row {
 pub(crate) struct LiveView {
     bars: MultiProgress,
     running: Mutex<HashMap<(String, u32), ProgressBar>>,
+    /// The status lines of tasks waiting for events, by task.
+    waiting: Mutex<HashMap<String, ProgressBar>>,
     rows: Mutex<Vec<Row>>,
     style: Style,
     /// `runner [--state-dir DIR] runs show`, or `None` when runs are not recorded.
@@ -67,6 +70,7 @@ impl LiveView {
         Arc::new(LiveView {
             bars,
             running: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             rows: Mutex::new(Vec::new()),
             style: Style::for_stderr(),
             show,
@@ -84,17 +88,50 @@ impl LiveView {
             Some(limit) => format!("max_time {}", crate::config::duration::display(limit)),
             None => "no max_time".to_owned(),
         };
-        // Only digits and a duration are put into the template; the name is the prefix.
+        // Only digits and a duration go into the template; the name is the prefix.
+        self.line_style(&format!(
+            "try {} of {}  {{elapsed}} ({max_time})",
+            start.try_num, start.max_tries
+        ))
+    }
+
+    /// A spinner's line: its spinner, the task's name, then `rest` (a template).
+    fn line_style(&self, rest: &str) -> ProgressStyle {
         let (spinner, name) = if self.style.is_colour() {
             ("{spinner:.cyan}", "{prefix:.bold}")
         } else {
             ("{spinner}", "{prefix}")
         };
-        let template = format!(
-            "{spinner} {name}  try {} of {}  {{elapsed}} ({max_time})",
-            start.try_num, start.max_tries
-        );
-        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_spinner())
+        ProgressStyle::with_template(&format!("{spinner} {name}  {rest}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    }
+
+    fn add_line(&self, task: &str, style: ProgressStyle) -> ProgressBar {
+        let bar = self.bars.add(ProgressBar::new_spinner());
+        bar.set_style(style);
+        bar.set_prefix(task.to_owned());
+        bar.enable_steady_tick(TICK);
+        bar
+    }
+
+    fn remove_line(&self, bar: Option<ProgressBar>) {
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+    }
+
+    fn row(&self, task: &str) -> std::sync::MutexGuard<'_, Vec<Row>> {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if !rows.iter().any(|r| r.task == task) {
+            rows.push(Row {
+                task: task.to_owned(),
+                result: None,
+                tries: 0,
+                took: Duration::ZERO,
+            });
+        }
+        rows
     }
 
     fn summary(&self, run_id: &str, status: RunStatus) -> String {
@@ -109,7 +146,7 @@ impl LiveView {
             table.push(vec![
                 row.task.clone(),
                 match row.result {
-                    Some(result) => self.style.status(result.as_str()),
+                    Some(word) => self.style.status(word),
                     None => "-".to_owned(),
                 },
                 row.tries.to_string(),
@@ -139,22 +176,48 @@ impl Observer for LiveView {
         self.rows.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    fn task_started(&self, start: &TaskStart<'_>) {
-        {
-            let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-            if !rows.iter().any(|r| r.task == start.task) {
-                rows.push(Row {
-                    task: start.task.to_owned(),
-                    result: None,
-                    tries: 0,
-                    took: Duration::ZERO,
-                });
-            }
+    fn task_waiting(&self, task: &str, missing: &[String], wait_time: Option<Duration>) {
+        drop(self.row(task));
+        let limit = match wait_time {
+            Some(limit) => format!("wait_time {}", crate::config::duration::display(limit)),
+            None => "no wait_time".to_owned(),
+        };
+        // Event names are the message, not the template: they are not escaped there.
+        let bar = self.add_line(
+            task,
+            self.line_style(&format!("{{msg}}  {{elapsed}} ({limit})")),
+        );
+        bar.set_message(format!("waiting for {}", missing.join(", ")));
+        let old = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.to_owned(), bar);
+        self.remove_line(old);
+    }
+
+    fn task_abandoned(&self, task: &str) {
+        let bar = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+        self.remove_line(bar);
+        let mut rows = self.row(task);
+        if let Some(row) = rows.iter_mut().find(|r| r.task == task) {
+            row.result = Some("abandoned");
         }
-        let bar = self.bars.add(ProgressBar::new_spinner());
-        bar.set_style(self.bar_style(start));
-        bar.set_prefix(start.task.to_owned());
-        bar.enable_steady_tick(TICK);
+    }
+
+    fn task_started(&self, start: &TaskStart<'_>) {
+        drop(self.row(start.task));
+        let waited = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(start.task);
+        self.remove_line(waited);
+        let bar = self.add_line(start.task, self.bar_style(start));
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -167,19 +230,32 @@ impl Observer for LiveView {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(task.to_owned(), try_num));
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-            self.bars.remove(&bar);
-        }
-        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        self.remove_line(bar);
+        let waited = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+        self.remove_line(waited);
+        let mut rows = self.row(task);
         if let Some(row) = rows.iter_mut().find(|r| r.task == task) {
-            row.result = Some(result);
+            row.result = Some(result.as_str());
             row.tries += 1;
             row.took += took;
         }
     }
 
     fn run_finished(&self, run_id: &str, status: RunStatus) {
+        let waiting: Vec<ProgressBar> = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, bar)| bar)
+            .collect();
+        for bar in waiting {
+            self.remove_line(Some(bar));
+        }
         let text = self.summary(run_id, status);
         terminal::write(|| {
             let _ = std::io::stderr().lock().write_all(text.as_bytes());

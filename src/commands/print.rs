@@ -69,7 +69,9 @@ impl Style {
         let colour = match word {
             "ok" | "finished" | "OK" => AnsiColor::Green,
             "failed" | "halted" | "lost" | "HALT" | "RETRY" => AnsiColor::Red,
-            "running" | "waiting" | "interrupted" | "exited" | "EXIT" => AnsiColor::Yellow,
+            "running" | "waiting" | "interrupted" | "exited" | "EXIT" | "abandoned" => {
+                AnsiColor::Yellow
+            }
             _ => return word.to_owned(),
         };
         let style = colour.on_default();

@@ -266,3 +266,35 @@ fn no_terminal_no_escape_codes() {
 fn go(chain: &Chain) -> std::path::PathBuf {
     chain.path().join("log.go")
 }
+
+#[test]
+fn a_task_waiting_for_an_event_has_its_status_line() {
+    let Some(tmux) = Tmux::start("waiting") else {
+        return;
+    };
+    let chain = Chain::new()
+        .task("10-one.sh", "echo 'one ran'")
+        .ini("[one]\nafter = go\nwait_time = 5m");
+    let _ = chain.command(&[]);
+    tmux.type_line(&command_line(&chain, "", ""));
+    let screen = tmux.wait_for("one  waiting for go");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("one  waiting for go"))
+        .expect("status line");
+    assert!(line.contains("(wait_time 5m)"), "status line: {line:?}");
+    chain.runner(&["fire", "go"]).assert_code(0);
+    let screen = tmux.wait_for("EXIT=0");
+    assert!(
+        !screen.contains("one  waiting for go"),
+        "the waiting line outlived the wait:\n{screen}"
+    );
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
+    assert!(lines.contains(&"one ran"), "{screen}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().take(3).eq(["one", "OK", "1"])),
+        "no summary row for one:\n{screen}"
+    );
+}
