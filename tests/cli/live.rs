@@ -203,7 +203,10 @@ fn no_color_and_quiet_on_a_terminal() {
     std::fs::remove_file(go(&chain)).expect("remove go");
 
     // -q: no status line and no summary, only the task output.
+    // The marker's own line is on the screen before the next line is typed: typed-ahead
+    // keys echoed in the middle of its output would hide it.
     tmux.type_line("echo QUIET-RUN");
+    tmux.wait_for("\nQUIET-RUN\n");
     tmux.type_line(&command_line(&chain, "", "-q"));
     let after = |screen: &str| -> String {
         screen
