@@ -14,6 +14,7 @@ mod events;
 mod exits;
 mod hooks_env;
 mod hostile;
+mod live;
 mod lock;
 mod mozilla;
 mod observe;
