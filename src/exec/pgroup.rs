@@ -20,10 +20,11 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -172,6 +173,121 @@ impl Guardian {
             // Five bytes are below PIPE_BUF, so the write is atomic even with parallel
             // tasks writing from several threads. A dead guardian only costs the cleanup.
             let _ = pipe.write_all(&message);
+        }
+    }
+}
+
+/// A child being told to list its own process group with the guardian (see
+/// [`Guardian::enlist`]); handed back to [`Guardian::settle`] once the spawn returned.
+#[derive(Debug)]
+pub(crate) struct Enlistment {
+    /// The pipe on which the child reports its pid, read and write end; `None` when the
+    /// child does not enlist itself and runner lists the group after the spawn.
+    report: Option<(OwnedFd, OwnedFd)>,
+}
+
+impl Guardian {
+    /// Makes the child of `cmd` list its group with the guardian itself, between fork
+    /// and exec: a `kill -9` of runner that lands just after the spawn then still finds
+    /// the group listed, however late runner's thread gets the CPU again. (Listing it
+    /// from runner after `spawn` returned left a window in which the task ran unlisted,
+    /// and a loaded machine made it wide.) `cmd` must already be set to lead a new
+    /// process group and be spawned once.
+    ///
+    /// The hook makes std fork instead of using `posix_spawn`; without a guardian
+    /// nothing is added.
+    pub(crate) fn enlist(&self, cmd: &mut Command) -> Enlistment {
+        let Some(pipe) = self.pipe.as_ref() else {
+            return Enlistment { report: None };
+        };
+        let guardian = pipe.as_raw_fd();
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill. Non-blocking:
+        // runner reads it only after the child is gone, and must not wait should it not be.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            log::debug!(
+                "no pid pipe for a spawn ({}); listing its group after the spawn",
+                io::Error::last_os_error()
+            );
+            return Enlistment { report: None };
+        }
+        // SAFETY: both descriptors were just created and nothing else owns them.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let report = write.as_raw_fd();
+        // SAFETY: the hook runs in the forked child before exec and only makes
+        // async-signal-safe calls on descriptors the child inherited (both stay open in
+        // runner until `settle`, so they name the pipes meant); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                announce(guardian, report);
+                Ok(())
+            });
+        }
+        Enlistment {
+            report: Some((read, write)),
+        }
+    }
+
+    /// After the spawn of an enlisted command: lists the group from here when the child
+    /// did not, and takes back a listing whose child never got to exec its program
+    /// (`child` is `None` when the spawn failed).
+    pub(crate) fn settle(&self, enlistment: Enlistment, child: Option<&Child>) {
+        let Some((read, write)) = enlistment.report else {
+            if let Some(child) = child {
+                self.watch(ProcessGroup::of(child));
+            }
+            return;
+        };
+        drop(write);
+        if child.is_some() {
+            return;
+        }
+        // The spawn failed: if the child got as far as the hook, it listed itself and
+        // then could not exec; std has reaped it already.
+        let mut pid = [0u8; 4];
+        // SAFETY: reading into a stack buffer of the stated length from an owned fd.
+        let n = unsafe { libc::read(read.as_raw_fd(), pid.as_mut_ptr().cast(), pid.len()) };
+        if n == 4 {
+            self.forget(ProcessGroup(i32::from_le_bytes(pid)));
+        }
+    }
+}
+
+/// The child's side of [`Guardian::enlist`]: `+pid` to the guardian (the child leads
+/// its group, so the pgid is its pid), then the pid to runner.
+///
+/// # Safety
+/// Only in a forked child before exec: async-signal-safe calls, no allocation.
+unsafe fn announce(guardian: RawFd, report: RawFd) {
+    // SAFETY: getpid, sigaction and write on stack memory and inherited descriptors.
+    unsafe {
+        let pid = libc::getpid().to_le_bytes();
+        let message = [b'+', pid[0], pid[1], pid[2], pid[3]];
+        // std has reset SIGPIPE to its default for the program: a guardian that died
+        // must not kill the child here, so ignore it around the writes.
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let restore = libc::sigaction(libc::SIGPIPE, &ignore, &mut old) == 0;
+        write_all(guardian, &message);
+        write_all(report, &pid);
+        if restore {
+            libc::sigaction(libc::SIGPIPE, &old, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Writes `bytes` (at most PIPE_BUF, so in one piece) to `fd`, again after a signal.
+///
+/// # Safety
+/// Async-signal-safe: only `write`.
+unsafe fn write_all(fd: RawFd, bytes: &[u8]) {
+    loop {
+        // SAFETY: writing from a valid slice to a descriptor the caller owns.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        // SAFETY: errno is thread-local and always readable.
+        if n >= 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
+            return;
         }
     }
 }

@@ -163,7 +163,11 @@ impl Supervisor {
                 leftovers: Vec::new(),
             };
         }
-        let (mut child, tracker) = match reaper::spawn(&mut cmd) {
+        let enlistment = self.guardian.enlist(&mut cmd);
+        let spawned = reaper::spawn(&mut cmd);
+        self.guardian
+            .settle(enlistment, spawned.as_ref().ok().map(|(child, _)| child));
+        let (mut child, tracker) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 return AttemptReport {
@@ -176,7 +180,6 @@ impl Supervisor {
             }
         };
         let group = ProcessGroup::of(&child);
-        self.guardian.watch(group);
         let mut waiter = Waiter {
             exit_fd: pgroup::exit_fd(&child),
             pump: output.pump(child.stdout.take(), child.stderr.take()),
