@@ -35,7 +35,18 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
+# Tests that cannot get a tool or privilege say so in this file (cargo test hides the
+# stderr of passing tests); it is printed after the run, so no skip goes unseen.
+RUNNER_TEST_SKIPS="$(pwd)/target/test-skips.txt"
+export RUNNER_TEST_SKIPS
+mkdir -p target && : > "$RUNNER_TEST_SKIPS"
 cargo test --all-targets
+if [ -s "$RUNNER_TEST_SKIPS" ]; then
+    echo "== tests skipped ($(wc -l < "$RUNNER_TEST_SKIPS")):"
+    sed 's/^/   /' "$RUNNER_TEST_SKIPS"
+else
+    echo "== no test skipped"
+fi
 
 if [ -n "$missing" ]; then
     echo "== packaging tests SKIPPED: missing$missing (run as root, or apt-get install lintian rpm)"

@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{Chain, Run, is_root, runner};
+use crate::support::{Chain, Run, is_root, runner, skip};
 
 fn a_task() -> Chain {
     Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"")
@@ -113,7 +113,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn unsafe_permissions_are_refused_as_root() {
     if !is_root() {
-        eprintln!("SKIPPED: permission checks only apply when runner runs as root");
+        skip("permission checks only apply when runner runs as root");
         return;
     }
     let chain = a_task();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Chain, wait_for};
+use crate::support::{Chain, skip, wait_for};
 
 /// A private tmux server with one window, killed on drop.
 struct Tmux {
@@ -18,7 +18,7 @@ impl Tmux {
     /// `None` (after saying SKIPPED) when tmux is not installed.
     fn start(test: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: tmux is not installed (scripts/test.sh installs it)");
+            skip("tmux is not installed (scripts/test.sh installs it)");
             return None;
         }
         let tmux = Tmux {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Chain, runner, wait_for};
+use crate::support::{Chain, runner, skip, wait_for};
 
 /// A chain named `obs` with one good run and one failed run recorded.
 fn chain_with_runs() -> Chain {
@@ -91,7 +91,7 @@ fn metrics_dump_counts_runs_and_tasks_and_passes_promtool() {
         quantiles.stdout()
     );
     let Some(promtool) = tool("promtool") else {
-        eprintln!("SKIPPED: promtool check: promtool is not installed (Debian: prometheus)");
+        skip("promtool check: promtool is not installed (Debian: prometheus)");
         return;
     };
     let mut check = Command::new(promtool)
@@ -210,7 +210,7 @@ fn free_port() -> u16 {
 #[test]
 fn a_real_prometheus_scrapes_runner_metrics() {
     let Some(prometheus) = tool("prometheus") else {
-        eprintln!("SKIPPED: Prometheus scrape: prometheus is not installed (Debian: prometheus)");
+        skip("Prometheus scrape: prometheus is not installed (Debian: prometheus)");
         return;
     };
     let chain = chain_with_runs();
@@ -263,7 +263,7 @@ fn a_real_prometheus_scrapes_runner_metrics() {
 /// Headless Chromium with a fresh profile and nothing that reaches the network.
 fn chromium(profile: &Path) -> Option<Command> {
     let Some(binary) = tool("chromium") else {
-        eprintln!("SKIPPED: browser checks: chromium is not installed (Debian: chromium)");
+        skip("browser checks: chromium is not installed (Debian: chromium)");
         return None;
     };
     let mut cmd = Command::new(binary);

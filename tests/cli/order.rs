@@ -1,6 +1,6 @@
 //! Which files run, in which order.
 
-use crate::support::Chain;
+use crate::support::{Chain, skip};
 
 #[test]
 fn tasks_run_in_file_name_order_like_run_parts() {
@@ -65,7 +65,7 @@ fn per_task_interpreter_with_arguments() {
     let has_python = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("python3").is_file()));
     if !has_python {
-        eprintln!("SKIPPED: per_task_interpreter_with_arguments: python3 is not on PATH");
+        skip("per_task_interpreter_with_arguments: python3 is not on PATH");
         return;
     }
     let chain = Chain::new()

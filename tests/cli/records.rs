@@ -7,7 +7,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::support::{Chain, is_alive, read_pid, wait_for};
+use crate::support::{Chain, is_alive, read_pid, skip, wait_for};
 
 fn statuses(tasks: &Value) -> Vec<(String, String)> {
     tasks
@@ -524,7 +524,7 @@ fn a_store_locked_for_a_while_neither_stalls_the_chain_nor_loses_its_end() {
 #[test]
 fn a_full_disk_under_the_store_does_not_lose_the_runs_end() {
     if !crate::support::is_root() {
-        eprintln!("SKIPPED: a_full_disk_under_the_store: mounting a small tmpfs needs root");
+        skip("a_full_disk_under_the_store: mounting a small tmpfs needs root");
         return;
     }
     let chain = Chain::new()
@@ -545,7 +545,7 @@ fn a_full_disk_under_the_store_does_not_lose_the_runs_end() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!("SKIPPED: a_full_disk_under_the_store: cannot mount a tmpfs here");
+        skip("a_full_disk_under_the_store: cannot mount a tmpfs here");
         return;
     }
     struct Unmount(std::path::PathBuf);

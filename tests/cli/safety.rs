@@ -8,13 +8,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{Chain, Daemon, Run, is_root, runner, wait_for};
+use crate::support::{Chain, Daemon, Run, is_root, runner, skip, wait_for};
 
 const NOBODY: u32 = 65534;
 
 fn root_only(test: &str) -> bool {
     if !is_root() {
-        eprintln!("SKIPPED: {test}: ownership checks only apply when runner runs as root");
+        skip(format!(
+            "{test}: ownership checks only apply when runner runs as root"
+        ));
     }
     is_root()
 }

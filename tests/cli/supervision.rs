@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Chain, Daemon, is_alive, is_root, read_pid, wait_for};
+use crate::support::{Chain, Daemon, is_alive, is_root, read_pid, skip, wait_for};
 
 /// Tries of a timing bound (see the module comment).
 const TRIES: usize = 3;
@@ -189,7 +189,7 @@ fn a_timeout_ends_every_shape_of_task_at_once_and_leaves_nothing() {
 /// `unshare -fp --mount-proc`, when this test may create PID namespaces.
 fn unshare() -> Option<Vec<&'static str>> {
     if !is_root() {
-        eprintln!("SKIPPED: runner as PID 1 needs root to create a PID namespace");
+        skip("runner as PID 1 needs root to create a PID namespace");
         return None;
     }
     let probe = Command::new("unshare")
@@ -197,7 +197,7 @@ fn unshare() -> Option<Vec<&'static str>> {
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: `unshare -fp --mount-proc` is not permitted here");
+        skip("`unshare -fp --mount-proc` is not permitted here");
         return None;
     }
     Some(vec!["unshare", "-fp", "--mount-proc"])

@@ -475,3 +475,18 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Says that a test is skipped and why. cargo test hides a passing test's stderr, so
+/// the reason also goes to the file named by `RUNNER_TEST_SKIPS` (scripts/test.sh sets
+/// it and prints the file after the run): a skip is never silent.
+pub fn skip(reason: impl std::fmt::Display) {
+    let line = format!("SKIPPED: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("RUNNER_TEST_SKIPS") {
+        use std::io::Write;
+        if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            // One write per line, so that tests skipping at once do not interleave.
+            let _ = file.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
