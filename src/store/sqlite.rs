@@ -174,15 +174,26 @@ impl Store {
         let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(&path, flags).map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(wrap)?;
-        // In WAL mode NORMAL loses at most the last transactions on power loss and never
-        // corrupts the file; it keeps each state change cheap.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
-        match schema::migrate(&mut conn).map_err(wrap)? {
-            Ok(()) => Ok(Store::new(conn, path)),
-            Err(found) => Err(StoreError::NewerSchema { path, found }),
+        // Processes that create a new file at once (twenty `runner fire`s at boot) can get
+        // SQLITE_BUSY from the switch to WAL or the first migration without SQLite's busy
+        // handler being called (it is not, where waiting could deadlock): those steps are
+        // repeated, with a short pause, within the same bound as the busy timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match prepare(&mut conn) {
+                Ok(migrated) => {
+                    return match migrated {
+                        Ok(()) => Ok(Store::new(conn, path)),
+                        Err(found) => Err(StoreError::NewerSchema { path, found }),
+                    };
+                }
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(
+                        10 + u64::from(rand::random::<u8>() % 40),
+                    ));
+                }
+                Err(e) => return Err(wrap(e)),
+            }
         }
     }
 
@@ -531,4 +542,21 @@ fn insert_instances(
         insert.execute(params![run_id, name, file, position as i64])?;
     }
     Ok(())
+}
+
+/// WAL mode, its durability setting and the migrations, on a fresh connection.
+fn prepare(conn: &mut Connection) -> rusqlite::Result<Result<(), usize>> {
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+    // In WAL mode NORMAL loses at most the last transactions on power loss and never
+    // corrupts the file; it keeps each state change cheap.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    schema::migrate(conn)
+}
+
+/// Whether an SQLite error says another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
