@@ -35,7 +35,14 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         global.state_dir.as_deref(),
         config.runner.state_dir.as_deref(),
     );
-    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    // `--database` / RUNNER_DATABASE first, then `[runner] database`.
+    let database = global.database.as_deref().or(config
+        .runner
+        .database
+        .as_ref()
+        .map(|d| d.0.as_str()));
+    let location = Location::resolve(database, None, &state_dir)?;
+    let host = state::host(config.runner.host.as_deref());
     let mut lock = match JobLock::acquire(&state_dir, &prepared.job, args.wait, &interrupt) {
         Ok(Acquired::Held(lock)) => Some(lock),
         Ok(Acquired::Interrupted) => {
@@ -94,6 +101,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             &prepared.job,
             config.runner.log_max_bytes,
             "manual",
+            &host,
         );
         if args.attach_run.is_some() {
             store = store.attached();

@@ -1,13 +1,17 @@
 //! Recording runs: the SQLite store (and which file it is), output capture, retention,
 //! and the chain recorder.
 
+mod backend;
 mod capture;
 mod events;
+mod fleet_sync;
+mod fleet_url;
 mod location;
 mod lost;
 pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
+mod postgres;
 mod quantile;
 mod query;
 mod recorder;
@@ -16,6 +20,7 @@ pub(crate) mod retention;
 mod schema;
 mod sqlite;
 
+pub(crate) use backend::{RunStore, StoredOutput, open_for_reading, open_for_writing};
 pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;

@@ -5,16 +5,26 @@
 //! A recording failure never fails the chain. The first one is reported in one warning,
 //! and recording stops for the rest of the process: half-recorded runs are shown as
 //! `lost` later, which is the truth.
+//!
+//! With a fleet database (section 13) the local SQLite store still records everything,
+//! and every state change is mirrored to PostgreSQL as it happens. If PostgreSQL cannot
+//! be reached at start, or goes away mid-run, one warning says so, the run is marked
+//! in the local store, and it is sent whole once PostgreSQL answers again: at this
+//! run's end if it is back by then, else at the next run's start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::backend::RunStore;
 use super::capture::{CaptureFile, RunOutput};
+use super::fleet_sync;
+use super::fleet_url::FleetUrl;
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
+use super::postgres::PgStore;
 use super::sqlite::{AttemptEnding, Cascade, NewRun, Store, StoreError};
 use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, SharedCapture, TaskResult};
 
@@ -42,6 +52,35 @@ pub(crate) struct StoreRecorder {
     session: String,
     /// Continuing a run that already exists (replay, skip): its rows are there.
     resumed: bool,
+    /// The host runs are recorded with.
+    host: String,
+    /// The fleet database named, if any.
+    fleet_url: Option<FleetUrl>,
+    /// The fleet mirror, while PostgreSQL answers.
+    fleet: Option<Mirror>,
+    /// The run being recorded, and whether it still has to be sent to the fleet.
+    current: Option<(String, bool)>,
+}
+
+/// The fleet database and the ids its rows got, by the local rows' ids.
+struct Mirror {
+    store: PgStore,
+    instances: HashMap<i64, i64>,
+    attempts: HashMap<i64, i64>,
+}
+
+impl Mirror {
+    fn translate(&self, ended: &[AttemptEnding]) -> Option<Vec<AttemptEnding>> {
+        ended
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.attempt_id = *self.attempts.get(&e.attempt_id)?;
+                e.instance_id = *self.instances.get(&e.instance_id)?;
+                Some(e)
+            })
+            .collect()
+    }
 }
 
 /// An attempt that started and has not ended yet.
@@ -59,14 +98,39 @@ impl StoreRecorder {
         job: &str,
         log_max_bytes: u64,
         trigger_type: &str,
+        host: &str,
     ) -> StoreRecorder {
-        let store = match Store::open_at(location) {
+        let mut store = match Store::open_at(location) {
             Ok(store) => Some(store),
             Err(e) => {
                 warn_unrecorded(&e);
                 None
             }
         };
+        let fleet = location.fleet.as_ref().and_then(|url| {
+            match PgStore::open(url, host) {
+                Ok(mut pg) => {
+                    if let Some(local) = store.as_mut() {
+                        if let Err(e) = fleet_sync::send_pending(local, &mut pg) {
+                            log::warn!(
+                                "cannot send runs recorded while {} was unreachable ({}); they are kept here",
+                                url.describe(),
+                                crate::error::one_line(&e)
+                            );
+                        }
+                    }
+                    Some(Mirror {
+                        store: pg,
+                        instances: HashMap::new(),
+                        attempts: HashMap::new(),
+                    })
+                }
+                Err(e) => {
+                    warn_fleet_lost(url, &e, location);
+                    None
+                }
+            }
+        });
         StoreRecorder {
             store,
             state_dir: state_dir.to_owned(),
@@ -83,6 +147,70 @@ impl StoreRecorder {
             ended: Vec::new(),
             session: String::new(),
             resumed: false,
+            host: host.to_owned(),
+            fleet_url: location.fleet.clone(),
+            fleet,
+            current: None,
+        }
+    }
+
+    /// Mirrors one state change to the fleet database; on failure, warns once, stops
+    /// mirroring and marks the run to be sent later.
+    fn mirror<T>(&mut self, f: impl FnOnce(&mut Mirror) -> Result<T, StoreError>) -> Option<T> {
+        let result = f(self.fleet.as_mut()?);
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fleet = None;
+                if let Some(url) = &self.fleet_url {
+                    let location = Location {
+                        file: self
+                            .store
+                            .as_ref()
+                            .map(|s| s.path().to_owned())
+                            .unwrap_or_default(),
+                        fleet: None,
+                    };
+                    warn_fleet_lost(url, &e, &location);
+                }
+                self.mark_pending();
+                None
+            }
+        }
+    }
+
+    /// Marks the current run as still to be sent (never an attached run: the daemon
+    /// records that one).
+    fn mark_pending(&mut self) {
+        if self.attached || self.fleet_url.is_none() {
+            return;
+        }
+        let Some((run_id, pending)) = self.current.clone() else {
+            return;
+        };
+        if !pending {
+            self.current = Some((run_id.clone(), true));
+            self.with_store(|s| s.mark_fleet_pending(&run_id));
+        }
+    }
+
+    /// At a run's end: if its records still have to go to the fleet, try once more.
+    fn send_if_pending(&mut self) {
+        let (Some(url), Some((_, true))) = (self.fleet_url.clone(), self.current.clone()) else {
+            return;
+        };
+        let Some(local) = self.store.as_mut() else {
+            return;
+        };
+        // Bounded by the connect timeout; a database still away costs one attempt.
+        if let Ok(mut pg) = PgStore::open(&url, &self.host) {
+            match fleet_sync::send_pending(local, &mut pg) {
+                Ok(_) => log::info!(
+                    "{} answers again; this run's records were sent",
+                    url.describe()
+                ),
+                Err(e) => log::debug!("cannot send pending runs yet: {e}"),
+            }
         }
     }
 
@@ -110,6 +238,7 @@ impl StoreRecorder {
         };
         match result {
             Ok(lost) => {
+                self.mirror(|m| m.store.finalize_lost(Some(&job)).map(drop));
                 for run_id in lost {
                     log::warn!(
                         "run {run_id} of job \"{job}\" was left unfinished by a runner that died; recorded as lost"
@@ -144,6 +273,11 @@ impl StoreRecorder {
         }
         let id = self.with_store(|s| s.instance_id(run_id, task, file, instance))?;
         self.instances.insert(key, id);
+        self.mirror(|m| {
+            let fleet_id = m.store.instance_id(run_id, task, file, instance)?;
+            m.instances.insert(id, fleet_id);
+            Ok(())
+        });
         Some(id)
     }
 
@@ -162,6 +296,15 @@ impl StoreRecorder {
     }
 }
 
+fn warn_fleet_lost(url: &FleetUrl, e: &StoreError, local: &Location) {
+    log::warn!(
+        "cannot record into {} ({}); recording in {} and sending it there once it answers",
+        url.describe(),
+        crate::error::one_line(e),
+        local.file().display()
+    );
+}
+
 fn warn_unrecorded(e: &StoreError) {
     log::warn!(
         "cannot record this run ({}); the chain goes on without recording",
@@ -174,6 +317,11 @@ impl Recorder for StoreRecorder {
         self.instances.clear();
         self.attempts.clear();
         self.session = run.session.to_owned();
+        if let Some(m) = self.fleet.as_mut() {
+            m.instances.clear();
+            m.attempts.clear();
+        }
+        self.current = Some((run.run_id.to_owned(), false));
         if self.store.is_none() {
             return;
         }
@@ -209,6 +357,7 @@ impl Recorder for StoreRecorder {
         if self.attached {
             let tasks = run.tasks;
             self.with_store(|s| s.add_instances(run.run_id, tasks));
+            self.mirror(|m| m.store.add_instances(run.run_id, tasks));
             return;
         }
         let trigger_data = serde_json::json!({
@@ -218,20 +367,27 @@ impl Recorder for StoreRecorder {
         });
         let trigger_type = self.trigger_type.clone();
         let owner = self.owner.clone();
-        self.with_store(|s| {
-            s.begin_run(&NewRun {
-                run_id: run.run_id,
-                job: run.job,
-                schedule_time: run.started,
-                start_time: run.started,
-                trigger_type: &trigger_type,
-                trigger_data: &trigger_data,
-                session: run.session,
-                output_dir: &dir,
-                owner: &owner,
-                tasks: run.tasks,
-            })
-        });
+        let host = self.host.clone();
+        let new = NewRun {
+            run_id: run.run_id,
+            job: run.job,
+            schedule_time: run.started,
+            start_time: run.started,
+            trigger_type: &trigger_type,
+            trigger_data: &trigger_data,
+            session: run.session,
+            output_dir: &dir,
+            owner: &owner,
+            tasks: run.tasks,
+            host: &host,
+        };
+        if self.with_store(|s| s.begin_run(&new)).is_none() {
+            return;
+        }
+        if self.fleet.is_none() {
+            self.mark_pending();
+        }
+        self.mirror(|m| m.store.begin_run(&new));
     }
 
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
@@ -248,6 +404,22 @@ impl Recorder for StoreRecorder {
                 )
             })
             .flatten()?;
+        self.mirror(|m| {
+            let ended = m.translate(&ended).unwrap_or_default();
+            let fleet_instance = *m.instances.get(&instance).ok_or(StoreError::NotFound {
+                prefix: format!("{}#{}", attempt.task, attempt.instance),
+            })?;
+            let starting = (
+                fleet_instance,
+                attempt.try_num,
+                attempt.started,
+                path.as_deref(),
+            );
+            if let Some(fleet_id) = m.store.record_attempts(&ended, Some(starting))? {
+                m.attempts.insert(id, fleet_id);
+            }
+            Ok(())
+        });
         let shared = capture.map(|(_, c)| c);
         self.attempts.insert(
             (attempt.task.to_owned(), attempt.instance, attempt.try_num),
@@ -272,6 +444,21 @@ impl Recorder for StoreRecorder {
             }
             // A process the task left running may still write into it: keep its name.
             has_output = !capture.is_empty() || !end.leftovers.is_empty();
+        }
+        // The fleet keeps the output itself (as capped on disk), for every host to read.
+        if has_output && self.fleet.is_some() {
+            if let Some(dir) = &self.output_dir {
+                let path = dir.join(format!(
+                    "{}#{}.{}.log",
+                    attempt.task, attempt.instance, attempt.try_num
+                ));
+                if let Ok(bytes) = std::fs::read(&path) {
+                    self.mirror(|m| match m.attempts.get(&id) {
+                        Some(&fleet_id) => m.store.store_output(fleet_id, &bytes),
+                        None => Ok(()),
+                    });
+                }
+            }
         }
         let Some(&instance) = self
             .instances
@@ -312,6 +499,10 @@ impl Recorder for StoreRecorder {
         }
         let ended = std::mem::take(&mut self.ended);
         self.with_store(|s| s.record_attempts(&ended, None));
+        self.mirror(|m| {
+            let ended = m.translate(&ended).unwrap_or_default();
+            m.store.record_attempts(&ended, None).map(drop)
+        });
     }
 
     fn instance_status(
@@ -325,6 +516,10 @@ impl Recorder for StoreRecorder {
         self.flush();
         if let Some(instance) = self.instance(run_id, task, file, instance) {
             self.with_store(|s| s.set_instance_status(instance, status));
+            self.mirror(|m| match m.instances.get(&instance) {
+                Some(&id) => m.store.set_instance_status(id, status),
+                None => Ok(()),
+            });
         }
     }
 
@@ -348,5 +543,10 @@ impl Recorder for StoreRecorder {
             return;
         }
         self.with_store(|s| s.finish_run(run_id, status, Some(exit_code), Some(stopped)));
+        self.mirror(|m| {
+            m.store
+                .finish_run(run_id, status, Some(exit_code), Some(stopped))
+        });
+        self.send_if_pending();
     }
 }
