@@ -297,9 +297,10 @@ impl StoreRecorder {
 }
 
 fn warn_fleet_lost(url: &FleetUrl, e: &StoreError, local: &Location) {
+    // The error names the database already (without its password).
+    let _ = url;
     log::warn!(
-        "cannot record into {} ({}); recording in {} and sending it there once it answers",
-        url.describe(),
+        "{}; recording in {} and sending the run there once it answers",
         crate::error::one_line(e),
         local.file().display()
     );
