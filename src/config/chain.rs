@@ -43,6 +43,7 @@ const RUNNER_KEYS: &[&str] = &[
     "event_keep_days",
     "database",
     "host",
+    "lock",
 ];
 
 /// Keys a task's own section may set; any other key there belongs to the task.
@@ -169,6 +170,8 @@ pub(crate) struct RunnerSettings {
     pub(crate) database: Option<Secret>,
     /// The host name runs are recorded with, when set here.
     pub(crate) host: Option<String>,
+    /// `lock = fleet`: one run of the job in the whole fleet, not one per host.
+    pub(crate) fleet_lock: bool,
 }
 
 /// A value that may hold a password: usable, never shown by `Debug`.
@@ -301,6 +304,9 @@ impl ChainConfig {
             event_keep_days: values.int("event_keep_days", 1)?.map(u64::from),
             database: values.string("database")?.map(Secret),
             host: values.string("host")?,
+            fleet_lock: values
+                .choice("lock", &[("host", false), ("fleet", true)])?
+                .unwrap_or(false),
         };
         let mut env = Vec::new();
         for (key, entry) in doc.items("env") {

@@ -4,6 +4,7 @@
 mod backend;
 mod capture;
 mod events;
+mod fleet_lock;
 mod fleet_sync;
 mod fleet_url;
 mod location;
@@ -22,6 +23,7 @@ mod sqlite;
 
 pub(crate) use backend::{RunStore, StoredOutput, open_for_reading, open_for_writing};
 pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
+pub(crate) use fleet_lock::{FleetLock, FleetLockOutcome};
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;
 pub(crate) use recorder::StoreRecorder;

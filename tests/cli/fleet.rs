@@ -348,3 +348,45 @@ fn a_chain_ini_names_the_database_and_the_host() {
         "from-ini"
     );
 }
+
+#[test]
+fn lock_fleet_admits_one_run_of_a_job_in_the_fleet_and_a_dead_holder_frees_it() {
+    let Some(pg) = shared_or_skip("lock_fleet") else {
+        return;
+    };
+    let dsn = pg.database();
+    let ini = format!("[runner]\nname = provision\nlock = fleet\ndatabase = {dsn}");
+    let a = Chain::new()
+        .task(
+            "10-hold.sh",
+            "touch \"$LOG.started\"; while [ ! -e \"$LOG.go\" ]; do sleep 0.05; done",
+        )
+        .ini(&ini);
+    let b = Chain::new().task("10-b.sh", "echo b >> \"$LOG\"").ini(&ini);
+    let mut holder = a.command(&[]);
+    holder
+        .env("RUNNER_HOST", "host-a")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut holder = holder.spawn().expect("spawn");
+    let started = a.log_path().with_extension("started");
+    assert!(wait_for(Duration::from_secs(30), || started.exists()));
+
+    let mut other = b.command(&[]);
+    other.env("RUNNER_HOST", "host-b");
+    let refused = crate::support::Run::of(other);
+    refused
+        .assert_code(75)
+        .assert_stderr_contains("another host of the fleet");
+    assert!(b.log_lines().is_empty(), "the second host ran nothing");
+
+    // The holder dies without a word: the server drops its session and the lock.
+    holder.kill().expect("kill -9");
+    holder.wait().expect("reap");
+    // Its task, orphaned, ends too: no process outlives the test.
+    std::fs::write(a.log_path().with_extension("go"), "").expect("go");
+    let mut other = b.command(&[]);
+    other.env("RUNNER_HOST", "host-b");
+    crate::support::Run::of(other).assert_code(0);
+    assert_eq!(b.log_lines(), ["b"]);
+}
