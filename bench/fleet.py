@@ -78,7 +78,7 @@ def taskdir(root, n):
     d = os.path.join(root, "tasks.d")
     os.makedirs(d, exist_ok=True)
     for i in range(n):
-        path = os.path.join(d, f"{i:04d}-t.sh")
+        path = os.path.join(d, f"{i:04d}-t{i}.sh")
         with open(path, "w") as f:
             f.write("#!/bin/sh\nexit 0\n")
         os.chmod(path, 0o755)
