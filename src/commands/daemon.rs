@@ -11,7 +11,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::jobs::{self, ScheduledJob};
 use crate::daemon::{Service, Setup, data_dir};
 use crate::error::{Error, exit_codes};
-use crate::store::{Location, Store};
+use crate::store::Location;
 
 /// The daemon configuration to use: `--config`, else `/etc/runner` as root and
 /// `$XDG_CONFIG_HOME/runner` (default `~/.config/runner`) otherwise.
@@ -144,7 +144,7 @@ pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
             table(&views, style, false),
             views.len(),
             dir.display(),
-            location.file().display()
+            location.describe()
         )
     })?;
     Ok(exit_codes::OK)
@@ -157,12 +157,12 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
             let (config, jobs) = load(&config_path(&config))?;
             let dir = data_dir(&config, global.state_dir.as_deref());
             let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
-            let store = Store::read_only(&location)?;
+            let store = crate::store::open_for_reading(&location, &crate::state::host(None))?;
             let mut views = Vec::new();
             for job in &jobs {
                 let last = match &store {
                     Some(store) => store
-                        .list_runs(std::slice::from_ref(&job.job.name), 1)?
+                        .list_runs_on(std::slice::from_ref(&job.job.name), &[], None, None, 1)?
                         .into_iter()
                         .next()
                         .map(|r| LastRun {

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::signals::Interrupt;
 use crate::store::model::RunStatus;
-use crate::store::{Location, NewRun, Owner, Store};
+use crate::store::{Location, NewRun, Owner, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -67,6 +67,10 @@ pub(crate) struct Setup {
     pub(crate) database: Option<String>,
 }
 
+/// How much of a run's output a fleet database keeps (its end), as a chain's capture
+/// keeps at most `log_max_bytes` by default.
+const OUTPUT_KEPT: usize = 16 << 20;
+
 /// The running scheduler.
 pub(crate) struct Service {
     setup: Setup,
@@ -75,7 +79,11 @@ pub(crate) struct Service {
     data_dir: PathBuf,
     planner: Planner,
     running: HashMap<RunSlot, Running>,
-    store: Store,
+    store: Box<dyn RunStore>,
+    /// Where the store is: handed to the chains the daemon starts.
+    location: Location,
+    /// The host runs are recorded with.
+    host: String,
     owner: Owner,
     exe: PathBuf,
     guardian: Arc<Guardian>,
@@ -112,7 +120,8 @@ impl Service {
         }
         crate::state::ensure_dir(&data_dir)?;
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
-        let store = Store::open_at(&location)?;
+        let host = crate::state::host(None);
+        let store = crate::store::open_for_writing(&location, &host)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
             .values()
@@ -127,6 +136,8 @@ impl Service {
             data_dir,
             running: HashMap::new(),
             store,
+            location,
+            host,
             owner: Owner::current(),
             exe,
             guardian: Arc::new(Guardian::start(grace, None)),
@@ -471,11 +482,12 @@ impl Service {
             output_dir: &paths.run_dir,
             owner: &self.owner,
             tasks: &[],
+            host: &self.host,
         });
         if let Err(e) = recorded {
             log::warn!("cannot record run {run_id}: {}", crate::error::one_line(&e));
         }
-        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, self.store.path());
+        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, &self.location);
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {
@@ -566,6 +578,14 @@ impl Service {
             (0, _) => RunStatus::Ok,
             _ => RunStatus::Failed,
         };
+        // A fleet database keeps the run's output for every host (an embedded store
+        // keeps only the file): at most its last OUTPUT_KEPT bytes.
+        if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
+            let from = bytes.len().saturating_sub(OUTPUT_KEPT);
+            if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
+                log::debug!("cannot keep the output of run {run_id}: {e}");
+            }
+        }
         if let Err(e) = self
             .store
             .finish_run(run_id, status, Some(code), Some(report.stopped_at()))
