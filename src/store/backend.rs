@@ -187,7 +187,7 @@ pub(crate) fn open_for_writing(
             Err(e) => log::warn!(
                 "cannot use {} ({}); recording in {} instead",
                 url.describe(),
-                crate::error::one_line(&e),
+                crate::logging::one_line(&e),
                 location.file().display()
             ),
         }
