@@ -12,6 +12,7 @@
    to the task starting is printed too.
 2. CPU used by a chain that waits S seconds (default 60) for an event: on-CPU time of
    the runner process (all its threads) over the wait. Goal: under 10 ms.
+3. The same for the daemon with one job waiting (`after`) for an event.
 
 Usage: bench/events.py [--runner PATH] [--firings N] [--seconds S]
 """
@@ -167,6 +168,37 @@ def idle_cost(runner, seconds):
         )
 
 
+def daemon_idle_cost(runner, seconds):
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as root:
+        config = os.path.join(root, "runner.json")
+        with open(config, "w") as f:
+            f.write('{"jobs": {"waits": {"command": ["true"], "after": ["go"]}}}')
+        state = os.path.join(root, "state")
+        log = open(os.path.join(root, "daemon.log"), "w")
+        daemon = subprocess.Popen(
+            [runner, "--state-dir", state, "daemon", "--config", config],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=dict(os.environ, RUNNER_SESSION="bench"),
+        )
+        def started():
+            with open(os.path.join(root, "daemon.log")) as f:
+                return "daemon started" in f.read()
+
+        if not wait_until(started):
+            raise SystemExit("the daemon did not start")
+        time.sleep(1)
+        before = cpu_seconds(daemon.pid)
+        time.sleep(seconds)
+        after = cpu_seconds(daemon.pid)
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        print(
+            f"CPU of the daemon with a job waiting {seconds:.0f} s for an event: "
+            f"{(after - before) * 1000:.3f} ms"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -179,6 +211,7 @@ def main():
     runner = os.path.abspath(args.runner)
     latency(runner, args.firings)
     idle_cost(runner, args.seconds)
+    daemon_idle_cost(runner, args.seconds)
 
 
 if __name__ == "__main__":

@@ -276,8 +276,10 @@ check "rpm: /etc/runner/runner.ini is %config(noreplace)" \
 check "rpm: version is $version-1" \
 	same "$(rpm -qp --nosignature --queryformat '%{VERSION}-%{RELEASE}' "$RPM")" "$version-1"
 rpm -qp --nosignature --scripts "$RPM" >"$work/rpm.scripts"
-# cargo-generate-rpm 0.21's `dir = true` assets fail ("No such file or directory": it
-# opens an empty source path), so the %post makes these two.
+# cargo-generate-rpm 0.21.1 cannot pack a directory: with `dir = true` it drops the
+# source and opens "" ("No such file or directory"), and a directory given as a source
+# is read as a file ("Is a directory"); under both, rpm-rs 0.23's with_file refuses
+# directory modes. So the %post makes these two, and the package does not own them.
 check "rpm %post: creates /etc/runner/tasks.d with mode 0755" \
 	has_line "$work/rpm.scripts" '^install -d -m 0755 /etc/runner/tasks\.d$'
 check "rpm %post: creates /var/lib/runner with mode 0700, owner root" \

@@ -26,7 +26,7 @@ LAYERS = [
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],
     ["state", "security", "signals", "retry", "epoch"],
-    ["cli", "argv", "logging"],
+    ["cli", "argv", "logging", "terminal"],
 ]
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")

@@ -22,7 +22,10 @@ use crate::events::Events;
 use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor};
 use crate::hooks::{self, TaskHookPayload};
 use crate::plan::{Plan, Step};
+mod observer;
 mod waiting;
+
+pub(crate) use observer::{Observer, TaskStart, Unobserved};
 
 use waiting::{Readiness, Waiting, waits_for_events};
 
@@ -102,6 +105,8 @@ pub(crate) struct Chain<'a> {
     pub(crate) scratch: PathBuf,
     /// The events of the chain's session.
     pub(crate) events: &'a Events,
+    /// Told of every task start and end (the live view on a terminal).
+    pub(crate) observer: &'a dyn Observer,
 }
 
 /// A finished attempt: how the process ended and what it left in `RUNNER_RESULT`.
@@ -223,6 +228,7 @@ impl Chain<'_> {
             self.plan.steps.len(),
             self.taskdir.display()
         );
+        self.observer.run_started(run_id);
         let steps = self.plan.steps.len();
         let mut state = RunState {
             run_id,
@@ -267,6 +273,7 @@ impl Chain<'_> {
                 format!("{:?}", other.status()).to_lowercase()
             ),
         }
+        self.observer.run_finished(run_id, result.status());
         result
     }
 
@@ -465,6 +472,7 @@ impl Chain<'_> {
                                     started: SystemTime::now(),
                                 };
                                 let capture = state.recorder.attempt_started(&attempt);
+                                self.observer.task_started(&task_start(step, try_num));
                                 let job = Job {
                                     step,
                                     index,
@@ -548,6 +556,12 @@ impl Chain<'_> {
                     end.cascade = Some(data);
                 }
                 state.recorder.attempt_finished(&attempt, &end);
+                self.observer.task_finished(
+                    attempt.task,
+                    attempt.try_num,
+                    result,
+                    finished_attempt.report.duration,
+                );
                 let outcome = match finished_attempt.report.stopped {
                     Some(Stop::Interrupt(sig)) => Outcome::Interrupted(sig),
                     _ => Outcome::Result(result),
@@ -729,6 +743,7 @@ impl Chain<'_> {
             started: SystemTime::now(),
         };
         let capture = state.recorder.attempt_started(&attempt);
+        self.observer.task_started(&task_start(step, 1));
         let job = Job {
             step,
             index: self.plan.steps.len(),
@@ -742,6 +757,17 @@ impl Chain<'_> {
         state
             .recorder
             .attempt_finished(&attempt, &end_of(&finished, result));
+        self.observer
+            .task_finished(attempt.task, 1, result, finished.report.duration);
+    }
+}
+
+fn task_start(step: &Step, try_num: u32) -> TaskStart<'_> {
+    TaskStart {
+        task: &step.task.name,
+        try_num,
+        max_tries: step.settings.max_tries,
+        max_time: step.settings.max_time,
     }
 }
 

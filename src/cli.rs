@@ -52,7 +52,7 @@ pub struct GlobalArgs {
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Log only errors.
+    /// Log only errors, and show no live view of a running chain on a terminal.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 

@@ -50,6 +50,7 @@ mod signals;
 mod state;
 mod store;
 mod taskdir;
+mod terminal;
 mod triggers;
 
 pub use error::Error;

@@ -68,6 +68,8 @@ pub fn init(verbose: u8, quiet: bool, syslog: bool) {
     }
     let env = env_logger::Env::default().default_filter_or(level.as_str());
     let _ = env_logger::Builder::from_env(env)
+        // Through the terminal seam, so a live view's status lines step aside.
+        .target(env_logger::Target::Pipe(Box::new(crate::terminal::Stderr)))
         .format(|buf, record| {
             let prefix = priority(record.level());
             let level = record.level().as_str().to_ascii_lowercase();

@@ -108,6 +108,7 @@ fn run(tasks: &[(&str, &str)], ini: &str, notes: &mut Notes) -> ChainResult {
         supervisor: Supervisor::new(Interrupt::new(), Arc::new(Guardian::none())),
         scratch,
         events: &events,
+        observer: &crate::chain::Unobserved,
     };
     chain.run("r1", false, notes, &mut StdRng::seed_from_u64(1))
 }

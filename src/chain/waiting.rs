@@ -106,6 +106,7 @@ impl Chain<'_> {
         let step = &self.plan.steps[index];
         log::info!("task \"{}\" abandoned: {why}", step.task.name);
         state.abandoned[index] = true;
+        self.observer.task_abandoned(&step.task.name);
         state.recorder.instance_status(
             state.run_id,
             &step.task.name,
@@ -139,6 +140,8 @@ impl Chain<'_> {
             state.instances[index],
             InstanceStatus::Waiting,
         );
+        self.observer
+            .task_waiting(&step.task.name, missing, step.settings.wait_time);
         Waiting {
             instant: Instant::now(),
             at: SystemTime::now(),
@@ -162,6 +165,12 @@ impl Chain<'_> {
             missing.join(", ")
         );
         log::warn!("task \"{}\" {note}: RETRY", step.task.name);
+        self.observer.task_finished(
+            &step.task.name,
+            try_num,
+            TaskResult::Retry,
+            since.instant.elapsed(),
+        );
         let attempt = AttemptStart {
             run_id: state.run_id,
             task: &step.task.name,

@@ -59,6 +59,86 @@ struct JobView {
     concurrency_groups: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<LastRun>,
+    /// The job's event keys, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<JobEvents>,
+}
+
+/// What a job waits for: its event keys, and (from the records) the `after` events
+/// not fired yet in the daemon's session.
+#[derive(Serialize)]
+struct JobEvents {
+    after: Vec<String>,
+    unless: Vec<String>,
+    and_every: Option<String>,
+    with_params: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_for: Option<Vec<String>>,
+    /// The `unless` events already fired (a run would be dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unless_fired: Option<Vec<String>>,
+}
+
+impl JobEvents {
+    fn of(job: &ScheduledJob, store: Option<&Store>) -> Option<JobEvents> {
+        let j = &job.job;
+        if j.after.is_empty() && j.unless.is_empty() && j.and_every.is_none() {
+            return None;
+        }
+        // In the session a daemon started from here would be in.
+        let fired = store.map(|store| {
+            let session = crate::events::resolve_session(None, None);
+            let names: Vec<String> = j.after.iter().chain(&j.unless).cloned().collect();
+            store.latest_events(&session, &names).unwrap_or_default()
+        });
+        let waiting_for = fired.as_ref().map(|fired| {
+            j.after
+                .iter()
+                .filter(|n| !fired.contains_key(*n))
+                .cloned()
+                .collect()
+        });
+        let unless_fired = fired.as_ref().map(|fired| {
+            j.unless
+                .iter()
+                .filter(|n| fired.contains_key(*n))
+                .cloned()
+                .collect()
+        });
+        Some(JobEvents {
+            after: j.after.clone(),
+            unless: j.unless.clone(),
+            and_every: j.and_every.clone(),
+            with_params: j.with_params.clone(),
+            waiting_for,
+            unless_fired,
+        })
+    }
+
+    /// `after a, b (waiting for b); unless c (c fired); every e`.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.after.is_empty() {
+            let mut part = format!("after {}", self.after.join(", "));
+            if let Some(missing) = &self.waiting_for {
+                if !missing.is_empty() {
+                    part.push_str(&format!(" (waiting for {})", missing.join(", ")));
+                }
+            }
+            parts.push(part);
+        }
+        if !self.unless.is_empty() {
+            let mut part = format!("unless {}", self.unless.join(", "));
+            if let Some(fired) = self.unless_fired.as_ref().filter(|f| !f.is_empty()) {
+                part.push_str(&format!(" ({} fired)", fired.join(", ")));
+            }
+            parts.push(part);
+        }
+        if let Some(every) = &self.and_every {
+            parts.push(format!("every {every}"));
+        }
+        parts.join("; ")
+    }
 }
 
 #[derive(Serialize)]
@@ -68,7 +148,7 @@ struct LastRun {
     start_time: Option<f64>,
 }
 
-fn view(job: &ScheduledJob, last_run: Option<LastRun>) -> JobView {
+fn view(job: &ScheduledJob, last_run: Option<LastRun>, store: Option<&Store>) -> JobView {
     let next = job.next_after(Utc::now()).map(|t| {
         t.with_timezone(&Local)
             .to_rfc3339_opts(SecondsFormat::Millis, false)
@@ -82,6 +162,7 @@ fn view(job: &ScheduledJob, last_run: Option<LastRun>) -> JobView {
         taskdir: job.job.taskdir.clone(),
         concurrency_groups: job.job.concurrency_groups.clone(),
         last_run,
+        events: JobEvents::of(job, store),
     }
 }
 
@@ -89,6 +170,10 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
     let mut header = vec!["JOB", "SCHEDULE", "NEXT", "RUNS"];
     if with_last {
         header.push("LAST RUN");
+    }
+    let with_events = views.iter().any(|v| v.events.is_some());
+    if with_events {
+        header.push("EVENTS");
     }
     let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     for v in views {
@@ -99,9 +184,10 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
         };
         let mut row = vec![
             v.name.clone(),
-            v.schedule
-                .clone()
-                .unwrap_or_else(|| "(triggers only)".to_owned()),
+            v.schedule.clone().unwrap_or_else(|| match v.events {
+                Some(_) => "(events)".to_owned(),
+                None => "(triggers only)".to_owned(),
+            }),
             v.next.clone().unwrap_or_else(|| "-".to_owned()),
             what,
         ];
@@ -114,6 +200,14 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
                 ),
                 None => "-".to_owned(),
             });
+        }
+        if with_events {
+            row.push(
+                v.events
+                    .as_ref()
+                    .map(JobEvents::describe)
+                    .unwrap_or_default(),
+            );
         }
         rows.push(row);
     }
@@ -134,7 +228,7 @@ pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let views: Vec<JobView> = jobs.iter().map(|j| view(j, None)).collect();
+    let views: Vec<JobView> = jobs.iter().map(|j| view(j, None, None)).collect();
     let dir = data_dir(&config, global.state_dir.as_deref());
     // Which file the daemon will record into: dsari's, for a dsari configuration.
     let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
@@ -172,7 +266,7 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
                         }),
                     None => None,
                 };
-                views.push(view(job, last));
+                views.push(view(job, last, store.as_ref()));
             }
             print::records(global.format, &views, |style| table(&views, style, true))?;
         }

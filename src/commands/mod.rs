@@ -7,6 +7,7 @@ mod dispatch;
 mod events;
 mod fire;
 mod get;
+mod live;
 mod metrics;
 mod prepare;
 mod print;

@@ -49,6 +49,18 @@ impl Style {
         }
     }
 
+    /// Colour for what is written to stderr (the live view).
+    pub(crate) fn for_stderr() -> Style {
+        Style {
+            colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// Whether colour is on.
+    pub(crate) fn is_colour(&self) -> bool {
+        self.colour
+    }
+
     /// Colours a status word by what it means: green good, red bad, yellow in between.
     pub(crate) fn status(&self, word: &str) -> String {
         if !self.colour {
@@ -57,7 +69,9 @@ impl Style {
         let colour = match word {
             "ok" | "finished" | "OK" => AnsiColor::Green,
             "failed" | "halted" | "lost" | "HALT" | "RETRY" => AnsiColor::Red,
-            "running" | "waiting" | "interrupted" | "exited" | "EXIT" => AnsiColor::Yellow,
+            "running" | "waiting" | "interrupted" | "exited" | "EXIT" | "abandoned" => {
+                AnsiColor::Yellow
+            }
             _ => return word.to_owned(),
         };
         let style = colour.on_default();
@@ -117,7 +131,7 @@ pub(crate) fn duration(start: Option<f64>, stop: Option<f64>) -> String {
     }
 }
 
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 10.0 {
         format!("{secs:.2}s")

@@ -293,6 +293,7 @@ fn run_resumed(
         supervisor,
         scratch: scratch.path().to_owned(),
         events: &events,
+        observer: &crate::chain::Unobserved,
     };
     let mut recorder = StoreRecorder::open(
         state_dir,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::live::{self, LiveView};
 use super::prepare::prepare;
-use crate::chain::{Chain, ChainResult};
+use crate::chain::{Chain, ChainResult, Observer, Unobserved};
 use crate::cli::{ChainArgs, GlobalArgs};
 use crate::error::Error;
 use crate::exec::{Guardian, Supervisor};
@@ -118,6 +119,13 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     let guardian = Guardian::start(grace, Some(scratch.path()));
     let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(guardian));
     let events = crate::events::Events::new(&state_dir, &location, &session);
+    // The daemon's chains (attached) write to a file: nobody watches them live.
+    let live = (args.attach_run.is_none() && live::is_wanted(global.quiet))
+        .then(|| LiveView::start((!args.no_record).then(|| show_command(global))));
+    let observer: &dyn Observer = match &live {
+        Some(view) => view.as_ref(),
+        None => &Unobserved,
+    };
     let chain = Chain {
         plan: &prepared.plan,
         config,
@@ -128,6 +136,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         supervisor,
         scratch: scratch.path().to_owned(),
         events: &events,
+        observer,
     };
     let mut pruning = None;
     let mut recorder: Box<dyn Recorder> = if args.no_record {
@@ -160,6 +169,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     };
     let mut rng = StdRng::from_entropy();
     let result = iterate(&chain, args, lock.as_mut(), recorder.as_mut(), &mut rng);
+    if let Some(view) = &live {
+        view.finish();
+    }
     if let Some(pruning) = pruning {
         pruning.finish();
     }
@@ -199,4 +211,21 @@ fn iterate(
             return ChainResult::Interrupted(sig);
         }
     }
+}
+
+/// The command that shows a run again, without the id: `runner runs show`, with the
+/// `--state-dir` or `--database` this run was given so that it finds the same store.
+fn show_command(global: &GlobalArgs) -> String {
+    let mut words = vec!["runner".to_owned()];
+    if let Some(dir) = &global.state_dir {
+        words.push("--state-dir".to_owned());
+        words.push(dir.display().to_string());
+    }
+    if let Some(url) = &global.database {
+        words.push("--database".to_owned());
+        words.push(url.clone());
+    }
+    words.push("runs".to_owned());
+    words.push("show".to_owned());
+    shell_words::join(words)
 }

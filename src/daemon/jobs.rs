@@ -50,7 +50,7 @@ pub(crate) fn check_ownership(config: &DaemonConfig) -> Result<(), UnsafeError> 
     Ok(())
 }
 
-/// Parses every job's schedule and refuses what the daemon cannot honour yet.
+/// Parses every job's schedule and checks what each job needs to exist.
 pub(crate) fn prepare(
     config: &DaemonConfig,
 ) -> Result<BTreeMap<String, ScheduledJob>, DaemonConfigError> {
@@ -70,20 +70,13 @@ pub(crate) fn prepare(
                 },
             )
         };
-        // Events (after/unless/and_every/with_params) need the events machinery; a job
-        // that asks for them must not silently run without them.
-        for (key, used) in [
-            ("after", !job.after.is_empty()),
-            ("unless", !job.unless.is_empty()),
-            ("and_every", job.and_every.is_some()),
-            ("with_params", !job.with_params.is_empty()),
-        ] {
-            if used {
-                return Err(bad(
-                    key,
-                    "events are not supported by this version of the daemon yet".to_owned(),
-                ));
-            }
+        // `with_params` is merged into the data of the events a run waited for; without
+        // `after` or `and_every` there are none, so it would do nothing.
+        if !job.with_params.is_empty() && job.after.is_empty() && job.and_every.is_none() {
+            log::warn!(
+                "{}: job \"{name}\": key \"with_params\" does nothing without \"after\" or \"and_every\"",
+                config.path.display()
+            );
         }
         // A chain job whose directory or configuration is missing would fail every run:
         // say so now, like any other configuration error.

@@ -352,6 +352,15 @@ pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
     }
 }
 
+/// Writes the data of the events a run waited for where its `RUNNER_EVENTS` points
+/// (the run's directory exists by then).
+pub(crate) fn write_events(paths: &RunPaths, events: &str) {
+    let path = paths.run_dir.join(super::gate::EVENTS_FILE);
+    if let Err(e) = std::fs::write(&path, events) {
+        log::warn!("cannot write {}: {e}", path.display());
+    }
+}
+
 #[cfg(test)]
 #[path = "launch_tests.rs"]
 mod tests;

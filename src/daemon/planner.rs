@@ -54,10 +54,8 @@ pub(super) enum Admission {
     /// Start it now.
     Start,
     /// Keep it planned; ask again at the next poll.
-    #[cfg_attr(not(test), allow(dead_code, reason = "for the rules of events"))]
     Wait,
     /// Drop it; a scheduled one's schedule goes on.
-    #[cfg_attr(not(test), allow(dead_code, reason = "for the rules of events"))]
     Abandon,
 }
 
@@ -185,8 +183,19 @@ impl Planner {
         Added::Planned
     }
 
+    /// Plans a run at `request.schedule_time` that replaces nothing, whether or not the
+    /// job has `concurrent_runs` (an `and_every` firing: each one asks for its own run).
+    pub(super) fn add(&mut self, request: Request) -> Added {
+        if !self.jobs.contains_key(&request.job) {
+            return Added::UnknownJob;
+        }
+        self.plan(request, false);
+        Added::Planned
+    }
+
     /// The runs that start at `now`. Each holds its job and its group's slot until
     /// [`Planner::finished`].
+    #[cfg(test)]
     pub(super) fn poll(&mut self, now: DateTime<Utc>) -> Vec<Start> {
         self.poll_with(now, |_| Admission::Start)
     }

@@ -468,6 +468,91 @@ fn admission_can_hold_a_run_drop_it_or_add_to_it() {
 }
 
 #[test]
+fn a_held_run_keeps_no_slot_and_its_job_waits_for_it_without_replaying_times() {
+    // `waits` (scheduled every 2 s) is held, as a job whose `after` event is missing;
+    // `other` shares its group of one.
+    let yaml = format!(
+        "concurrency_groups:\n  g:\n    max: 1\njobs:\n  \
+         waits:\n    command: [\"true\"]\n    schedule: \"{EVERY_2S}\"\n    concurrency_groups: [g]\n  \
+         other:\n    command: [\"true\"]\n    concurrency_groups: [g]\n"
+    );
+    let t0 = first_time(&yaml, "waits");
+    let (jobs, limits) = load(&yaml);
+    let mut planner = Planner::new(jobs, limits);
+    planner.plan_schedules(at(t0, -0.5));
+    planner.trigger(trigger("other", t0));
+    let hold = |r: &mut Request| {
+        if r.job == "waits" {
+            Admission::Wait
+        } else {
+            Admission::Start
+        }
+    };
+    let starts = planner.poll_with(t0, hold);
+    assert_eq!(starts.len(), 1, "the held run leaves the slot to other");
+    assert_eq!(starts[0].request.job, "other");
+    planner.finished(starts[0].slot);
+    // Held for 7 s: no further scheduled run is planned meanwhile, nothing starts.
+    for step in 1..=7 {
+        assert!(planner.poll_with(at(t0, f64::from(step)), hold).is_empty());
+    }
+    assert_eq!(
+        planner.next_due(),
+        None,
+        "the held run is the job's one planned run"
+    );
+    // Let go: it starts once, the times that went by are merged into it, and the
+    // schedule resumes after now.
+    let starts = planner.poll_with(at(t0, 7.5), |_| Admission::Start);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].request.schedule_time, t0);
+    assert_eq!(starts[0].merged_from, Some(at(t0, 2.0)));
+    assert_eq!(planner.next_due(), Some(at(t0, 8.0)));
+}
+
+#[test]
+fn a_dropped_triggered_run_is_gone_and_the_job_runs_again_when_asked() {
+    let (jobs, limits) = load("jobs:\n  guarded:\n    command: [\"true\"]\n");
+    let mut planner = Planner::new(jobs, limits);
+    let t = DateTime::from_timestamp(1_767_225_600, 0).expect("time");
+    planner.trigger(trigger("guarded", t));
+    assert!(planner.poll_with(t, |_| Admission::Abandon).is_empty());
+    assert!(planner.planned().is_empty(), "dropped, not held");
+    assert_eq!(planner.running(), 0);
+    assert_eq!(planner.next_due(), None);
+    assert!(
+        planner
+            .poll_with(at(t, 1.0), |_| Admission::Start)
+            .is_empty()
+    );
+    planner.trigger(trigger("guarded", at(t, 2.0)));
+    assert_eq!(planner.poll_with(at(t, 2.0), |_| Admission::Start).len(), 1);
+}
+
+#[test]
+fn added_runs_replace_nothing_and_start_one_after_another() {
+    // Each `and_every` firing adds a run, even for a job without `concurrent_runs`.
+    let (jobs, limits) = load("jobs:\n  build:\n    command: [\"true\"]\n");
+    let mut planner = Planner::new(jobs, limits);
+    let t = DateTime::from_timestamp(1_767_225_600, 0).expect("time");
+    for n in 0..3 {
+        let mut request = trigger("build", t);
+        request.trigger_data = serde_json::json!({ "n": n });
+        assert_eq!(planner.add(request), Added::Planned);
+    }
+    assert_eq!(planner.planned().len(), 3);
+    let mut seen = Vec::new();
+    for step in 0..3 {
+        let starts = planner.poll(at(t, f64::from(step)));
+        assert_eq!(starts.len(), 1, "the job never overlaps itself");
+        seen.push(starts[0].request.trigger_data["n"].clone());
+        planner.finished(starts[0].slot);
+    }
+    assert_eq!(seen, [0, 1, 2], "in the order they were asked for");
+    assert_eq!(planner.add(trigger("nope", t)), Added::UnknownJob);
+}
+
+#[test]
 fn an_unknown_job_is_not_planned() {
     let (jobs, limits) = load(&every_2s(""));
     let mut planner = Planner::new(jobs, limits);

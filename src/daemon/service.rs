@@ -7,6 +7,9 @@
 //! ended. No periodic polling, so a daemon with ten thousand hourly jobs is idle between
 //! due times. Each run is supervised on its own thread, which reports back through the
 //! channel, so a slot freed in a concurrency group is handed to a waiting run at once.
+//! Jobs with `after`, `unless` or `and_every` are woken by the events watch (inotify on
+//! `events.notify` beside the database, as waiting chains are): a run held for an event
+//! costs nothing until something is fired.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
+use super::gate::{self, Gates};
 use super::intake::{self, Intake, Loaded};
 use super::launch::{self, Context, RunPaths};
-use super::planner::{Added, Planner, RunSlot, Start};
+use super::planner::{Added, Admission, Planner, RunSlot, Start};
 use super::signals;
-use crate::config::daemon::{CatchUp, DaemonConfig};
+use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::signals::Interrupt;
@@ -45,6 +49,8 @@ pub(super) enum Event {
     },
     /// The intake thread took the trigger files that were there at start.
     Ready,
+    /// An event was fired (the events watch).
+    Fired,
 }
 
 /// A run in progress.
@@ -91,6 +97,20 @@ pub(crate) struct Service {
     events: Receiver<Event>,
     intake: Option<Intake>,
     stopping: bool,
+    /// The event rules of the daemon's session.
+    gates: Gates,
+    /// The jobs with `after`, `unless` or `and_every`, by name.
+    event_jobs: HashMap<String, Job>,
+    /// Wakes the loop when an event is fired, while it lives.
+    on_event: Option<crate::signals::Subscription>,
+}
+
+/// The jobs that use events.
+fn event_jobs(jobs: &BTreeMap<String, super::jobs::ScheduledJob>) -> HashMap<String, Job> {
+    jobs.iter()
+        .filter(|(_, j)| gate::has_events(&j.job))
+        .map(|(name, j)| (name.clone(), j.job.clone()))
+        .collect()
 }
 
 /// The data directory: `--state-dir` first, then the configuration's `data_dir`.
@@ -129,8 +149,10 @@ impl Service {
             .max()
             .unwrap_or(Duration::from_secs(60));
         let (sender, events) = mpsc::channel();
+        let gates = Gates::new(&store, crate::events::resolve_session(None, None));
         Ok(Service {
             setup,
+            event_jobs: event_jobs(&jobs),
             planner: Planner::new(jobs, limits(&config)),
             config,
             data_dir,
@@ -145,6 +167,8 @@ impl Service {
             events,
             intake: None,
             stopping: false,
+            gates,
+            on_event: None,
         })
     }
 
@@ -166,6 +190,7 @@ impl Service {
         let now = Utc::now();
         self.catch_up(now);
         self.planner.plan_schedules(now);
+        self.watch_events(None);
         let intake = Intake::start(
             &self.data_dir,
             &self.setup.config_path,
@@ -230,6 +255,11 @@ impl Service {
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
             Event::Finished { slot, report } => self.finished(slot, &report),
+            Event::Fired => {
+                if !self.stopping {
+                    self.take_firings();
+                }
+            }
             Event::Ready => {
                 // Scheduling runs already; "started" means that the trigger files that
                 // were there at start are taken too.
@@ -240,6 +270,63 @@ impl Service {
                 );
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }
+        }
+    }
+
+    /// With jobs that use events: watches for fired events (once), and asks for the one
+    /// run of each job (of `only`, when given: the jobs a reload added) that only waits
+    /// for its `after` events.
+    fn watch_events(&mut self, only: Option<&[String]>) {
+        if self.event_jobs.is_empty() {
+            return;
+        }
+        if self.on_event.is_none() {
+            match crate::events::Watcher::start(self.store.notify_dir()) {
+                Ok(watcher) => {
+                    let sender = self.sender.clone();
+                    self.on_event = Some(watcher.subscribe(move || {
+                        let _ = sender.send(Event::Fired);
+                    }));
+                }
+                Err(e) => log::warn!(
+                    "cannot watch {} for events ({e}); jobs waiting for events start only when something else wakes the daemon",
+                    self.store.notify_dir().display()
+                ),
+            }
+        }
+        let once: Vec<String> = self
+            .planner
+            .jobs()
+            .iter()
+            .filter(|(name, j)| gate::runs_once_after(j) && only.is_none_or(|o| o.contains(name)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for job in once {
+            self.planner.add(launch::Request {
+                job,
+                schedule_time: Utc::now(),
+                trigger_type: gate::TRIGGER_TYPE.to_owned(),
+                trigger_data: serde_json::json!({}),
+                environment: BTreeMap::new(),
+            });
+        }
+    }
+
+    /// Asks for a run for every new firing of a job's `and_every` event.
+    fn take_firings(&mut self) {
+        for (job, event) in self.gates.new_firings(&self.store, self.planner.jobs()) {
+            log::info!(
+                "event \"{}\" (#{}) was fired: job \"{job}\" runs (and_every)",
+                event.name,
+                event.id
+            );
+            self.planner.add(launch::Request {
+                job,
+                schedule_time: Utc::now(),
+                trigger_type: gate::TRIGGER_TYPE.to_owned(),
+                trigger_data: serde_json::json!({"event": event.name, "event_id": event.id}),
+                environment: BTreeMap::new(),
+            });
         }
     }
 
@@ -331,8 +418,15 @@ impl Service {
             log::warn!("{warning}");
         }
         let count = jobs.len();
+        let added: Vec<String> = jobs
+            .keys()
+            .filter(|name| !self.planner.jobs().contains_key(*name))
+            .cloned()
+            .collect();
+        self.event_jobs = event_jobs(&jobs);
         self.planner.reload(jobs, limits(&config), Utc::now());
         self.config = config;
+        self.watch_events(Some(&added));
         log::info!("configuration reloaded: {count} job(s)");
     }
 
@@ -417,7 +511,14 @@ impl Service {
 
     /// Starts every run the planner lets start now.
     fn start_due(&mut self, now: DateTime<Utc>) {
-        for start in self.planner.poll(now) {
+        let (store, gates, event_jobs) = (&self.store, &self.gates, &self.event_jobs);
+        let starts = self
+            .planner
+            .poll_with(now, |request| match event_jobs.get(&request.job) {
+                Some(job) => gates.admit(store, job, request),
+                None => Admission::Start,
+            });
+        for start in starts {
             let slot = start.slot;
             if !self.start(start) {
                 self.planner.finished(slot);
@@ -461,7 +562,7 @@ impl Service {
             );
             [None, None, None]
         });
-        let env = launch::environment(&Context {
+        let mut env = launch::environment(&Context {
             job: &job,
             request: &request,
             run_id: &run_id,
@@ -471,6 +572,7 @@ impl Service {
             previous: &previous,
             global_env: &self.config.environment,
         });
+        let events = self.event_environment(&mut env, &request, &paths);
         let recorded = self.store.begin_run(&NewRun {
             run_id: &run_id,
             job: &job.name,
@@ -478,7 +580,7 @@ impl Service {
             start_time: start_time.into(),
             trigger_type: &request.trigger_type,
             trigger_data: &request.trigger_data,
-            session: self.owner.boot_id.as_deref().unwrap_or("unknown-boot"),
+            session: self.gates.session(),
             output_dir: &paths.run_dir,
             owner: &self.owner,
             tasks: &[],
@@ -517,6 +619,9 @@ impl Service {
                         None
                     }
                 };
+                if let Some(events) = events {
+                    launch::write_events(&run_paths, &events);
+                }
                 let output = Output {
                     file,
                     ..Output::default()
@@ -603,6 +708,9 @@ impl Service {
                 crate::exec::describe_leftovers(&report.leftovers)
             );
         }
+        if status == RunStatus::Ok {
+            self.fire_job_event(run_id, &run.job, &run.paths);
+        }
         let reason = launch::stop_reason(report)
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
@@ -611,5 +719,52 @@ impl Service {
             run.job,
             run.started.elapsed().as_secs_f64()
         );
+    }
+
+    /// What a run needs for events: `RUNNER_SESSION` and `RUNNER_DATABASE`, so that
+    /// `runner fire` in it fires where this daemon looks, and, for a run that waited for
+    /// events, `RUNNER_EVENTS`: the file [`gate::EVENTS_FILE`] in its run directory,
+    /// holding their data as one JSON object keyed by event name (as a chain task gets
+    /// it). Returns that file's content, written on the run's thread with its directory.
+    fn event_environment(
+        &self,
+        env: &mut BTreeMap<String, String>,
+        request: &launch::Request,
+        paths: &RunPaths,
+    ) -> Option<String> {
+        env.insert("RUNNER_SESSION".to_owned(), self.gates.session().to_owned());
+        env.insert(
+            "RUNNER_DATABASE".to_owned(),
+            self.store.path().display().to_string(),
+        );
+        let events = request.trigger_data.get("events")?;
+        env.insert(
+            "RUNNER_EVENTS".to_owned(),
+            paths.run_dir.join(gate::EVENTS_FILE).display().to_string(),
+        );
+        Some(events.to_string())
+    }
+
+    /// A run that succeeded fires an event named after its job, with its
+    /// `return_data.json` (or `{}`) as data.
+    fn fire_job_event(&mut self, run_id: &str, job: &str, paths: &RunPaths) {
+        let data = launch::run_data(paths)
+            .and_then(|d| d.get("return_data").cloned())
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        let source = format!("job {run_id}");
+        let fired = self.store.fire_event(&crate::store::NewEvent {
+            session: self.gates.session(),
+            name: job,
+            data: &data,
+            source: &source,
+        });
+        match fired {
+            Ok(_) => crate::store::notify(self.store.notify_dir()),
+            Err(e) => log::warn!(
+                "cannot fire the event of job \"{job}\": {}",
+                crate::logging::one_line(&e)
+            ),
+        }
     }
 }

@@ -9,6 +9,7 @@ mod source;
 mod watch;
 
 pub(crate) use source::Events;
+pub(crate) use watch::Watcher;
 
 /// Why an event given on the command line was refused (exit 78).
 #[derive(Debug, thiserror::Error)]

@@ -45,7 +45,10 @@ pub(crate) struct Output {
 
 impl Output {
     fn needs_pipes(&self) -> bool {
-        self.file.is_none() && (self.prefix.is_some() || self.capture.is_some())
+        // While a live view draws on the terminal, output goes through runner so that
+        // the view can step aside for it.
+        self.file.is_none()
+            && (self.prefix.is_some() || self.capture.is_some() || crate::terminal::is_shared())
     }
 
     /// Sets the child's stdout and stderr before it is spawned.
@@ -92,6 +95,7 @@ impl Output {
                     source,
                     target,
                     at_line_start: true,
+                    pending: Vec::new(),
                 })
             })
         };
@@ -148,6 +152,65 @@ struct Stream {
     source: Box<dyn ReadFd>,
     target: Target,
     at_line_start: bool,
+    /// The end of a line not yet written, held while a live view shares the terminal
+    /// (a view drawn after half a line would garble both).
+    pending: Vec<u8>,
+}
+
+/// A line longer than this is written in pieces even while a view shares the terminal:
+/// memory stays bounded.
+const MAX_PENDING: usize = 64 * 1024;
+
+impl Stream {
+    /// Writes `out` to runner's stream, whole lines only while the terminal is shared.
+    fn emit(&mut self, out: &[u8]) {
+        if !crate::terminal::is_shared() {
+            if self.pending.is_empty() {
+                self.write(out);
+            } else {
+                let mut all = std::mem::take(&mut self.pending);
+                all.extend_from_slice(out);
+                self.write(&all);
+            }
+            return;
+        }
+        self.pending.extend_from_slice(out);
+        let cut = match self.pending.iter().rposition(|&b| b == b'\n') {
+            Some(last) => last + 1,
+            None if self.pending.len() > MAX_PENDING => self.pending.len(),
+            None => return,
+        };
+        let rest = self.pending.split_off(cut);
+        let lines = std::mem::replace(&mut self.pending, rest);
+        self.write(&lines);
+    }
+
+    /// At end-of-file: writes what is held; a last line without its newline is ended
+    /// when `end_line` says so, and always while the terminal is shared (the view is
+    /// drawn below it).
+    fn finish(&mut self, end_line: bool) {
+        let mut rest = std::mem::take(&mut self.pending);
+        if end_line || (!rest.is_empty() && crate::terminal::is_shared()) {
+            rest.push(b'\n');
+        }
+        if !rest.is_empty() {
+            self.write(&rest);
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        // A closed terminal must not stop the copy into the capture.
+        crate::terminal::write(|| {
+            // stdout is line-buffered: flushed, so the end of a line shows as it comes.
+            let _ = match self.target {
+                Target::Stdout => {
+                    let mut out = io::stdout().lock();
+                    out.write_all(bytes).and_then(|()| out.flush())
+                }
+                Target::Stderr => io::stderr().lock().write_all(bytes),
+            };
+        });
+    }
 }
 
 /// Copies a child's piped output to runner's streams and to the capture.
@@ -187,6 +250,9 @@ impl Pump {
             .into_iter()
             .flatten()
             .map(|s| {
+                if !s.pending.is_empty() {
+                    s.write(&s.pending);
+                }
                 let target = match s.target {
                     Target::Stdout => RELAY_STDOUT,
                     Target::Stderr => RELAY_STDERR,
@@ -206,12 +272,8 @@ impl Pump {
                 Ok(0) => {
                     // A last line without its newline is ended here, so the next task's
                     // prefixed line starts a line of its own.
-                    if self.prefix.is_some() && !stream.at_line_start {
-                        let _ = match stream.target {
-                            Target::Stdout => io::stdout().lock().write_all(b"\n"),
-                            Target::Stderr => io::stderr().lock().write_all(b"\n"),
-                        };
-                    }
+                    let end_line = self.prefix.is_some() && !stream.at_line_start;
+                    stream.finish(end_line);
                     self.streams[index] = None;
                     return;
                 }
@@ -219,6 +281,7 @@ impl Pump {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {
+                    stream.finish(false);
                     self.streams[index] = None;
                     return;
                 }
@@ -242,11 +305,7 @@ impl Pump {
                 }
                 None => chunk,
             };
-            // A closed terminal must not stop the copy into the capture.
-            let _ = match stream.target {
-                Target::Stdout => io::stdout().lock().write_all(out),
-                Target::Stderr => io::stderr().lock().write_all(out),
-            };
+            stream.emit(out);
         }
     }
 }

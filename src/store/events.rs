@@ -141,6 +141,33 @@ impl Store {
         result.map_err(|e| self.wrap(e))
     }
 
+    /// The events of `session` named one of `names` committed after event `after`,
+    /// oldest first (what a daemon job's `and_every` has not seen yet).
+    pub(crate) fn events_since(
+        &self,
+        session: &str,
+        names: &[String],
+        after: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let names_json = serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned());
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE session = ?1 AND id > ?3
+                   AND name IN (SELECT value FROM json_each(?2)) ORDER BY id"
+            ))?;
+            let rows = stmt.query_map(params![session, names_json, after], event_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub(crate) fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+
     /// The directory whose [`NOTIFY_FILE`] announces this store's events: the one
     /// holding the database file.
     pub(crate) fn notify_dir(&self) -> &Path {
