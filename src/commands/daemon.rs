@@ -11,7 +11,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::jobs::{self, ScheduledJob};
 use crate::daemon::{Service, Setup, data_dir};
 use crate::error::{Error, exit_codes};
-use crate::store::Location;
+use crate::store::{Location, Store};
 
 /// The daemon configuration to use: `--config`, else `/etc/runner` as root and
 /// `$XDG_CONFIG_HOME/runner` (default `~/.config/runner`) otherwise.
@@ -252,6 +252,8 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
             let dir = data_dir(&config, global.state_dir.as_deref());
             let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
             let store = crate::store::open_for_reading(&location, &crate::state::host(None))?;
+            // Events are kept in this host's SQLite file, whatever holds the runs.
+            let events = Store::read_only(&location)?;
             let mut views = Vec::new();
             for job in &jobs {
                 let last = match &store {
@@ -266,7 +268,7 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
                         }),
                     None => None,
                 };
-                views.push(view(job, last, store.as_ref()));
+                views.push(view(job, last, events.as_ref()));
             }
             print::records(global.format, &views, |style| table(&views, style, true))?;
         }

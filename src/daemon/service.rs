@@ -86,6 +86,8 @@ pub(crate) struct Service {
     planner: Planner,
     running: HashMap<RunSlot, Running>,
     store: Box<dyn RunStore>,
+    /// The local SQLite store that holds events (fired, waited for), whatever `store` is.
+    events_store: crate::store::Store,
     /// Where the store is: handed to the chains the daemon starts.
     location: Location,
     /// The host runs are recorded with.
@@ -142,6 +144,8 @@ impl Service {
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
         let host = crate::state::host(None);
         let store = crate::store::open_for_writing(&location, &host)?;
+        // Events stay in this host's SQLite file, also when runs go to a fleet database.
+        let events_store = crate::store::Store::open_at(&location)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
             .values()
@@ -149,7 +153,7 @@ impl Service {
             .max()
             .unwrap_or(Duration::from_secs(60));
         let (sender, events) = mpsc::channel();
-        let gates = Gates::new(&store, crate::events::resolve_session(None, None));
+        let gates = Gates::new(&events_store, crate::events::resolve_session(None, None));
         Ok(Service {
             setup,
             event_jobs: event_jobs(&jobs),
@@ -158,6 +162,7 @@ impl Service {
             data_dir,
             running: HashMap::new(),
             store,
+            events_store,
             location,
             host,
             owner: Owner::current(),
@@ -281,7 +286,7 @@ impl Service {
             return;
         }
         if self.on_event.is_none() {
-            match crate::events::Watcher::start(self.store.notify_dir()) {
+            match crate::events::Watcher::start(self.events_store.notify_dir()) {
                 Ok(watcher) => {
                     let sender = self.sender.clone();
                     self.on_event = Some(watcher.subscribe(move || {
@@ -290,7 +295,7 @@ impl Service {
                 }
                 Err(e) => log::warn!(
                     "cannot watch {} for events ({e}); jobs waiting for events start only when something else wakes the daemon",
-                    self.store.notify_dir().display()
+                    self.events_store.notify_dir().display()
                 ),
             }
         }
@@ -314,7 +319,10 @@ impl Service {
 
     /// Asks for a run for every new firing of a job's `and_every` event.
     fn take_firings(&mut self) {
-        for (job, event) in self.gates.new_firings(&self.store, self.planner.jobs()) {
+        for (job, event) in self
+            .gates
+            .new_firings(&self.events_store, self.planner.jobs())
+        {
             log::info!(
                 "event \"{}\" (#{}) was fired: job \"{job}\" runs (and_every)",
                 event.name,
@@ -511,7 +519,7 @@ impl Service {
 
     /// Starts every run the planner lets start now.
     fn start_due(&mut self, now: DateTime<Utc>) {
-        let (store, gates, event_jobs) = (&self.store, &self.gates, &self.event_jobs);
+        let (store, gates, event_jobs) = (&self.events_store, &self.gates, &self.event_jobs);
         let starts = self
             .planner
             .poll_with(now, |request| match event_jobs.get(&request.job) {
@@ -733,10 +741,9 @@ impl Service {
         paths: &RunPaths,
     ) -> Option<String> {
         env.insert("RUNNER_SESSION".to_owned(), self.gates.session().to_owned());
-        env.insert(
-            "RUNNER_DATABASE".to_owned(),
-            self.store.path().display().to_string(),
-        );
+        // A fleet database named by the launch stays; else the file `runner fire` writes.
+        env.entry("RUNNER_DATABASE".to_owned())
+            .or_insert_with(|| self.events_store.path().display().to_string());
         let events = request.trigger_data.get("events")?;
         env.insert(
             "RUNNER_EVENTS".to_owned(),
@@ -753,14 +760,14 @@ impl Service {
             .filter(serde_json::Value::is_object)
             .unwrap_or_else(|| serde_json::json!({}));
         let source = format!("job {run_id}");
-        let fired = self.store.fire_event(&crate::store::NewEvent {
+        let fired = self.events_store.fire_event(&crate::store::NewEvent {
             session: self.gates.session(),
             name: job,
             data: &data,
             source: &source,
         });
         match fired {
-            Ok(_) => crate::store::notify(self.store.notify_dir()),
+            Ok(_) => crate::store::notify(self.events_store.notify_dir()),
             Err(e) => log::warn!(
                 "cannot fire the event of job \"{job}\": {}",
                 crate::logging::one_line(&e)
