@@ -29,6 +29,14 @@ if [ -n "$observe_missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/n
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends prometheus chromium rpmlint python3 >/dev/null
 fi
+# The fleet tests (tests/cli/fleet.rs) start a PostgreSQL server of their own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+    echo "== apt-get install postgresql (for the fleet tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -309,6 +309,9 @@ pub enum RunsCommand {
         /// `YYYY-MM-DD[ HH:MM[:SS]]`, or a time ago like `2h` or `3days`.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Only runs recorded on this host (a fleet database holds many).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
     /// Show a run with its task instances and attempts.
     Show {

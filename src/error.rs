@@ -99,7 +99,7 @@ impl Error {
             | Error::TaskDir(_)
             | Error::Plan(_)
             | Error::Unsafe(_)
-            | Error::Store(StoreError::Unsupported { .. })
+            | Error::Store(StoreError::Unsupported { .. } | StoreError::BadUrl { .. })
             | Error::Event(_) => exit_codes::CONFIG,
             Error::Locked { .. } => exit_codes::LOCKED,
             Error::Usage(_) => exit_codes::USAGE,

@@ -86,6 +86,22 @@ pub(crate) fn open_private(
         .open(path)
 }
 
+/// The host runs are recorded with (section 13): `RUNNER_HOST`, else the configured
+/// name (`[runner] host`), else the machine's hostname.
+pub(crate) fn host(configured: Option<&str>) -> String {
+    if let Some(host) = std::env::var("RUNNER_HOST").ok().filter(|h| !h.is_empty()) {
+        return host;
+    }
+    if let Some(host) = configured.filter(|h| !h.is_empty()) {
+        return host.to_owned();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// The current boot's id, the default event session: records and events of one boot
 /// belong together.
 pub(crate) fn boot_id() -> String {

@@ -238,7 +238,7 @@ pub(crate) fn check(global: &GlobalArgs, path: &Path) -> Result<u8, Error> {
             table(&views, style, false),
             views.len(),
             dir.display(),
-            location.file().display()
+            location.describe()
         )
     })?;
     Ok(exit_codes::OK)
@@ -251,12 +251,14 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
             let (config, jobs) = load(&config_path(&config))?;
             let dir = data_dir(&config, global.state_dir.as_deref());
             let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
-            let store = Store::read_only(&location)?;
+            let store = crate::store::open_for_reading(&location, &crate::state::host(None))?;
+            // Events are kept in this host's SQLite file, whatever holds the runs.
+            let events = Store::read_only(&location)?;
             let mut views = Vec::new();
             for job in &jobs {
                 let last = match &store {
                     Some(store) => store
-                        .list_runs(std::slice::from_ref(&job.job.name), 1)?
+                        .list_runs_on(std::slice::from_ref(&job.job.name), &[], None, None, 1)?
                         .into_iter()
                         .next()
                         .map(|r| LastRun {
@@ -266,7 +268,7 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
                         }),
                     None => None,
                 };
-                views.push(view(job, last, store.as_ref()));
+                views.push(view(job, last, events.as_ref()));
             }
             print::records(global.format, &views, |style| table(&views, style, true))?;
         }

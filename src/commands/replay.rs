@@ -301,6 +301,7 @@ fn run_resumed(
         &prepared.job,
         config.runner.log_max_bytes,
         "manual",
+        &crate::state::host(config.runner.host.as_deref()),
     )
     .resumed();
     let mut rng = StdRng::from_entropy();

@@ -16,7 +16,7 @@ use crate::lock::{Acquired, JobLock};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
-use crate::store::{Location, StoreRecorder, retention};
+use crate::store::{FleetLock, FleetLockOutcome, Location, StoreRecorder, retention};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.
 pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Result<u8, Error> {
@@ -36,7 +36,14 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         global.state_dir.as_deref(),
         config.runner.state_dir.as_deref(),
     );
-    let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
+    // `--database` / RUNNER_DATABASE first, then `[runner] database`.
+    let database = global.database.as_deref().or(config
+        .runner
+        .database
+        .as_ref()
+        .map(|d| d.0.as_str()));
+    let location = Location::resolve(database, None, &state_dir)?;
+    let host = state::host(config.runner.host.as_deref());
     if crate::security::is_enforced(args.insecure) {
         crate::security::check_state_dir(&state_dir)?;
     }
@@ -54,6 +61,41 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             );
             None
         }
+    };
+
+    // `lock = fleet`: beside this host's lock, one run of the job in the whole fleet.
+    let _fleet_lock = match (&location.fleet, config.runner.fleet_lock) {
+        (Some(url), true) => {
+            match FleetLock::acquire(url, &prepared.job, args.wait, || {
+                interrupt.received().is_some()
+            }) {
+                Ok(FleetLockOutcome::Held(lock)) => Some(lock),
+                Ok(FleetLockOutcome::Busy) => {
+                    if let Some(sig) = interrupt.received() {
+                        return Ok(ChainResult::Interrupted(sig).exit_code());
+                    }
+                    return Err(Error::Locked {
+                        job: prepared.job.clone(),
+                        holder: format!("another host of the fleet ({})", url.describe()),
+                    });
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot take the fleet lock of job \"{}\" ({}); only this host's lock holds",
+                        prepared.job,
+                        crate::error::one_line(&e)
+                    );
+                    None
+                }
+            }
+        }
+        (None, true) => {
+            log::warn!(
+                "lock = fleet needs a fleet database (a PostgreSQL --database); only this host's lock holds"
+            );
+            None
+        }
+        _ => None,
     };
 
     let grace = prepared
@@ -106,6 +148,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             &prepared.job,
             config.runner.log_max_bytes,
             "manual",
+            &host,
         );
         if args.attach_run.is_some() {
             store = store.attached();

@@ -13,7 +13,7 @@ use crate::daemon::data_dir;
 use crate::error::{Error, exit_codes};
 use crate::state;
 use crate::store::model::{RunDetail, RunRecord, RunStatus};
-use crate::store::{Location, Store, StoreError};
+use crate::store::{Location, RunStore, StoreError, StoredOutput};
 
 /// How often `runs tail` looks for new output and for the runs' ends.
 const TAIL_POLL: Duration = Duration::from_millis(200);
@@ -22,7 +22,7 @@ const TAIL_POLL: Duration = Duration::from_millis(200);
 /// runs' output.
 pub(crate) struct Records {
     /// The store; `None` when nothing was ever recorded there.
-    pub(crate) store: Option<Store>,
+    pub(crate) store: Option<Box<dyn RunStore>>,
     /// `STATE_DIR`, or the daemon configuration's data directory.
     pub(crate) data_dir: PathBuf,
 }
@@ -47,7 +47,7 @@ pub(crate) fn open_records(
             (location, state_dir)
         }
     };
-    let store = Store::read_only(&location)?;
+    let store = crate::store::open_for_reading(&location, &state::host(None))?;
     Ok(Records { store, data_dir })
 }
 
@@ -60,6 +60,7 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
             limit,
             statuses,
             since,
+            host,
         } => {
             let statuses = statuses
                 .iter()
@@ -67,13 +68,15 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
                 .collect::<Result<Vec<_>, _>>()?;
             let since = since.as_deref().map(parse_since).transpose()?;
             let runs = match &store {
-                Some(store) => store.list_runs_where(&jobs, &statuses, since, limit)?,
+                Some(store) => {
+                    store.list_runs_on(&jobs, &statuses, since, host.as_deref(), limit)?
+                }
                 None => Vec::new(),
             };
             print::records(global.format, &runs, |style| list_table(&runs, style))?;
         }
         RunsCommand::Show { run_id } => {
-            let mut detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
+            let mut detail = require(store.as_deref(), &run_id)?.run_detail(&run_id)?;
             // A run dsari recorded has its output in dsari's layout beside the store.
             if detail.output_dir.is_none() {
                 let dir = data_dir
@@ -87,8 +90,10 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
             print::records(global.format, &detail, |style| show_table(&detail, style))?;
         }
         RunsCommand::Output { run_id, task } => {
-            let detail = require(store.as_ref(), &run_id)?.run_detail(&run_id)?;
-            print_output(&detail, &data_dir, task.as_deref())?;
+            let store = require(store.as_deref(), &run_id)?;
+            let detail = store.run_detail(&run_id)?;
+            let stored = store.stored_output(&detail.run.run_id)?;
+            print_output(&detail, &data_dir, task.as_deref(), &stored)?;
         }
         RunsCommand::Tail { run_ids } => {
             let Some(store) = store else {
@@ -98,13 +103,13 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
                 eprintln!("no run is running");
                 return Ok(exit_codes::OK);
             };
-            return tail(&store, &data_dir, &run_ids);
+            return tail(store.as_ref(), &data_dir, &run_ids);
         }
     }
     Ok(exit_codes::OK)
 }
 
-fn require<'s>(store: Option<&'s Store>, run_id: &str) -> Result<&'s Store, Error> {
+fn require<'s>(store: Option<&'s dyn RunStore>, run_id: &str) -> Result<&'s dyn RunStore, Error> {
     store.ok_or_else(|| {
         Error::Store(StoreError::NotFound {
             prefix: run_id.to_owned(),
@@ -151,6 +156,9 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
         .map_or(String::new(), |c| format!(" (exit {c})"));
     out.push_str(&format!("run:      {}\n", run.run_id));
     out.push_str(&format!("job:      {}\n", run.job_name));
+    if let Some(host) = &run.host {
+        out.push_str(&format!("host:     {host}\n"));
+    }
     out.push_str(&format!(
         "status:   {}{exit}\n",
         style.status(run.status.as_str())
@@ -268,7 +276,12 @@ fn output_files(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Vec<
     vec![("output.txt".to_owned(), dir.join("output.txt"))]
 }
 
-fn print_output(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Result<(), Error> {
+fn print_output(
+    detail: &RunDetail,
+    data_dir: &Path,
+    task: Option<&str>,
+    stored: &[StoredOutput],
+) -> Result<(), Error> {
     if let Some(name) = task {
         if !detail.tasks.iter().any(|t| t.name == name) {
             return Err(Error::Refused(format!(
@@ -276,6 +289,22 @@ fn print_output(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Resu
                 short(&detail.run.run_id)
             )));
         }
+    }
+    // A fleet database keeps the output itself: the same from every host.
+    if !stored.is_empty() {
+        let chosen: Vec<&StoredOutput> = stored
+            .iter()
+            .filter(|o| task.is_none_or(|name| o.task == name))
+            .collect();
+        let headers = chosen.len() > 1;
+        for output in chosen {
+            if headers {
+                let label = format!("{} try {}", output.instance, output.try_num);
+                print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
+            }
+            print::write_stdout(&output.bytes)?;
+        }
+        return Ok(());
     }
     let files = output_files(detail, data_dir, task);
     let headers = files.len() > 1;
@@ -346,10 +375,10 @@ struct Told {
 
 /// Follows `run_ids` (or every running run): task starts and results, new output, and
 /// each run's end, until all have ended. Exits 0 when all ended `ok`, 1 otherwise.
-fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error> {
+fn tail(store: &dyn RunStore, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error> {
     let ids: Vec<String> = if run_ids.is_empty() {
         store
-            .list_runs_where(&[], &[RunStatus::Running], None, usize::MAX)?
+            .list_runs_on(&[], &[RunStatus::Running], None, None, usize::MAX)?
             .into_iter()
             .map(|r| r.run_id)
             .collect()
@@ -376,6 +405,17 @@ fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error>
                 continue;
             }
             any_running |= detail.run.status == RunStatus::Running;
+            // Another host's run (in a fleet database): its output is in the store.
+            let local = detail
+                .tasks
+                .iter()
+                .flat_map(|t| t.attempts.iter())
+                .any(|a| a.output.as_ref().is_some_and(|p| Path::new(p).exists()));
+            let stored = if local {
+                Vec::new()
+            } else {
+                store.stored_output(id)?
+            };
             for task in &detail.tasks {
                 for (n, attempt) in task.attempts.iter().enumerate() {
                     let key = (task.instance.clone(), n);
@@ -390,9 +430,14 @@ fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error>
                         print::write_stdout(line.as_bytes())?;
                         last_label.clear();
                     }
-                    if let Some(path) = &attempt.output {
-                        let label =
-                            format!("{} {} try {}", short(id), task.instance, attempt.try_num);
+                    let label = format!("{} {} try {}", short(id), task.instance, attempt.try_num);
+                    let kept = stored
+                        .iter()
+                        .find(|o| o.instance == task.instance && o.try_num == attempt.try_num);
+                    if let Some(kept) = kept {
+                        let key = PathBuf::from(format!("{id}/{label}"));
+                        print_fresh_bytes(&kept.bytes, key, &label, &mut offsets, &mut last_label)?;
+                    } else if let Some(path) = &attempt.output {
                         print_fresh(&PathBuf::from(path), &label, &mut offsets, &mut last_label)?;
                     }
                     if let Some(result) = &attempt.result {
@@ -453,6 +498,26 @@ fn tail(store: &Store, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error>
 
 /// Prints what was added to `path` since the last look, under a header when the source
 /// changed.
+/// As [`print_fresh`], for output kept in the store rather than in a file.
+fn print_fresh_bytes(
+    bytes: &[u8],
+    key: PathBuf,
+    label: &str,
+    offsets: &mut HashMap<PathBuf, u64>,
+    last_label: &mut String,
+) -> Result<(), Error> {
+    let offset = offsets.entry(key).or_insert(0);
+    let Some(fresh) = bytes.get(*offset as usize..).filter(|b| !b.is_empty()) else {
+        return Ok(());
+    };
+    *offset += fresh.len() as u64;
+    if label != last_label {
+        print::write_stdout(format!("==> {label} <==\n").as_bytes())?;
+        *last_label = label.to_owned();
+    }
+    print::write_stdout(fresh)
+}
+
 fn print_fresh(
     path: &PathBuf,
     label: &str,

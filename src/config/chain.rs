@@ -41,6 +41,9 @@ const RUNNER_KEYS: &[&str] = &[
     "keep_runs",
     "keep_days",
     "event_keep_days",
+    "database",
+    "host",
+    "lock",
 ];
 
 /// Keys a task's own section may set; any other key there belongs to the task.
@@ -163,6 +166,22 @@ pub(crate) struct RunnerSettings {
     pub(crate) keep_days: Option<u64>,
     /// Age after which events are deleted; `keep_days` when unset.
     pub(crate) event_keep_days: Option<u64>,
+    /// The store (`database = URL`, section 13), when set here; it may hold a password.
+    pub(crate) database: Option<Secret>,
+    /// The host name runs are recorded with, when set here.
+    pub(crate) host: Option<String>,
+    /// `lock = fleet`: one run of the job in the whole fleet, not one per host.
+    pub(crate) fleet_lock: bool,
+}
+
+/// A value that may hold a password: usable, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
 }
 
 /// A fully loaded chain configuration (or the defaults, when no file was given).
@@ -283,6 +302,11 @@ impl ChainConfig {
             keep_runs: values.int("keep_runs", 1)?.map_or(1000, u64::from),
             keep_days: values.int("keep_days", 1)?.map(u64::from),
             event_keep_days: values.int("event_keep_days", 1)?.map(u64::from),
+            database: values.string("database")?.map(Secret),
+            host: values.string("host")?,
+            fleet_lock: values
+                .choice("lock", &[("host", false), ("fleet", true)])?
+                .unwrap_or(false),
         };
         let mut env = Vec::new();
         for (key, entry) in doc.items("env") {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::daemon::Job;
 use crate::exec::{AttemptReport, Exit, Stop};
+use crate::store::Location;
 use crate::store::model::RunRecord;
 
 /// A run that was asked for and waits to start.
@@ -216,8 +217,9 @@ pub(crate) fn command(
     env: &BTreeMap<String, String>,
     paths: &RunPaths,
     exe: &Path,
-    database: &Path,
+    database: &Location,
 ) -> Command {
+    let mut fleet = None;
     let argv: Vec<OsString> = match (&job.command, &job.taskdir) {
         (Some(command), _) => {
             let mut argv: Vec<OsString> = command.iter().map(OsString::from).collect();
@@ -232,15 +234,24 @@ pub(crate) fn command(
                 exe.into(),
                 "--state-dir".into(),
                 paths.data_dir.clone().into(),
-                // The chain records into the daemon's store, wherever that is.
-                "--database".into(),
-                database.into(),
+            ];
+            // The chain records into the daemon's store, wherever that is. A fleet's
+            // connection string may hold a password: it goes through the environment,
+            // which only the chain's own user can read, never argv (`ps` shows that).
+            match &database.fleet {
+                Some(url) => fleet = Some(url.secret_text().to_owned()),
+                None => {
+                    argv.push("--database".into());
+                    argv.push(database.file().into());
+                }
+            }
+            argv.extend([
                 "run".into(),
                 "--attach-run".into(),
                 run_id.into(),
                 "--job-name".into(),
                 job.name.clone().into(),
-            ];
+            ]);
             if crate::security::is_relaxed() {
                 argv.push("--insecure".into());
             }
@@ -258,6 +269,10 @@ pub(crate) fn command(
     // The job sees the name it gave as its argv[0], as with a search in the child.
     cmd.arg0(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env);
+    if let Some(url) = fleet {
+        cmd.env("RUNNER_DATABASE", url);
+        cmd.env("RUNNER_HOST", crate::state::host(None));
+    }
     // dsari lets PWD (from the job or a trigger) choose the working directory.
     let cwd = env
         .get("PWD")

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::signals::Interrupt;
 use crate::store::model::RunStatus;
-use crate::store::{Location, NewRun, Owner, Store};
+use crate::store::{Location, NewRun, Owner, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -73,6 +73,10 @@ pub(crate) struct Setup {
     pub(crate) database: Option<String>,
 }
 
+/// How much of a run's output a fleet database keeps (its end), as a chain's capture
+/// keeps at most `log_max_bytes` by default.
+const OUTPUT_KEPT: usize = 16 << 20;
+
 /// The running scheduler.
 pub(crate) struct Service {
     setup: Setup,
@@ -81,7 +85,13 @@ pub(crate) struct Service {
     data_dir: PathBuf,
     planner: Planner,
     running: HashMap<RunSlot, Running>,
-    store: Store,
+    store: Box<dyn RunStore>,
+    /// The local SQLite store that holds events (fired, waited for), whatever `store` is.
+    events_store: crate::store::Store,
+    /// Where the store is: handed to the chains the daemon starts.
+    location: Location,
+    /// The host runs are recorded with.
+    host: String,
     owner: Owner,
     exe: PathBuf,
     guardian: Arc<Guardian>,
@@ -132,7 +142,10 @@ impl Service {
         }
         crate::state::ensure_dir(&data_dir)?;
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
-        let store = Store::open_at(&location)?;
+        let host = crate::state::host(None);
+        let store = crate::store::open_for_writing(&location, &host)?;
+        // Events stay in this host's SQLite file, also when runs go to a fleet database.
+        let events_store = crate::store::Store::open_at(&location)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
             .values()
@@ -140,7 +153,7 @@ impl Service {
             .max()
             .unwrap_or(Duration::from_secs(60));
         let (sender, events) = mpsc::channel();
-        let gates = Gates::new(&store, crate::events::resolve_session(None, None));
+        let gates = Gates::new(&events_store, crate::events::resolve_session(None, None));
         Ok(Service {
             setup,
             event_jobs: event_jobs(&jobs),
@@ -149,6 +162,9 @@ impl Service {
             data_dir,
             running: HashMap::new(),
             store,
+            events_store,
+            location,
+            host,
             owner: Owner::current(),
             exe,
             guardian: Arc::new(Guardian::start(grace, None)),
@@ -270,7 +286,7 @@ impl Service {
             return;
         }
         if self.on_event.is_none() {
-            match crate::events::Watcher::start(self.store.notify_dir()) {
+            match crate::events::Watcher::start(self.events_store.notify_dir()) {
                 Ok(watcher) => {
                     let sender = self.sender.clone();
                     self.on_event = Some(watcher.subscribe(move || {
@@ -279,7 +295,7 @@ impl Service {
                 }
                 Err(e) => log::warn!(
                     "cannot watch {} for events ({e}); jobs waiting for events start only when something else wakes the daemon",
-                    self.store.notify_dir().display()
+                    self.events_store.notify_dir().display()
                 ),
             }
         }
@@ -303,7 +319,10 @@ impl Service {
 
     /// Asks for a run for every new firing of a job's `and_every` event.
     fn take_firings(&mut self) {
-        for (job, event) in self.gates.new_firings(&self.store, self.planner.jobs()) {
+        for (job, event) in self
+            .gates
+            .new_firings(&self.events_store, self.planner.jobs())
+        {
             log::info!(
                 "event \"{}\" (#{}) was fired: job \"{job}\" runs (and_every)",
                 event.name,
@@ -500,7 +519,7 @@ impl Service {
 
     /// Starts every run the planner lets start now.
     fn start_due(&mut self, now: DateTime<Utc>) {
-        let (store, gates, event_jobs) = (&self.store, &self.gates, &self.event_jobs);
+        let (store, gates, event_jobs) = (&self.events_store, &self.gates, &self.event_jobs);
         let starts = self
             .planner
             .poll_with(now, |request| match event_jobs.get(&request.job) {
@@ -573,11 +592,12 @@ impl Service {
             output_dir: &paths.run_dir,
             owner: &self.owner,
             tasks: &[],
+            host: &self.host,
         });
         if let Err(e) = recorded {
             log::warn!("cannot record run {run_id}: {}", crate::error::one_line(&e));
         }
-        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, self.store.path());
+        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, &self.location);
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {
@@ -671,6 +691,14 @@ impl Service {
             (0, _) => RunStatus::Ok,
             _ => RunStatus::Failed,
         };
+        // A fleet database keeps the run's output for every host (an embedded store
+        // keeps only the file): at most its last OUTPUT_KEPT bytes.
+        if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
+            let from = bytes.len().saturating_sub(OUTPUT_KEPT);
+            if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
+                log::debug!("cannot keep the output of run {run_id}: {e}");
+            }
+        }
         if let Err(e) = self
             .store
             .finish_run(run_id, status, Some(code), Some(report.stopped_at()))
@@ -713,10 +741,9 @@ impl Service {
         paths: &RunPaths,
     ) -> Option<String> {
         env.insert("RUNNER_SESSION".to_owned(), self.gates.session().to_owned());
-        env.insert(
-            "RUNNER_DATABASE".to_owned(),
-            self.store.path().display().to_string(),
-        );
+        // A fleet database named by the launch stays; else the file `runner fire` writes.
+        env.entry("RUNNER_DATABASE".to_owned())
+            .or_insert_with(|| self.events_store.path().display().to_string());
         let events = request.trigger_data.get("events")?;
         env.insert(
             "RUNNER_EVENTS".to_owned(),
@@ -733,14 +760,14 @@ impl Service {
             .filter(serde_json::Value::is_object)
             .unwrap_or_else(|| serde_json::json!({}));
         let source = format!("job {run_id}");
-        let fired = self.store.fire_event(&crate::store::NewEvent {
+        let fired = self.events_store.fire_event(&crate::store::NewEvent {
             session: self.gates.session(),
             name: job,
             data: &data,
             source: &source,
         });
         match fired {
-            Ok(_) => crate::store::notify(self.store.notify_dir()),
+            Ok(_) => crate::store::notify(self.events_store.notify_dir()),
             Err(e) => log::warn!(
                 "cannot fire the event of job \"{job}\": {}",
                 crate::logging::one_line(&e)

@@ -459,6 +459,7 @@ mod tests {
                 trigger_type: Some("manual".to_owned()),
                 trigger_data: serde_json::json!({"why": "<img src=x onerror=alert(1)>"}),
                 run_data: serde_json::json!({}),
+                host: None,
             },
             tasks: vec![TaskRecord {
                 name: "t".to_owned(),

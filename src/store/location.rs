@@ -1,6 +1,7 @@
-//! Which database file a command uses (contract section 7): `--database`, a daemon's
-//! `database.file`, or the state directory's file, which is dsari's `dsari.sqlite3` when
-//! the state directory is one dsari made.
+//! Which store a command uses (contract sections 7 and 13): `--database`, a daemon's
+//! `database`, or the state directory's file, which is dsari's `dsari.sqlite3` when
+//! the state directory is one dsari made; and, for a fleet, the PostgreSQL database
+//! beside it.
 //!
 //! Every command goes through [`Location`], so a daemon, `runs list` and `jobs list` given
 //! the same configuration always read and write the same file. This module only decides
@@ -8,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::fleet_url::FleetUrl;
 use super::sqlite::StoreError;
 use crate::config::daemon::DaemonConfig;
 
@@ -20,11 +22,15 @@ pub(crate) const DSARI_FILE: &str = "dsari.sqlite3";
 /// The daemon configuration file names that are dsari's own.
 const DSARI_CONFIG_FILES: &[&str] = &["dsari.yaml", "dsari.json"];
 
-/// Where the store is: an SQLite file.
+/// Where the store is: an SQLite file, and a fleet's PostgreSQL database when one is
+/// named. With one, PostgreSQL is the store every command reads and writes; the file is
+/// where a chain keeps its records while PostgreSQL cannot be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Location {
     /// The database file.
     pub(crate) file: PathBuf,
+    /// The fleet's database, if any.
+    pub(crate) fleet: Option<FleetUrl>,
 }
 
 impl Location {
@@ -44,7 +50,7 @@ impl Location {
         } else {
             runner
         };
-        Location { file }
+        Location { file, fleet: None }
     }
 
     /// The store a command uses: `--database` (or `RUNNER_DATABASE`) first, then the
@@ -55,32 +61,41 @@ impl Location {
         state_dir: &Path,
     ) -> Result<Location, StoreError> {
         if let Some(url) = flag {
+            if FleetUrl::is_postgres(url) {
+                return Location::fleet(url, state_dir);
+            }
             return Location::from_url(url);
         }
         if let Some(config) = daemon {
+            if let Some(dsn) = &config.database.dsn {
+                return Location::fleet(dsn, state_dir);
+            }
             if let Some(file) = &config.database.file {
-                return Ok(Location { file: file.clone() });
+                return Ok(Location {
+                    file: file.clone(),
+                    fleet: None,
+                });
             }
             return Ok(Location::in_data_dir(state_dir, is_dsari_config(config)));
         }
         Ok(Location::in_state_dir(state_dir))
     }
 
-    /// Reads `--database`: an SQLite file's path, or an `sqlite:` URL (`sqlite:PATH`,
-    /// `sqlite://PATH`, `sqlite:///ABSOLUTE`). PostgreSQL (a `postgres[ql]://` URL or a
-    /// libpq `key=value` DSN) is refused for now as a configuration error.
+    /// A fleet's PostgreSQL database, with the state directory's file for the times it
+    /// cannot be reached. The error never shows the string (it may hold a password).
+    fn fleet(url: &str, state_dir: &Path) -> Result<Location, StoreError> {
+        let fleet = FleetUrl::parse(url).map_err(|reason| StoreError::BadUrl { reason })?;
+        Ok(Location {
+            file: Location::in_state_dir(state_dir).file,
+            fleet: Some(fleet),
+        })
+    }
+
+    /// Reads an SQLite `--database`: a file's path, or an `sqlite:` URL (`sqlite:PATH`,
+    /// `sqlite://PATH`, `sqlite:///ABSOLUTE`).
     pub(crate) fn from_url(url: &str) -> Result<Location, StoreError> {
         let text = url.trim();
         let lower = text.to_ascii_lowercase();
-        let is_postgres = lower.starts_with("postgres://")
-            || lower.starts_with("postgresql://")
-            || (text.contains('=') && !text.contains('/'));
-        if is_postgres {
-            return Err(StoreError::Unsupported {
-                url: url.to_owned(),
-                reason: "PostgreSQL stores are not supported yet; give an SQLite file",
-            });
-        }
         let path = match lower.strip_prefix("sqlite:") {
             Some(_) => {
                 let rest = &text["sqlite:".len()..];
@@ -103,12 +118,20 @@ impl Location {
         let path = Path::new(path);
         // Absolute: the daemon hands it to the chains it starts, which work elsewhere.
         let file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        Ok(Location { file })
+        Ok(Location { file, fleet: None })
     }
 
     /// The database file.
     pub(crate) fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// The store for people: the file, or the fleet database without its password.
+    pub(crate) fn describe(&self) -> String {
+        match &self.fleet {
+            Some(fleet) => fleet.describe(),
+            None => self.file.display().to_string(),
+        }
     }
 }
 
@@ -157,15 +180,23 @@ mod tests {
         assert_eq!(file("SQLITE:/srv/db"), PathBuf::from("/srv/db"));
         assert!(file("sqlite://rel.db").is_absolute());
         assert!(file("rel.db").ends_with("rel.db"));
-        for bad in [
-            "postgresql://host/db",
-            "postgres://u@h/d",
-            "host=db dbname=dsari",
-            "mysql://h/d",
-            "sqlite:",
-        ] {
+        for bad in ["mysql://h/d", "sqlite:"] {
             let e = Location::from_url(bad).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn a_postgres_url_names_the_fleet_and_keeps_the_local_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for url in ["postgresql://u:pw@h/d", "host=h dbname=d password=pw"] {
+            let l = Location::resolve(Some(url), None, dir.path()).expect(url);
+            assert_eq!(l.file, dir.path().join(RUNNER_FILE));
+            assert!(l.fleet.is_some());
+            assert!(!l.describe().contains("pw"), "{}", l.describe());
+        }
+        let e = Location::resolve(Some("host=h password=pw nonsense=1"), None, dir.path())
+            .expect_err("bad key");
+        assert!(!e.to_string().contains("pw "), "{e}");
     }
 }

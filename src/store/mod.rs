@@ -1,13 +1,18 @@
 //! Recording runs: the SQLite store (and which file it is), output capture, retention,
 //! and the chain recorder.
 
+mod backend;
 mod capture;
 mod events;
+mod fleet_lock;
+mod fleet_sync;
+mod fleet_url;
 mod location;
 mod lost;
 pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
+mod postgres;
 mod quantile;
 mod query;
 mod recorder;
@@ -17,7 +22,9 @@ mod schema;
 mod sqlite;
 mod writer;
 
+pub(crate) use backend::{RunStore, StoredOutput, open_for_reading, open_for_writing};
 pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
+pub(crate) use fleet_lock::{FleetLock, FleetLockOutcome};
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;
 pub(crate) use recorder::StoreRecorder;

@@ -33,6 +33,8 @@ pub(crate) struct RunRecord {
     pub(crate) trigger_data: serde_json::Value,
     /// Extra data (the daemon's `return_data`).
     pub(crate) run_data: serde_json::Value,
+    /// The host it ran on; `None` for runs recorded before hosts were (or by dsari).
+    pub(crate) host: Option<String>,
 }
 
 /// One task instance (`TASK#n`) with its attempts.

@@ -83,11 +83,24 @@ impl Store {
         since: Option<f64>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        self.list_runs_on(jobs, statuses, since, None, limit)
+    }
+
+    /// As [`Store::list_runs_where`], and of one host only when `host` is given.
+    pub(crate) fn list_runs_on(
+        &self,
+        jobs: &[String],
+        statuses: &[RunStatus],
+        since: Option<f64>,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
         let words: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let statuses_json = serde_json::to_string(&words).unwrap_or_else(|_| "[]".to_owned());
         let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))
-            AND (?3 IS NULL OR r.start_time >= ?3)";
+            AND (?3 IS NULL OR r.start_time >= ?3)
+            AND (?5 IS NULL OR m.host = ?5)";
         // A run still in runs_running is running or lost: only its owner can tell.
         let want_unfinished = statuses.is_empty()
             || statuses
@@ -100,9 +113,10 @@ impl Store {
                     "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
                      WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
                 ))?;
-                for run in
-                    running.query_map(params![jobs_json, limit as i64, since], running_row)?
-                {
+                for run in running.query_map(
+                    params![jobs_json, limit as i64, since, statuses_json, host],
+                    running_row,
+                )? {
                     let run = run?;
                     if statuses.is_empty() || statuses.contains(&run.status) {
                         runs.push(run);
@@ -117,7 +131,7 @@ impl Store {
                  ORDER BY r.start_time DESC LIMIT ?2"
             ))?;
             for run in finished.query_map(
-                params![jobs_json, limit as i64, since, statuses_json],
+                params![jobs_json, limit as i64, since, statuses_json, host],
                 finished_row,
             )? {
                 runs.push(run?);
@@ -247,11 +261,11 @@ fn glob_literal(text: &str) -> String {
 }
 
 const RUNNING_COLUMNS: &str = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
-    r.trigger_data, r.run_data, m.pid, m.pid_start, m.boot_id";
+    r.trigger_data, r.run_data, m.pid, m.pid_start, m.boot_id, m.host";
 
 const FINISHED_COLUMNS: &str =
     "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
-    r.trigger_data, r.run_data, r.stop_time, r.exit_code, m.status";
+    r.trigger_data, r.run_data, r.stop_time, r.exit_code, m.status, m.host";
 
 fn json_column(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
     let text: Option<String> = row.get(index)?;
@@ -287,6 +301,7 @@ fn running_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         trigger_type: row.get(4)?,
         trigger_data: json_column(row, 5)?,
         run_data: json_column(row, 6)?,
+        host: row.get(10)?,
     })
 }
 
@@ -312,6 +327,7 @@ fn finished_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         trigger_type: row.get(4)?,
         trigger_data: json_column(row, 5)?,
         run_data: json_column(row, 6)?,
+        host: row.get(10)?,
     })
 }
 

@@ -8,6 +8,9 @@
 //! nothing already started; once the store refuses a write, the chain stops waiting. At the
 //! end the process waits up to [`DRAIN_WAIT`] for the last records; a store that stays
 //! unwritable longer leaves the run to be shown as `lost`, which is then the truth.
+//!
+//! With a fleet database (section 13) the writer mirrors every state change to
+//! PostgreSQL after writing it to the local store (see [`super::writer`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +63,8 @@ pub(crate) struct StoreRecorder {
     resumed: bool,
     /// A connection for reads (`frequency`), opened when first needed.
     reader: Option<Store>,
+    /// The host runs are recorded with.
+    host: String,
 }
 
 impl StoreRecorder {
@@ -72,6 +77,7 @@ impl StoreRecorder {
         job: &str,
         log_max_bytes: u64,
         trigger_type: &str,
+        host: &str,
     ) -> StoreRecorder {
         StoreRecorder {
             ops: None,
@@ -93,6 +99,7 @@ impl StoreRecorder {
             session: String::new(),
             resumed: false,
             reader: None,
+            host: host.to_owned(),
         }
     }
 
@@ -130,6 +137,8 @@ impl StoreRecorder {
             let (sender, receiver) = mpsc::channel();
             let writer = Writer::new(
                 self.location.file().to_owned(),
+                self.location.fleet.clone(),
+                self.host.clone(),
                 self.job.clone(),
                 self.owner.clone(),
                 self.attached,

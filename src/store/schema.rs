@@ -88,6 +88,12 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 2: the processes an attempt left running when it exited (JSON: [{pid, command}]).
     "ALTER TABLE attempts ADD COLUMN leftovers TEXT;",
+    // 3: the host each run ran on (section 13), and whether a run recorded here while
+    // the fleet's database was unreachable still has to be sent there.
+    "
+    ALTER TABLE run_meta ADD COLUMN host TEXT;
+    ALTER TABLE run_meta ADD COLUMN fleet_pending INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -54,6 +54,22 @@ pub enum StoreError {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// A PostgreSQL connection string that cannot be read (shown without itself, since
+    /// it may hold a password).
+    #[error("database: {reason}")]
+    BadUrl {
+        /// Why.
+        reason: String,
+    },
+    /// PostgreSQL failed.
+    #[error("cannot use the fleet database {url}")]
+    Postgres {
+        /// The database, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
     /// Several runs start with the prefix.
     #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
     Ambiguous {
@@ -87,6 +103,8 @@ pub(crate) struct NewRun<'a> {
     pub(crate) owner: &'a Owner,
     /// Its tasks in plan order: (name, file).
     pub(crate) tasks: &'a [(&'a str, &'a str)],
+    /// The host it runs on.
+    pub(crate) host: &'a str,
 }
 
 /// An attempt's end, as stored.
@@ -271,8 +289,8 @@ impl Store {
             ])?;
             tx.prepare_cached(
                 "INSERT INTO run_meta (run_id, job_name, status, pid, pid_start, boot_id,
-                    session, output_dir)
-                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)",
+                    session, output_dir, host)
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 run.run_id,
@@ -282,6 +300,7 @@ impl Store {
                 run.owner.boot_id,
                 run.session,
                 run.output_dir.to_string_lossy(),
+                run.host,
             ])?;
             insert_instances(&tx, run.run_id, run.tasks)?;
             tx.commit()

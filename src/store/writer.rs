@@ -13,6 +13,13 @@
 //! healthy, the front waits for each write to land before the chain goes on, so a
 //! started run is on disk before its first task runs; once a write was refused (the
 //! `troubled` flag), it stops waiting until a write succeeds again.
+//!
+//! With a fleet database (section 13) each operation, once written to the local store,
+//! is mirrored to PostgreSQL. If PostgreSQL cannot be reached when the first operation
+//! comes, or goes away mid-run, one warning says so, mirroring stops, the run is marked
+//! in the local store, and it is sent whole once PostgreSQL answers again: at this run's
+//! end if it is back by then, else at the next run's start. The local store stays the
+//! record of truth; a fleet failure never stalls or fails the chain.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,8 +28,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::backend::RunStore;
+use super::fleet_sync;
+use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
+use super::postgres::PgStore;
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
 
 /// The first pause before retrying a failed write; it doubles up to [`MAX_PAUSE`].
@@ -143,6 +154,55 @@ pub(crate) struct Writer {
     attempts: HashMap<(String, u32, u32), i64>,
     ended: Vec<AttemptEnding>,
     warned: bool,
+    /// The fleet database named, if any, and the host runs are recorded with.
+    fleet_url: Option<FleetUrl>,
+    host: String,
+    /// The fleet mirror, while PostgreSQL answers.
+    fleet: Option<Mirror>,
+    /// Whether connecting to the fleet database was tried yet.
+    fleet_tried: bool,
+    /// The run being recorded, and whether it still has to be sent to the fleet.
+    current: Option<(String, bool)>,
+    /// Each started attempt's output file, by its local row id.
+    outputs: HashMap<i64, PathBuf>,
+}
+
+/// The fleet database and the ids its rows got, by the local rows' ids.
+struct Mirror {
+    store: PgStore,
+    instances: HashMap<i64, i64>,
+    attempts: HashMap<i64, i64>,
+}
+
+impl Mirror {
+    fn translate(&self, ended: &[AttemptEnding]) -> Vec<AttemptEnding> {
+        ended
+            .iter()
+            .filter_map(|e| {
+                let mut e = e.clone();
+                e.attempt_id = *self.attempts.get(&e.attempt_id)?;
+                e.instance_id = *self.instances.get(&e.instance_id)?;
+                Some(e)
+            })
+            .collect()
+    }
+
+    /// The fleet row of the local instance `local`, looked up once.
+    fn instance(
+        &mut self,
+        local: i64,
+        run_id: &str,
+        task: &str,
+        file: &str,
+        n: u32,
+    ) -> Result<i64, StoreError> {
+        if let Some(&id) = self.instances.get(&local) {
+            return Ok(id);
+        }
+        let id = self.store.instance_id(run_id, task, file, n)?;
+        self.instances.insert(local, id);
+        Ok(id)
+    }
 }
 
 /// Whether a failure passes by itself: someone else holds the database, or the disk is
@@ -160,8 +220,14 @@ fn is_transient(e: &StoreError) -> bool {
 
 impl Writer {
     /// A writer for the store at `store_path`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one writer per chain, built in one place from the recorder's fields"
+    )]
     pub(crate) fn new(
         store_path: PathBuf,
+        fleet_url: Option<FleetUrl>,
+        host: String,
         job: String,
         owner: Owner,
         attached: bool,
@@ -182,6 +248,12 @@ impl Writer {
             attempts: HashMap::new(),
             ended: Vec::new(),
             warned: false,
+            fleet_url,
+            host,
+            fleet: None,
+            fleet_tried: false,
+            current: None,
+            outputs: HashMap::new(),
         }
     }
 
@@ -204,8 +276,16 @@ impl Writer {
         let mut pause = FIRST_PAUSE;
         let mut episode = false;
         loop {
+            // The endings held back, for the fleet mirror (nothing without a fleet).
+            let ended = match self.fleet_url {
+                Some(_) => self.ended.clone(),
+                None => Vec::new(),
+            };
             match self.apply(op) {
                 Ok(()) => {
+                    if self.fleet_url.is_some() {
+                        self.mirror_op(op, &ended);
+                    }
                     self.progress.troubled.store(false, Ordering::Relaxed);
                     if episode {
                         log::info!("the run store is writable again; recording caught up");
@@ -320,6 +400,7 @@ impl Writer {
                     self.store()?.add_instances(run_id, &tasks)?;
                 } else {
                     let owner = self.owner.clone();
+                    let host = self.host.clone();
                     self.store()?.begin_run(&NewRun {
                         run_id,
                         job,
@@ -331,6 +412,7 @@ impl Writer {
                         output_dir,
                         owner: &owner,
                         tasks: &tasks,
+                        host: &host,
                     })?;
                 }
             }
@@ -410,6 +492,254 @@ impl Writer {
         let ended = self.ended.clone();
         self.store()?.record_attempts(&ended, None)?;
         self.ended.clear();
+        Ok(())
+    }
+}
+
+/// The fleet mirror (section 13): each operation after it is in the local store.
+impl Writer {
+    /// Connects to the fleet database on first use, sending what earlier runs could not.
+    fn connect_fleet(&mut self) {
+        if self.fleet_tried {
+            return;
+        }
+        self.fleet_tried = true;
+        let Some(url) = self.fleet_url.clone() else {
+            return;
+        };
+        match PgStore::open(&url, &self.host) {
+            Ok(mut pg) => {
+                if let Ok(local) = self.store() {
+                    if let Err(e) = fleet_sync::send_pending(local, &mut pg) {
+                        log::warn!(
+                            "cannot send runs recorded while {} was unreachable ({}); they are kept here",
+                            url.describe(),
+                            crate::logging::one_line(&e)
+                        );
+                    }
+                }
+                self.fleet = Some(Mirror {
+                    store: pg,
+                    instances: HashMap::new(),
+                    attempts: HashMap::new(),
+                });
+            }
+            Err(e) => self.fleet_lost(&e),
+        }
+    }
+
+    /// One warning: the fleet database is away; the run waits to be sent.
+    fn fleet_lost(&mut self, e: &StoreError) {
+        self.fleet = None;
+        // The error names the database already (without its password).
+        log::warn!(
+            "{}; recording in {} and sending the run there once it answers",
+            crate::logging::one_line(e),
+            self.store_path.display()
+        );
+        self.mark_pending();
+    }
+
+    /// Marks the current run as still to be sent (never an attached run: the daemon
+    /// records that one).
+    fn mark_pending(&mut self) {
+        if self.attached {
+            return;
+        }
+        let Some((run_id, false)) = self.current.clone() else {
+            return;
+        };
+        self.current = Some((run_id.clone(), true));
+        if let Ok(store) = self.store() {
+            if let Err(e) = store.mark_fleet_pending(&run_id) {
+                log::debug!("cannot mark run {run_id} to be sent later: {e}");
+            }
+        }
+    }
+
+    /// At a run's end: if its records still have to go to the fleet, try once more.
+    fn send_if_pending(&mut self) {
+        let (Some(url), Some((_, true))) = (self.fleet_url.clone(), self.current.clone()) else {
+            return;
+        };
+        // Bounded by the connect timeout; a database still away costs one attempt.
+        let Ok(mut pg) = PgStore::open(&url, &self.host) else {
+            return;
+        };
+        let Ok(local) = self.store() else { return };
+        match fleet_sync::send_pending(local, &mut pg) {
+            Ok(_) => log::info!(
+                "{} answers again; this run's records were sent",
+                url.describe()
+            ),
+            Err(e) => log::debug!("cannot send pending runs yet: {e}"),
+        }
+    }
+
+    /// Mirrors `op`, just written locally; `ended` are the attempt endings that were
+    /// held back before it (local row ids).
+    fn mirror_op(&mut self, op: &Op, ended: &[AttemptEnding]) {
+        if let Op::RunStarted { run_id, .. } = op {
+            self.current = Some((run_id.clone(), false));
+            self.outputs.clear();
+            if let Some(m) = self.fleet.as_mut() {
+                m.instances.clear();
+                m.attempts.clear();
+            }
+        }
+        self.connect_fleet();
+        if self.fleet.is_none() {
+            if matches!(op, Op::RunStarted { .. }) && !self.resumed {
+                self.mark_pending();
+            }
+            if let Op::RunFinished { .. } = op {
+                self.send_if_pending();
+            }
+            return;
+        }
+        if let Err(e) = self.mirror_apply(op, ended) {
+            self.fleet_lost(&e);
+        }
+        if let Op::RunFinished { .. } = op {
+            self.send_if_pending();
+        }
+    }
+
+    fn mirror_apply(&mut self, op: &Op, ended: &[AttemptEnding]) -> Result<(), StoreError> {
+        let attached = self.attached;
+        let resumed = self.resumed;
+        let job = self.job.clone();
+        let host = self.host.clone();
+        let owner = self.owner.clone();
+        // Local ids the operation just got.
+        let local_instance =
+            |w: &Writer, task: &str, n: u32| w.instances.get(&(task.to_owned(), n)).copied();
+        match op {
+            Op::FinalizeLost => {
+                let m = self.fleet.as_mut().expect("checked");
+                m.store.finalize_lost(Some(&job))?;
+            }
+            Op::RunStarted {
+                run_id,
+                job,
+                started,
+                trigger_type,
+                trigger_data,
+                session,
+                output_dir,
+                tasks,
+            } => {
+                let tasks: Vec<(&str, &str)> = tasks
+                    .iter()
+                    .map(|(n, f)| (n.as_str(), f.as_str()))
+                    .collect();
+                let m = self.fleet.as_mut().expect("checked");
+                if resumed {
+                    // Its rows are in the fleet already (or it is marked to be sent).
+                } else if attached {
+                    m.store.add_instances(run_id, &tasks)?;
+                } else {
+                    m.store.begin_run(&NewRun {
+                        run_id,
+                        job,
+                        schedule_time: *started,
+                        start_time: *started,
+                        trigger_type,
+                        trigger_data,
+                        session,
+                        output_dir,
+                        owner: &owner,
+                        tasks: &tasks,
+                        host: &host,
+                    })?;
+                }
+            }
+            Op::AttemptStarted {
+                run_id,
+                task,
+                file,
+                instance,
+                try_num,
+                started,
+                output,
+            } => {
+                let Some(local) = local_instance(self, task, *instance) else {
+                    return Ok(());
+                };
+                let attempt = self
+                    .attempts
+                    .get(&(task.clone(), *instance, *try_num))
+                    .copied();
+                if let (Some(id), Some(path)) = (attempt, output) {
+                    self.outputs.insert(id, path.clone());
+                }
+                let m = self.fleet.as_mut().expect("checked");
+                let fleet_instance = m.instance(local, run_id, task, file, *instance)?;
+                let ended = m.translate(ended);
+                let fleet_id = m.store.record_attempts(
+                    &ended,
+                    Some((fleet_instance, *try_num, *started, output.as_deref())),
+                )?;
+                if let (Some(id), Some(fleet_id)) = (attempt, fleet_id) {
+                    m.attempts.insert(id, fleet_id);
+                }
+            }
+            Op::AttemptFinished { .. } => {
+                // The ending is held back locally; its output goes to the fleet now
+                // (as capped on disk), for every host to read.
+                let Some(ending) = self.ended.last() else {
+                    return Ok(());
+                };
+                if !ending.has_output {
+                    return Ok(());
+                }
+                let id = ending.attempt_id;
+                let Some(path) = self.outputs.remove(&id) else {
+                    return Ok(());
+                };
+                let Ok(bytes) = std::fs::read(&path) else {
+                    return Ok(());
+                };
+                let m = self.fleet.as_mut().expect("checked");
+                if let Some(&fleet_id) = m.attempts.get(&id) {
+                    m.store.store_output(fleet_id, &bytes)?;
+                }
+            }
+            Op::Flush | Op::InstanceStatus { .. } | Op::RunFinished { .. } => {
+                // The endings held back were written locally with this operation.
+                let m = self.fleet.as_mut().expect("checked");
+                let ended = m.translate(ended);
+                if !ended.is_empty() {
+                    m.store.record_attempts(&ended, None)?;
+                }
+                match op {
+                    Op::InstanceStatus {
+                        run_id,
+                        task,
+                        file,
+                        instance,
+                        status,
+                    } => {
+                        let Some(local) = local_instance(self, task, *instance) else {
+                            return Ok(());
+                        };
+                        let m = self.fleet.as_mut().expect("checked");
+                        let id = m.instance(local, run_id, task, file, *instance)?;
+                        m.store.set_instance_status(id, *status)?;
+                    }
+                    Op::RunFinished {
+                        run_id,
+                        status,
+                        exit_code,
+                        stopped,
+                    } if !attached => {
+                        m.store
+                            .finish_run(run_id, *status, Some(*exit_code), Some(*stopped))?;
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     }
 }

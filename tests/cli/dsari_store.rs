@@ -429,19 +429,17 @@ fn parallel_output_txt_has_each_line_after_its_task() {
 }
 
 #[test]
-fn a_postgresql_database_is_not_supported_yet() {
+fn a_bad_postgresql_dsn_is_a_configuration_error_that_hides_its_password() {
     let chain = Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"");
+    let run = chain.run(&[
+        "--database",
+        "host=db.example password=s3cret-pw nonsense=1",
+    ]);
+    run.assert_code(78)
+        .assert_stderr_contains("not a PostgreSQL connection string");
+    assert!(!run.stderr().contains("s3cret-pw"), "{}", run.stderr());
     chain
-        .runner(&[
-            "runs",
-            "list",
-            "--database",
-            "postgresql://db.example/runner",
-        ])
-        .assert_code(78)
-        .assert_stderr_contains("not supported yet");
-    chain
-        .run(&["--database", "host=db.example dbname=runner"])
+        .runner(&["runs", "list", "--database", "mysql://db.example/runner"])
         .assert_code(78);
     assert_eq!(chain.log(), "", "no task ran");
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of the `runner` binary: real task directories in temp dirs, real
 //! processes, real signals.
 
+mod pg_server;
 mod support;
 
 mod check;
@@ -12,6 +13,7 @@ mod daemon_events;
 mod dsari_store;
 mod events;
 mod exits;
+mod fleet;
 mod hooks_env;
 mod hostile;
 mod live;

@@ -60,11 +60,23 @@ pub(crate) struct ConcurrencyGroup {
     pub(crate) is_implicit: bool,
 }
 
-/// The `database` key: dsari's SQLite form only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `database` key: dsari's SQLite form, or its PostgreSQL form (`type: postgresql`, `dsn`).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct Database {
     /// `database.file`, resolved against its file's directory; `None` for the default.
     pub(crate) file: Option<PathBuf>,
+    /// `database.dsn` with `type: postgresql`: the fleet's database (section 13). It may
+    /// hold a password, so it is never printed (see the `Debug` below).
+    pub(crate) dsn: Option<String>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("file", &self.file)
+            .field("dsn", &self.dsn.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
 }
 
 impl DaemonConfig {
@@ -148,17 +160,37 @@ fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
         return Ok(Database::default());
     };
     let mut db = Table::from_node(node, Scope::Top, "database")?;
+    let mut postgres = None;
     if let Some((kind, node)) = db.string("type")? {
-        if kind != "sqlite3" {
-            return Err(db.bad_value(
-                &node,
-                "database.type",
-                format!("runner records runs in SQLite only; \"{kind}\" is not supported"),
-            ));
+        match kind.as_str() {
+            "sqlite3" => {}
+            "postgresql" => postgres = Some(node),
+            _ => {
+                return Err(db.bad_value(
+                    &node,
+                    "database.type",
+                    format!(
+                        "runner records runs in SQLite or PostgreSQL; \"{kind}\" is not supported"
+                    ),
+                ));
+            }
         }
     }
     let file = db.path("file")?;
-    // The other backends' keys mean nothing to SQLite.
+    let dsn = db.string("dsn")?;
+    let dsn = match (postgres, dsn) {
+        (Some(_), Some((dsn, _))) => Some(dsn),
+        (Some(node), None) => {
+            return Err(db.bad_value(
+                &node,
+                "database.dsn",
+                "type postgresql needs a dsn (a postgresql:// URL or key=value pairs)".to_owned(),
+            ));
+        }
+        // dsari reads `dsn` only with `type: postgresql`; so does runner.
+        (None, _) => None,
+    };
+    // The other backends' keys mean nothing here.
     for key in DATABASE_KEYS {
         db.take(key);
     }
@@ -176,7 +208,7 @@ fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
         }
         return Err(e);
     }
-    Ok(Database { file })
+    Ok(Database { file, dsn })
 }
 
 /// The `concurrency_groups` mapping: each group takes only `max`, a whole number of at
@@ -462,10 +494,19 @@ mod tests {
             "{e}"
         );
 
-        let e = load_text("r.yaml", "database: {type: postgresql, dsn: x}\n").expect_err("pg");
+        let c = load_text(
+            "r.yaml",
+            "database: {type: postgresql, dsn: 'host=h password=pw'}\n",
+        )
+        .expect("dsari's PostgreSQL form");
+        assert_eq!(c.database.dsn.as_deref(), Some("host=h password=pw"));
+        assert!(!format!("{:?}", c.database).contains("pw"), "never shown");
+        let e = load_text("r.yaml", "database: {type: postgresql}\n").expect_err("no dsn");
+        assert!(e.to_string().contains("needs a dsn"), "{e}");
+        let e = load_text("r.yaml", "database: {type: mysql}\n").expect_err("mysql");
         assert!(
             e.to_string()
-                .contains("key \"database.type\": runner records runs in SQLite only"),
+                .contains("key \"database.type\": runner records runs in SQLite or PostgreSQL"),
             "{e}"
         );
         let e = load_text("r.yaml", "database: {type: sqlite3, fiel: x}\n").expect_err("typo");

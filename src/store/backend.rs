@@ -1,0 +1,209 @@
+//! The store seam: what the chain's recorder, the daemon and the records commands ask of
+//! a store, whichever engine holds it.
+//!
+//! Two implementations: [`Store`] (SQLite, the default, embedded) and
+//! [`super::postgres::PgStore`] (a fleet's PostgreSQL). Both keep the same model: dsari's
+//! `runs`/`runs_running`, runner's run metadata (with the host), task instances and
+//! attempts. Callers hold a `Box<dyn RunStore>` and never know which one it is.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::model::{InstanceStatus, RunDetail, RunRecord, RunStatus};
+use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+
+/// The output an attempt left in the store itself (PostgreSQL keeps it there, capped as
+/// on disk, so that any host can read it).
+#[derive(Debug, Clone)]
+pub(crate) struct StoredOutput {
+    /// The task's name.
+    pub(crate) task: String,
+    /// `TASK#n`.
+    pub(crate) instance: String,
+    /// The chain attempt.
+    pub(crate) try_num: u32,
+    /// The bytes, as captured.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// A starting attempt: its instance's row, chain attempt, start and output file.
+pub(crate) type AttemptStarting<'a> = (i64, u32, SystemTime, Option<&'a Path>);
+
+/// Everything runner records and reads, per engine. Each state change is one transaction.
+pub(crate) trait RunStore {
+    /// The store for people: a file, or a database without its password.
+    fn describe(&self) -> String;
+    /// Records a starting run: `runs_running`, its owner, host and task instances.
+    fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError>;
+    /// Adds the planned instances of a run someone else started.
+    fn add_instances(&mut self, run_id: &str, tasks: &[(&str, &str)]) -> Result<(), StoreError>;
+    /// The row of instance `name#instance`, created when the plan did not have it.
+    fn instance_id(
+        &mut self,
+        run_id: &str,
+        name: &str,
+        file: &str,
+        instance: u32,
+    ) -> Result<i64, StoreError>;
+    /// Sets an instance's status.
+    fn set_instance_status(
+        &mut self,
+        instance_id: i64,
+        status: InstanceStatus,
+    ) -> Result<(), StoreError>;
+    /// Records ended attempts and, when given, one starting; returns the new attempt's id.
+    fn record_attempts(
+        &mut self,
+        ended: &[AttemptEnding],
+        starting: Option<AttemptStarting<'_>>,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Keeps an ended attempt's captured output in the store itself, where the engine is
+    /// shared by hosts; an embedded store keeps output in files only.
+    fn store_output(&mut self, _attempt_id: i64, _bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Keeps a run's whole output (dsari's `output.txt`) in the store, likewise.
+    fn store_run_output(&mut self, _run_id: &str, _bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Moves a run from `runs_running` to `runs` with its end.
+    fn finish_run(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        stop_time: Option<SystemTime>,
+    ) -> Result<(), StoreError>;
+    /// Sets a running run's `run_data`.
+    fn set_run_data(&mut self, run_id: &str, data: &serde_json::Value) -> Result<(), StoreError>;
+    /// Finalizes as `lost` the runs of `job` (or all) whose recorder on this host died.
+    fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError>;
+    /// The newest, newest good and newest bad finished run of `job`.
+    fn previous_runs(&self, job: &str) -> Result<[Option<RunRecord>; 3], StoreError>;
+    /// The latest schedule time of `job`'s scheduled runs.
+    fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError>;
+    /// The newest runs of `jobs` (all when empty) with one of `statuses` (any when
+    /// empty), started at or after `since`, of one host only when `host` is given.
+    fn list_runs_on(
+        &self,
+        jobs: &[String],
+        statuses: &[RunStatus],
+        since: Option<f64>,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+    /// The run whose id is `prefix` or starts with it.
+    fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError>;
+    /// A run with its task instances and attempts.
+    fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError>;
+    /// The output kept in the store for a run, in run order (empty for an embedded store).
+    fn stored_output(&self, _run_id: &str) -> Result<Vec<StoredOutput>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+impl RunStore for Store {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+    fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
+        Store::begin_run(self, run)
+    }
+    fn add_instances(&mut self, run_id: &str, tasks: &[(&str, &str)]) -> Result<(), StoreError> {
+        Store::add_instances(self, run_id, tasks)
+    }
+    fn instance_id(
+        &mut self,
+        run_id: &str,
+        name: &str,
+        file: &str,
+        instance: u32,
+    ) -> Result<i64, StoreError> {
+        Store::instance_id(self, run_id, name, file, instance)
+    }
+    fn set_instance_status(
+        &mut self,
+        instance_id: i64,
+        status: InstanceStatus,
+    ) -> Result<(), StoreError> {
+        Store::set_instance_status(self, instance_id, status)
+    }
+    fn record_attempts(
+        &mut self,
+        ended: &[AttemptEnding],
+        starting: Option<AttemptStarting<'_>>,
+    ) -> Result<Option<i64>, StoreError> {
+        Store::record_attempts(self, ended, starting)
+    }
+    fn finish_run(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        stop_time: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        Store::finish_run(self, run_id, status, exit_code, stop_time)
+    }
+    fn set_run_data(&mut self, run_id: &str, data: &serde_json::Value) -> Result<(), StoreError> {
+        Store::set_run_data(self, run_id, data)
+    }
+    fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Store::finalize_lost(self, job)
+    }
+    fn previous_runs(&self, job: &str) -> Result<[Option<RunRecord>; 3], StoreError> {
+        Store::previous_runs(self, job)
+    }
+    fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError> {
+        Store::last_scheduled(self, job)
+    }
+    fn list_runs_on(
+        &self,
+        jobs: &[String],
+        statuses: &[RunStatus],
+        since: Option<f64>,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        Store::list_runs_on(self, jobs, statuses, since, host, limit)
+    }
+    fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError> {
+        Store::find_run(self, prefix)
+    }
+    fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError> {
+        Store::run_detail(self, prefix)
+    }
+}
+
+/// Opens (creating and migrating as needed) the store at `location` for writing: the
+/// fleet's PostgreSQL when one is named, else the SQLite file. A fleet database that
+/// cannot be reached falls back, with one warning, to the local file.
+pub(crate) fn open_for_writing(
+    location: &super::Location,
+    host: &str,
+) -> Result<Box<dyn RunStore>, StoreError> {
+    if let Some(url) = &location.fleet {
+        match super::postgres::PgStore::open(url, host) {
+            Ok(store) => return Ok(Box::new(store)),
+            Err(e) => log::warn!(
+                "cannot use {} ({}); recording in {} instead",
+                url.describe(),
+                crate::logging::one_line(&e),
+                location.file().display()
+            ),
+        }
+    }
+    Ok(Box::new(Store::open_at(location)?))
+}
+
+/// Opens the store at `location` for reading: the fleet's PostgreSQL (an error when it
+/// cannot be reached: a reader must not silently show one host's part), else the SQLite
+/// file read-only, `None` when it does not exist.
+pub(crate) fn open_for_reading(
+    location: &super::Location,
+    host: &str,
+) -> Result<Option<Box<dyn RunStore>>, StoreError> {
+    if let Some(url) = &location.fleet {
+        return Ok(Some(Box::new(super::postgres::PgStore::open(url, host)?)));
+    }
+    Ok(Store::read_only(location)?.map(|s| Box::new(s) as Box<dyn RunStore>))
+}

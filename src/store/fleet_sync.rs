@@ -1,0 +1,113 @@
+//! Runs recorded on this host while the fleet's database was unreachable: marked in the
+//! local SQLite store, and sent whole to PostgreSQL once it answers again.
+//!
+//! A run is sent in one PostgreSQL transaction that first removes whatever part of it
+//! reached the database before the connection went away, so a run is never there twice
+//! and never half there; the local mark is cleared only after that commit.
+
+use rusqlite::params;
+
+use super::backend::RunStore;
+use super::model::RunDetail;
+use super::postgres::PgStore;
+use super::sqlite::{Store, StoreError};
+
+/// What the fleet database needs of a run beyond its detail.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOrigin {
+    /// The host it ran on.
+    pub(crate) host: Option<String>,
+    /// Its event session.
+    pub(crate) session: Option<String>,
+    /// The recording process.
+    pub(crate) pid: Option<i64>,
+    /// Its start ticks.
+    pub(crate) pid_start: Option<i64>,
+    /// Its boot.
+    pub(crate) boot_id: Option<String>,
+}
+
+impl Store {
+    /// Marks a run as not (wholly) in the fleet database yet.
+    pub(crate) fn mark_fleet_pending(&mut self, run_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE run_meta SET fleet_pending = 1 WHERE run_id = ?1",
+                [run_id],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The finished runs still to be sent, oldest first.
+    pub(crate) fn fleet_pending(&self) -> Result<Vec<String>, StoreError> {
+        let result = (|| {
+            self.conn
+                .prepare(
+                    "SELECT m.run_id FROM run_meta m JOIN runs r USING (run_id)
+                     WHERE m.fleet_pending = 1 ORDER BY r.start_time",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    fn run_origin(&self, run_id: &str) -> Result<RunOrigin, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT host, session, pid, pid_start, boot_id FROM run_meta WHERE run_id = ?1",
+                params![run_id],
+                |r| {
+                    Ok(RunOrigin {
+                        host: r.get(0)?,
+                        session: r.get(1)?,
+                        pid: r.get(2)?,
+                        pid_start: r.get(3)?,
+                        boot_id: r.get(4)?,
+                    })
+                },
+            )
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn clear_fleet_pending(&mut self, run_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE run_meta SET fleet_pending = 0 WHERE run_id = ?1",
+                [run_id],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+/// Sends every pending run of `local` to `fleet`; returns how many went. Stops at the
+/// first failure (the database went away again): the rest stay marked.
+pub(crate) fn send_pending(local: &mut Store, fleet: &mut PgStore) -> Result<usize, StoreError> {
+    let mut sent = 0;
+    for run_id in local.fleet_pending()? {
+        let detail = local.run_detail(&run_id)?;
+        let origin = local.run_origin(&run_id)?;
+        let outputs = attempt_outputs(&detail);
+        fleet.upload(&detail, &origin, &outputs)?;
+        local.clear_fleet_pending(&run_id)?;
+        log::info!(
+            "run {run_id} of job \"{}\" recorded while {} was unreachable: sent",
+            detail.run.job_name,
+            fleet.describe()
+        );
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Each attempt's captured output, in the detail's order (`None` where no file is left).
+fn attempt_outputs(detail: &RunDetail) -> Vec<Option<Vec<u8>>> {
+    detail
+        .tasks
+        .iter()
+        .flat_map(|t| t.attempts.iter())
+        .map(|a| a.output.as_ref().and_then(|p| std::fs::read(p).ok()))
+        .collect()
+}
