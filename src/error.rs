@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::config::ConfigError;
 use crate::config::daemon::DaemonConfigError;
 use crate::events::EventError;
+use crate::lock::LockError;
 use crate::plan::PlanError;
 use crate::schedule::ScheduleError;
 use crate::security::UnsafeError;
@@ -131,6 +132,15 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl From<LockError> for Error {
+    fn from(e: LockError) -> Error {
+        match e {
+            LockError::Held { job, holder } => Error::Locked { job, holder },
+            LockError::File(e) => e.into(),
         }
     }
 }

@@ -13,7 +13,6 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::signals::Interrupt;
 
 /// How often `--wait` tries the lock again.
@@ -25,6 +24,23 @@ struct Holder {
     pid: u32,
     run_id: String,
     started: f64,
+}
+
+/// Why the lock could not be taken. Runner's error turns [`LockError::Held`] into exit
+/// 75 and the rest into a failure naming the file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    /// Another invocation holds the job's lock.
+    #[error("job \"{job}\" is already running: {holder}")]
+    Held {
+        /// The job whose lock is held.
+        job: String,
+        /// Who holds it, as the holder wrote it into the lock file.
+        holder: String,
+    },
+    /// The lock file or its directory could not be made or opened.
+    #[error(transparent)]
+    File(#[from] crate::state::DirError),
 }
 
 /// A held job lock; dropping it releases the job.
@@ -49,20 +65,24 @@ impl JobLock {
         job: &str,
         wait: bool,
         interrupt: &Interrupt,
-    ) -> Result<Acquired, Error> {
+    ) -> Result<Acquired, LockError> {
         let dir = state_dir.join("locks");
         crate::state::ensure_dir(&dir)?;
         let path = dir.join(format!("{job}.lock"));
         let mut announced = false;
         loop {
-            let file = crate::state::open_private(&path, 0o600, true, false)
-                .map_err(|e| Error::io(&path, e))?;
+            let file = crate::state::open_private(&path, 0o600, true, false).map_err(|source| {
+                crate::state::DirError {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(file) => return Ok(Acquired::Held(JobLock { file, path })),
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let holder = describe_holder(&mut file);
                     if !wait {
-                        return Err(Error::Locked {
+                        return Err(LockError::Held {
                             job: job.to_owned(),
                             holder,
                         });
@@ -75,7 +95,12 @@ impl JobLock {
                         return Ok(Acquired::Interrupted);
                     }
                 }
-                Err((_, errno)) => return Err(Error::io(&path, errno.into())),
+                Err((_, errno)) => {
+                    return Err(LockError::File(crate::state::DirError {
+                        path,
+                        source: errno.into(),
+                    }));
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::chain::{Chain, ChainResult, Observer, Unobserved};
 use crate::cli::{ChainArgs, GlobalArgs};
 use crate::error::Error;
 use crate::exec::{Guardian, Supervisor};
-use crate::lock::{Acquired, JobLock};
+use crate::lock::{Acquired, JobLock, LockError};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
@@ -53,7 +53,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
             let sig = interrupt.received().unwrap_or(libc::SIGTERM);
             return Ok(ChainResult::Interrupted(sig).exit_code());
         }
-        Err(e @ Error::Locked { .. }) => return Err(e),
+        Err(e @ LockError::Held { .. }) => return Err(e.into()),
         Err(e) => {
             log::warn!(
                 "cannot lock job \"{}\" ({e}); running without the one-run-at-a-time guard",
