@@ -19,7 +19,7 @@ from collections import defaultdict
 # or below, never above; one missing here is reported.
 LAYERS = [
     ["commands", "fuzzing"],
-    ["chain", "daemon", "lock", "metrics", "report"],
+    ["chain", "daemon", "metrics", "report"],
     ["error"],
     ["events"],
     ["hooks", "store"],

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use crate::config::ConfigError;
 use crate::config::daemon::DaemonConfigError;
 use crate::events::EventError;
-use crate::lock::LockError;
 use crate::plan::PlanError;
 use crate::schedule::ScheduleError;
 use crate::security::UnsafeError;
 use crate::state::DirError;
+use crate::state::lock::LockError;
 use crate::store::StoreError;
 use crate::taskdir::TaskDirError;
 

@@ -38,7 +38,6 @@ mod epoch;
 mod events;
 mod exec;
 mod hooks;
-mod lock;
 mod metrics;
 mod plan;
 mod record;

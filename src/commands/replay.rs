@@ -22,9 +22,9 @@ use crate::chain::{Chain, ChainResult, Resume};
 use crate::cli::{GlobalArgs, ReplayArgs, SkipArgs};
 use crate::error::{Error, exit_codes};
 use crate::exec::{Guardian, Supervisor};
-use crate::lock::{Acquired, JobLock};
 use crate::signals::Interrupt;
 use crate::state;
+use crate::state::lock::{Acquired, JobLock};
 use crate::store::model::{InstanceStatus, RunDetail, RunStatus, TaskRecord};
 use crate::store::{Location, NewEvent, Owner, Store, StoreError, StoreRecorder};
 

@@ -12,10 +12,10 @@ use crate::chain::{Chain, ChainResult, Observer, Unobserved};
 use crate::cli::{ChainArgs, GlobalArgs};
 use crate::error::Error;
 use crate::exec::{Guardian, Supervisor};
-use crate::lock::{Acquired, JobLock, LockError};
 use crate::record::{NullRecorder, Recorder};
 use crate::signals::Interrupt;
 use crate::state;
+use crate::state::lock::{Acquired, JobLock, LockError};
 use crate::store::{FleetLock, FleetLockOutcome, Location, StoreRecorder, retention};
 
 /// Runs the chain in `taskdir` as often as `-n` says and returns the exit code.

@@ -1,5 +1,7 @@
 //! Where runner keeps its state (records, locks, run output), per section 7 of the contract.
 
+pub(crate) mod lock;
+
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
