@@ -25,7 +25,7 @@ LAYERS = [
     ["hooks", "store"],
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],
-    ["state", "security", "signals", "retry", "epoch"],
+    ["state", "security", "interrupt", "retry", "epoch"],
     ["cli", "argv", "logging", "terminal"],
 ]
 

@@ -11,11 +11,11 @@ use rand::rngs::StdRng;
 use super::{Chain, ChainResult};
 use crate::config::ChainConfig;
 use crate::exec::{Guardian, Supervisor};
+use crate::interrupt::Interrupt;
 use crate::plan::Plan;
 use crate::record::{
     AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, SharedCapture,
 };
-use crate::signals::Interrupt;
 use crate::taskdir::TaskDir;
 
 /// Writes down every call, one line each.

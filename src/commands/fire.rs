@@ -10,7 +10,7 @@ use crate::config::ChainConfig;
 use crate::error::{Error, exit_codes};
 use crate::events;
 use crate::exec::{Guardian, Supervisor};
-use crate::signals::Interrupt;
+use crate::interrupt::Interrupt;
 use crate::state;
 use crate::store::{EventRecord, Location, NewEvent, Store};
 

@@ -22,7 +22,7 @@ use crate::chain::{Chain, ChainResult, Resume};
 use crate::cli::{GlobalArgs, ReplayArgs, SkipArgs};
 use crate::error::{Error, exit_codes};
 use crate::exec::{Guardian, Supervisor};
-use crate::signals::Interrupt;
+use crate::interrupt::Interrupt;
 use crate::state;
 use crate::state::lock::{Acquired, JobLock};
 use crate::store::model::{InstanceStatus, RunDetail, RunStatus, TaskRecord};

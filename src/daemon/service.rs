@@ -27,7 +27,7 @@ use super::signals;
 use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
-use crate::signals::Interrupt;
+use crate::interrupt::Interrupt;
 use crate::store::model::RunStatus;
 use crate::store::{Location, NewRun, Owner, RunStore};
 use crate::triggers::{self, Trigger};
@@ -104,7 +104,7 @@ pub(crate) struct Service {
     /// The jobs with `after`, `unless` or `and_every`, by name.
     event_jobs: HashMap<String, Job>,
     /// Wakes the loop when an event is fired, while it lives.
-    on_event: Option<crate::signals::Subscription>,
+    on_event: Option<crate::interrupt::Subscription>,
 }
 
 /// The jobs that use events.

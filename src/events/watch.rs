@@ -16,7 +16,7 @@ use std::path::Path;
 
 use inotify::{Inotify, WatchMask};
 
-use crate::signals::{Subscription, Wakers};
+use crate::interrupt::{Subscription, Wakers};
 use crate::store::NOTIFY_FILE;
 
 /// The inotify thread and its subscribers.

@@ -25,7 +25,7 @@ use super::output::{self, Output, Pump};
 use super::pgroup::{self, Guardian, ProcessGroup};
 use super::reaper::{self, Tracker};
 use super::tree::{self, Proc, ProcKey};
-use crate::signals::Interrupt;
+use crate::interrupt::Interrupt;
 
 /// Longest wait between two looks at the interrupt and the deadline.
 const SLICE: Duration = Duration::from_millis(50);

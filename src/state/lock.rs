@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::signals::Interrupt;
+use crate::interrupt::Interrupt;
 
 /// How often `--wait` tries the lock again.
 const WAIT_POLL: Duration = Duration::from_millis(100);
