@@ -50,6 +50,7 @@ mod state;
 mod store;
 mod taskdir;
 mod terminal;
+mod timestamp;
 mod triggers;
 
 pub use error::Error;

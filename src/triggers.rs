@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// File names the daemon looks for, in the order it takes them: JSON first.
@@ -170,7 +170,7 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
         serde_json::from_str(&text).map_err(|e| e.to_string())?
     };
     let schedule_time = match &file.schedule_time {
-        Some(value) => parse_time(value, file.schedule_timezone.as_deref())?,
+        Some(value) => crate::timestamp::parse(value, file.schedule_timezone.as_deref())?,
         None => {
             let now = Utc::now();
             meta.modified()
@@ -208,45 +208,6 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
     })
 }
 
-/// Reads `schedule_time`: epoch seconds, RFC 3339, or an ISO 8601 time without offset
-/// in `zone` (default UTC, as the value most scripts write).
-pub(crate) fn parse_time(
-    value: &serde_json::Value,
-    zone: Option<&str>,
-) -> Result<DateTime<Utc>, String> {
-    if let Some(epoch) = value.as_f64() {
-        return crate::epoch::utc(epoch).ok_or_else(|| format!("{epoch} is out of range"));
-    }
-    let Some(text) = value.as_str() else {
-        return Err(format!(
-            "schedule_time {value} is neither a number nor a string"
-        ));
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let naive = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-    .ok_or_else(|| format!("schedule_time {text:?} is not an ISO 8601 time"))?;
-    match zone {
-        None => Ok(Utc.from_utc_datetime(&naive)),
-        Some(zone) => {
-            let tz: chrono_tz::Tz = zone
-                .parse()
-                .map_err(|_| format!("schedule_timezone {zone:?} is not an IANA zone"))?;
-            tz.from_local_datetime(&naive)
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-                .ok_or_else(|| format!("{text} does not exist in {zone}"))
-        }
-    }
-}
-
 /// Writes a trigger file atomically (temporary name, then rename), so the daemon never
 /// reads half a file.
 pub(crate) fn write(data_dir: &Path, job: &str, file: &TriggerFile) -> std::io::Result<PathBuf> {
@@ -275,24 +236,6 @@ pub(crate) fn write(data_dir: &Path, job: &str, file: &TriggerFile) -> std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_as_epoch_rfc3339_and_naive() {
-        let t = parse_time(&serde_json::json!(1473546507), None).expect("epoch");
-        assert_eq!(t.timestamp(), 1473546507);
-        let t = parse_time(&serde_json::json!("2016-09-10T14:28:27Z"), None).expect("rfc3339");
-        assert_eq!(t.timestamp(), 1473517707);
-        let t = parse_time(&serde_json::json!("2016-09-10T14:28:27"), None).expect("naive");
-        assert_eq!(t.timestamp(), 1473517707);
-        let t = parse_time(
-            &serde_json::json!("2016-09-10T14:28:27"),
-            Some("America/New_York"),
-        )
-        .expect("zoned");
-        assert_eq!(t.timestamp(), 1473517707 + 4 * 3600);
-        assert!(parse_time(&serde_json::json!("yesterday"), None).is_err());
-        assert!(parse_time(&serde_json::json!([1]), None).is_err());
-    }
 
     #[test]
     fn write_then_take_round_trips_and_removes_the_file() {

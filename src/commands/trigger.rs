@@ -41,7 +41,8 @@ pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Erro
                 Ok(n) => serde_json::json!(n),
                 Err(_) => serde_json::json!(at),
             };
-            triggers::parse_time(&value, None).map_err(|e| Error::Usage(format!("--at: {e}")))?;
+            crate::timestamp::parse(&value, None)
+                .map_err(|e| Error::Usage(format!("--at: {e}")))?;
             Some(value)
         }
         None => None,
