@@ -25,7 +25,7 @@ LAYERS = [
     ["hooks", "store"],
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],
-    ["state", "security", "interrupt", "retry", "epoch", "timestamp"],
+    ["state", "security", "signals", "interrupt", "retry", "epoch", "timestamp"],
     ["cli", "argv", "logging", "terminal"],
 ]
 

@@ -1,17 +1,15 @@
-//! Turning SIGTERM, SIGINT and SIGHUP into an [`Interrupt`] the chain can look at.
+//! The shared "stop was asked" state: which signal asked first, whether a second one made
+//! it urgent, a sleep that ends early, and callbacks that wake loops blocked elsewhere.
 //!
-//! The handler only enqueues (signal-hook's self-pipe); one thread turns the signal into
-//! state here and wakes anyone sleeping in [`Interrupt::sleep`]. Supervising loops read
-//! [`Interrupt::received`] between their short waits. Tests and commands that do not want
-//! signals use an `Interrupt` that was never installed.
+//! The chain, the hooks, the job lock and the daemon's runs all read one [`Interrupt`].
+//! Something raises it ([`Interrupt::raise`]): the signal thread of `signals.rs`, or a
+//! test. Supervising loops read [`Interrupt::received`] between their waits. Tests and
+//! commands that do not want signals use an `Interrupt` nothing raises.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 /// Whether (and by which signal) runner was asked to stop.
 #[derive(Debug, Default)]
@@ -86,25 +84,6 @@ impl Interrupt {
     /// A fresh interrupt state, not yet connected to any signal.
     pub(crate) fn new() -> Arc<Interrupt> {
         Arc::new(Interrupt::default())
-    }
-
-    /// Routes SIGTERM, SIGINT and SIGHUP to this state for the rest of the process.
-    pub(crate) fn install(self: &Arc<Self>) -> std::io::Result<()> {
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        let me = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("signals".to_owned())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    if me.received().is_none() {
-                        log::warn!("received signal {sig}: stopping the running task");
-                    } else {
-                        log::warn!("received signal {sig} again: killing the running task now");
-                    }
-                    me.raise(sig);
-                }
-            })?;
-        Ok(())
     }
 
     /// Records `sig`. The first signal is the one runner's exit code reports; any

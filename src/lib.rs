@@ -46,6 +46,7 @@ mod report;
 mod retry;
 mod schedule;
 mod security;
+mod signals;
 mod state;
 mod store;
 mod taskdir;

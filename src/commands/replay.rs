@@ -126,7 +126,7 @@ fn take_up(
         )));
     }
     let interrupt = Interrupt::new();
-    if let Err(e) = interrupt.install() {
+    if let Err(e) = crate::signals::install(&interrupt) {
         log::warn!("cannot install signal handlers ({e}); signals will kill runner outright");
     }
     let mut lock = match JobLock::acquire(&state_dir, &prepared.job, false, &interrupt)? {

@@ -29,7 +29,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
     let config = &prepared.config;
 
     let interrupt = Interrupt::new();
-    if let Err(e) = interrupt.install() {
+    if let Err(e) = crate::signals::install(&interrupt) {
         log::warn!("cannot install signal handlers ({e}); signals will kill runner outright");
     }
     let state_dir = state::resolve(
