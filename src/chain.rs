@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use crate::config::{ChainConfig, Frequency, RetryFrom};
 use crate::error::exit_codes;
 use crate::events::Events;
-use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor};
+use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor, TaskEnv};
 use crate::hooks::{self, TaskHookPayload};
 use crate::plan::{Plan, Step};
 mod observer;
@@ -625,10 +625,25 @@ impl Chain<'_> {
             "{run_id}.{}.{}.result.json",
             job.index, job.try_num
         ));
-        let mut cmd = self.command(step, job.try_num, run_id);
-        cmd.env("RUNNER_RESULT", &result_file)
-            .env("RUNNER_EVENTS", &job.events)
-            .envs(job.extra_env.iter().map(|(k, v)| (k, v)));
+        let mut cmd = self.command(step);
+        TaskEnv {
+            configured: &self.config.env,
+            exe: &self.exe,
+            config_file: self.config.file.as_deref(),
+            taskdir: self.taskdir,
+            task: &step.task.name,
+            task_file: &step.task.path,
+            try_num: job.try_num,
+            max_tries: settings.max_tries,
+            run_id,
+            job: self.job,
+            session: self.session,
+            state_dir: self.events.state_dir(),
+            result_file: &result_file,
+            events_file: &job.events,
+            extra: &job.extra_env,
+        }
+        .apply(&mut cmd);
         // Hooks get the task's environment (contract section 5).
         let hook_env: Vec<(OsString, OsString)> = cmd
             .get_envs()
@@ -683,8 +698,9 @@ impl Chain<'_> {
         );
     }
 
-    /// The task's command line and environment: inherited, then `[env]`, then `RUNNER_*`.
-    fn command(&self, step: &Step, try_num: u32, run_id: &str) -> Command {
+    /// The task's command line, run in the task directory; [`TaskEnv`] adds its
+    /// environment.
+    fn command(&self, step: &Step) -> Command {
         let mut cmd = match &step.settings.interpreter {
             Some(words) => {
                 let mut cmd = Command::new(&words[0]);
@@ -694,29 +710,6 @@ impl Chain<'_> {
             None => Command::new(&step.task.path),
         };
         cmd.current_dir(self.taskdir);
-        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
-        let config_cmd = match &self.config.file {
-            Some(file) => format!("{} -c {}", self.exe.display(), file.display()),
-            None => self.exe.display().to_string(),
-        };
-        let config_path: OsString = self
-            .config
-            .file
-            .as_ref()
-            .map(|f| f.clone().into_os_string())
-            .unwrap_or_default();
-        cmd.env("RUNNER_CONFIG_CMD", config_cmd)
-            .env("RUNNER_CONFIG", config_path)
-            .env("RUNNER_TASKDIR", self.taskdir)
-            .env("RUNNER_TASK", &step.task.name)
-            .env("RUNNER_TASK_FILE", &step.task.path)
-            .env("RUNNER_TRY", try_num.to_string())
-            .env("RUNNER_MAX_TRIES", step.settings.max_tries.to_string())
-            .env("RUNNER_RUN_ID", run_id)
-            .env("RUNNER_JOB", self.job)
-            .env("RUNNER_SESSION", self.session)
-            // So that `runner fire` (or `runner runs`) in a task uses the chain's store.
-            .env("RUNNER_STATE_DIR", self.events.state_dir());
         cmd
     }
 

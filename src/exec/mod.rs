@@ -3,12 +3,14 @@
 //!
 //! Nothing here knows about chains, records or SQLite; callers get an [`AttemptReport`].
 
+pub(crate) mod env;
 pub(crate) mod output;
 pub(crate) mod pgroup;
 pub(crate) mod reaper;
 pub(crate) mod supervise;
 pub(crate) mod tree;
 
+pub(crate) use env::TaskEnv;
 pub(crate) use output::{Output, SharedCapture};
 pub(crate) use pgroup::Guardian;
 pub(crate) use supervise::{
