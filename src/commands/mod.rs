@@ -17,5 +17,6 @@ mod run;
 mod runs;
 mod schedule;
 mod trigger;
+mod workbench;
 
 pub(crate) use dispatch::dispatch;

@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use super::fire::{FireHookPayload, call_post_hook};
 use super::prepare::{Prepared, prepare};
-use crate::chain::{Chain, ChainResult, Resume};
+use super::workbench::Workbench;
+use crate::chain::{ChainResult, Resume};
 use crate::cli::{GlobalArgs, ReplayArgs, SkipArgs};
 use crate::error::{Error, exit_codes};
-use crate::exec::{Guardian, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::state;
 use crate::state::lock::{Acquired, JobLock};
@@ -264,37 +264,9 @@ fn run_resumed(
     interrupt: Arc<Interrupt>,
 ) -> Result<ChainResult, Error> {
     let config = &prepared.config;
-    let grace = prepared
-        .plan
-        .steps
-        .iter()
-        .chain(prepared.plan.halt.iter())
-        .map(|s| s.settings.kill_grace)
-        .max()
-        .unwrap_or(config.defaults.kill_grace);
-    let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("runner-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let no_events = scratch.path().join(crate::chain::NO_EVENTS);
-    std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
-    // The guardian removes the scratch directory should runner be killed outright.
-    let guardian = Guardian::start(grace, Some(scratch.path()));
-    let supervisor = Supervisor::new(interrupt, Arc::new(guardian));
+    let bench = Workbench::new(prepared, interrupt)?;
     let events = crate::events::Events::new(state_dir, location, session);
-    let chain = Chain {
-        plan: &prepared.plan,
-        config,
-        taskdir: &prepared.dir.path,
-        job: &prepared.job,
-        session,
-        exe,
-        supervisor,
-        scratch: scratch.path().to_owned(),
-        events: &events,
-        observer: &crate::chain::Unobserved,
-    };
+    let (chain, _scratch) = bench.chain(prepared, session, &events, &crate::chain::Unobserved);
     let mut recorder = StoreRecorder::open(
         state_dir,
         location,
@@ -305,7 +277,11 @@ fn run_resumed(
     )
     .resumed();
     let mut rng = StdRng::from_entropy();
-    Ok(chain.resume(run_id, resume, &mut recorder, &mut rng))
+    let result = chain.resume(run_id, resume, &mut recorder, &mut rng);
+    // The recorder first, then the chain (which reaps the guardian), then the scratch.
+    drop(recorder);
+    drop(chain);
+    Ok(result)
 }
 
 fn refuse_unless_ended_badly(detail: &RunDetail, verb: &str) -> Result<(), Error> {

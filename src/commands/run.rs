@@ -8,10 +8,10 @@ use rand::rngs::StdRng;
 
 use super::live::{self, LiveView};
 use super::prepare::prepare;
+use super::workbench::Workbench;
 use crate::chain::{Chain, ChainResult, Observer, Unobserved};
 use crate::cli::{ChainArgs, GlobalArgs};
 use crate::error::Error;
-use crate::exec::{Guardian, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::record::{NullRecorder, Recorder};
 use crate::state;
@@ -98,26 +98,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         _ => None,
     };
 
-    let grace = prepared
-        .plan
-        .steps
-        .iter()
-        .chain(prepared.plan.halt.iter())
-        .map(|s| s.settings.kill_grace)
-        .max()
-        .unwrap_or(config.defaults.kill_grace);
     let session =
         crate::events::resolve_session(None, super::fire::configured_session(Some(config)));
-    let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("runner-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let no_events = scratch.path().join(crate::chain::NO_EVENTS);
-    std::fs::write(&no_events, "{}\n").map_err(|e| Error::io(&no_events, e))?;
-    // The guardian removes the scratch directory should runner be killed outright.
-    let guardian = Guardian::start(grace, Some(scratch.path()));
-    let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::new(guardian));
+    let bench = Workbench::new(&prepared, Arc::clone(&interrupt))?;
+    let grace = bench.grace;
     let events = crate::events::Events::new(&state_dir, &location, &session);
     // The daemon's chains (attached) write to a file: nobody watches them live.
     let live = (args.attach_run.is_none() && live::is_wanted(global.quiet))
@@ -126,18 +110,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         Some(view) => view.as_ref(),
         None => &Unobserved,
     };
-    let chain = Chain {
-        plan: &prepared.plan,
-        config,
-        taskdir: &prepared.dir.path,
-        job: &prepared.job,
-        session: &session,
-        exe,
-        supervisor,
-        scratch: scratch.path().to_owned(),
-        events: &events,
-        observer,
-    };
+    let (chain, _scratch) = bench.chain(&prepared, &session, &events, observer);
     let mut pruning = None;
     let mut recorder: Box<dyn Recorder> = if args.no_record {
         Box::new(NullRecorder)
