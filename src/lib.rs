@@ -5,21 +5,25 @@
 //! only those below it (`scripts/layers.py` checks it):
 //!
 //! - `commands`: one module per subcommand; they assemble the pieces below.
-//! - `chain`, `daemon`, `lock`, `metrics`, `report`: the attempt loop over a plan (exits,
+//! - `chain`, `daemon`, `metrics`, `report`: the attempt loop over a plan (exits,
 //!   retries, the halt task); the scheduler daemon (due times, triggers, concurrency, its
-//!   runs); the job lock; the Prometheus metrics and the HTML report of the records.
+//!   runs); the Prometheus metrics and the HTML report of the records.
 //! - [`error`]: runner's own failures and every exit code; it wraps the errors below.
 //! - `events`: sessions, event names and data, waking chains that wait for events.
 //! - `hooks`, `store`: calls out; the records (SQLite, output capture, retention).
 //! - `exec`, `record`: spawning and supervising processes, process groups, output
-//!   routing; the recording seam the chain reports through and the store implements.
+//!   routing, a task's environment; the recording seam the chain reports through and the
+//!   store implements.
 //! - `config`, `plan`, `taskdir`, `schedule`, `triggers`: reading and validating what to
 //!   run and when: the INI and daemon configurations, the ordered plan, the task
-//!   directory, schedule expressions, trigger files.
-//! - `state`, `security`, `signals`, `retry`, `epoch`: the state directory, root's
-//!   checks, the interrupt state, retry delays, epoch seconds.
-//! - [`cli`], [`argv`], [`logging`]: the command line (clap types only); telling a
-//!   mistyped subcommand from a task directory; log output.
+//!   directory, schedule expressions, the trigger-file format.
+//! - `state`, `security`, `signals`, `interrupt`, `retry`, `epoch`, `timestamp`: the
+//!   state directory and the job lock in it, root's checks, a chain run's signal
+//!   handling, the shared "stop was asked" state, retry delays, epoch seconds, points in
+//!   time as files and flags write them.
+//! - [`cli`], [`argv`], [`logging`], `terminal`: the command line (clap types only);
+//!   telling a mistyped subcommand from a task directory; log output; the seam that lets
+//!   a live view step aside for task output and log lines.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
