@@ -265,6 +265,7 @@ fn run_resumed(
 ) -> Result<ChainResult, Error> {
     let config = &prepared.config;
     let bench = Workbench::new(prepared, interrupt)?;
+    let grace = bench.grace;
     let events = crate::events::Events::new(state_dir, location, session);
     let (chain, _scratch) = bench.chain(prepared, session, &events, &crate::chain::Unobserved);
     let mut recorder = StoreRecorder::open(
@@ -281,6 +282,8 @@ fn run_resumed(
     // The recorder first, then the chain (which reaps the guardian), then the scratch.
     drop(recorder);
     drop(chain);
+    // As after a run: kept leftovers get their output relay, and as PID 1 the orphans.
+    crate::exec::finish(grace);
     Ok(result)
 }
 

@@ -301,3 +301,43 @@ fn replay_takes_the_job_lock() {
     assert_eq!(child.wait().expect("wait").code(), Some(1));
     chain.runner(&["replay", &id]).assert_code(1);
 }
+
+#[test]
+fn a_replay_hands_a_kept_leftover_its_output_as_a_run_does() {
+    // The replayed task leaves a process behind (leftovers = keep) that prints after
+    // runner exited: the write must reach runner's stdout, not kill it with SIGPIPE.
+    let chain = Chain::new()
+        .task(
+            "10-b.sh",
+            "if [ -z \"$FIX\" ]; then exit 2; fi\n( while [ ! -e \"$LOG.go\" ]; do sleep 0.02; done; echo late; echo alive > \"$LOG.marker\" ) &\necho started",
+        )
+        .ini("[runner]\nleftovers = keep");
+    chain.run(&[]).assert_code(1);
+    let id = run_id(&chain);
+    let stdout_path = chain.path().join("stdout");
+    let out = std::fs::File::create(&stdout_path).expect("stdout file");
+    let status = crate::support::runner()
+        .arg("--state-dir")
+        .arg(chain.state_dir())
+        .args(["replay", &id, "--env", "FIX=1"])
+        .env("LOG", chain.log_path())
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("replay");
+    assert_eq!(status.code(), Some(0));
+    std::fs::write(format!("{}.go", chain.log_path().display()), "").expect("go");
+    let marker = std::path::PathBuf::from(format!("{}.marker", chain.log_path().display()));
+    assert!(
+        wait_for(Duration::from_secs(20), || marker.exists()),
+        "the leftover died writing after runner exited"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(
+            &stdout_path
+        )
+        .is_ok_and(|s| s.contains("started") && s.contains("late"))),
+        "{:?}",
+        std::fs::read_to_string(&stdout_path)
+    );
+}
