@@ -286,7 +286,11 @@ fn main_sections() -> Roff {
              RUNNER_TASKDIR, RUNNER_TASK (its name), RUNNER_TASK_FILE, RUNNER_TRY, \
              RUNNER_MAX_TRIES, RUNNER_RUN_ID, RUNNER_JOB, RUNNER_SESSION, RUNNER_EVENTS (a \
              JSON file of the events it waited for) and RUNNER_RESULT (a file it may write a \
-             JSON object into, recorded with the attempt).",
+             JSON object into, recorded with the attempt). Every task attempt, hook and \
+             daemon run also gets RUNNER_ATTEMPT_TOKEN, a value unique to the attempt: \
+             should runner be killed with SIGKILL, its guardian process stops every \
+             process whose environment holds the token of an attempt that was still \
+             running, also one that left the task's process group with setsid.",
         )],
     );
 

@@ -13,6 +13,16 @@
 //! to every group still listed, waits the grace time, sends SIGKILL, removes runner's
 //! scratch directory (which a `kill -9` would otherwise leak) and exits.
 //!
+//! A group is not all of a task: a child that calls `setsid` (or a daemon that double
+//! forks into a new session) leaves it, and once runner is dead nothing links it to the
+//! task any more. So every attempt also carries a mark in its environment,
+//! [`MARK_VAR`]`=NONCE-SEQ` (the nonce random per guardian, the sequence number per
+//! attempt), which its descendants inherit whatever group or session they move to. The
+//! guardian learns which marks are live as it learns groups; when runner dies it also
+//! signals every process whose `/proc/PID/environ` carries a live mark, and sweeps again
+//! after the SIGKILL until no such process is left. A kept leftover's attempt is
+//! forgotten when the attempt ends, so it survives runner as it always did.
+//!
 //! The other raw pieces of supervision live here too: becoming a child subreaper,
 //! reaping one orphan, pidfds of any process, and the relay that keeps copying a kept
 //! leftover's output once runner has exited.
@@ -25,6 +35,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -111,8 +122,24 @@ pub(crate) fn signal_everyone(sig: Signal) {
     let _ = kill(Pid::from_raw(-1), sig);
 }
 
-/// Groups the guardian can hold at once; runner never has more running than `parallel`.
+/// Groups (and marks) the guardian can hold at once; runner never has more running than
+/// `parallel`.
 const GUARDIAN_SLOTS: usize = 1024;
+
+/// The environment variable that marks every process of a task attempt (see the module
+/// comment): `NONCE-SEQ`, a 16-digit hex nonce and a decimal sequence number.
+pub(crate) const MARK_VAR: &str = "RUNNER_ATTEMPT_TOKEN";
+
+/// `MARK_VAR=` as bytes, for the guardian's matching (it cannot allocate).
+const MARK_PREFIX: &[u8] = b"RUNNER_ATTEMPT_TOKEN=";
+
+/// How many times the guardian sweeps for marked processes after the SIGKILL: each sweep
+/// kills what the previous one missed (a process forked while the sweep ran).
+const KILL_SWEEPS: usize = 200;
+
+/// The mark of one attempt, handed back to [`Guardian::unmark`] when it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark(u32);
 
 /// The handle runner keeps on its guardian process. Dropping it (or runner dying) closes
 /// the pipe, which tells the guardian to clean up whatever is still listed.
@@ -120,6 +147,10 @@ const GUARDIAN_SLOTS: usize = 1024;
 pub(crate) struct Guardian {
     pipe: Option<File>,
     pid: i32,
+    /// The random half of every mark this guardian knows.
+    nonce: u64,
+    /// The next attempt's sequence number.
+    next: AtomicU32,
 }
 
 impl Drop for Guardian {
@@ -135,17 +166,25 @@ impl Drop for Guardian {
 impl Guardian {
     /// A guardian that does nothing, for commands that run no tasks.
     pub(crate) fn none() -> Guardian {
-        Guardian { pipe: None, pid: 0 }
+        Guardian {
+            pipe: None,
+            pid: 0,
+            nonce: 0,
+            next: AtomicU32::new(0),
+        }
     }
 
     /// Forks the guardian process; it removes `scratch` (if given) once runner is gone.
     /// On failure, runner carries on without one and says so.
     pub(crate) fn start(grace: Duration, scratch: Option<&Path>) -> Guardian {
         let scratch = scratch.and_then(|p| CString::new(p.as_os_str().as_bytes()).ok());
-        match fork_guardian(grace, scratch.as_ref()) {
+        let nonce = rand::random::<u64>();
+        match fork_guardian(grace, scratch.as_ref(), nonce) {
             Ok((pipe, pid)) => Guardian {
                 pipe: Some(pipe),
                 pid,
+                nonce,
+                next: AtomicU32::new(0),
             },
             Err(e) => {
                 log::warn!(
@@ -166,10 +205,31 @@ impl Guardian {
         self.send(b'-', group);
     }
 
+    /// Marks the environment of `cmd` as one attempt's and lists the mark, before the
+    /// spawn: whatever the attempt starts, in whatever group or session, is then found
+    /// should runner die. `None` without a guardian (nothing is added to `cmd`).
+    pub(crate) fn mark(&self, cmd: &mut Command) -> Option<Mark> {
+        self.pipe.as_ref()?;
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        cmd.env(MARK_VAR, format!("{:016x}-{seq}", self.nonce));
+        self.send_raw(b'a', seq.to_le_bytes());
+        Some(Mark(seq))
+    }
+
+    /// Takes back a mark once its attempt has ended: what it left behind and runner
+    /// kept is no longer the guardian's to stop.
+    pub(crate) fn unmark(&self, mark: Mark) {
+        self.send_raw(b'f', mark.0.to_le_bytes());
+    }
+
     fn send(&self, op: u8, group: ProcessGroup) {
+        self.send_raw(op, group.0.to_le_bytes());
+    }
+
+    fn send_raw(&self, op: u8, value: [u8; 4]) {
         if let Some(mut pipe) = self.pipe.as_ref() {
             let mut message = [op, 0, 0, 0, 0];
-            message[1..].copy_from_slice(&group.0.to_le_bytes());
+            message[1..].copy_from_slice(&value);
             // Five bytes are below PIPE_BUF, so the write is atomic even with parallel
             // tasks writing from several threads. A dead guardian only costs the cleanup.
             let _ = pipe.write_all(&message);
@@ -292,7 +352,11 @@ unsafe fn write_all(fd: RawFd, bytes: &[u8]) {
     }
 }
 
-fn fork_guardian(grace: Duration, scratch: Option<&CString>) -> io::Result<(File, i32)> {
+fn fork_guardian(
+    grace: Duration,
+    scratch: Option<&CString>,
+    nonce: u64,
+) -> io::Result<(File, i32)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -313,7 +377,7 @@ fn fork_guardian(grace: Duration, scratch: Option<&CString>) -> io::Result<(File
         }
         0 => {
             // SAFETY: we are the freshly forked child; see `guard`.
-            unsafe { guard(read_end, write_end, grace, scratch) }
+            unsafe { guard(read_end, write_end, grace, scratch, nonce) }
         }
         pid => {
             super::reaper::add_helper(pid);
@@ -335,6 +399,7 @@ unsafe fn guard(
     write_end: RawFd,
     grace: Duration,
     scratch: Option<&CString>,
+    nonce: u64,
 ) -> ! {
     // SAFETY: only async-signal-safe libc calls on descriptors and memory this freshly
     // forked process owns (see the function's contract).
@@ -369,6 +434,8 @@ unsafe fn guard(
 
         let mut groups = [0i32; GUARDIAN_SLOTS];
         let mut count = 0usize;
+        let mut marks = [0u32; GUARDIAN_SLOTS];
+        let mut marked = 0usize;
         let mut buf = [0u8; 5 * 64];
         let mut have = 0usize;
         loop {
@@ -385,8 +452,20 @@ unsafe fn guard(
             have += n as usize;
             let whole = have - have % 5;
             for message in buf[..whole].chunks_exact(5) {
-                let pgid = i32::from_le_bytes([message[1], message[2], message[3], message[4]]);
-                if message[0] == b'+' {
+                let value = [message[1], message[2], message[3], message[4]];
+                let pgid = i32::from_le_bytes(value);
+                if message[0] == b'a' {
+                    if marked < GUARDIAN_SLOTS {
+                        marks[marked] = u32::from_le_bytes(value);
+                        marked += 1;
+                    }
+                } else if message[0] == b'f' {
+                    let seq = u32::from_le_bytes(value);
+                    if let Some(i) = marks[..marked].iter().position(|&m| m == seq) {
+                        marks[i] = marks[marked - 1];
+                        marked -= 1;
+                    }
+                } else if message[0] == b'+' {
                     if count < GUARDIAN_SLOTS {
                         groups[count] = pgid;
                         count += 1;
@@ -399,31 +478,255 @@ unsafe fn guard(
             buf.copy_within(whole..have, 0);
             have -= whole;
         }
-        if count > 0 {
-            for &pgid in &groups[..count] {
+        if count > 0 || marked > 0 {
+            let mut prefix = [0u8; 64];
+            let prefix_len = mark_prefix(nonce, &mut prefix);
+            let marks = Marks {
+                prefix: &prefix[..prefix_len],
+                seqs: &marks[..marked],
+            };
+            let groups = &groups[..count];
+            for &pgid in groups {
                 libc::kill(-pgid, libc::SIGTERM);
+                libc::kill(-pgid, libc::SIGCONT);
             }
+            sweep(&marks, libc::SIGTERM);
             let start = Instant::now();
             // runner is gone, so its tasks' zombies are init's to reap: a group whose
             // members are all zombies still answers kill(-pgid, 0) until then, and the
-            // guardian only ends its wait early, never late.
+            // guardian only ends its wait early, never late. A zombie has no
+            // environment, so the sweep never counts one.
             while start.elapsed() < grace
-                && !groups[..count].iter().all(|&g| libc::kill(-g, 0) != 0)
+                && (!groups.iter().all(|&g| libc::kill(-g, 0) != 0) || sweep(&marks, 0) > 0)
             {
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 20_000_000,
-                };
-                libc::nanosleep(&pause, std::ptr::null_mut());
+                pause_ms(20);
             }
-            for &pgid in &groups[..count] {
+            for &pgid in groups {
                 libc::kill(-pgid, libc::SIGKILL);
+            }
+            for _ in 0..KILL_SWEEPS {
+                if sweep(&marks, libc::SIGKILL) == 0 {
+                    break;
+                }
+                pause_ms(5);
             }
         }
         if let Some(scratch) = scratch {
             remove_flat_dir(scratch);
         }
         libc::_exit(0)
+    }
+}
+
+/// The live marks of a guardian: `MARK_VAR=NONCE-` and the sequence numbers listed.
+struct Marks<'a> {
+    prefix: &'a [u8],
+    seqs: &'a [u32],
+}
+
+/// Writes `MARK_VAR=NONCE-` (the nonce in 16 hex digits, as [`Guardian::mark`] formats
+/// it) into `out` and returns its length; no allocation.
+fn mark_prefix(nonce: u64, out: &mut [u8; 64]) -> usize {
+    let mut len = 0;
+    for &b in MARK_PREFIX {
+        out[len] = b;
+        len += 1;
+    }
+    for shift in (0..16).rev() {
+        let digit = ((nonce >> (shift * 4)) & 0xf) as u8;
+        out[len] = if digit < 10 {
+            b'0' + digit
+        } else {
+            b'a' + digit - 10
+        };
+        len += 1;
+    }
+    out[len] = b'-';
+    len + 1
+}
+
+/// Reads one process's environment and says whether an entry is a live mark. Entries
+/// are matched as they stream past (NUL-separated), so a buffer of any size will do.
+struct MarkMatcher<'a> {
+    marks: &'a Marks<'a>,
+    /// How much of the prefix the current entry has matched; `None` once it differs.
+    matched: Option<usize>,
+    seq: u64,
+    digits: usize,
+    found: bool,
+}
+
+impl<'a> MarkMatcher<'a> {
+    fn new(marks: &'a Marks<'a>) -> MarkMatcher<'a> {
+        MarkMatcher {
+            marks,
+            matched: Some(0),
+            seq: 0,
+            digits: 0,
+            found: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == 0 {
+                self.end_entry();
+                continue;
+            }
+            self.matched = match self.matched {
+                Some(n) if n < self.marks.prefix.len() => {
+                    (self.marks.prefix[n] == b).then_some(n + 1)
+                }
+                Some(n) if b.is_ascii_digit() && self.digits < 10 => {
+                    self.seq = self.seq * 10 + u64::from(b - b'0');
+                    self.digits += 1;
+                    Some(n)
+                }
+                _ => None,
+            };
+        }
+    }
+
+    fn end_entry(&mut self) {
+        if self.matched == Some(self.marks.prefix.len())
+            && self.digits > 0
+            && self.marks.seqs.iter().any(|&s| u64::from(s) == self.seq)
+        {
+            self.found = true;
+        }
+        self.matched = Some(0);
+        self.seq = 0;
+        self.digits = 0;
+    }
+
+    fn finish(mut self) -> bool {
+        self.end_entry();
+        self.found
+    }
+}
+
+/// Sends `sig` (0: none, only count) to every process but this one whose environment
+/// carries a live mark; returns how many it found. Raw system calls only.
+///
+/// # Safety
+/// Only for the guardian: async-signal-safe calls on memory it owns.
+unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
+    if marks.seqs.is_empty() {
+        return 0;
+    }
+    let mut found = 0;
+    // SAFETY: open/getdents64/read/kill/close on descriptors this function owns and
+    // stack buffers; names are NUL-terminated inside the buffer by the kernel.
+    unsafe {
+        let me = libc::getpid();
+        let proc_fd = libc::open(
+            c"/proc".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if proc_fd < 0 {
+            return 0;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, proc_fd, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut offset = 0usize;
+            while offset + 19 < n as usize {
+                let reclen = usize::from(u16::from_ne_bytes([buf[offset + 16], buf[offset + 17]]));
+                let name = &buf[offset + 19..(offset + reclen).min(n as usize)];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                if let Some(pid) = parse_pid(name)
+                    && pid != me
+                    && environ_is_marked(proc_fd, name, marks)
+                {
+                    found += 1;
+                    if sig != 0 {
+                        libc::kill(pid, sig);
+                        if sig == libc::SIGTERM {
+                            libc::kill(pid, libc::SIGCONT);
+                        }
+                    }
+                }
+                if reclen == 0 {
+                    break;
+                }
+                offset += reclen;
+            }
+        }
+        libc::close(proc_fd);
+    }
+    found
+}
+
+/// A /proc entry's name as a pid, when it is one.
+fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
+    if name.is_empty() || name.len() > 9 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let pid = name
+        .iter()
+        .fold(0i32, |pid, &b| pid * 10 + i32::from(b - b'0'));
+    (pid > 0).then_some(pid)
+}
+
+/// Whether `/proc/NAME/environ` (relative to the open `/proc`) holds a live mark. A
+/// process that is gone, a zombie, or one the guardian may not read is not marked.
+///
+/// # Safety
+/// Async-signal-safe: openat/read/close on stack memory.
+unsafe fn environ_is_marked(proc_fd: RawFd, name: &[u8], marks: &Marks) -> bool {
+    let mut path = [0u8; 32];
+    let suffix = b"/environ";
+    if name.len() + suffix.len() >= path.len() {
+        return false;
+    }
+    path[..name.len()].copy_from_slice(name);
+    path[name.len()..name.len() + suffix.len()].copy_from_slice(suffix);
+    // SAFETY: the path is NUL-terminated (the array was zeroed and is longer); the
+    // descriptor is owned here.
+    unsafe {
+        let fd = libc::openat(
+            proc_fd,
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let mut matcher = MarkMatcher::new(marks);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            if n <= 0 {
+                break;
+            }
+            matcher.feed(&buf[..n as usize]);
+            if matcher.found {
+                break;
+            }
+        }
+        libc::close(fd);
+        matcher.finish()
+    }
+}
+
+/// Sleeps `ms` milliseconds with a raw system call.
+///
+/// # Safety
+/// Async-signal-safe: only `nanosleep`.
+unsafe fn pause_ms(ms: i64) {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: ms * 1_000_000,
+    };
+    // SAFETY: nanosleep with a valid timespec on the stack.
+    unsafe {
+        libc::nanosleep(&pause, std::ptr::null_mut());
     }
 }
 
@@ -616,5 +919,77 @@ unsafe fn close_from(first: RawFd) {
         for fd in first..max {
             libc::close(fd);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marked(environ: &[u8], nonce: u64, seqs: &[u32], chunk: usize) -> bool {
+        let mut prefix = [0u8; 64];
+        let len = mark_prefix(nonce, &mut prefix);
+        let marks = Marks {
+            prefix: &prefix[..len],
+            seqs,
+        };
+        let mut matcher = MarkMatcher::new(&marks);
+        for piece in environ.chunks(chunk) {
+            matcher.feed(piece);
+        }
+        matcher.finish()
+    }
+
+    #[test]
+    fn a_live_mark_is_found_wherever_the_reads_split_it() {
+        let environ = b"PATH=/bin\0RUNNER_ATTEMPT_TOKEN=00000000deadbeef-12\0HOME=/root\0";
+        for chunk in 1..environ.len() {
+            assert!(
+                marked(environ, 0xdead_beef, &[3, 12], chunk),
+                "chunk {chunk}"
+            );
+        }
+        // The last entry needs no terminating NUL.
+        assert!(marked(
+            b"A=b\0RUNNER_ATTEMPT_TOKEN=00000000deadbeef-7",
+            0xdead_beef,
+            &[7],
+            64
+        ));
+    }
+
+    #[test]
+    fn only_a_live_mark_of_this_guardian_counts() {
+        let environ = b"RUNNER_ATTEMPT_TOKEN=00000000deadbeef-12\0";
+        // Forgotten (kept leftover), another guardian's nonce, a prefix of the number.
+        assert!(!marked(environ, 0xdead_beef, &[1, 2, 121], 64));
+        assert!(!marked(environ, 0xdead_beee, &[12], 64));
+        assert!(!marked(
+            b"RUNNER_ATTEMPT_TOKEN=00000000deadbeef-12x\0",
+            0xdead_beef,
+            &[12],
+            64
+        ));
+        assert!(!marked(
+            b"XRUNNER_ATTEMPT_TOKEN=00000000deadbeef-12\0",
+            0xdead_beef,
+            &[12],
+            64
+        ));
+        assert!(!marked(
+            b"RUNNER_ATTEMPT_TOKEN=00000000deadbeef-\0",
+            0xdead_beef,
+            &[0],
+            64
+        ));
+        assert!(!marked(b"", 0xdead_beef, &[0], 64));
+    }
+
+    #[test]
+    fn the_prefix_is_formatted_as_the_mark_is() {
+        let mut prefix = [0u8; 64];
+        let len = mark_prefix(0x0123_4567_89ab_cdef, &mut prefix);
+        let mark = format!("{MARK_VAR}={:016x}-", 0x0123_4567_89ab_cdef_u64);
+        assert_eq!(&prefix[..len], mark.as_bytes());
     }
 }

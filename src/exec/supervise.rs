@@ -163,6 +163,8 @@ impl Supervisor {
                 leftovers: Vec::new(),
             };
         }
+        // Listed before the spawn, so no moment of the attempt goes unmarked.
+        let mark = self.guardian.mark(&mut cmd);
         let enlistment = self.guardian.enlist(&mut cmd);
         let spawned = reaper::spawn(&mut cmd);
         self.guardian
@@ -170,6 +172,9 @@ impl Supervisor {
         let (mut child, tracker) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
+                if let Some(mark) = mark {
+                    self.guardian.unmark(mark);
+                }
                 return AttemptReport {
                     started,
                     duration: clock.elapsed(),
@@ -250,6 +255,9 @@ impl Supervisor {
             }
         }
         self.guardian.forget(group);
+        if let Some(mark) = mark {
+            self.guardian.unmark(mark);
+        }
         drop(tracker);
         waiter.finish_output(leftovers.is_empty() || limits.leftovers == Leftovers::Kill);
         let exit = match waiter.status {

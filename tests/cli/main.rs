@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod daemon_events;
 mod dsari_store;
+mod escapees;
 mod events;
 mod exits;
 mod fleet;
