@@ -50,11 +50,13 @@ pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error
     let mut detail = |run_id: &str| match &store {
         Some(store) => {
             let mut detail = store.run_detail(run_id)?;
+            crate::store::paths::check_detail(&detail)?;
             if detail.output_dir.is_none() {
-                let dir = data_dir
-                    .join("runs")
-                    .join(&detail.run.job_name)
-                    .join(&detail.run.run_id);
+                let dir = crate::store::paths::run_dir(
+                    &data_dir,
+                    &detail.run.job_name,
+                    &detail.run.run_id,
+                )?;
                 detail.output_dir = Some(dir.display().to_string());
             }
             Ok(detail)

@@ -13,7 +13,7 @@ use crate::daemon::data_dir;
 use crate::error::{Error, exit_codes};
 use crate::state;
 use crate::store::model::{RunDetail, RunRecord, RunStatus};
-use crate::store::{Location, RunStore, StoreError, StoredOutput};
+use crate::store::{Location, RunStore, StoreError, StoredOutput, paths};
 
 /// How often `runs tail` looks for new output and for the runs' ends.
 const TAIL_POLL: Duration = Duration::from_millis(200);
@@ -78,13 +78,14 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
         RunsCommand::Show { run_id } => {
             let mut detail = require(store.as_deref(), &run_id)?.run_detail(&run_id)?;
             // A run dsari recorded has its output in dsari's layout beside the store.
+            // (Not for a record whose names are no safe file names: it is shown as it
+            // is, and nothing is looked up for it.)
             if detail.output_dir.is_none() {
-                let dir = data_dir
-                    .join("runs")
-                    .join(&detail.run.job_name)
-                    .join(&detail.run.run_id);
-                if dir.join("output.txt").is_file() {
-                    detail.output_dir = Some(dir.display().to_string());
+                if let Ok(dir) = paths::run_dir(&data_dir, &detail.run.job_name, &detail.run.run_id)
+                {
+                    if dir.join("output.txt").is_file() {
+                        detail.output_dir = Some(dir.display().to_string());
+                    }
                 }
             }
             print::records(global.format, &detail, |style| show_table(&detail, style))?;
@@ -92,6 +93,7 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
         RunsCommand::Output { run_id, task } => {
             let store = require(store.as_deref(), &run_id)?;
             let detail = store.run_detail(&run_id)?;
+            paths::check_detail(&detail)?;
             let stored = store.stored_output(&detail.run.run_id)?;
             print_output(&detail, &data_dir, task.as_deref(), &stored)?;
         }
@@ -269,10 +271,14 @@ fn output_files(detail: &RunDetail, data_dir: &Path, task: Option<&str>) -> Vec<
         return attempts;
     }
     let run = &detail.run;
-    let dir = detail.output_dir.as_ref().map_or_else(
-        || data_dir.join("runs").join(&run.job_name).join(&run.run_id),
-        PathBuf::from,
-    );
+    let dir = match &detail.output_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => match paths::run_dir(data_dir, &run.job_name, &run.run_id) {
+            Ok(dir) => dir,
+            // Callers check the record first; a bad name names no file at all.
+            Err(_) => return Vec::new(),
+        },
+    };
     vec![("output.txt".to_owned(), dir.join("output.txt"))]
 }
 
@@ -400,6 +406,7 @@ fn tail(store: &dyn RunStore, data_dir: &Path, run_ids: &[String]) -> Result<u8,
         let mut any_running = false;
         for id in &ids {
             let detail = store.run_detail(id)?;
+            paths::check_detail(&detail)?;
             let told = told.entry(id.clone()).or_default();
             if told.finished {
                 continue;

@@ -91,7 +91,8 @@ impl Store {
         let mut last = start.unwrap_or(0.0).max(attempts.unwrap_or(0.0));
         let dir = match (output_dir, job) {
             (Some(dir), _) => Some(PathBuf::from(dir)),
-            (None, Some(job)) => Some(self.data_dir.join("runs").join(job).join(run_id)),
+            // A record whose names are no safe file names names no directory.
+            (None, Some(job)) => super::paths::run_dir(&self.data_dir, &job, run_id).ok(),
             (None, None) => None,
         };
         if let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) {

@@ -12,6 +12,7 @@ mod lost;
 pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
+pub(crate) mod paths;
 mod postgres;
 mod quantile;
 mod query;

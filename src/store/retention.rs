@@ -107,7 +107,7 @@ pub(crate) fn prune(
         let count = dirs.len();
         for dir in dirs {
             // Only ever delete below our own runs directory.
-            if dir.starts_with(state_dir.join("runs")) {
+            if super::paths::is_below(&dir, &state_dir.join("runs")) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }

@@ -70,6 +70,19 @@ pub enum StoreError {
         #[source]
         source: postgres::Error,
     },
+    /// A record names a file outside its place: a job name or run id that is not one
+    /// plain file name, or a stored path that is not the run's own (see `paths.rs`).
+    #[error("run {run_id:?}: its {what} {value:?} {reason}; runner reads no file for it")]
+    UnsafePath {
+        /// The run whose record it is.
+        run_id: String,
+        /// Which field (`job name`, `run id`, `task name`, `output file`, ...).
+        what: &'static str,
+        /// What the field holds.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Several runs start with the prefix.
     #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
     Ambiguous {

@@ -27,5 +27,6 @@ mod records;
 mod replay;
 mod safety;
 mod schedules;
+mod store_paths;
 mod supervision;
 mod words;
