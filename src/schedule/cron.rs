@@ -7,7 +7,7 @@
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::error::FieldError;
-use super::field::{FieldKind, parse_field};
+use super::field::{FieldKind, NTH_LAST, parse_day_of_month, parse_day_of_week, parse_field};
 use super::hash;
 
 /// A parsed cron expression: one bit mask per field.
@@ -24,6 +24,12 @@ pub(crate) struct CronSpec {
     /// restricted does a day match if *either* matches (Vixie cron OR).
     dom_star: bool,
     dow_star: bool,
+    /// `L` in the day of month: the month's last day.
+    dom_last: bool,
+    /// `NW` in the day of month: the weekday nearest to day N (the field's only item).
+    nearest: Option<u32>,
+    /// `D#N` and `LD` in the day of week, per weekday (see `field::DayOfWeek`).
+    nth: [u8; 7],
 }
 
 impl CronSpec {
@@ -39,32 +45,61 @@ impl CronSpec {
         let mut masks = [0u64; 6];
         // Seconds default to 0 in a 5-field expression.
         masks[5] = 1;
+        let mut dom = None;
+        let mut dow = None;
         for (kind, raw) in FieldKind::ALL.iter().copied().zip(fields) {
             let lower = raw.to_ascii_lowercase();
             let expanded = match hash::expand(&lower, kind, crc) {
                 Some(result) => result?,
                 None => lower,
             };
-            masks[kind.position() as usize] = parse_field(kind, &expanded)?;
+            // croniter reads a lone `?` as `*`.
+            let expanded = if expanded == "?"
+                && matches!(kind, FieldKind::DayOfMonth | FieldKind::DayOfWeek)
+            {
+                "*".to_owned()
+            } else {
+                expanded
+            };
+            masks[kind.position() as usize] = match kind {
+                FieldKind::DayOfMonth => {
+                    let field = parse_day_of_month(&expanded)?;
+                    dom = Some(field);
+                    field.mask
+                }
+                FieldKind::DayOfWeek => {
+                    let field = parse_day_of_week(&expanded)?;
+                    dow = Some(field);
+                    field.mask
+                }
+                _ => parse_field(kind, &expanded)?,
+            };
         }
-        let full = |kind: FieldKind| {
-            let (min, max) = kind.range();
-            (min..=max).fold(0u64, |m, v| m | (1 << v))
+        let (Some(dom), Some(dow)) = (dom, dow) else {
+            return Err(FieldError::new("schedule", "missing day fields"));
         };
-        // croniter: a field is `*` if written so, or if it lists every value;
-        // a full day-of-month list stays restricted when the weekday field
-        // has no `*` in it (and vice versa), so "1-31 * * 1" still ORs.
-        let written_star = |raw: &str| raw == "*" || raw == "?";
-        let dom_star = written_star(fields[2])
-            || (masks[2] == full(FieldKind::DayOfMonth) && fields[4].contains('*'));
-        let dow_star = written_star(fields[4])
-            || (masks[4] == full(FieldKind::DayOfWeek) && fields[2].contains('*'));
+        // croniter: a field is `*` if an item is `*`, or if its list has every value;
+        // a full day-of-month list stays restricted when the weekday field has no `*`
+        // in it (and vice versa), so "1-31 * * 1" still ORs. A collapsed list matches
+        // every day, whatever it listed (`2-31,L` is 31 entries: the 1st too).
+        let dom_collapsed = dom.entries() == 31 && fields[4].contains('*');
+        let dom_star = dom.star || dom_collapsed;
+        let dow_star = dow.star || (dow.entries() == 7 && fields[2].contains('*'));
+        let mut dom_last = dom.last;
+        if dom_collapsed {
+            let (min, max) = FieldKind::DayOfMonth.range();
+            masks[2] = (min..=max).fold(0u64, |m, v| m | (1 << v));
+            dom_last = false;
+        }
         Ok(Self {
             masks,
             has_seconds: fields.len() == 6,
             appended_seconds: false,
             dom_star,
             dow_star,
+            dom_last,
+            nearest: dom.nearest,
+            nth: dow.nth,
         })
     }
 
@@ -111,10 +146,35 @@ impl CronSpec {
                 .with_second(0)?
                 .checked_add_signed(Duration::minutes(1))?
         };
+        let has_nth = self.nth.iter().any(|n| *n != 0);
+        if !self.dom_star && !self.dow_star && (has_nth || self.nearest.is_some()) {
+            // croniter ORs the two day fields by searching each alone (the other set to
+            // `*`) and taking the earlier time. But `#`, `L` of a weekday and `W` are
+            // not blanked with their field, so each side keeps them, and a side that
+            // finds nothing makes the whole expression fail (`L * 5#2`).
+            let first = self.search(start, |d| {
+                self.dom_matches(d) && (!has_nth || self.dow_matches(d))
+            })?;
+            let second = self.search(start, |d| {
+                (self.nearest.is_none() || self.dom_matches(d)) && self.dow_matches(d)
+            })?;
+            return Some(first.min(second));
+        }
+        self.search(start, |d| self.date_matches(d))
+    }
+
+    /// The first time at or after `start` on a day `day_matches` accepts (and in an
+    /// allowed month), looking 50 years ahead.
+    fn search(
+        &self,
+        start: NaiveDateTime,
+        day_matches: impl Fn(NaiveDate) -> bool,
+    ) -> Option<NaiveDateTime> {
         let mut date = start.date();
         let mut from = start.time();
         for _ in 0..(50 * 366) {
-            if self.date_matches(date)
+            if has(self.masks[3], date.month())
+                && day_matches(date)
                 && let Some(time) = self.first_time_from(from)
             {
                 return Some(date.and_time(time));
@@ -126,16 +186,36 @@ impl CronSpec {
     }
 
     fn date_matches(&self, date: NaiveDate) -> bool {
-        if !has(self.masks[3], date.month()) {
-            return false;
-        }
-        let dom = has(self.masks[2], date.day());
-        let dow = has(self.masks[4], date.weekday().num_days_from_sunday());
+        let dom = self.dom_matches(date);
+        let dow = self.dow_matches(date);
         if !self.dom_star && !self.dow_star {
             dom || dow
         } else {
             dom && dow
         }
+    }
+
+    /// The day-of-month field alone: a listed day, the last day for `L`, or the
+    /// nearest weekday for `NW` (which replaces the list, as in croniter).
+    fn dom_matches(&self, date: NaiveDate) -> bool {
+        let day = date.day();
+        if let Some(target) = self.nearest {
+            return day == nearest_weekday(date, target);
+        }
+        has(self.masks[2], day) || (self.dom_last && day == last_day(date))
+    }
+
+    /// The day-of-week field alone: a listed weekday, or, with `#`/`L` items, only
+    /// those occurrences.
+    fn dow_matches(&self, date: NaiveDate) -> bool {
+        let weekday = date.weekday().num_days_from_sunday();
+        if self.nth.iter().all(|n| *n == 0) {
+            return has(self.masks[4], weekday);
+        }
+        let wanted = self.nth[weekday as usize];
+        let day = date.day();
+        let occurrence = (day - 1) / 7 + 1;
+        wanted & (1 << occurrence) != 0 || (wanted & NTH_LAST != 0 && day + 7 > last_day(date))
     }
 
     /// The first allowed time of day at or after `from`.
@@ -155,6 +235,36 @@ impl CronSpec {
             hour = next_bit(self.masks[1], h + 1);
         }
         None
+    }
+}
+
+/// The last day of `date`'s month.
+fn last_day(date: NaiveDate) -> u32 {
+    let (year, month) = (date.year(), date.month());
+    let next = if month == 12 {
+        NaiveDate::from_ymd_opt(year + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(year, month + 1, 1)
+    };
+    next.and_then(|d| d.pred_opt()).map_or(28, |d| d.day())
+}
+
+/// croniter's nearest weekday (Monday to Friday) to day `target` of `date`'s month: the
+/// day itself (the last day when the month is shorter) if a weekday; for a Saturday the
+/// Friday before, or the Monday after when that Friday is in the previous month; for a
+/// Sunday the Monday after, or the Friday before when that Monday is in the next month.
+fn nearest_weekday(date: NaiveDate, target: u32) -> u32 {
+    let last = last_day(date);
+    let day = target.min(last);
+    let weekday = date
+        .with_day(day)
+        .map_or(0, |d| d.weekday().num_days_from_monday());
+    match weekday {
+        5 if day > 1 => day - 1,
+        5 => day + 2,
+        6 if day < last => day + 1,
+        6 => day - 2,
+        _ => day,
     }
 }
 

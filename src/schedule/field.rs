@@ -176,3 +176,226 @@ fn wrapped_range(low: u32, high: u32, step: u32, min: u32, max: u32) -> Vec<u32>
     values.extend((min + skip..=high).step_by(step as usize));
     values
 }
+
+/// The day-of-month field: plain days, and croniter's `L` (the month's last day) and
+/// `NW` / `WN` (the weekday nearest to day N, within the month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayOfMonth {
+    /// Days that match (bit d); every day when an item is `*`.
+    pub(crate) mask: u64,
+    /// The days croniter lists from items other than `*` (the `W` day included).
+    values: u64,
+    /// `L` is in the list.
+    pub(crate) last: bool,
+    /// `NW`: the field is only this (croniter allows no list with it).
+    pub(crate) nearest: Option<u32>,
+    /// An item is `*` (or the field is `?`): the field does not restrict.
+    pub(crate) star: bool,
+}
+
+impl DayOfMonth {
+    /// How many entries croniter's expanded list has (`L` and `*` are one each).
+    pub(crate) fn entries(&self) -> u32 {
+        self.values.count_ones() + u32::from(self.last) + u32::from(self.star)
+    }
+}
+
+/// Parses the (hash-expanded, lowercased) day-of-month field.
+pub(crate) fn parse_day_of_month(text: &str) -> Result<DayOfMonth, FieldError> {
+    let kind = FieldKind::DayOfMonth;
+    let (min, max) = kind.range();
+    let items: Vec<&str> = text.split(',').collect();
+    let mut field = DayOfMonth {
+        mask: 0,
+        values: 0,
+        last: false,
+        nearest: None,
+        star: text == "?",
+    };
+    for item in &items {
+        if let Some(day) = nearest_weekday_item(item) {
+            if !(min..=max).contains(&day) {
+                return Err(FieldError::new(
+                    kind.name(),
+                    format!("nearest weekday day {day} out of range {min}-{max}"),
+                ));
+            }
+            if items.len() > 1 {
+                return Err(FieldError::new(
+                    kind.name(),
+                    format!("\"{item}\" (nearest weekday) must be the field's only item"),
+                ));
+            }
+            field.nearest = Some(day);
+            field.mask |= 1 << day;
+            field.values |= 1 << day;
+            continue;
+        }
+        if *item == "l" {
+            field.last = true;
+            continue;
+        }
+        if item.starts_with('l') {
+            return Err(FieldError::new(
+                kind.name(),
+                format!("\"{item}\": L (the last day) stands alone or ends a range (a-L)"),
+            ));
+        }
+        if *item == "*" {
+            field.star = true;
+            field.mask |= parse_item(kind, item, min, max)?;
+            continue;
+        }
+        // croniter: `a-L` (and `a-L/n`) ends at 31; `L` opens no range.
+        let item = match item.split_once('/') {
+            Some((body, step)) => match body.strip_suffix("-l") {
+                Some(low) => format!("{low}-{max}/{step}"),
+                None => (*item).to_owned(),
+            },
+            None => match item.strip_suffix("-l") {
+                Some(low) => format!("{low}-{max}"),
+                None => (*item).to_owned(),
+            },
+        };
+        let days = parse_item(kind, &item, min, max)?;
+        field.mask |= days;
+        field.values |= days;
+    }
+    Ok(field)
+}
+
+/// `15w` or `w15`: the day, when `item` is a nearest-weekday item.
+fn nearest_weekday_item(item: &str) -> Option<u32> {
+    let digits = item.strip_suffix('w').or_else(|| item.strip_prefix('w'))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A huge number is out of range like any other: say so.
+    Some(digits.parse().unwrap_or(u32::MAX))
+}
+
+/// `L` as an occurrence: the weekday's last in the month.
+pub(crate) const NTH_LAST: u8 = 1 << 6;
+
+/// The day-of-week field: plain weekdays, and croniter's `D#N` (the Nth such weekday of
+/// the month, N 1-5, D a weekday or a range of weekday names) and `LD` (the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayOfWeek {
+    /// Weekdays that match without occurrences (bit d, Sunday 0); all when an item
+    /// is `*`.
+    pub(crate) mask: u64,
+    /// The weekdays croniter lists from items other than `*`, occurrences included.
+    values: u64,
+    /// Per weekday: bit n for `#n`, [`NTH_LAST`] for `L`. All zero without such items.
+    pub(crate) nth: [u8; 7],
+    /// An item is `*` (or the field is `?`): the field does not restrict.
+    pub(crate) star: bool,
+}
+
+impl DayOfWeek {
+    /// Whether any `#` or `L` item is present.
+    pub(crate) fn has_nth(&self) -> bool {
+        self.nth.iter().any(|n| *n != 0)
+    }
+
+    /// How many entries croniter's expanded list has (`*` is one).
+    pub(crate) fn entries(&self) -> u32 {
+        self.values.count_ones() + u32::from(self.star)
+    }
+}
+
+/// Parses the (hash-expanded, lowercased) day-of-week field.
+pub(crate) fn parse_day_of_week(text: &str) -> Result<DayOfWeek, FieldError> {
+    let kind = FieldKind::DayOfWeek;
+    let (min, max) = kind.range();
+    let mut field = DayOfWeek {
+        mask: 0,
+        values: 0,
+        nth: [0; 7],
+        star: text == "?",
+    };
+    let mut plain = 0u64;
+    for item in text.split(',') {
+        if item.len() > 1 && item.ends_with('l') && !item.contains('#') {
+            return Err(FieldError::new(
+                kind.name(),
+                format!(
+                    "invalid value \"{item}\": the last such weekday of the month is written L and a number (L5: the last Friday)"
+                ),
+            ));
+        }
+        if let Some((days, nth)) = occurrence_item(item)? {
+            for day in (0..7).filter(|d| days & (1 << d) != 0) {
+                field.nth[day as usize] |= nth;
+            }
+            field.mask |= days;
+            field.values |= days;
+            continue;
+        }
+        let days = parse_item(kind, item, min, max)?;
+        if item == "*" {
+            field.star = true;
+        } else {
+            plain |= days;
+            field.values |= days;
+        }
+        field.mask |= days;
+    }
+    if field.has_nth() {
+        let nth_days = (0..7).fold(
+            0u64,
+            |m, d| {
+                if field.nth[d] != 0 { m | (1 << d) } else { m }
+            },
+        );
+        // croniter refuses plain weekdays beside `#`/`L` ones, unless its list of the
+        // field has all seven entries or collapsed to `*` (seven entries and a `*` in
+        // the day-of-month field).
+        let entries = field.entries();
+        if plain & !nth_days != 0 && entries != 7 {
+            return Err(FieldError::new(
+                kind.name(),
+                "plain weekdays cannot be mixed with \"#\" or \"L\" ones",
+            ));
+        }
+    }
+    Ok(field)
+}
+
+/// `D#N` (D a number or weekday name, or a range of weekday names; N 1-5) or `LD`:
+/// the weekdays and the occurrence bit, when `item` is one.
+fn occurrence_item(item: &str) -> Result<Option<(u64, u8)>, FieldError> {
+    let kind = FieldKind::DayOfWeek;
+    let (min, max) = kind.range();
+    if let Some(day) = item.strip_prefix('l') {
+        if !day.is_empty() && day.bytes().all(|b| b.is_ascii_digit()) {
+            let day = kind.value(day)?;
+            return Ok(Some((1 << day, NTH_LAST)));
+        }
+        return Ok(None);
+    }
+    let Some((days, n)) = item.split_once('#') else {
+        return Ok(None);
+    };
+    let bad = || FieldError::new(kind.name(), format!("invalid value \"{item}\""));
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u32 = n.parse().unwrap_or(u32::MAX);
+    if !(1..=5).contains(&n) {
+        return Err(FieldError::new(
+            kind.name(),
+            format!("occurrence {n} in \"{item}\" out of range 1-5"),
+        ));
+    }
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let names = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_lowercase());
+    let mask = match days.split_once('-') {
+        // A range only of weekday names (croniter's pattern takes no numbers there).
+        Some((a, b)) if names(a) && names(b) => parse_item(kind, days, min, max)?,
+        Some(_) => return Err(bad()),
+        None if word(days) => 1 << kind.value(days)?,
+        None => return Err(bad()),
+    };
+    Ok(Some((mask, 1 << n)))
+}

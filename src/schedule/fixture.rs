@@ -104,3 +104,86 @@ fn every_row_gives_dsari_times_to_the_second() {
         assert!(total.get(form).copied().unwrap_or(0) > 0, "no {form} rows");
     }
 }
+
+const SPECIAL: &str = include_str!("../../tests/data/dsari-special-schedules.tsv");
+
+/// Which of croniter's special day forms an expression uses, for the failure report.
+fn special_form(expr: &str) -> &'static str {
+    let fields: Vec<String> = expr.split(' ').map(str::to_ascii_lowercase).collect();
+    let (dom, dow) = (
+        fields.get(2).map_or("", String::as_str),
+        fields.get(4).map_or("", String::as_str),
+    );
+    let special_dom = dom.contains('l') || dom.contains('w');
+    let special_dow = dow.contains('#') || dow.contains('l');
+    match (special_dom, special_dow) {
+        (true, true) => "both day fields",
+        (true, false) if dom.contains('w') => "W",
+        (true, false) => "L (day of month)",
+        (false, true) if dow.contains('#') => "#",
+        (false, true) => "L (day of week)",
+        (false, false) => "other",
+    }
+}
+
+#[test]
+fn every_special_form_row_gives_dsari_times_or_its_refusal() {
+    let mut total: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failed: Vec<String> = Vec::new();
+    let (mut rows, mut refused) = (0, 0);
+    for line in SPECIAL.lines().skip(1).filter(|l| !l.is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 9, "bad fixture line {line:?}");
+        let name: String = serde_json::from_str(cols[1]).unwrap_or_else(|e| panic!("{e}"));
+        let got = runner_times(cols[0], &name, cols[2], cols[3]);
+        rows += 1;
+        *total.entry(special_form(cols[0])).or_default() += 1;
+        if cols[4] == "error" {
+            refused += 1;
+            if let Ok(times) = got {
+                failed.push(format!(
+                    "{:?} name {name:?} from {}: dsari refuses it, runner gives {times:?}",
+                    cols[0], cols[3]
+                ));
+            }
+            continue;
+        }
+        let want: Vec<i64> = cols[4..]
+            .iter()
+            .map(|t| t.parse::<f64>().map_or(i64::MIN, |t| t.floor() as i64))
+            .collect();
+        if got.as_ref() != Ok(&want) {
+            failed.push(format!(
+                "{:?} name {name:?} tz {} from {}: dsari {want:?}, runner {got:?}",
+                cols[0], cols[2], cols[3]
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {rows} special-form rows differ from dsari, first:\n  {}",
+        failed.len(),
+        failed
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    assert!(
+        rows > 1000 && refused > 50,
+        "{rows} rows, {refused} refused"
+    );
+    for form in [
+        "L (day of month)",
+        "W",
+        "#",
+        "L (day of week)",
+        "both day fields",
+    ] {
+        assert!(
+            total.get(form).copied().unwrap_or(0) > 20,
+            "few {form} rows: {total:?}"
+        );
+    }
+}

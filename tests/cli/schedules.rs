@@ -70,6 +70,60 @@ fn dsari_fixture_rows_through_the_command() {
     );
 }
 
+/// The special day forms (`L`, `W`, `#`; `tests/data/dsari-special-schedules.tsv`),
+/// every twentieth row through the binary: dsari's times, or exit 78 where dsari
+/// refuses the expression.
+#[test]
+fn dsari_special_form_rows_through_the_command() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/dsari-special-schedules.tsv"
+    );
+    let table = std::fs::read_to_string(path).expect("read the special-form fixture");
+    let mut checked = 0;
+    let mut failed = Vec::new();
+    for line in table.lines().skip(1).filter(|l| !l.is_empty()).step_by(20) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 9, "bad fixture line {line:?}");
+        let name: String = serde_json::from_str(cols[1]).expect("name is a JSON string");
+        let run = schedule(cols[0], &name, cols[2], cols[3], 5);
+        checked += 1;
+        if cols[4] == "error" {
+            if run.code() != Some(78) {
+                failed.push(format!(
+                    "{}: dsari refuses it, runner {:?}",
+                    run.argv,
+                    run.code()
+                ));
+            }
+            continue;
+        }
+        let want: Vec<i64> = cols[4..]
+            .iter()
+            .map(|t| t.parse::<f64>().expect("epoch seconds").floor() as i64)
+            .collect();
+        let got: Vec<i64> = if run.code() == Some(0) {
+            times(&run).iter().map(|t| t.floor() as i64).collect()
+        } else {
+            Vec::new()
+        };
+        if got != want {
+            failed.push(format!(
+                "{}: want {want:?}, got {got:?} {}",
+                run.argv,
+                run.stderr().trim()
+            ));
+        }
+    }
+    assert!(checked >= 60, "only {checked} rows");
+    assert!(
+        failed.is_empty(),
+        "{} of {checked} rows differ from dsari, first:\n{}",
+        failed.len(),
+        failed[..failed.len().min(5)].join("\n")
+    );
+}
+
 #[test]
 fn rrule_daily_fires_every_24_hours() {
     let run = schedule("RRULE:FREQ=DAILY", "hello", "UTC", "2020-01-01T00:00:00", 4);
