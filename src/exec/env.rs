@@ -4,7 +4,9 @@
 //!
 //! The chain knows the values; this module knows the names and the order, so that the
 //! environment of a task is written down in one place. Hooks get the same variables
-//! (they read them back from the command).
+//! (they read them back from the command). The supervisor adds one more to every
+//! process it spawns, last so nothing overrides it: `RUNNER_ATTEMPT_TOKEN`, the mark by
+//! which the guardian finds an attempt's processes after a `kill -9` (`pgroup.rs`).
 
 use std::ffi::OsString;
 use std::path::Path;
