@@ -17,7 +17,8 @@
 //! forks into a new session) leaves it, and once runner is dead nothing links it to the
 //! task any more. So every attempt also carries a mark in its environment,
 //! [`MARK_VAR`]`=NONCE-SEQ` (the nonce random per guardian, the sequence number per
-//! attempt), which its descendants inherit whatever group or session they move to. The
+//! attempt; after the marks of enclosing runners, comma-separated), which its
+//! descendants inherit whatever group or session they move to. The
 //! guardian learns which marks are live as it learns groups; when runner dies it also
 //! signals every process whose `/proc/PID/environ` carries a live mark, and sweeps again
 //! after the SIGKILL until no such process is left. A kept leftover's attempt is
@@ -130,6 +131,10 @@ const GUARDIAN_SLOTS: usize = 1024;
 /// comment): `NONCE-SEQ`, a 16-digit hex nonce and a decimal sequence number.
 pub(crate) const MARK_VAR: &str = "RUNNER_ATTEMPT_TOKEN";
 
+/// The longest inherited mark list kept in front of an attempt's own mark (some 30
+/// nested runners); a longer one is dropped rather than grown further.
+const MARK_MAX_OUTER: usize = 1024;
+
 /// `MARK_VAR=` as bytes, for the guardian's matching (it cannot allocate).
 const MARK_PREFIX: &[u8] = b"RUNNER_ATTEMPT_TOKEN=";
 
@@ -208,10 +213,25 @@ impl Guardian {
     /// Marks the environment of `cmd` as one attempt's and lists the mark, before the
     /// spawn: whatever the attempt starts, in whatever group or session, is then found
     /// should runner die. `None` without a guardian (nothing is added to `cmd`).
+    ///
+    /// A mark the command would inherit (runner runs inside another runner's task, or
+    /// is a daemon's chain job) is kept in front of this one, comma-separated, so the
+    /// outer guardian also finds what this attempt starts.
     pub(crate) fn mark(&self, cmd: &mut Command) -> Option<Mark> {
         self.pipe.as_ref()?;
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        cmd.env(MARK_VAR, format!("{:016x}-{seq}", self.nonce));
+        let own = format!("{:016x}-{seq}", self.nonce);
+        let outer = cmd
+            .get_envs()
+            .find(|(key, _)| *key == MARK_VAR)
+            .map(|(_, value)| value.map(std::ffi::OsStr::to_owned))
+            .unwrap_or_else(|| std::env::var_os(MARK_VAR))
+            .and_then(|v| v.into_string().ok())
+            .filter(|v| !v.is_empty() && v.len() <= MARK_MAX_OUTER);
+        match outer {
+            Some(outer) => cmd.env(MARK_VAR, format!("{outer},{own}")),
+            None => cmd.env(MARK_VAR, own),
+        };
         self.send_raw(b'a', seq.to_le_bytes());
         Some(Mark(seq))
     }
@@ -481,11 +501,12 @@ unsafe fn guard(
         if count > 0 || marked > 0 {
             let mut prefix = [0u8; 64];
             let prefix_len = mark_prefix(nonce, &mut prefix);
+            let groups = &groups[..count];
             let marks = Marks {
                 prefix: &prefix[..prefix_len],
                 seqs: &marks[..marked],
+                groups,
             };
-            let groups = &groups[..count];
             for &pgid in groups {
                 libc::kill(-pgid, libc::SIGTERM);
                 libc::kill(-pgid, libc::SIGCONT);
@@ -518,20 +539,18 @@ unsafe fn guard(
     }
 }
 
-/// The live marks of a guardian: `MARK_VAR=NONCE-` and the sequence numbers listed.
+/// The live marks of a guardian: `NONCE-` and the sequence numbers listed, and the
+/// groups it signals as groups.
 struct Marks<'a> {
     prefix: &'a [u8],
     seqs: &'a [u32],
+    groups: &'a [i32],
 }
 
-/// Writes `MARK_VAR=NONCE-` (the nonce in 16 hex digits, as [`Guardian::mark`] formats
-/// it) into `out` and returns its length; no allocation.
+/// Writes `NONCE-` (the nonce in 16 hex digits, as [`Guardian::mark`] formats it) into
+/// `out` and returns its length; no allocation.
 fn mark_prefix(nonce: u64, out: &mut [u8; 64]) -> usize {
     let mut len = 0;
-    for &b in MARK_PREFIX {
-        out[len] = b;
-        len += 1;
-    }
     for shift in (0..16).rev() {
         let digit = ((nonce >> (shift * 4)) & 0xf) as u8;
         out[len] = if digit < 10 {
@@ -545,12 +564,17 @@ fn mark_prefix(nonce: u64, out: &mut [u8; 64]) -> usize {
     len + 1
 }
 
-/// Reads one process's environment and says whether an entry is a live mark. Entries
-/// are matched as they stream past (NUL-separated), so a buffer of any size will do.
+/// Reads one process's environment and says whether it carries a live mark: an entry
+/// `MARK_VAR=` whose comma-separated list holds `NONCE-SEQ` with this guardian's nonce
+/// and a listed SEQ. Entries are matched as they stream past (NUL-separated), so a
+/// buffer of any size will do.
 struct MarkMatcher<'a> {
     marks: &'a Marks<'a>,
-    /// How much of the prefix the current entry has matched; `None` once it differs.
-    matched: Option<usize>,
+    /// How much of `MARK_VAR=` the current entry has matched; `None` once it differs.
+    name: Option<usize>,
+    /// Inside the list: how much of `NONCE-` the current element has matched; `None`
+    /// once it differs.
+    element: Option<usize>,
     seq: u64,
     digits: usize,
     found: bool,
@@ -560,7 +584,8 @@ impl<'a> MarkMatcher<'a> {
     fn new(marks: &'a Marks<'a>) -> MarkMatcher<'a> {
         MarkMatcher {
             marks,
-            matched: Some(0),
+            name: Some(0),
+            element: Some(0),
             seq: 0,
             digits: 0,
             found: false,
@@ -570,43 +595,56 @@ impl<'a> MarkMatcher<'a> {
     fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if b == 0 {
-                self.end_entry();
+                self.end_element();
+                self.name = Some(0);
                 continue;
             }
-            self.matched = match self.matched {
-                Some(n) if n < self.marks.prefix.len() => {
-                    (self.marks.prefix[n] == b).then_some(n + 1)
+            match self.name {
+                Some(n) if n < MARK_PREFIX.len() => {
+                    self.name = (MARK_PREFIX[n] == b).then_some(n + 1);
                 }
-                Some(n) if b.is_ascii_digit() && self.digits < 10 => {
-                    self.seq = self.seq * 10 + u64::from(b - b'0');
-                    self.digits += 1;
-                    Some(n)
+                Some(_) if b == b',' => self.end_element(),
+                Some(_) => {
+                    let prefix = self.marks.prefix;
+                    self.element = match self.element {
+                        Some(n) if n < prefix.len() => (prefix[n] == b).then_some(n + 1),
+                        Some(n) if b.is_ascii_digit() && self.digits < 10 => {
+                            self.seq = self.seq * 10 + u64::from(b - b'0');
+                            self.digits += 1;
+                            Some(n)
+                        }
+                        _ => None,
+                    };
                 }
-                _ => None,
-            };
+                None => {}
+            }
         }
     }
 
-    fn end_entry(&mut self) {
-        if self.matched == Some(self.marks.prefix.len())
+    /// Ends one element of the list (at a comma or the end of the entry).
+    fn end_element(&mut self) {
+        if self.name == Some(MARK_PREFIX.len())
+            && self.element == Some(self.marks.prefix.len())
             && self.digits > 0
             && self.marks.seqs.iter().any(|&s| u64::from(s) == self.seq)
         {
             self.found = true;
         }
-        self.matched = Some(0);
+        self.element = Some(0);
         self.seq = 0;
         self.digits = 0;
     }
 
     fn finish(mut self) -> bool {
-        self.end_entry();
+        self.end_element();
         self.found
     }
 }
 
 /// Sends `sig` (0: none, only count) to every process but this one whose environment
-/// carries a live mark; returns how many it found. Raw system calls only.
+/// carries a live mark; returns how many it found. A process in one of the listed
+/// groups is counted but not signalled: it got the signal with its group, and a second
+/// SIGTERM would tell a runner inside it to skip its grace. Raw system calls only.
 ///
 /// # Safety
 /// Only for the guardian: async-signal-safe calls on memory it owns.
@@ -642,7 +680,7 @@ unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
                     && environ_is_marked(proc_fd, name, marks)
                 {
                     found += 1;
-                    if sig != 0 {
+                    if sig != 0 && !marks.groups.contains(&libc::getpgid(pid)) {
                         libc::kill(pid, sig);
                         if sig == libc::SIGTERM {
                             libc::kill(pid, libc::SIGCONT);
@@ -932,6 +970,7 @@ mod tests {
         let marks = Marks {
             prefix: &prefix[..len],
             seqs,
+            groups: &[],
         };
         let mut matcher = MarkMatcher::new(&marks);
         for piece in environ.chunks(chunk) {
@@ -989,7 +1028,7 @@ mod tests {
     fn the_prefix_is_formatted_as_the_mark_is() {
         let mut prefix = [0u8; 64];
         let len = mark_prefix(0x0123_4567_89ab_cdef, &mut prefix);
-        let mark = format!("{MARK_VAR}={:016x}-", 0x0123_4567_89ab_cdef_u64);
+        let mark = format!("{:016x}-", 0x0123_4567_89ab_cdef_u64);
         assert_eq!(&prefix[..len], mark.as_bytes());
     }
 }

@@ -4,6 +4,7 @@
 //! leftover that a finished task left and runner kept is not the guardian's to stop.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -169,4 +170,37 @@ fn kill_9_of_the_daemon_ends_processes_that_left_the_group_and_session() {
     daemon.signal(Signal::SIGKILL);
     daemon.wait();
     assert_all_gone("a daemon run and its escapees", &[task, setsid, grandchild]);
+}
+
+#[test]
+fn kill_9_of_the_daemon_ends_a_chain_jobs_tasks_that_ignore_sigterm() {
+    // The daemon runs a chain job as a runner child with a guardian of its own; that
+    // runner and its guardian carry the daemon's mark and are killed with the rest after
+    // the daemon guardian's one-second grace. The task and its escapee ignore SIGTERM and
+    // carry only the inner runner's mark, so they are found only through the daemon's
+    // mark kept in front of it.
+    let task = "#!/bin/sh\ntrap '' TERM\n\
+        setsid sh -c 'trap \"\" TERM; echo $$ > @ROOT@/log.setsid; exec sleep 1000' &\n\
+        echo $$ > @ROOT@/log.task\nexec sleep 1002\n";
+    let mut daemon = Daemon::new(&[
+        (
+            "runner.yaml",
+            "jobs:\n  provision:\n    taskdir: tasks.d\n    config: chain.ini\n    max_execution_grace: 1\n",
+        ),
+        ("chain.ini", "[runner]\nkill_grace = 60\nmax_tries = 1\n"),
+        ("tasks.d/10-stubborn.sh", task),
+    ]);
+    let path = daemon.config_dir().join("tasks.d/10-stubborn.sh");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    daemon.start("runner.yaml");
+    daemon.runner(&["trigger", "provision"]).assert_code(0);
+    let task = read_pid(&daemon.path().join("log.task"));
+    let setsid = read_pid(&daemon.path().join("log.setsid"));
+    assert_escaped(&[setsid]);
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait();
+    assert_all_gone(
+        "a chain job's stubborn task and its escapee",
+        &[task, setsid],
+    );
 }
