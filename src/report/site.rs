@@ -111,8 +111,11 @@ pub(crate) fn write_site(
     // Pages of runs that are no longer listed (pruned, or past the newest N) go, so the
     // directory does not grow without bound.
     for page in old.pages.keys() {
-        if !new.pages.contains_key(page) && page.starts_with("runs/") {
-            let path = out.join(page);
+        // Only a plain file under runs/: a manifest edited to name `runs/../../x` must
+        // not make the report delete outside its directory.
+        let path = out.join(page);
+        if !new.pages.contains_key(page) && crate::store::paths::is_below(&path, &out.join("runs"))
+        {
             match std::fs::remove_file(&path) {
                 Ok(()) => written.removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -217,3 +217,24 @@ fn assert_no_file_holds(dir: &Path, needle: &str) {
         }
     }
 }
+
+#[test]
+fn the_report_never_deletes_what_an_edited_manifest_names_outside_it() {
+    let (chain, _) = recorded();
+    let out = chain.path().join("site");
+    let report = || {
+        chain
+            .runner(&["report", "--out", &out.display().to_string()])
+            .assert_code(0);
+    };
+    report();
+    let victim = chain.path().join("victim.txt");
+    fs::write(&victim, "keep me").expect("write");
+    let manifest = out.join(".runner-report.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest).expect("manifest")).expect("json");
+    value["pages"]["runs/../../victim.txt"] = "run:ok:x".into();
+    fs::write(&manifest, value.to_string()).expect("edit manifest");
+    report();
+    assert!(victim.is_file(), "the report deleted {}", victim.display());
+}
