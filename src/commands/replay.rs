@@ -113,6 +113,9 @@ fn take_up(
     let store = Store::read_only(&location)?.ok_or_else(not_found)?;
     let detail = store.run_detail(run_id)?;
     drop(store);
+    // The run goes on writing under runs/JOB/RUN_ID: names from the record must be
+    // plain file names before they become paths.
+    crate::store::paths::check_detail(&detail)?;
     refuse_unless_ended_badly(&detail, verb)?;
     let (taskdir, config) = chain_of(&detail, verb)?;
     let prepared = prepare(config.as_deref(), &taskdir, false, None)?;

@@ -238,3 +238,35 @@ fn the_report_never_deletes_what_an_edited_manifest_names_outside_it() {
     report();
     assert!(victim.is_file(), "the report deleted {}", victim.display());
 }
+
+#[test]
+fn replay_refuses_a_run_whose_id_climbs_out() {
+    let chain = Chain::new()
+        .task("10-a.sh", "exit 1")
+        .ini("[runner]\nmax_tries = 1");
+    chain.run(&[]).assert_code(1);
+    let id = chain.last_run()["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
+    let bad = "../../x";
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("db");
+    for table in ["runs", "run_meta", "task_instances"] {
+        db.execute(
+            &format!("UPDATE {table} SET run_id = ?2 WHERE run_id = ?1"),
+            [&id, bad],
+        )
+        .expect("update");
+    }
+    db.execute("UPDATE run_meta SET output_dir = NULL", [])
+        .expect("update");
+    drop(db);
+    chain
+        .runner(&["replay", bad])
+        .assert_code(1)
+        .assert_stderr_contains("run id \"../../x\"");
+    // state/runs/JOB/../../x is state/x: where replay used to write the run's output.
+    for outside in [chain.state_dir().join("x"), chain.path().join("x")] {
+        assert!(!outside.exists(), "replay wrote {}", outside.display());
+    }
+}
