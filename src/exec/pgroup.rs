@@ -452,6 +452,11 @@ unsafe fn guard(
             libc::_exit(1);
         }
 
+        // No process that started before the guardian can carry one of its marks.
+        let (runner, since) = match stat_of(libc::AT_FDCWD, b"/proc/self") {
+            Some((parent, start)) => (parent, start),
+            None => (libc::getppid(), 0),
+        };
         let mut groups = [0i32; GUARDIAN_SLOTS];
         let mut count = 0usize;
         let mut marks = [0u32; GUARDIAN_SLOTS];
@@ -506,7 +511,18 @@ unsafe fn guard(
                 prefix: &prefix[..prefix_len],
                 seqs: &marks[..marked],
                 groups,
+                since,
+                runner,
             };
+            // Runner's children (the guardian among them) are handed to its reaper as it
+            // dies; give that a moment, so the reaper is known. Until then their parent
+            // is still runner, which the sweep takes as a root too.
+            for _ in 0..40 {
+                if libc::getppid() != runner {
+                    break;
+                }
+                pause_ms(5);
+            }
             for &pgid in groups {
                 libc::kill(-pgid, libc::SIGTERM);
                 libc::kill(-pgid, libc::SIGCONT);
@@ -516,11 +532,14 @@ unsafe fn guard(
             // runner is gone, so its tasks' zombies are init's to reap: a group whose
             // members are all zombies still answers kill(-pgid, 0) until then, and the
             // guardian only ends its wait early, never late. A zombie has no
-            // environment, so the sweep never counts one.
-            while start.elapsed() < grace
-                && (!groups.iter().all(|&g| libc::kill(-g, 0) != 0) || sweep(&marks, 0) > 0)
-            {
-                pause_ms(20);
+            // environment, so the sweep never counts one; it is looked for only once
+            // the groups are gone, and then every 100 ms (a sweep reads /proc).
+            while start.elapsed() < grace {
+                let groups_gone = groups.iter().all(|&g| libc::kill(-g, 0) != 0);
+                if groups_gone && sweep(&marks, 0) == 0 {
+                    break;
+                }
+                pause_ms(if groups_gone { 100 } else { 20 });
             }
             for &pgid in groups {
                 libc::kill(-pgid, libc::SIGKILL);
@@ -545,6 +564,12 @@ struct Marks<'a> {
     prefix: &'a [u8],
     seqs: &'a [u32],
     groups: &'a [i32],
+    /// The guardian's own start (clock ticks after boot): older processes are skipped
+    /// unread, which keeps a sweep cheap (reading the environment of a process that is
+    /// busy mapping memory can take a good part of a second).
+    since: u64,
+    /// runner's pid: with the guardian's parent now, the roots of [`descends`].
+    runner: libc::pid_t,
 }
 
 /// Writes `NONCE-` (the nonce in 16 hex digits, as [`Guardian::mark`] formats it) into
@@ -657,6 +682,7 @@ unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
     // stack buffers; names are NUL-terminated inside the buffer by the kernel.
     unsafe {
         let me = libc::getpid();
+        let reaper = libc::getppid();
         let proc_fd = libc::open(
             c"/proc".as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -677,6 +703,7 @@ unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
                 if let Some(pid) = parse_pid(name)
                     && pid != me
+                    && descends(proc_fd, name, [marks.runner, reaper], marks.since)
                     && environ_is_marked(proc_fd, name, marks)
                 {
                     found += 1;
@@ -696,6 +723,106 @@ unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
         libc::close(proc_fd);
     }
     found
+}
+
+/// Process `dir`'s parent and start (clock ticks after boot; fields 4 and 22 of its
+/// `stat`), `dir` being `/proc/PID`, or `PID` relative to an open `/proc`; `None` when
+/// it is gone or a zombie.
+///
+/// # Safety
+/// Async-signal-safe: openat/read/close on stack memory.
+unsafe fn stat_of(at: RawFd, dir: &[u8]) -> Option<(libc::pid_t, u64)> {
+    let mut path = [0u8; 32];
+    let suffix = b"/stat";
+    if dir.len() + suffix.len() >= path.len() {
+        return None;
+    }
+    path[..dir.len()].copy_from_slice(dir);
+    path[dir.len()..dir.len() + suffix.len()].copy_from_slice(suffix);
+    let mut buf = [0u8; 1024];
+    // SAFETY: the path is NUL-terminated (zeroed and longer); the descriptor is ours.
+    let n = unsafe {
+        let fd = libc::openat(at, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let stat = buf.get(..usize::try_from(n).ok()?)?;
+    // After the command in parentheses (which may hold anything): the state, the
+    // parent, fields 5 to 21, then the start time.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    if matches!(fields.next(), Some(b"Z" | b"X")) {
+        return None;
+    }
+    let number = |field: &[u8]| -> Option<u64> {
+        if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(field.iter().fold(0u64, |t, &b| {
+            t.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+        }))
+    };
+    let parent = libc::pid_t::try_from(number(fields.next()?)?).ok()?;
+    let start = number(fields.nth(17)?)?;
+    Some((parent, start))
+}
+
+/// `pid` as decimal digits in `out`; returns their number. No allocation.
+fn pid_digits(pid: libc::pid_t, out: &mut [u8; 12]) -> usize {
+    let mut digits = [0u8; 12];
+    let (mut n, mut len) = (pid.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = digits[len - 1 - i];
+    }
+    len
+}
+
+/// Whether process `name` (a pid under the open `/proc`) can be one of runner's: it
+/// and each ancestor up to `roots` (runner, and whoever took over its children) started
+/// after the guardian. Everything else on the machine is skipped before its
+/// environment is read, which keeps a sweep cheap and quick (reading the environment
+/// of a process that is in the middle of an exec, or busy mapping memory, can take a
+/// good part of a second on a loaded machine).
+///
+/// # Safety
+/// Async-signal-safe: see [`stat_of`].
+unsafe fn descends(proc_fd: RawFd, name: &[u8], roots: [libc::pid_t; 2], since: u64) -> bool {
+    let mut buf = [0u8; 12];
+    let mut dir: &[u8] = name;
+    let mut len;
+    // A task tree is never this deep; a longer chain is not followed.
+    for _ in 0..256 {
+        // SAFETY: see `stat_of`.
+        let Some((parent, start)) = (unsafe { stat_of(proc_fd, dir) }) else {
+            return false;
+        };
+        if start < since {
+            return false;
+        }
+        if roots.contains(&parent) {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        len = pid_digits(parent, &mut buf);
+        dir = &buf[..len];
+    }
+    false
 }
 
 /// A /proc entry's name as a pid, when it is one.
@@ -971,6 +1098,8 @@ mod tests {
             prefix: &prefix[..len],
             seqs,
             groups: &[],
+            since: 0,
+            runner: 0,
         };
         let mut matcher = MarkMatcher::new(&marks);
         for piece in environ.chunks(chunk) {
@@ -1022,6 +1151,39 @@ mod tests {
             64
         ));
         assert!(!marked(b"", 0xdead_beef, &[0], 64));
+    }
+
+    #[test]
+    fn stat_gives_parent_and_start_and_descent_follows_it() {
+        // SAFETY: reading /proc files into stack buffers.
+        let (me, init) = unsafe {
+            (
+                stat_of(libc::AT_FDCWD, b"/proc/self"),
+                stat_of(libc::AT_FDCWD, b"/proc/1"),
+            )
+        };
+        let (Some((parent, me)), Some((_, init))) = (me, init) else {
+            panic!("no stat: self {me:?}, init {init:?}");
+        };
+        assert_eq!(parent, std::os::unix::process::parent_id() as libc::pid_t);
+        assert!(me >= init, "self {me} before PID 1 {init}");
+        // SAFETY: as above.
+        assert_eq!(unsafe { stat_of(libc::AT_FDCWD, b"/proc/0") }, None);
+        let mut buf = [0u8; 12];
+        let len = pid_digits(std::process::id() as libc::pid_t, &mut buf);
+        let name = buf[..len].to_vec();
+        assert_eq!(name, std::process::id().to_string().as_bytes());
+        let proc_fd = std::fs::File::open("/proc").expect("open /proc");
+        let fd = proc_fd.as_raw_fd();
+        // SAFETY: as above, on an open /proc.
+        unsafe {
+            // This process descends from its parent, also when only it is new enough...
+            assert!(descends(fd, &name, [parent, parent], me));
+            // ...but not when it started before the guardian would have...
+            assert!(!descends(fd, &name, [parent, parent], me + 1));
+            // ...nor from a root that is not among its ancestors.
+            assert!(!descends(fd, &name, [-5, -5], 0));
+        }
     }
 
     #[test]
