@@ -8,4 +8,5 @@ python3 bench/records.py
 python3 bench/daemon.py
 python3 bench/observe.py
 python3 bench/overshoot.py
+python3 bench/escape.py
 python3 bench/events.py
