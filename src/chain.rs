@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +18,9 @@ use rand::rngs::StdRng;
 use crate::config::{ChainConfig, Frequency, RetryFrom};
 use crate::error::exit_codes;
 use crate::events::Events;
-use crate::exec::{AttemptReport, Exit, Limits, Output, SharedCapture, Stop, Supervisor, TaskEnv};
+use crate::exec::{
+    AttemptReport, Command, Exit, Limits, Output, SharedCapture, Stop, Supervisor, TaskEnv,
+};
 use crate::hooks::{self, TaskHookPayload};
 use crate::plan::{Plan, Step};
 mod observer;

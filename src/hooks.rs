@@ -7,12 +7,11 @@
 //! Mozilla's runner gave its hook the tasks' environment.
 
 use std::ffi::OsStr;
-use std::process::Command;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::exec::{Exit, Limits, Output, Supervisor};
+use crate::exec::{Command, Exit, Limits, Output, Supervisor};
 
 /// The JSON object a task hook receives (section 5 of the contract).
 #[derive(Debug, Serialize)]

@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::daemon::Job;
-use crate::exec::{AttemptReport, Exit, Stop};
+use crate::exec::{AttemptReport, Command, Exit, Stop};
 use crate::store::Location;
 use crate::store::model::RunRecord;
 

@@ -8,9 +8,9 @@
 //! process it spawns, last so nothing overrides it: `RUNNER_ATTEMPT_TOKEN`, the mark by
 //! which the guardian finds an attempt's processes after a `kill -9` (`pgroup.rs`).
 
+use super::spawn::Command;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 /// Everything a task's environment is made of, besides what runner inherited.
 pub(crate) struct TaskEnv<'a> {

@@ -7,12 +7,14 @@ pub(crate) mod env;
 pub(crate) mod output;
 pub(crate) mod pgroup;
 pub(crate) mod reaper;
+pub(crate) mod spawn;
 pub(crate) mod supervise;
 pub(crate) mod tree;
 
 pub(crate) use env::TaskEnv;
 pub(crate) use output::{Output, SharedCapture};
 pub(crate) use pgroup::Guardian;
+pub(crate) use spawn::Command;
 pub(crate) use supervise::{
     AttemptReport, Exit, Leftover, Leftovers, Limits, Stop, Supervisor, describe_leftovers,
 };

@@ -17,7 +17,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{ChildStderr, ChildStdout};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +26,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::pgroup::{self, RELAY_STDERR, RELAY_STDOUT};
+use super::spawn::{Command, Stdio};
 
 /// Where a copy of an attempt's output goes (the records' capture file), shared between
 /// whoever writes it and whoever finishes it. Any writer will do: exec and the store meet
@@ -56,7 +57,8 @@ impl Output {
         if let Some(file) = &self.file {
             match (file.try_clone(), file.try_clone()) {
                 (Ok(out), Ok(err)) => {
-                    cmd.stdout(out).stderr(err);
+                    cmd.stdout = Stdio::File(out);
+                    cmd.stderr = Stdio::File(err);
                     return;
                 }
                 (Err(e), _) | (_, Err(e)) => {
@@ -65,9 +67,11 @@ impl Output {
             }
         }
         if self.needs_pipes() {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdout = Stdio::Piped;
+            cmd.stderr = Stdio::Piped;
         } else {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+            cmd.stdout = Stdio::Inherit;
+            cmd.stderr = Stdio::Inherit;
         }
     }
 

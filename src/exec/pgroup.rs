@@ -33,9 +33,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -44,12 +42,14 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::spawn::{Child, Command};
+
 /// The process group of one task attempt; its id is the leader's pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcessGroup(i32);
 
 impl ProcessGroup {
-    /// The group led by `child`, which was spawned with `process_group(0)`.
+    /// The group led by `child`, which leads its own (see `spawn.rs`).
     pub(crate) fn of(child: &Child) -> ProcessGroup {
         // Pids fit in i32 on every Unix; std hands them out as u32.
         ProcessGroup(child.id() as i32)
@@ -200,11 +200,6 @@ impl Guardian {
         }
     }
 
-    /// Lists a group to clean up should runner die.
-    pub(crate) fn watch(&self, group: ProcessGroup) {
-        self.send(b'+', group);
-    }
-
     /// Removes a group that runner has reaped itself.
     pub(crate) fn forget(&self, group: ProcessGroup) {
         self.send(b'-', group);
@@ -257,102 +252,262 @@ impl Guardian {
     }
 }
 
-/// A child being told to list its own process group with the guardian (see
-/// [`Guardian::enlist`]); handed back to [`Guardian::settle`] once the spawn returned.
-#[derive(Debug)]
-pub(crate) struct Enlistment {
-    /// The pipe on which the child reports its pid, read and write end; `None` when the
-    /// child does not enlist itself and runner lists the group after the spawn.
-    report: Option<(OwnedFd, OwnedFd)>,
-}
-
 impl Guardian {
-    /// Makes the child of `cmd` list its group with the guardian itself, between fork
-    /// and exec: a `kill -9` of runner that lands just after the spawn then still finds
-    /// the group listed, however late runner's thread gets the CPU again. (Listing it
-    /// from runner after `spawn` returned left a window in which the task ran unlisted,
-    /// and a loaded machine made it wide.) `cmd` must already be set to lead a new
-    /// process group and be spawned once.
-    ///
-    /// The hook makes std fork instead of using `posix_spawn`; without a guardian
-    /// nothing is added.
-    pub(crate) fn enlist(&self, cmd: &mut Command) -> Enlistment {
-        let Some(pipe) = self.pipe.as_ref() else {
-            return Enlistment { report: None };
-        };
-        let guardian = pipe.as_raw_fd();
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill. Non-blocking:
-        // runner reads it only after the child is gone, and must not wait should it not be.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            log::debug!(
-                "no pid pipe for a spawn ({}); listing its group after the spawn",
-                io::Error::last_os_error()
-            );
-            return Enlistment { report: None };
-        }
-        // SAFETY: both descriptors were just created and nothing else owns them.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let report = write.as_raw_fd();
-        // SAFETY: the hook runs in the forked child before exec and only makes
-        // async-signal-safe calls on descriptors the child inherited (both stay open in
-        // runner until `settle`, so they name the pipes meant); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                announce(guardian, report);
-                Ok(())
-            });
-        }
-        Enlistment {
-            report: Some((read, write)),
-        }
-    }
-
-    /// After the spawn of an enlisted command: lists the group from here when the child
-    /// did not, and takes back a listing whose child never got to exec its program
-    /// (`child` is `None` when the spawn failed).
-    pub(crate) fn settle(&self, enlistment: Enlistment, child: Option<&Child>) {
-        let Some((read, write)) = enlistment.report else {
-            if let Some(child) = child {
-                self.watch(ProcessGroup::of(child));
-            }
-            return;
-        };
-        drop(write);
-        if child.is_some() {
-            return;
-        }
-        // The spawn failed: if the child got as far as the hook, it listed itself and
-        // then could not exec; std has reaped it already.
-        let mut pid = [0u8; 4];
-        // SAFETY: reading into a stack buffer of the stated length from an owned fd.
-        let n = unsafe { libc::read(read.as_raw_fd(), pid.as_mut_ptr().cast(), pid.len()) };
-        if n == 4 {
-            self.forget(ProcessGroup(i32::from_le_bytes(pid)));
-        }
+    /// The pipe a task's child writes its own listing to before it execs (see
+    /// `spawn.rs`); `None` without a guardian.
+    pub(crate) fn fd(&self) -> Option<RawFd> {
+        self.pipe.as_ref().map(|p| p.as_raw_fd())
     }
 }
 
-/// The child's side of [`Guardian::enlist`]: `+pid` to the guardian (the child leads
-/// its group, so the pgid is its pid), then the pid to runner.
-///
-/// # Safety
-/// Only in a forked child before exec: async-signal-safe calls, no allocation.
-unsafe fn announce(guardian: RawFd, report: RawFd) {
-    // SAFETY: getpid, sigaction and write on stack memory and inherited descriptors.
+/// Stack of the child between `clone` and `exec`: it only makes a few system calls.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child of [`spawn_process`] needs, prepared by the parent: the child shares
+/// runner's memory and may not allocate.
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
+    /// The paths to exec, tried in turn as `execvp` does.
+    pub(crate) paths: Vec<CString>,
+    /// The arguments, `argv[0]` included.
+    pub(crate) argv: Vec<CString>,
+    /// The whole environment, `KEY=value` each.
+    pub(crate) envp: Vec<CString>,
+    /// The working directory, if it changes.
+    pub(crate) cwd: Option<CString>,
+}
+
+/// The child's arguments, pointers into the parent's suspended frame.
+struct ChildArgs {
+    paths: *const *const libc::c_char,
+    path_count: usize,
+    argv: *const *const libc::c_char,
+    /// `/bin/sh`, a slot for the path, then `argv[1..]`: a file without `#!` is a shell
+    /// script, as `execvp` has it.
+    sh_argv: *mut *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    stdio: [RawFd; 3],
+    guardian: RawFd,
+    error: RawFd,
+}
+
+/// Starts `plan` as a new process that leads its own process group, with `stdio`
+/// (`None` keeps runner's descriptor) as fds 0-2, and returns its pid once it has exec'd.
+/// Before the exec the child writes `+pid` to `guardian`, so the guardian knows the group
+/// before the program runs. A failure before or at the exec (a missing program, a
+/// working directory that is gone) is returned as that error, the child reaped.
+pub(crate) fn spawn_process(
+    plan: &ExecPlan,
+    stdio: [Option<RawFd>; 3],
+    guardian: Option<RawFd>,
+) -> io::Result<i32> {
+    let paths: Vec<*const libc::c_char> = plan.paths.iter().map(|p| p.as_ptr()).collect();
+    let argv: Vec<*const libc::c_char> = plan
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let mut sh_argv: Vec<*const libc::c_char> = [c"/bin/sh".as_ptr(), std::ptr::null()]
+        .into_iter()
+        .chain(argv.iter().skip(1).copied())
+        .collect();
+    let envp: Vec<*const libc::c_char> = plan
+        .envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let (error_read, error_write) = pipe()?;
+    let args = ChildArgs {
+        paths: paths.as_ptr(),
+        path_count: paths.len(),
+        argv: argv.as_ptr(),
+        sh_argv: sh_argv.as_mut_ptr(),
+        envp: envp.as_ptr(),
+        cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        stdio: stdio.map(|fd| fd.unwrap_or(-1)),
+        guardian: guardian.unwrap_or(-1),
+        error: error_write.as_raw_fd(),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack is ours and outlives the child's use of it (the parent is
+    // suspended until the child execs or exits); `args` and everything it points to live
+    // in this frame until then. All signals are blocked around the clone so that none of
+    // runner's handlers runs in the child, which shares runner's memory; the child resets
+    // them (see `child_main`) before it unblocks.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = top.sub(top as usize % 16);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&args).cast_mut().cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(error_write);
+    // Under CLONE_VFORK the child has exec'd or exited by now; elsewhere (valgrind turns
+    // the clone into a fork) the read waits for the exec to close the pipe.
+    let mut report = [0u8; 4];
+    let n = loop {
+        // SAFETY: reading into a stack buffer of the stated length from an owned fd.
+        let n = unsafe { libc::read(error_read.as_raw_fd(), report.as_mut_ptr().cast(), 4) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    drop(stack);
+    if n == 4 {
+        let _ = wait_for(pid, true);
+        return Err(io::Error::from_raw_os_error(i32::from_le_bytes(report)));
+    }
+    Ok(pid)
+}
+
+/// The child of [`spawn_process`], on its own stack in runner's memory, with every
+/// signal blocked: resets the handlers, takes its group, stdio and working directory,
+/// lists itself with the guardian, and execs. Only async-signal-safe calls, no
+/// allocation; a failure is written to the error pipe and ends the child with 127.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildArgs`, alive while the parent is suspended
+    // (or copied with the whole memory when the clone became a fork); every call below is
+    // async-signal-safe and works on descriptors and memory that `spawn_process` set up.
     unsafe {
-        let pid = libc::getpid().to_le_bytes();
-        let message = [b'+', pid[0], pid[1], pid[2], pid[3]];
-        // std has reset SIGPIPE to its default for the program: a guardian that died
-        // must not kill the child here, so ignore it around the writes.
+        let args = &*arg.cast::<ChildArgs>();
+        // runner's handlers must not run here, in its memory: back to the default,
+        // except what is ignored (which stays ignored across exec, as with std).
+        let mut current: libc::sigaction = std::mem::zeroed();
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction != libc::SIG_DFL
+                && current.sa_sigaction != libc::SIG_IGN
+            {
+                libc::sigaction(sig, &default, std::ptr::null_mut());
+            }
+        }
+        let fail = |errno: libc::c_int| fail(args.error, errno);
+        if libc::setpgid(0, 0) != 0 {
+            fail(*libc::__errno_location());
+        }
+        for (target, &source) in args.stdio.iter().enumerate() {
+            let target = target as RawFd;
+            if source < 0 {
+                continue;
+            }
+            // dup2 onto itself would keep close-on-exec set.
+            let ok = if source == target {
+                libc::fcntl(target, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(source, target) == target
+            };
+            if !ok {
+                fail(*libc::__errno_location());
+            }
+        }
+        if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
+            fail(*libc::__errno_location());
+        }
+        if args.guardian >= 0 {
+            // SIGPIPE is blocked and ignored here: a dead guardian only fails the write.
+            let pid = libc::getpid().to_le_bytes();
+            write_all(args.guardian, &[b'+', pid[0], pid[1], pid[2], pid[3]]);
+        }
+        // std gives programs SIGPIPE at its default; setting it to ignored first drops
+        // one a failed write above left pending, which would otherwise kill the child.
         let mut ignore: libc::sigaction = std::mem::zeroed();
         ignore.sa_sigaction = libc::SIG_IGN;
-        let mut old: libc::sigaction = std::mem::zeroed();
-        let restore = libc::sigaction(libc::SIGPIPE, &ignore, &mut old) == 0;
-        write_all(guardian, &message);
-        write_all(report, &pid);
-        if restore {
-            libc::sigaction(libc::SIGPIPE, &old, std::ptr::null_mut());
+        libc::sigaction(libc::SIGPIPE, &ignore, std::ptr::null_mut());
+        libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+
+        let mut error = libc::ENOENT;
+        let mut denied = false;
+        for i in 0..args.path_count {
+            let path = *args.paths.add(i);
+            libc::execve(path, args.argv, args.envp);
+            let e = *libc::__errno_location();
+            if e == libc::ENOEXEC {
+                *args.sh_argv.add(1) = path;
+                libc::execve(c"/bin/sh".as_ptr(), args.sh_argv.cast_const(), args.envp);
+                error = *libc::__errno_location();
+                break;
+            }
+            match e {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => {
+                    error = other;
+                    denied = false;
+                    break;
+                }
+            }
+        }
+        if denied {
+            error = libc::EACCES;
+        }
+        fail(error)
+    }
+}
+
+/// Reports `errno` on the error pipe and ends the child of [`spawn_process`].
+///
+/// # Safety
+/// Only in that child: `write` and `_exit`.
+unsafe fn fail(error: RawFd, errno: libc::c_int) -> ! {
+    // SAFETY: writing a stack buffer to the child's own descriptor, then exiting.
+    unsafe {
+        write_all(error, &errno.to_le_bytes());
+        libc::_exit(127)
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reaps child `pid`: its raw wait status, or `None` when it still runs and `block`
+/// is false.
+pub(crate) fn wait_for(pid: i32, block: bool) -> io::Result<Option<i32>> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into a local int.
+        let got = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if got == pid {
+            return Ok(Some(status));
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

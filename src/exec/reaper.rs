@@ -18,10 +18,10 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard, Once};
 
 use super::pgroup;
+use super::spawn::{self, Child, Command};
 use super::tree::{Proc, ProcKey, Snapshot};
 
 /// Everything the registry knows, behind one lock.
@@ -152,13 +152,14 @@ pub(crate) struct Tracker {
     leader: i32,
 }
 
-/// Spawns `cmd` (already in its own process group) and starts tracking its processes.
-pub(crate) fn spawn(cmd: &mut Command) -> io::Result<(Child, Tracker)> {
+/// Spawns `cmd` (see `spawn.rs`; the child lists its group on `guardian`) and starts
+/// tracking its processes.
+pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, Tracker)> {
     let mut guard = registry();
     let r = guard.get_or_insert_with(Registry::default);
     // The lock is held across the spawn: the reaper cannot see the child before it is
     // listed as someone's to wait for.
-    let child = cmd.spawn()?;
+    let child = spawn::spawn(cmd, guardian)?;
     let leader = child.id() as i32;
     r.spawned.insert(leader);
     let since = std::fs::read_to_string(format!("/proc/{leader}/stat"))

@@ -13,8 +13,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +24,7 @@ use nix::sys::signal::Signal;
 use super::output::{self, Output, Pump};
 use super::pgroup::{self, Guardian, ProcessGroup};
 use super::reaper::{self, Tracker};
+use super::spawn::{Child, Command};
 use super::tree::{self, Proc, ProcKey};
 use crate::interrupt::Interrupt;
 
@@ -148,7 +149,6 @@ impl Supervisor {
 
     /// Spawns `cmd` in a new process group with stdin from /dev/null and supervises it.
     pub(crate) fn run(&self, mut cmd: Command, limits: Limits, output: &Output) -> AttemptReport {
-        cmd.stdin(Stdio::null()).process_group(0);
         output.configure(&mut cmd);
         let started = SystemTime::now();
         let clock = Instant::now();
@@ -165,10 +165,8 @@ impl Supervisor {
         }
         // Listed before the spawn, so no moment of the attempt goes unmarked.
         let mark = self.guardian.mark(&mut cmd);
-        let enlistment = self.guardian.enlist(&mut cmd);
-        let spawned = reaper::spawn(&mut cmd);
-        self.guardian
-            .settle(enlistment, spawned.as_ref().ok().map(|(child, _)| child));
+        // The child lists its group with the guardian itself, before its program runs.
+        let spawned = reaper::spawn(&cmd, self.guardian.fd());
         let (mut child, tracker) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {

@@ -1,5 +1,6 @@
 //! Timeouts, signals and cleanup: no task process may outlive what ended it.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -155,6 +156,26 @@ fn kill_9_of_runner_leaves_no_task_behind() {
         wait_for(Duration::from_secs(10), || !is_alive(task)
             && !is_alive(grandchild)),
         "task {task} or grandchild {grandchild} outlived a killed runner"
+    );
+}
+
+#[test]
+fn a_task_that_kills_runner_at_once_is_still_ended_by_the_guardian() {
+    // runner gets no chance to do anything after the start: the task's group must have
+    // been listed with the guardian before its program ran.
+    let chain = Chain::new()
+        .task(
+            "10-a.sh",
+            "echo $$ > \"$LOG.task\"; kill -9 $PPID; exec sleep 300",
+        )
+        .ini("[runner]\nkill_grace = 1");
+    let mut child = chain.spawn(&[]);
+    let status = child.wait().expect("reap runner");
+    assert_eq!(status.signal(), Some(9), "the task killed runner");
+    let task = read_pid(&chain.path().join("log.task"));
+    assert!(
+        wait_for(Duration::from_secs(10), || !is_alive(task)),
+        "task {task} outlived runner"
     );
 }
 

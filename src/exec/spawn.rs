@@ -1,0 +1,441 @@
+//! The command line of a process runner supervises, and starting it without copying
+//! runner.
+//!
+//! A task must be listed with the guardian (see `pgroup.rs`) before its program runs,
+//! or a `kill -9` of runner just after the start would leave it running for good. Only
+//! the child can do that in time, between its creation and its `exec`. std's
+//! `Command::spawn` allows code there (`pre_exec`) only by forking runner, and a fork
+//! copies runner's page tables and makes both sides take copy-on-write faults: about a
+//! quarter of a millisecond per task, more than everything else a trivial task costs.
+//! So runner starts its processes the way glibc's `posix_spawn` does, with
+//! `clone(CLONE_VM | CLONE_VFORK)` (`pgroup::spawn_process`): the child borrows runner's
+//! memory on a small stack of its own, lists its group, and execs, while the spawning
+//! thread waits. Everything the child needs (paths, argv, environment) is prepared
+//! here, before, since the child may not allocate.
+//!
+//! [`Command`] is the subset of std's builder that runner's callers use; [`Child`] is
+//! the started process, reaped by its supervisor.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdout, ExitStatus};
+use std::sync::OnceLock;
+
+use super::pgroup::{self, ExecPlan};
+
+/// Where the child's stdout or stderr goes.
+#[derive(Debug, Default)]
+pub(crate) enum Stdio {
+    /// runner's own descriptor.
+    #[default]
+    Inherit,
+    /// A new pipe, read by runner.
+    Piped,
+    /// This file.
+    File(File),
+}
+
+/// A program, its arguments, environment and working directory. Its stdin is always
+/// `/dev/null` and it leads a process group of its own.
+#[derive(Debug)]
+pub(crate) struct Command {
+    program: OsString,
+    arg0: Option<OsString>,
+    args: Vec<OsString>,
+    clear_env: bool,
+    env: BTreeMap<OsString, Option<OsString>>,
+    cwd: Option<PathBuf>,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+}
+
+impl Command {
+    /// Runs `program`: a path, or a name looked up in the child's PATH.
+    pub(crate) fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            arg0: None,
+            args: Vec::new(),
+            clear_env: false,
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+        }
+    }
+
+    /// The name the program sees as its `argv[0]` (the program by default).
+    pub(crate) fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.arg0 = Some(arg0.as_ref().to_owned());
+        self
+    }
+
+    /// One more argument.
+    pub(crate) fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// More arguments.
+    pub(crate) fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets one variable of the child's environment.
+    pub(crate) fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.env
+            .insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets several variables.
+    pub(crate) fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (key, value) in vars {
+            self.env(key, value);
+        }
+        self
+    }
+
+    /// Starts the child's environment empty instead of from runner's.
+    pub(crate) fn env_clear(&mut self) -> &mut Command {
+        self.clear_env = true;
+        self.env.clear();
+        self
+    }
+
+    /// The child's working directory.
+    pub(crate) fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The program as given.
+    pub(crate) fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments after `argv[0]`.
+    pub(crate) fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+
+    /// The variables set on top of the inherited (or cleared) environment.
+    pub(crate) fn get_envs(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
+    }
+
+    /// Everything the child needs, as C strings.
+    fn plan(&self) -> io::Result<ExecPlan> {
+        let env = self.environment();
+        let paths = self.candidates(&env)?;
+        let argv0 = self.arg0.as_ref().unwrap_or(&self.program);
+        let argv = std::iter::once(argv0)
+            .chain(&self.args)
+            .map(|a| c_string(a.as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let envp = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut pair = k.into_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(v.as_bytes());
+                c_string(&pair)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let cwd = match &self.cwd {
+            Some(dir) => Some(c_string(dir.as_os_str().as_bytes())?),
+            None => None,
+        };
+        Ok(ExecPlan {
+            paths,
+            argv,
+            envp,
+            cwd,
+        })
+    }
+
+    /// runner's environment (unless cleared) with this command's changes.
+    fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut env: BTreeMap<&OsStr, &OsStr> = BTreeMap::new();
+        if !self.clear_env {
+            for (k, v) in inherited() {
+                env.insert(k, v);
+            }
+        }
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => env.insert(k, v),
+                None => env.remove(k.as_os_str()),
+            };
+        }
+        env.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// The paths the child tries in turn, as `execvp` would: the program itself when it
+    /// names a path, else the program in each directory of the child's PATH (runner's
+    /// when the command leaves PATH alone, `/bin:/usr/bin` when there is none).
+    fn candidates(&self, env: &[(OsString, OsString)]) -> io::Result<Vec<CString>> {
+        let program = self.program.as_bytes();
+        if program.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        if program.contains(&b'/') {
+            return Ok(vec![c_string(program)?]);
+        }
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
+        path.split(|b| *b == b':')
+            .map(|dir| {
+                let mut candidate = if dir.is_empty() {
+                    b".".to_vec()
+                } else {
+                    dir.to_vec()
+                };
+                candidate.push(b'/');
+                candidate.extend_from_slice(program);
+                c_string(&candidate)
+            })
+            .collect()
+    }
+}
+
+/// runner's own environment, read once: runner never changes it, and copying it for
+/// every task was a good part of a task's cost.
+fn inherited() -> &'static [(OsString, OsString)] {
+    static ENV: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    ENV.get_or_init(|| std::env::vars_os().collect())
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a NUL byte in a program, argument or environment variable",
+        )
+    })
+}
+
+/// `/dev/null`, opened once for every child's stdin.
+fn dev_null() -> io::Result<&'static OwnedFd> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd);
+    }
+    let file = File::open("/dev/null")?;
+    Ok(NULL.get_or_init(|| OwnedFd::from(file)))
+}
+
+/// A started process, waited for by whoever started it.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: i32,
+    /// The read end of its stdout pipe, when piped.
+    pub(crate) stdout: Option<ChildStdout>,
+    /// The read end of its stderr pipe, when piped.
+    pub(crate) stderr: Option<ChildStderr>,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// Its pid.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Reaps it if it has exited.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = pgroup::wait_for(self.pid, false)?.map(ExitStatus::from_raw);
+        }
+        Ok(self.status)
+    }
+
+    /// Waits for it to exit and reaps it.
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        match pgroup::wait_for(self.pid, true)? {
+            Some(raw) => {
+                let status = ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                Ok(status)
+            }
+            None => Err(io::Error::other("the process was not reaped")),
+        }
+    }
+}
+
+/// Starts `cmd` with stdin from `/dev/null`, leading a new process group that the child
+/// itself lists with the guardian through `guardian_fd` (when there is one) before it
+/// execs. Returns once the program runs, or with the reason it could not.
+pub(crate) fn spawn(cmd: &Command, guardian_fd: Option<i32>) -> io::Result<Child> {
+    let plan = cmd.plan()?;
+    let null = dev_null()?;
+    let (stdout_read, stdout_fd) = target(&cmd.stdout)?;
+    let (stderr_read, stderr_fd) = target(&cmd.stderr)?;
+    let stdio = [
+        Some(null.as_raw_fd()),
+        stdout_fd
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
+            .or(match &cmd.stdout {
+                Stdio::File(f) => Some(f.as_raw_fd()),
+                _ => None,
+            }),
+        stderr_fd
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
+            .or(match &cmd.stderr {
+                Stdio::File(f) => Some(f.as_raw_fd()),
+                _ => None,
+            }),
+    ];
+    let pid = pgroup::spawn_process(&plan, stdio, guardian_fd)?;
+    // The child has exec'd (or failed): runner's copies of the write ends go.
+    drop(stdout_fd);
+    drop(stderr_fd);
+    Ok(Child {
+        pid,
+        stdout: stdout_read.map(ChildStdout::from),
+        stderr: stderr_read.map(ChildStderr::from),
+        status: None,
+    })
+}
+
+/// For a piped stream: the read end (runner's) and the write end (the child's).
+fn target(stdio: &Stdio) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    match stdio {
+        Stdio::Piped => {
+            let (read, write) = pgroup::pipe()?;
+            Ok((Some(read), Some(write)))
+        }
+        _ => Ok((None, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// Reads what is in the pipe now, without waiting.
+    fn pending(pipe: &OwnedFd) -> Vec<u8> {
+        let fd = pipe.try_clone().expect("dup");
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .expect("nonblocking");
+        let mut buf = Vec::new();
+        let _ = File::from(fd).read_to_end(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn the_child_lists_its_group_before_its_program_runs() {
+        // Nothing but the child writes to this "guardian" pipe, and spawn returns only
+        // once the program runs: the listing must already be there, naming the child,
+        // which leads its own group.
+        let (read, write) = pgroup::pipe().expect("pipe");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "exec sleep 5"]);
+        let mut child = spawn(&cmd, Some(write.as_raw_fd())).expect("spawn");
+        let listed = pending(&read);
+        let pid = child.id() as i32;
+        let mut expected = vec![b'+'];
+        expected.extend_from_slice(&pid.to_le_bytes());
+        assert_eq!(listed, expected);
+        assert_eq!(
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok(),
+            Some(nix::unistd::Pid::from_raw(pid))
+        );
+        crate::exec::pgroup::signal_pid(pid, nix::sys::signal::Signal::SIGKILL);
+        assert!(child.wait().expect("wait").signal().is_some());
+    }
+
+    #[test]
+    fn a_failed_start_is_the_error_of_the_exec_or_chdir() {
+        let mut cmd = Command::new("/nonexistent/program");
+        cmd.arg("x");
+        let err = spawn(&cmd, None).expect_err("no such program");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let mut cmd = Command::new("/bin/true");
+        cmd.current_dir("/nonexistent/dir");
+        assert_eq!(
+            spawn(&cmd, None).expect_err("no such directory").kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn argv_environment_cwd_and_path_search_reach_the_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = File::create(dir.path().join("out")).expect("out");
+        let mut cmd = Command::new("sh");
+        cmd.arg0("named")
+            .args([
+                "-c",
+                "echo \"$0 $GIVEN ${HOME-unset} $(pwd)\"; head -c 6 /proc/$$/cmdline",
+                "one",
+            ])
+            .env_clear()
+            .env("GIVEN", "yes")
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(dir.path());
+        cmd.stdout = Stdio::File(out);
+        let mut child = spawn(&cmd, None).expect("spawn");
+        assert!(child.wait().expect("wait").success());
+        let text = std::fs::read_to_string(dir.path().join("out")).expect("read");
+        let cwd = dir.path().canonicalize().expect("canonical");
+        assert_eq!(text, format!("one yes unset {}\nnamed\0", cwd.display()));
+    }
+
+    #[test]
+    fn a_piped_stream_ends_when_the_program_does() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo out; echo err >&2"]);
+        cmd.stdout = Stdio::Piped;
+        cmd.stderr = Stdio::Piped;
+        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read");
+        assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+        assert!(child.wait().expect("wait").success());
+    }
+}
