@@ -266,15 +266,16 @@ const CHILD_STACK: usize = 64 * 1024;
 /// What the child of [`spawn_process`] needs, prepared by the parent: the child shares
 /// runner's memory and may not allocate.
 #[derive(Debug)]
-pub(crate) struct ExecPlan {
+pub(crate) struct ExecPlan<'a> {
     /// The paths to exec, tried in turn as `execvp` does.
-    pub(crate) paths: Vec<CString>,
+    pub(crate) paths: &'a [CString],
     /// The arguments, `argv[0]` included.
-    pub(crate) argv: Vec<CString>,
-    /// The whole environment, `KEY=value` each.
-    pub(crate) envp: Vec<CString>,
+    pub(crate) argv: &'a [CString],
+    /// The whole environment, `KEY=value` each, null-terminated; every pointer is valid
+    /// for the call.
+    pub(crate) envp: &'a [*const libc::c_char],
     /// The working directory, if it changes.
-    pub(crate) cwd: Option<CString>,
+    pub(crate) cwd: Option<&'a std::ffi::CStr>,
 }
 
 /// The child's arguments, pointers into the parent's suspended frame.
@@ -313,25 +314,25 @@ pub(crate) fn spawn_process(
         .into_iter()
         .chain(argv.iter().skip(1).copied())
         .collect();
-    let envp: Vec<*const libc::c_char> = plan
-        .envp
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
+    if plan.envp.last().is_none_or(|p| !p.is_null()) {
+        return Err(io::Error::other(
+            "the environment of a spawn is not null-terminated",
+        ));
+    }
     let (error_read, error_write) = pipe()?;
     let args = ChildArgs {
         paths: paths.as_ptr(),
         path_count: paths.len(),
         argv: argv.as_ptr(),
         sh_argv: sh_argv.as_mut_ptr(),
-        envp: envp.as_ptr(),
-        cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        envp: plan.envp.as_ptr(),
+        cwd: plan.cwd.map_or(std::ptr::null(), |c| c.as_ptr()),
         stdio: stdio.map(|fd| fd.unwrap_or(-1)),
         guardian: guardian.unwrap_or(-1),
         error: error_write.as_raw_fd(),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Not zeroed: the child only pushes onto it.
+    let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(CHILD_STACK);
     // SAFETY: the stack is ours and outlives the child's use of it (the parent is
     // suspended until the child execs or exits); `args` and everything it points to live
     // in this frame until then. All signals are blocked around the clone so that none of

@@ -21,7 +21,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, ExitStatus};
@@ -142,93 +142,123 @@ impl Command {
     }
 
     /// Everything the child needs, as C strings.
-    fn plan(&self) -> io::Result<ExecPlan> {
-        let env = self.environment();
-        let paths = self.candidates(&env)?;
+    fn plan(&self) -> io::Result<Prepared> {
         let argv0 = self.arg0.as_ref().unwrap_or(&self.program);
         let argv = std::iter::once(argv0)
             .chain(&self.args)
-            .map(|a| c_string(a.as_bytes()))
+            .map(|a| c_string(a.as_bytes().to_vec()))
             .collect::<io::Result<Vec<_>>>()?;
-        let envp = env
-            .into_iter()
-            .map(|(k, v)| {
-                let mut pair = k.into_vec();
-                pair.push(b'=');
-                pair.extend_from_slice(v.as_bytes());
-                c_string(&pair)
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        let mut set = Vec::with_capacity(self.env.len());
+        for (key, value) in &self.env {
+            if let Some(value) = value {
+                set.push((key.as_os_str(), pair(key, value)?));
+            }
+        }
+        // runner's variables that the command neither sets nor removes, then the
+        // command's, sorted by name as std has them.
+        let inherited: &[(OsString, CString)] = if self.clear_env { &[] } else { inherited() };
+        let mut envp = Vec::with_capacity(inherited.len() + set.len() + 1);
+        let mut changes = self.env.iter().peekable();
+        let mut path = None;
+        for (key, entry) in inherited {
+            while changes
+                .peek()
+                .is_some_and(|(k, _)| k.as_os_str() < key.as_os_str())
+            {
+                changes.next();
+            }
+            if changes
+                .peek()
+                .is_some_and(|(k, _)| k.as_os_str() == key.as_os_str())
+            {
+                continue;
+            }
+            if key == "PATH" {
+                path = Some(&entry.as_bytes()[5..]);
+            }
+            envp.push((key.as_os_str(), entry.as_ptr()));
+        }
+        for (key, entry) in &set {
+            if *key == "PATH" {
+                path = Some(&entry.as_bytes()[5..]);
+            }
+            envp.push((key, entry.as_ptr()));
+        }
+        envp.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut envp: Vec<*const libc::c_char> = envp.into_iter().map(|(_, p)| p).collect();
+        envp.push(std::ptr::null());
+        let paths = self.candidates(path)?;
         let cwd = match &self.cwd {
-            Some(dir) => Some(c_string(dir.as_os_str().as_bytes())?),
+            Some(dir) => Some(c_string(dir.as_os_str().as_bytes().to_vec())?),
             None => None,
         };
-        Ok(ExecPlan {
+        Ok(Prepared {
             paths,
             argv,
+            _set: set.into_iter().map(|(_, c)| c).collect(),
             envp,
             cwd,
         })
     }
 
-    /// runner's environment (unless cleared) with this command's changes.
-    fn environment(&self) -> Vec<(OsString, OsString)> {
-        let mut env: BTreeMap<&OsStr, &OsStr> = BTreeMap::new();
-        if !self.clear_env {
-            for (k, v) in inherited() {
-                env.insert(k, v);
-            }
-        }
-        for (k, v) in &self.env {
-            match v {
-                Some(v) => env.insert(k, v),
-                None => env.remove(k.as_os_str()),
-            };
-        }
-        env.into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
-
     /// The paths the child tries in turn, as `execvp` would: the program itself when it
-    /// names a path, else the program in each directory of the child's PATH (runner's
-    /// when the command leaves PATH alone, `/bin:/usr/bin` when there is none).
-    fn candidates(&self, env: &[(OsString, OsString)]) -> io::Result<Vec<CString>> {
+    /// names a path, else the program in each directory of the child's PATH
+    /// (`/bin:/usr/bin` when it has none).
+    fn candidates(&self, path: Option<&[u8]>) -> io::Result<Vec<CString>> {
         let program = self.program.as_bytes();
         if program.is_empty() {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         if program.contains(&b'/') {
-            return Ok(vec![c_string(program)?]);
+            return Ok(vec![c_string(program.to_vec())?]);
         }
-        let path = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_bytes().to_vec())
-            .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
-        path.split(|b| *b == b':')
+        path.unwrap_or(b"/bin:/usr/bin")
+            .split(|b| *b == b':')
             .map(|dir| {
-                let mut candidate = if dir.is_empty() {
-                    b".".to_vec()
-                } else {
-                    dir.to_vec()
-                };
+                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                let mut candidate = Vec::with_capacity(dir.len() + program.len() + 2);
+                candidate.extend_from_slice(dir);
                 candidate.push(b'/');
                 candidate.extend_from_slice(program);
-                c_string(&candidate)
+                c_string(candidate)
             })
             .collect()
     }
 }
 
-/// runner's own environment, read once: runner never changes it, and copying it for
-/// every task was a good part of a task's cost.
-fn inherited() -> &'static [(OsString, OsString)] {
-    static ENV: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    ENV.get_or_init(|| std::env::vars_os().collect())
+/// What [`Command::plan`] prepared: the C strings and the pointer array the child uses.
+struct Prepared {
+    paths: Vec<CString>,
+    argv: Vec<CString>,
+    /// The variables the command sets, which `envp` points into.
+    _set: Vec<CString>,
+    /// Null-terminated; points into `_set` and into [`inherited`].
+    envp: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
 }
 
-fn c_string(bytes: &[u8]) -> io::Result<CString> {
+/// runner's own environment as `KEY=value` strings sorted by name, read once: runner
+/// never changes it, and copying it for every task was a good part of a task's cost.
+fn inherited() -> &'static [(OsString, CString)] {
+    static ENV: OnceLock<Vec<(OsString, CString)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        vars.into_iter()
+            .filter_map(|(k, v)| Some((k.clone(), pair(&k, &v).ok()?)))
+            .collect()
+    })
+}
+
+/// `key=value` as a C string.
+fn pair(key: &OsStr, value: &OsStr) -> io::Result<CString> {
+    let mut bytes = Vec::with_capacity(key.len() + value.len() + 2);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.push(b'=');
+    bytes.extend_from_slice(value.as_bytes());
+    c_string(bytes)
+}
+
+fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -292,7 +322,13 @@ impl Child {
 /// itself lists with the guardian through `guardian_fd` (when there is one) before it
 /// execs. Returns once the program runs, or with the reason it could not.
 pub(crate) fn spawn(cmd: &Command, guardian_fd: Option<i32>) -> io::Result<Child> {
-    let plan = cmd.plan()?;
+    let prepared = cmd.plan()?;
+    let plan = ExecPlan {
+        paths: &prepared.paths,
+        argv: &prepared.argv,
+        envp: &prepared.envp,
+        cwd: prepared.cwd.as_deref(),
+    };
     let null = dev_null()?;
     let (stdout_read, stdout_fd) = target(&cmd.stdout)?;
     let (stderr_read, stderr_fd) = target(&cmd.stderr)?;
