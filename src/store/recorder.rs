@@ -37,6 +37,9 @@ const DRAIN_WAIT: Duration = Duration::from_secs(10);
 /// Records into a [`Store`] through the writer thread.
 pub(crate) struct StoreRecorder {
     ops: Option<Sender<Op>>,
+    /// The writer, shared with its thread: the front applies an operation itself when
+    /// nothing is queued (see [`Writer::apply_here`]).
+    writer: Option<Arc<Mutex<Writer>>>,
     thread: Option<JoinHandle<()>>,
     progress: Arc<Progress>,
     closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
@@ -81,6 +84,7 @@ impl StoreRecorder {
     ) -> StoreRecorder {
         StoreRecorder {
             ops: None,
+            writer: None,
             thread: None,
             progress: Arc::new(Progress::default()),
             closing: Arc::new((Mutex::new(None), Condvar::new())),
@@ -146,17 +150,28 @@ impl StoreRecorder {
                 Arc::clone(&self.progress),
                 Arc::clone(&self.closing),
             );
+            let writer = Arc::new(Mutex::new(writer));
+            let shared = Arc::clone(&writer);
             match std::thread::Builder::new()
                 .name("recorder".to_owned())
-                .spawn(move || writer.run(receiver))
+                .spawn(move || Writer::run(shared, receiver))
             {
                 Ok(thread) => {
                     self.ops = Some(sender);
+                    self.writer = Some(writer);
                     self.thread = Some(thread);
                 }
                 Err(e) => {
                     log::warn!("cannot record this run (no recording thread: {e})");
                     self.progress.dead.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        // Healthy and nothing queued: write it from here, in order, and be done.
+        if !self.progress.troubled.load(Ordering::Relaxed) && self.progress.done() == self.sent {
+            if let Some(Ok(mut writer)) = self.writer.as_ref().map(|w| w.try_lock()) {
+                if writer.apply_here(&op) {
                     return;
                 }
             }
