@@ -154,39 +154,34 @@ impl Command {
                 set.push((key.as_os_str(), pair(key, value)?));
             }
         }
-        // runner's variables that the command neither sets nor removes, then the
-        // command's, sorted by name as std has them.
+        // runner's variables that the command neither sets nor removes, merged with the
+        // command's: both are sorted by name, and so is the result, as std has it.
         let inherited: &[(OsString, CString)] = if self.clear_env { &[] } else { inherited() };
         let mut envp = Vec::with_capacity(inherited.len() + set.len() + 1);
-        let mut changes = self.env.iter().peekable();
-        let mut path = None;
+        let mut changes = self.env.keys().peekable();
+        let mut own = set.iter().peekable();
         for (key, entry) in inherited {
+            while let Some((_, c)) = own.next_if(|(k, _)| *k < key.as_os_str()) {
+                envp.push(c.as_ptr());
+            }
             while changes
-                .peek()
-                .is_some_and(|(k, _)| k.as_os_str() < key.as_os_str())
-            {
-                changes.next();
+                .next_if(|k| k.as_os_str() < key.as_os_str())
+                .is_some()
+            {}
+            if changes.peek().is_none_or(|k| *k != key) {
+                envp.push(entry.as_ptr());
             }
-            if changes
-                .peek()
-                .is_some_and(|(k, _)| k.as_os_str() == key.as_os_str())
-            {
-                continue;
-            }
-            if key == "PATH" {
-                path = Some(&entry.as_bytes()[5..]);
-            }
-            envp.push((key.as_os_str(), entry.as_ptr()));
         }
-        for (key, entry) in &set {
-            if *key == "PATH" {
-                path = Some(&entry.as_bytes()[5..]);
-            }
-            envp.push((key, entry.as_ptr()));
-        }
-        envp.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut envp: Vec<*const libc::c_char> = envp.into_iter().map(|(_, p)| p).collect();
+        envp.extend(own.map(|(_, c)| c.as_ptr()));
         envp.push(std::ptr::null());
+        let path = match self.env.get(OsStr::new("PATH")) {
+            Some(Some(value)) => Some(value.as_bytes()),
+            Some(None) => None,
+            None => inherited
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, entry)| &entry.as_bytes()[5..]),
+        };
         let paths = self.candidates(path)?;
         let cwd = match &self.cwd {
             Some(dir) => Some(c_string(dir.as_os_str().as_bytes().to_vec())?),
@@ -448,6 +443,48 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("out")).expect("read");
         let cwd = dir.path().canonicalize().expect("canonical");
         assert_eq!(text, format!("one yes unset {}\nnamed\0", cwd.display()));
+    }
+
+    #[test]
+    fn the_environment_is_runners_with_the_commands_changes_sorted() {
+        let mut cmd = Command::new("/usr/bin/env");
+        cmd.env("PATH", "/bin:/usr/bin")
+            .env("AAA_RUNNER_TEST", "first")
+            .env("zzz_runner_test", "last");
+        cmd.stdout = Stdio::Piped;
+        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read");
+        assert!(child.wait().expect("wait").success());
+        let lines: Vec<&str> = out.lines().collect();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split('=').next().unwrap_or(""))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "sorted by name");
+        assert!(lines.contains(&"AAA_RUNNER_TEST=first"));
+        assert!(lines.contains(&"zzz_runner_test=last"));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("PATH="))
+                .collect::<Vec<_>>(),
+            [&"PATH=/bin:/usr/bin"]
+        );
+        // Everything else of runner's is there as it was.
+        for (key, entry) in inherited() {
+            let entry = entry.to_string_lossy();
+            if key != "PATH" && !entry.contains('\n') {
+                assert!(lines.contains(&entry.as_ref()), "{entry} missing");
+            }
+        }
     }
 
     #[test]
