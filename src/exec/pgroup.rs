@@ -372,6 +372,14 @@ pub(crate) fn spawn_process(
     drop(stack);
     if n == 4 {
         let _ = wait_for(pid, true);
+        // The child may have listed itself before the exec failed: take it back, or the
+        // guardian would one day signal whatever group reuses the pid.
+        if let Some(guardian) = guardian {
+            let pid = pid.to_le_bytes();
+            // SAFETY: a five-byte write from the stack to the guardian's pipe, which the
+            // caller keeps open for the call.
+            unsafe { write_all(guardian, &[b'-', pid[0], pid[1], pid[2], pid[3]]) };
+        }
         return Err(io::Error::from_raw_os_error(i32::from_le_bytes(report)));
     }
     Ok(pid)

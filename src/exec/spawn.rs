@@ -423,6 +423,17 @@ mod tests {
     }
 
     #[test]
+    fn a_child_that_listed_itself_and_could_not_exec_is_taken_back() {
+        let (read, write) = pgroup::pipe().expect("pipe");
+        let cmd = Command::new("/nonexistent/program");
+        spawn(&cmd, Some(write.as_raw_fd())).expect_err("no such program");
+        let said = pending(&read);
+        assert_eq!(said.len(), 10, "{said:?}");
+        assert_eq!((said[0], said[5]), (b'+', b'-'));
+        assert_eq!(said[1..5], said[6..10], "the same pid");
+    }
+
+    #[test]
     fn argv_environment_cwd_and_path_search_reach_the_program() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = File::create(dir.path().join("out")).expect("out");
