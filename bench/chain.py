@@ -4,9 +4,11 @@
 Prints, for a directory of N trivial `#!/bin/sh` tasks, the median wall time of
 `runner -n 1` (recording off, and on) and of `run-parts`, alternating runs so that
 both see the same machine state; the ratio of each runner mode to run-parts; the
-overshoot past `max_time = 1` on `sleep 30`; and runner's peak RSS on the chain.
+overshoot past `max_time = 1` on `sleep 30`; and runner's peak RSS on the chain. With
+`--baseline PATH`, another runner binary (an older build) runs in the same rotation, so
+before and after are measured in the same machine state.
 
-Usage: bench/chain.py [--runner PATH] [--tasks N] [--runs K]
+Usage: bench/chain.py [--runner PATH] [--baseline PATH] [--tasks N] [--runs K]
 """
 
 import argparse
@@ -38,6 +40,7 @@ def timed(argv, env=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runner", default="target/release/runner")
+    parser.add_argument("--baseline", help="another runner binary to measure alongside")
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -64,6 +67,12 @@ def main():
             "runner --no-record": [runner, "-q", "--no-record", "--state-dir", state, "-n", "1", tasks],
             "runner (recording)": [runner, "-q", "--state-dir", state, "-n", "1", tasks],
         }
+        if args.baseline:
+            baseline = os.path.abspath(args.baseline)
+            modes["baseline --no-record"] = [baseline, "-q", "--no-record", "--state-dir",
+                                             state, "-n", "1", tasks]
+            modes["baseline (recording)"] = [baseline, "-q", "--state-dir", state, "-n", "1",
+                                             tasks]
         times = {name: [] for name in modes}
         rss = {name: 0 for name in modes}
         for name, argv in modes.items():  # warm-up: page cache, store creation
@@ -78,7 +87,7 @@ def main():
         print(f"chain of {args.tasks} trivial tasks, median of {args.runs} alternating runs:")
         for name in modes:
             median = statistics.median(times[name])
-            print(f"  {name:<20} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x   peak RSS {rss[name] / 1024:5.1f} MB")
+            print(f"  {name:<22} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x   peak RSS {rss[name] / 1024:5.1f} MB")
 
         slow = os.path.join(root, "slow.d")
         os.mkdir(slow, 0o755)
