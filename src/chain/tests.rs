@@ -96,8 +96,12 @@ fn run(tasks: &[(&str, &str)], ini: &str, notes: &mut Notes) -> ChainResult {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).expect("mkdir");
     let state = dir.path().join("state");
-    let events =
-        crate::events::Events::new(&state, &crate::store::Location::in_state_dir(&state), "s");
+    let events = crate::events::Events::new(
+        &state,
+        &crate::store::Location::in_state_dir(&state),
+        "s",
+        "h",
+    );
     let chain = Chain {
         plan: &plan,
         config: &config,

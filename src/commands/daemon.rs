@@ -11,7 +11,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::jobs::{self, ScheduledJob};
 use crate::daemon::{Service, Setup, data_dir};
 use crate::error::{Error, exit_codes};
-use crate::store::{Location, Store};
+use crate::store::{EventStore, Location};
 
 /// The daemon configuration to use: `--config`, else `/etc/runner` as root and
 /// `$XDG_CONFIG_HOME/runner` (default `~/.config/runner`) otherwise.
@@ -80,7 +80,7 @@ struct JobEvents {
 }
 
 impl JobEvents {
-    fn of(job: &ScheduledJob, store: Option<&Store>) -> Option<JobEvents> {
+    fn of(job: &ScheduledJob, store: Option<&dyn EventStore>) -> Option<JobEvents> {
         let j = &job.job;
         if j.after.is_empty() && j.unless.is_empty() && j.and_every.is_none() {
             return None;
@@ -148,7 +148,7 @@ struct LastRun {
     start_time: Option<f64>,
 }
 
-fn view(job: &ScheduledJob, last_run: Option<LastRun>, store: Option<&Store>) -> JobView {
+fn view(job: &ScheduledJob, last_run: Option<LastRun>, store: Option<&dyn EventStore>) -> JobView {
     let next = job.next_after(Utc::now()).map(|t| {
         t.with_timezone(&Local)
             .to_rfc3339_opts(SecondsFormat::Millis, false)
@@ -252,8 +252,9 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
             let dir = data_dir(&config, global.state_dir.as_deref());
             let location = Location::resolve(global.database.as_deref(), Some(&config), &dir)?;
             let store = crate::store::open_for_reading(&location, &crate::state::host(None))?;
-            // Events are kept in this host's SQLite file, whatever holds the runs.
-            let events = Store::read_only(&location)?;
+            // The events the daemon would wait on: the fleet's, with a fleet database.
+            let events =
+                crate::store::open_events_for_reading(&location, &crate::state::host(None))?;
             let mut views = Vec::new();
             for job in &jobs {
                 let last = match &store {
@@ -268,7 +269,7 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
                         }),
                     None => None,
                 };
-                views.push(view(job, last, events.as_ref()));
+                views.push(view(job, last, events.as_deref()));
             }
             print::records(global.format, &views, |style| table(&views, style, true))?;
         }

@@ -1,11 +1,12 @@
-//! `runner events list [--session S | --all]`: the events fired, oldest first.
+//! `runner events list [--session S | --all]`: the events fired, oldest first (with a
+//! fleet database, those of every host).
 
 use super::print::{self, local_time};
 use crate::cli::{EventsCommand, GlobalArgs};
 use crate::error::{Error, exit_codes};
 use crate::events;
 use crate::state;
-use crate::store::{EventRecord, Location, Store};
+use crate::store::{EventRecord, Location};
 
 /// Runs one `events` subcommand.
 pub(crate) fn events(global: &GlobalArgs, command: EventsCommand) -> Result<u8, Error> {
@@ -13,7 +14,8 @@ pub(crate) fn events(global: &GlobalArgs, command: EventsCommand) -> Result<u8, 
     let state_dir = state::resolve(global.state_dir.as_deref(), None);
     let session = (!all).then(|| events::resolve_session(session.as_deref(), None));
     let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
-    let found = match Store::read_only(&location)? {
+    let host = state::host(None);
+    let found = match crate::store::open_events_for_reading(&location, &host)? {
         Some(store) => store.list_events(session.as_deref())?,
         None => Vec::new(),
     };

@@ -1,5 +1,7 @@
 //! `runner fire EVENT [--data JSON] [--session S]`: record an event, wake whoever waits
-//! for it, and call `post_fire_hook`.
+//! for it, and call `post_fire_hook`. With a fleet database the event goes there, for
+//! every host of the session; if that database cannot be reached, the event is kept in
+//! this host's file (its chains still see it), with one warning and exit code 75.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use crate::events;
 use crate::exec::{Guardian, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::state;
-use crate::store::{EventRecord, Location, NewEvent, Store};
+use crate::store::{EventRecord, Fired, Location, NewEvent};
 
 /// What `post_fire_hook` receives: the event as stored.
 #[derive(Debug, Serialize)]
@@ -69,15 +71,19 @@ pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
         events::resolve_session(args.session.as_deref(), configured_session(config.as_ref()));
     state::ensure_dir(&state_dir)?;
     let location = Location::resolve(global.database.as_deref(), None, &state_dir)?;
-    let mut store = Store::open_at(&location)?;
-    let event = store.fire_event(&NewEvent {
-        session: &session,
-        name: &args.event,
-        data: &data,
-        source: "fire",
-    })?;
-    crate::store::notify(store.notify_dir());
-    drop(store);
+    let host = state::host(config.as_ref().and_then(|c| c.runner.host.as_deref()));
+    let fired = crate::store::fire(
+        &location,
+        &host,
+        &NewEvent {
+            session: &session,
+            name: &args.event,
+            data: &data,
+            source: "fire",
+        },
+    )?;
+    let shared = matches!(fired, Fired::Stored(_));
+    let event = shared_or_warn(fired);
     log::info!(
         "fired event \"{}\" (#{}) in session {session}",
         event.name,
@@ -90,7 +96,28 @@ pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
             &FireHookPayload::of(&event),
         );
     }
-    Ok(exit_codes::OK)
+    // Other hosts did not get it: try later (it is in this host's file already).
+    Ok(if shared {
+        exit_codes::OK
+    } else {
+        exit_codes::LOCKED
+    })
+}
+
+/// The event fired; when the fleet database did not take it, one warning that only
+/// this host has it.
+pub(crate) fn shared_or_warn(fired: Fired) -> EventRecord {
+    match fired {
+        Fired::Stored(event) => event,
+        Fired::LocalOnly(event, why) => {
+            log::warn!(
+                "{}; event \"{}\" was recorded on this host only, other hosts do not see it",
+                crate::logging::one_line(&why),
+                event.name
+            );
+            event
+        }
+    }
 }
 
 /// The session the configuration sets explicitly, if it does.

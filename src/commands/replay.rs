@@ -183,13 +183,18 @@ fn take_up(
             )?;
             log::info!("{target_name}#{target_instance} of run {run_id} skipped");
             if *cascade {
-                let event = store.fire_event(&NewEvent {
-                    session: &session,
-                    name: &target_name,
-                    data,
-                    source: &format!("skip {run_id}"),
-                })?;
-                crate::store::notify(store.notify_dir());
+                let host = crate::state::host(prepared.config.runner.host.as_deref());
+                let fired = crate::store::fire(
+                    &location,
+                    &host,
+                    &NewEvent {
+                        session: &session,
+                        name: &target_name,
+                        data,
+                        source: &format!("skip {run_id}"),
+                    },
+                )?;
+                let event = super::fire::shared_or_warn(fired);
                 call_post_hook(
                     &prepared.config,
                     prepared.config.runner.post_fire_hook.as_deref(),
@@ -269,7 +274,8 @@ fn run_resumed(
     let config = &prepared.config;
     let bench = Workbench::new(prepared, interrupt)?;
     let grace = bench.grace;
-    let events = crate::events::Events::new(state_dir, location, session);
+    let host = crate::state::host(config.runner.host.as_deref());
+    let events = crate::events::Events::new(state_dir, location, session, &host);
     let (chain, _scratch) = bench.chain(prepared, session, &events, &crate::chain::Unobserved);
     let mut recorder = StoreRecorder::open(
         state_dir,
@@ -277,7 +283,7 @@ fn run_resumed(
         &prepared.job,
         config.runner.log_max_bytes,
         "manual",
-        &crate::state::host(config.runner.host.as_deref()),
+        &host,
     )
     .resumed();
     let mut rng = StdRng::from_entropy();

@@ -102,7 +102,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         crate::events::resolve_session(None, super::fire::configured_session(Some(config)));
     let bench = Workbench::new(&prepared, Arc::clone(&interrupt))?;
     let grace = bench.grace;
-    let events = crate::events::Events::new(&state_dir, &location, &session);
+    let events = crate::events::Events::new(&state_dir, &location, &session, &host);
     // The daemon's chains (attached) write to a file: nobody watches them live.
     let live = (args.attach_run.is_none() && live::is_wanted(global.quiet))
         .then(|| LiveView::start((!args.no_record).then(|| show_command(global))));

@@ -18,7 +18,7 @@ use super::jobs::ScheduledJob;
 use super::launch::Request;
 use super::planner::Admission;
 use crate::config::daemon::Job;
-use crate::store::{EventRecord, Store};
+use crate::store::{EventRecord, EventStore};
 
 /// The trigger type of a run asked for by events (`after` alone, or `and_every`).
 pub(crate) const TRIGGER_TYPE: &str = "event";
@@ -57,7 +57,7 @@ pub(crate) struct Gates {
 
 impl Gates {
     /// Gates for `session`; only events fired from now on count for `and_every`.
-    pub(crate) fn new(store: &Store, session: String) -> Gates {
+    pub(crate) fn new(store: &dyn EventStore, session: String) -> Gates {
         let seen = store.last_event_id().unwrap_or_else(|e| {
             log::warn!("cannot read events: {}", crate::logging::one_line(&e));
             0
@@ -72,7 +72,12 @@ impl Gates {
 
     /// Whether a run of `job` may start now. `every` is the `and_every` firing that
     /// requested the run, if one did.
-    pub(crate) fn check(&self, store: &Store, job: &Job, every: Option<&EventRecord>) -> Gate {
+    pub(crate) fn check(
+        &self,
+        store: &dyn EventStore,
+        job: &Job,
+        every: Option<&EventRecord>,
+    ) -> Gate {
         let names: Vec<String> = job.after.iter().chain(job.unless.iter()).cloned().collect();
         let fired = if names.is_empty() {
             Default::default()
@@ -106,7 +111,12 @@ impl Gates {
     /// What the planner does with a due run of `job`: start it (its `trigger_data` gets
     /// `events`, the data of the events it waited for), hold it until the next event,
     /// or drop it (an `unless` event was fired).
-    pub(crate) fn admit(&self, store: &Store, job: &Job, request: &mut Request) -> Admission {
+    pub(crate) fn admit(
+        &self,
+        store: &dyn EventStore,
+        job: &Job,
+        request: &mut Request,
+    ) -> Admission {
         if !has_events(job) {
             return Admission::Start;
         }
@@ -144,7 +154,7 @@ impl Gates {
     /// The firings of `and_every` events since the last call, each with its job.
     pub(crate) fn new_firings(
         &mut self,
-        store: &Store,
+        store: &dyn EventStore,
         jobs: &BTreeMap<String, ScheduledJob>,
     ) -> Vec<(String, EventRecord)> {
         let names: Vec<String> = jobs
@@ -191,7 +201,7 @@ fn with_params(data: &serde_json::Value, job: &Job) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::config::daemon::DaemonConfig;
-    use crate::store::NewEvent;
+    use crate::store::{NewEvent, Store};
 
     fn setup(yaml: &str) -> (tempfile::TempDir, Store, BTreeMap<String, ScheduledJob>) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::store::model::RunStatus;
-use crate::store::{Location, NewRun, Owner, RunStore};
+use crate::store::{EventStore, Location, NewRun, Owner, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -86,8 +86,9 @@ pub(crate) struct Service {
     planner: Planner,
     running: HashMap<RunSlot, Running>,
     store: Box<dyn RunStore>,
-    /// The local SQLite store that holds events (fired, waited for), whatever `store` is.
-    events_store: crate::store::Store,
+    /// The events (fired, waited for): the fleet's when a fleet database is named, else
+    /// this host's SQLite file.
+    events_store: Box<dyn EventStore>,
     /// Where the store is: handed to the chains the daemon starts.
     location: Location,
     /// The host runs are recorded with.
@@ -144,8 +145,16 @@ impl Service {
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
         let host = crate::state::host(None);
         let store = crate::store::open_for_writing(&location, &host)?;
-        // Events stay in this host's SQLite file, also when runs go to a fleet database.
-        let events_store = crate::store::Store::open_at(&location)?;
+        // With a fleet database, events are the fleet's: a job here waits for `runner
+        // fire` on any host of the session.
+        let events_store: Box<dyn EventStore> = match &location.fleet {
+            Some(url) => Box::new(crate::store::FleetEvents::new(
+                url,
+                &host,
+                Duration::from_secs(2),
+            )),
+            None => Box::new(crate::store::Store::open_at(&location)?),
+        };
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
             .values()
@@ -153,7 +162,7 @@ impl Service {
             .max()
             .unwrap_or(Duration::from_secs(60));
         let (sender, events) = mpsc::channel();
-        let gates = Gates::new(&events_store, crate::events::resolve_session(None, None));
+        let gates = Gates::new(&*events_store, crate::events::resolve_session(None, None));
         Ok(Service {
             setup,
             event_jobs: event_jobs(&jobs),
@@ -286,7 +295,8 @@ impl Service {
             return;
         }
         if self.on_event.is_none() {
-            match crate::events::Watcher::start(self.events_store.notify_dir()) {
+            let notify_dir = self.notify_dir();
+            match crate::events::Watcher::start(&notify_dir, self.location.fleet.as_ref()) {
                 Ok(watcher) => {
                     let sender = self.sender.clone();
                     self.on_event = Some(watcher.subscribe(move || {
@@ -295,7 +305,7 @@ impl Service {
                 }
                 Err(e) => log::warn!(
                     "cannot watch {} for events ({e}); jobs waiting for events start only when something else wakes the daemon",
-                    self.events_store.notify_dir().display()
+                    notify_dir.display()
                 ),
             }
         }
@@ -321,7 +331,7 @@ impl Service {
     fn take_firings(&mut self) {
         for (job, event) in self
             .gates
-            .new_firings(&self.events_store, self.planner.jobs())
+            .new_firings(&*self.events_store, self.planner.jobs())
         {
             log::info!(
                 "event \"{}\" (#{}) was fired: job \"{job}\" runs (and_every)",
@@ -519,7 +529,7 @@ impl Service {
 
     /// Starts every run the planner lets start now.
     fn start_due(&mut self, now: DateTime<Utc>) {
-        let (store, gates, event_jobs) = (&self.events_store, &self.gates, &self.event_jobs);
+        let (store, gates, event_jobs) = (&*self.events_store, &self.gates, &self.event_jobs);
         let starts = self
             .planner
             .poll_with(now, |request| match event_jobs.get(&request.job) {
@@ -741,15 +751,28 @@ impl Service {
         paths: &RunPaths,
     ) -> Option<String> {
         env.insert("RUNNER_SESSION".to_owned(), self.gates.session().to_owned());
-        // A fleet database named by the launch stays; else the file `runner fire` writes.
+        // A database named by the launch stays; else the daemon's own (a fleet's
+        // connection string goes through the environment only, never argv).
         env.entry("RUNNER_DATABASE".to_owned())
-            .or_insert_with(|| self.events_store.path().display().to_string());
+            .or_insert_with(|| match &self.location.fleet {
+                Some(url) => url.secret_text().to_owned(),
+                None => self.location.file().display().to_string(),
+            });
         let events = request.trigger_data.get("events")?;
         env.insert(
             "RUNNER_EVENTS".to_owned(),
             paths.run_dir.join(gate::EVENTS_FILE).display().to_string(),
         );
         Some(events.to_string())
+    }
+
+    /// The directory whose `events.notify` announces this host's events.
+    fn notify_dir(&self) -> PathBuf {
+        self.location
+            .file()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_owned()
     }
 
     /// A run that succeeded fires an event named after its job, with its
@@ -767,7 +790,7 @@ impl Service {
             source: &source,
         });
         match fired {
-            Ok(_) => crate::store::notify(self.events_store.notify_dir()),
+            Ok(_) => {}
             Err(e) => log::warn!(
                 "cannot fire the event of job \"{job}\": {}",
                 crate::logging::one_line(&e)

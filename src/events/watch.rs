@@ -6,6 +6,13 @@
 //! every subscriber when that file is closed. A waiting chain therefore uses no CPU at
 //! all until something is fired, and wakes a few milliseconds after the commit.
 //!
+//! With a fleet database (contract section 13) events fired on other hosts are
+//! announced by PostgreSQL's NOTIFY: a second thread blocks on a connection that LISTENs
+//! (`store::Listener`) and wakes the same subscribers. It listens before `start` returns,
+//! so an event committed after that is never missed. If the connection breaks, one
+//! warning; it reconnects with a growing pause (not a poll of the events: nothing is
+//! read until it is back) and wakes everyone once it is, for what was fired meanwhile.
+//!
 //! Why inotify on a file, rather than a FIFO or SQLite's `data_version`: a FIFO needs a
 //! reader to exist (a `fire` with no waiter would block or fail) and one FIFO per waiter;
 //! `data_version` only changes for a connection that asks, so it means polling. The
@@ -13,11 +20,16 @@
 //! committed between the read and the wait still wakes it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use inotify::{Inotify, WatchMask};
 
 use crate::interrupt::{Subscription, Wakers};
-use crate::store::NOTIFY_FILE;
+use crate::store::{FleetUrl, Listener, NOTIFY_FILE, warn_away};
+
+/// The first pause before listening again after the fleet connection broke.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// The inotify thread and its subscribers.
 pub(crate) struct Watcher {
@@ -25,9 +37,10 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `dir` (created if needed). An error means no wake-ups: the
-    /// caller falls back to looking now and then.
-    pub(crate) fn start(dir: &Path) -> std::io::Result<Watcher> {
+    /// Starts watching `dir` (created if needed) and, with a fleet database, listening
+    /// for its announcements. An error means no wake-ups: the caller falls back to
+    /// looking now and then.
+    pub(crate) fn start(dir: &Path, fleet: Option<&FleetUrl>) -> std::io::Result<Watcher> {
         crate::state::ensure_dir(dir).map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut inotify = Inotify::init()?;
         inotify
@@ -55,6 +68,20 @@ impl Watcher {
                     }
                 }
             })?;
+        if let Some(url) = fleet {
+            // Connected here, so that the caller's first read comes after the LISTEN.
+            let first = Listener::open(url).map_err(|e| {
+                warn_away(&format!(
+                    "{}; events of other hosts wake nothing until it answers",
+                    crate::logging::one_line(&e)
+                ));
+            });
+            let url = url.clone();
+            let theirs = wakers.clone();
+            std::thread::Builder::new()
+                .name("events-listen".to_owned())
+                .spawn(move || listen(&url, first.ok(), &theirs))?;
+        }
         Ok(Watcher { wakers })
     }
 
@@ -62,5 +89,43 @@ impl Watcher {
     /// returned subscription is dropped.
     pub(crate) fn subscribe(&self, wake: impl Fn() + Send + 'static) -> Subscription {
         self.wakers.subscribe(wake)
+    }
+}
+
+/// Wakes `wakers` at every announcement of the fleet database, reconnecting for ever.
+fn listen(url: &FleetUrl, first: Option<Listener>, wakers: &Wakers) {
+    let mut listener = first;
+    let mut warned = listener.is_none();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match listener.as_mut() {
+            Some(open) => match open.wait() {
+                Ok(()) => wakers.wake_all(),
+                Err(e) => {
+                    if !warned {
+                        warn_away(&format!(
+                            "{}; events of other hosts wake nothing until it answers",
+                            crate::logging::one_line(&e)
+                        ));
+                        warned = true;
+                    }
+                    listener = None;
+                }
+            },
+            None => {
+                std::thread::sleep(pause);
+                match Listener::open(url) {
+                    Ok(open) => {
+                        log::info!("{} answers again; listening for events", url.describe());
+                        listener = Some(open);
+                        warned = false;
+                        pause = FIRST_PAUSE;
+                        // What was fired while away is looked at now.
+                        wakers.wake_all();
+                    }
+                    Err(_) => pause = (pause * 2).min(MAX_PAUSE),
+                }
+            }
+        }
     }
 }

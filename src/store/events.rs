@@ -1,5 +1,6 @@
 //! Events in the store: fired, listed, looked up by name, pruned, and the file whose
-//! change tells waiting chains that something was fired.
+//! change tells waiting chains that something was fired; the [`EventStore`] seam that
+//! the fleet's PostgreSQL implements too (`store/pg_events.rs`).
 //!
 //! An event is one row of `events`: its id is the order in which events were committed,
 //! so "which came first" has one answer for every reader. After each commit the firing
@@ -180,6 +181,109 @@ impl Store {
             .execute("DELETE FROM events WHERE fired_at < ?1", [cutoff])
             .map_err(|e| self.wrap(e))
     }
+}
+
+/// Where events are kept, whichever engine holds them: the SQLite file of one host, or
+/// the fleet's PostgreSQL, shared by every host (contract section 13). Firing through it
+/// also wakes the waiters it can reach (inotify beside the file, NOTIFY in the database).
+pub(crate) trait EventStore {
+    /// Records an event in its own transaction, wakes waiters, returns it as stored.
+    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError>;
+    /// The events of `session` (of every session for `None`), oldest first.
+    fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError>;
+    /// The latest firing of each of `names` in `session`, by name.
+    fn latest_events(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, EventRecord>, StoreError>;
+    /// The events of `session` named one of `names` committed after event `after`.
+    fn events_since(
+        &self,
+        session: &str,
+        names: &[String],
+        after: i64,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// The id of the newest event (0 when there is none).
+    fn last_event_id(&self) -> Result<i64, StoreError>;
+    /// Deletes the events fired before `cutoff` (epoch seconds); returns how many.
+    fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError>;
+}
+
+impl EventStore for Store {
+    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
+        let fired = Store::fire_event(self, event)?;
+        notify(self.notify_dir());
+        Ok(fired)
+    }
+    fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
+        Store::list_events(self, session)
+    }
+    fn latest_events(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, EventRecord>, StoreError> {
+        Store::latest_events(self, session, names)
+    }
+    fn events_since(
+        &self,
+        session: &str,
+        names: &[String],
+        after: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        Store::events_since(self, session, names, after)
+    }
+    fn last_event_id(&self) -> Result<i64, StoreError> {
+        Store::last_event_id(self)
+    }
+    fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError> {
+        Store::prune_events(self, cutoff)
+    }
+}
+
+/// Where a fired event went.
+pub(crate) enum Fired {
+    /// Into the store named: the fleet's database when there is one.
+    Stored(EventRecord),
+    /// Into this host's file only: the fleet database named did not take it (why).
+    LocalOnly(EventRecord, StoreError),
+}
+
+/// Fires `event` into the store at `location`: the fleet's database when one is named
+/// (falling back, when it cannot be reached, to this host's file, so that this host's
+/// chains still see it), else the file.
+pub(crate) fn fire(
+    location: &super::Location,
+    host: &str,
+    event: &NewEvent<'_>,
+) -> Result<Fired, StoreError> {
+    if let Some(url) = &location.fleet {
+        let shared = super::postgres::PgStore::open(url, host)
+            .and_then(|mut pg| EventStore::fire_event(&mut pg, event));
+        match shared {
+            Ok(fired) => return Ok(Fired::Stored(fired)),
+            Err(e) => {
+                let mut local = Store::open_at(location)?;
+                let fired = EventStore::fire_event(&mut local, event)?;
+                return Ok(Fired::LocalOnly(fired, e));
+            }
+        }
+    }
+    let mut local = Store::open_at(location)?;
+    Ok(Fired::Stored(EventStore::fire_event(&mut local, event)?))
+}
+
+/// Opens the events at `location` for reading: the fleet's database (an error when it
+/// cannot be reached, as for runs), else the file, `None` when there is none yet.
+pub(crate) fn open_events_for_reading(
+    location: &super::Location,
+    host: &str,
+) -> Result<Option<Box<dyn EventStore>>, StoreError> {
+    if let Some(url) = &location.fleet {
+        return Ok(Some(Box::new(super::postgres::PgStore::open(url, host)?)));
+    }
+    Ok(Store::read_only(location)?.map(|s| Box::new(s) as Box<dyn EventStore>))
 }
 
 /// Tells waiting chains that an event was committed: writes and closes

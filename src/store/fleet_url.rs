@@ -9,6 +9,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Whether this process has warned that the fleet database is unreachable.
+static WARNED_AWAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that the fleet database cannot be used: a warning the first time in this
+/// process (records, events and their wake-ups all depend on it, and one warning is
+/// what the contract promises), a debug line after that.
+pub(crate) fn warn_away(message: &str) {
+    if WARNED_AWAY.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::debug!("{message}");
+    } else {
+        log::warn!("{message}");
+    }
+}
+
 /// How long connecting may take before the store counts as unreachable.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

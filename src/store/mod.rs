@@ -13,6 +13,7 @@ pub(crate) mod metrics;
 pub(crate) mod model;
 mod owner;
 pub(crate) mod paths;
+mod pg_events;
 mod postgres;
 mod quantile;
 mod query;
@@ -24,9 +25,13 @@ mod sqlite;
 mod writer;
 
 pub(crate) use backend::{RunStore, StoredOutput, open_for_reading, open_for_writing};
-pub(crate) use events::{EventRecord, NOTIFY_FILE, NewEvent, notify};
+pub(crate) use events::{
+    EventRecord, EventStore, Fired, NOTIFY_FILE, NewEvent, fire, open_events_for_reading,
+};
 pub(crate) use fleet_lock::{FleetLock, FleetLockOutcome};
+pub(crate) use fleet_url::{FleetUrl, warn_away};
 pub(crate) use location::Location;
 pub(crate) use owner::Owner;
+pub(crate) use pg_events::{FleetEvents, Listener};
 pub(crate) use recorder::StoreRecorder;
 pub(crate) use sqlite::{NewRun, Store, StoreError};

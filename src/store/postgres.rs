@@ -141,7 +141,22 @@ impl PgStore {
         Ok(store)
     }
 
-    fn wrap(&self, source: postgres::Error) -> StoreError {
+    /// The host this store records as.
+    pub(super) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The connection, for a read (one thread uses a store at a time).
+    pub(super) fn client(&self) -> std::cell::RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+
+    /// The connection, for a write.
+    pub(super) fn client_mut(&mut self) -> &mut Client {
+        self.client.get_mut()
+    }
+
+    pub(super) fn wrap(&self, source: postgres::Error) -> StoreError {
         StoreError::Postgres {
             url: self.url.describe(),
             source,
@@ -414,6 +429,15 @@ impl RunStore for PgStore {
                     "UPDATE task_instances SET status = $1 WHERE id = $2",
                     &[&end.instance_status.as_str(), &end.instance_id],
                 )?;
+                if let Some(cascade) = &end.cascade {
+                    let event = super::events::NewEvent {
+                        session: &cascade.session,
+                        name: &cascade.name,
+                        data: &cascade.data,
+                        source: &cascade.source,
+                    };
+                    super::pg_events::insert_event(&mut tx, &event, end.stop_time, &self.host)?;
+                }
             }
             let mut id = None;
             if let Some((instance_id, try_num, start_time, output)) = starting {

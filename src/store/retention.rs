@@ -68,6 +68,15 @@ pub(crate) fn spawn(
 /// runs they belonged to gone, nothing should start on them any more.
 pub(crate) fn prune_events(location: &Location, days: u64) {
     let cutoff = super::sqlite::epoch(SystemTime::now()) - days as f64 * 86_400.0;
+    // The fleet's events too, with a fleet database (this host's file keeps some).
+    if let Some(url) = &location.fleet {
+        let host = crate::state::host(None);
+        let pruned = super::postgres::PgStore::open(url, &host)
+            .and_then(|mut pg| super::events::EventStore::prune_events(&mut pg, cutoff));
+        if let Err(e) = pruned {
+            log::debug!("cannot prune old events: {}", crate::logging::one_line(&e));
+        }
+    }
     let result = Store::open_at(location).and_then(|mut store| store.prune_events(cutoff));
     match result {
         Ok(0) => {}

@@ -83,6 +83,12 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The fleet database did not answer a moment ago; it is not asked again yet.
+    #[error("the fleet database {url} is unreachable")]
+    FleetAway {
+        /// The database, without its password.
+        url: String,
+    },
     /// Several runs start with the prefix.
     #[error("\"{prefix}\" matches several runs: {}", candidates.join(", "))]
     Ambiguous {

@@ -562,11 +562,11 @@ impl Writer {
     fn fleet_lost(&mut self, e: &StoreError) {
         self.fleet = None;
         // The error names the database already (without its password).
-        log::warn!(
+        super::fleet_url::warn_away(&format!(
             "{}; recording in {} and sending the run there once it answers",
             crate::logging::one_line(e),
             self.store_path.display()
-        );
+        ));
         self.mark_pending();
     }
 

@@ -15,6 +15,7 @@ mod escapees;
 mod events;
 mod exits;
 mod fleet;
+mod fleet_events;
 mod hooks_env;
 mod hostile;
 mod live;

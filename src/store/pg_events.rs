@@ -1,0 +1,304 @@
+//! Events in the fleet's PostgreSQL (contract section 13): shared by every host of a
+//! session, and waking waiters on any host with LISTEN/NOTIFY, without polling.
+//!
+//! Firing inserts the event and calls `pg_notify` on [`CHANNEL`] in one transaction;
+//! PostgreSQL delivers the notification to every listening connection when it commits.
+//! A [`Listener`] is one connection that only listens: a waiting chain or daemon blocks
+//! on its socket and is woken by the server. Event ids come from one sequence, and
+//! firings take one advisory lock for the length of their transaction, so ids commit in
+//! order and "the events after id N" (a daemon's `and_every`) never skips a late commit.
+//!
+//! [`FleetEvents`] is the fleet's events for a long-lived process (a chain, the daemon):
+//! it connects on first use, and when the database goes away it warns once (for the
+//! whole process) and reconnects. A chain looks only when woken, so it tries again at
+//! every look; the daemon's loop looks often, so after a failed connect it answers with
+//! an error at once for a few seconds rather than wait on a dead network each time.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls, Row};
+
+use super::events::{EventRecord, EventStore, NewEvent};
+use super::fleet_url::FleetUrl;
+use super::postgres::PgStore;
+use super::sqlite::{StoreError, epoch};
+
+/// The channel events are announced on; the payload is the event's session.
+pub(crate) const CHANNEL: &str = "runner_events";
+
+/// The advisory lock every firing holds until it commits (any constant unique to runner).
+const FIRE_LOCK: i64 = 0x7275_6e6e_6572_0002;
+
+const COLUMNS: &str = "id, session, name, data, fired_at, source";
+
+fn event_row(row: &Row) -> EventRecord {
+    let data: String = row.get(3);
+    EventRecord {
+        id: row.get(0),
+        session: row.get(1),
+        name: row.get(2),
+        data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
+        fired_at: row.get(4),
+        source: row.get(5),
+    }
+}
+
+/// Inserts `event` inside an open transaction and announces it at commit; its id.
+pub(super) fn insert_event(
+    tx: &mut postgres::Transaction<'_>,
+    event: &NewEvent<'_>,
+    at: SystemTime,
+    host: &str,
+) -> Result<i64, postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRE_LOCK])?;
+    let row = tx.query_one(
+        "INSERT INTO events (session, name, data, fired_at, source, host)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[
+            &event.session,
+            &event.name,
+            &event.data.to_string(),
+            &epoch(at),
+            &event.source,
+            &host,
+        ],
+    )?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &event.session])?;
+    Ok(row.get(0))
+}
+
+impl EventStore for PgStore {
+    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
+        let now = SystemTime::now();
+        let host = self.host().to_owned();
+        let result = (|| {
+            let mut tx = self.client_mut().transaction()?;
+            let id = insert_event(&mut tx, event, now, &host)?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        let id = result.map_err(|e| self.wrap(e))?;
+        Ok(EventRecord {
+            id,
+            session: event.session.to_owned(),
+            name: event.name.to_owned(),
+            data: event.data.clone(),
+            fired_at: epoch(now),
+            source: Some(event.source.to_owned()),
+        })
+    }
+
+    fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
+        self.client()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE $1::text IS NULL OR session = $1
+                     ORDER BY id"
+                ),
+                &[&session],
+            )
+            .map(|rows| rows.iter().map(event_row).collect())
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn latest_events(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, EventRecord>, StoreError> {
+        self.client()
+            .query(
+                &format!(
+                    "SELECT DISTINCT ON (name) {COLUMNS} FROM events
+                     WHERE session = $1 AND name = ANY($2) ORDER BY name, id DESC"
+                ),
+                &[&session, &names],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(event_row)
+                    .map(|e| (e.name.clone(), e))
+                    .collect()
+            })
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn events_since(
+        &self,
+        session: &str,
+        names: &[String],
+        after: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.client()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM events
+                     WHERE session = $1 AND name = ANY($2) AND id > $3 ORDER BY id"
+                ),
+                &[&session, &names, &after],
+            )
+            .map(|rows| rows.iter().map(event_row).collect())
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.client()
+            .query_one("SELECT coalesce(max(id), 0)::bigint FROM events", &[])
+            .map(|row| row.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError> {
+        self.client_mut()
+            .execute("DELETE FROM events WHERE fired_at < $1", &[&cutoff])
+            .map(|n| n as usize)
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+/// A connection that listens on [`CHANNEL`], and nothing else.
+pub(crate) struct Listener {
+    client: Client,
+    url: FleetUrl,
+}
+
+impl Listener {
+    /// Connects (within the connect timeout) and starts listening: every event committed
+    /// from the moment this returns is announced to it.
+    pub(crate) fn open(url: &FleetUrl) -> Result<Listener, StoreError> {
+        let wrap = |source| StoreError::Postgres {
+            url: url.describe(),
+            source,
+        };
+        let mut client = url.config().connect(NoTls).map_err(wrap)?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(wrap)?;
+        Ok(Listener {
+            client,
+            url: url.clone(),
+        })
+    }
+
+    /// Blocks until an event is announced; an error when the connection is gone (TCP
+    /// keepalives bound how long a dead network takes to notice).
+    pub(crate) fn wait(&mut self) -> Result<(), StoreError> {
+        let mut notifications = self.client.notifications();
+        let next = notifications.blocking_iter().next();
+        match next {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::FleetAway {
+                url: self.url.describe(),
+            }),
+            Err(source) => Err(StoreError::Postgres {
+                url: self.url.describe(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The fleet's events for a long-lived process: connected on first use, reconnected
+/// after a failure (not sooner than its `retry_after`), one warning per outage.
+pub(crate) struct FleetEvents {
+    url: FleetUrl,
+    host: String,
+    retry_after: Duration,
+    store: RefCell<Option<PgStore>>,
+    next_try: Cell<Option<Instant>>,
+    away: Cell<bool>,
+}
+
+impl FleetEvents {
+    /// The events of the fleet database `url`, as host `host`; nothing is connected yet.
+    /// After a failed connect, it answers with an error at once for `retry_after` (a
+    /// loop that must not stall on a dead network); zero tries again at every call.
+    pub(crate) fn new(url: &FleetUrl, host: &str, retry_after: Duration) -> FleetEvents {
+        FleetEvents {
+            url: url.clone(),
+            host: host.to_owned(),
+            retry_after,
+            store: RefCell::new(None),
+            next_try: Cell::new(None),
+            away: Cell::new(false),
+        }
+    }
+
+    fn with<T>(&self, f: impl Fn(&mut PgStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut store = self.store.borrow_mut();
+        // A connection kept from before may have died since (a restarted server): its
+        // failure is tried again at once on a fresh one, or a wake-up would be lost.
+        if let Some(open) = store.as_mut() {
+            match f(open) {
+                Ok(found) => return Ok(found),
+                Err(e) => log::debug!(
+                    "fleet events: {}; reconnecting",
+                    crate::logging::one_line(&e)
+                ),
+            }
+            *store = None;
+        }
+        if self.next_try.get().is_some_and(|t| Instant::now() < t) {
+            return Err(StoreError::FleetAway {
+                url: self.url.describe(),
+            });
+        }
+        let result = PgStore::open(&self.url, &self.host).and_then(|mut opened| {
+            let found = f(&mut opened)?;
+            *store = Some(opened);
+            Ok(found)
+        });
+        match &result {
+            Ok(_) => {
+                if self.away.replace(false) {
+                    log::info!("{} answers again; events are shared", self.url.describe());
+                }
+            }
+            Err(e) => self.lost(e),
+        }
+        result
+    }
+
+    fn lost(&self, e: &StoreError) {
+        self.next_try.set(Some(Instant::now() + self.retry_after));
+        if !self.away.replace(true) {
+            super::fleet_url::warn_away(&format!(
+                "{}; events of other hosts are not seen until it answers",
+                crate::logging::one_line(e)
+            ));
+        }
+    }
+}
+
+impl EventStore for FleetEvents {
+    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
+        self.with(|s| EventStore::fire_event(s, event))
+    }
+    fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
+        self.with(|s| EventStore::list_events(s, session))
+    }
+    fn latest_events(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, EventRecord>, StoreError> {
+        self.with(|s| EventStore::latest_events(s, session, names))
+    }
+    fn events_since(
+        &self,
+        session: &str,
+        names: &[String],
+        after: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with(|s| EventStore::events_since(s, session, names, after))
+    }
+    fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.with(|s| EventStore::last_event_id(s))
+    }
+    fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError> {
+        self.with(|s| EventStore::prune_events(s, cutoff))
+    }
+}
