@@ -136,6 +136,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
                 config.runner.keep_runs,
                 config.runner.keep_days,
                 config.runner.event_keep_days,
+                &host,
             );
         }
         Box::new(store)

@@ -51,6 +51,20 @@ pub(crate) struct NewEvent<'a> {
     pub(crate) source: &'a str,
 }
 
+impl NewEvent<'_> {
+    /// The event as stored with `id`, fired at `at`.
+    pub(super) fn stored(&self, id: i64, at: SystemTime) -> EventRecord {
+        EventRecord {
+            id,
+            session: self.session.to_owned(),
+            name: self.name.to_owned(),
+            data: self.data.clone(),
+            fired_at: epoch(at),
+            source: Some(self.source.to_owned()),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, session, name, data, fired_at, source";
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
@@ -97,14 +111,7 @@ impl Store {
             Ok(id)
         })();
         let id = result.map_err(|e| self.wrap(e))?;
-        Ok(EventRecord {
-            id,
-            session: event.session.to_owned(),
-            name: event.name.to_owned(),
-            data: event.data.clone(),
-            fired_at: epoch(now),
-            source: Some(event.source.to_owned()),
-        })
+        Ok(event.stored(id, now))
     }
 
     /// The events of `session` (of every session for `None`), oldest first.

@@ -10,6 +10,27 @@ use serde::Serialize;
 // records carry them, so readers of the store find them here too.
 pub(crate) use crate::record::{InstanceStatus, RunStatus};
 
+/// The one run of `found` that `prefix` names: the run whose id it is, else the only
+/// one whose id starts with it; none or several is an error that says so.
+pub(crate) fn pick_run(
+    mut found: Vec<RunRecord>,
+    prefix: &str,
+) -> Result<RunRecord, super::StoreError> {
+    if let Some(exact) = found.iter().position(|r| r.run_id == prefix) {
+        return Ok(found.swap_remove(exact));
+    }
+    match found.len() {
+        0 => Err(super::StoreError::NotFound {
+            prefix: prefix.to_owned(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(super::StoreError::Ambiguous {
+            prefix: prefix.to_owned(),
+            candidates: found.into_iter().map(|r| r.run_id).collect(),
+        }),
+    }
+}
+
 /// One run, with dsari's columns plus its status.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RunRecord {

@@ -81,14 +81,7 @@ impl EventStore for PgStore {
             Ok(id)
         })();
         let id = result.map_err(|e| self.wrap(e))?;
-        Ok(EventRecord {
-            id,
-            session: event.session.to_owned(),
-            name: event.name.to_owned(),
-            data: event.data.clone(),
-            fired_at: epoch(now),
-            source: Some(event.source.to_owned()),
-        })
+        Ok(event.stored(id, now))
     }
 
     fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {

@@ -727,19 +727,7 @@ impl RunStore for PgStore {
         let (running, finished) = result.map_err(|e| self.wrap(e))?;
         let mut found: Vec<RunRecord> = running.iter().map(|r| self.running_row(r)).collect();
         found.extend(finished.iter().map(finished_row));
-        if let Some(exact) = found.iter().position(|r| r.run_id == prefix) {
-            return Ok(found.swap_remove(exact));
-        }
-        match found.len() {
-            0 => Err(StoreError::NotFound {
-                prefix: prefix.to_owned(),
-            }),
-            1 => Ok(found.remove(0)),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: found.into_iter().map(|r| r.run_id).collect(),
-            }),
-        }
+        super::model::pick_run(found, prefix)
     }
 
     fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError> {
@@ -849,6 +837,63 @@ impl RunStore for PgStore {
 }
 
 impl PgStore {
+    /// Deletes up to `batch` of this host's old runs of `job` (all but the newest
+    /// `keep_runs`, and those older than `keep_days`), none started at or after `before`,
+    /// as the SQLite store does; returns their output directories. Each host keeps its
+    /// own history: `keep_runs` of one host never removes another's runs.
+    pub(crate) fn prune(
+        &mut self,
+        job: &str,
+        keep_runs: u64,
+        keep_days: Option<u64>,
+        before: SystemTime,
+        batch: usize,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
+        let host = self.host.clone();
+        let sql = format!(
+            "WITH mine AS (
+                SELECT r.run_id, r.start_time, m.output_dir FROM runs r
+                JOIN run_meta m USING (run_id)
+                WHERE r.job_name = $1 AND m.host = $2 AND r.start_time < {})
+             SELECT run_id::text, output_dir FROM mine
+             WHERE run_id IN (SELECT run_id FROM mine ORDER BY start_time DESC OFFSET $3)
+                OR ($4::float8 IS NOT NULL AND start_time < {})
+             LIMIT $6",
+            TO_TS.replace("$X", "$5"),
+            TO_TS.replace("$X", "$4")
+        );
+        let result = (|| {
+            let mut tx = self.client.get_mut().transaction()?;
+            let victims = tx.query(
+                &sql,
+                &[
+                    &job,
+                    &host,
+                    &(keep_runs as i64),
+                    &cutoff,
+                    &epoch(before),
+                    &(batch as i64),
+                ],
+            )?;
+            let ids: Vec<String> = victims.iter().map(|r| r.get(0)).collect();
+            // Attempts go with their instances (ON DELETE CASCADE).
+            for table in ["task_instances", "run_meta", "runs"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id::text = ANY($1)"),
+                    &[&ids],
+                )?;
+            }
+            tx.commit()?;
+            Ok(victims
+                .iter()
+                .filter_map(|r| r.get::<_, Option<String>>(1))
+                .map(PathBuf::from)
+                .collect())
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
     /// Writes a whole run recorded elsewhere (the local store, while this database was
     /// unreachable) in one transaction, replacing any part of it already here.
     pub(crate) fn upload(

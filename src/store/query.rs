@@ -176,20 +176,8 @@ impl Store {
             }
             Ok(found)
         })();
-        let mut found = result.map_err(|e| self.wrap(e))?;
-        if let Some(exact) = found.iter().position(|r| r.run_id == prefix) {
-            return Ok(found.swap_remove(exact));
-        }
-        match found.len() {
-            0 => Err(StoreError::NotFound {
-                prefix: prefix.to_owned(),
-            }),
-            1 => Ok(found.remove(0)),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: found.into_iter().map(|r| r.run_id).collect(),
-            }),
-        }
+        let found = result.map_err(|e| self.wrap(e))?;
+        super::model::pick_run(found, prefix)
     }
 
     /// A run with its task instances and attempts.

@@ -1,4 +1,5 @@
-//! Deleting old runs (`keep_runs`, `keep_days`) in the background of a run.
+//! Deleting old runs (`keep_runs`, `keep_days`) in the background of a run: in the
+//! SQLite file and, with a fleet database, this host's runs there too.
 //!
 //! Pruning uses its own connection on its own thread and deletes in small batches, so
 //! the chain's own writes wait at most one short transaction. Rows go first, then the
@@ -40,8 +41,10 @@ pub(crate) fn spawn(
     keep_runs: u64,
     keep_days: Option<u64>,
     event_keep_days: Option<u64>,
+    host: &str,
 ) -> Option<Pruning> {
     let state_dir = state_dir.to_owned();
+    let host = host.to_owned();
     let location = location.clone();
     let job = job.to_owned();
     let before = SystemTime::now();
@@ -49,9 +52,11 @@ pub(crate) fn spawn(
     let spawned = std::thread::Builder::new()
         .name("retention".to_owned())
         .spawn(move || {
-            let deleted = prune(&state_dir, &location, &job, keep_runs, keep_days, before);
+            let deleted = prune(
+                &state_dir, &location, &job, keep_runs, keep_days, before, &host,
+            );
             if let Some(days) = event_keep_days.or(keep_days) {
-                prune_events(&location, days);
+                prune_events(&location, days, &host);
             }
             let _ = tx.send(deleted);
         });
@@ -66,12 +71,11 @@ pub(crate) fn spawn(
 
 /// Deletes the events (of every session) fired more than `days` days ago: with the
 /// runs they belonged to gone, nothing should start on them any more.
-pub(crate) fn prune_events(location: &Location, days: u64) {
+pub(crate) fn prune_events(location: &Location, days: u64, host: &str) {
     let cutoff = super::sqlite::epoch(SystemTime::now()) - days as f64 * 86_400.0;
     // The fleet's events too, with a fleet database (this host's file keeps some).
     if let Some(url) = &location.fleet {
-        let host = crate::state::host(None);
-        let pruned = super::postgres::PgStore::open(url, &host)
+        let pruned = super::postgres::PgStore::open(url, host)
             .and_then(|mut pg| super::events::EventStore::prune_events(&mut pg, cutoff));
         if let Err(e) = pruned {
             log::debug!("cannot prune old events: {}", crate::logging::one_line(&e));
@@ -93,6 +97,7 @@ pub(crate) fn prune(
     keep_runs: u64,
     keep_days: Option<u64>,
     before: SystemTime,
+    host: &str,
 ) -> usize {
     let mut store = match Store::open_at(location) {
         Ok(store) => store,
@@ -101,9 +106,38 @@ pub(crate) fn prune(
             return 0;
         }
     };
+    let local = prune_in(state_dir, job, |batch| {
+        store.prune(job, keep_runs, keep_days, before, batch)
+    });
+    // The fleet's database keeps this host's runs too (as many, as long).
+    let Some(url) = &location.fleet else {
+        return local;
+    };
+    let mut pg = match super::postgres::PgStore::open(url, host) {
+        Ok(pg) => pg,
+        Err(e) => {
+            log::debug!(
+                "not pruning old runs in the fleet: {}",
+                crate::logging::one_line(&e)
+            );
+            return local;
+        }
+    };
+    local.max(prune_in(state_dir, job, |batch| {
+        pg.prune(job, keep_runs, keep_days, before, batch)
+    }))
+}
+
+/// Deletes batches with `batch_of` until one comes back short, and the deleted runs'
+/// output directories; how many runs were deleted.
+fn prune_in(
+    state_dir: &Path,
+    job: &str,
+    mut batch_of: impl FnMut(usize) -> Result<Vec<PathBuf>, super::sqlite::StoreError>,
+) -> usize {
     let mut deleted = 0;
     loop {
-        let dirs: Vec<PathBuf> = match store.prune(job, keep_runs, keep_days, before, BATCH) {
+        let dirs: Vec<PathBuf> = match batch_of(BATCH) {
             Ok(dirs) => dirs,
             Err(e) => {
                 log::warn!(

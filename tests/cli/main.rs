@@ -16,6 +16,7 @@ mod events;
 mod exits;
 mod fleet;
 mod fleet_events;
+mod fleet_records;
 mod hooks_env;
 mod hostile;
 mod live;
