@@ -23,7 +23,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::events::{EventRecord, EventStore, NewEvent};
 use super::fleet_url::FleetUrl;
-use super::postgres::PgStore;
+use super::postgres::{PgStore, Prepared};
 use super::sqlite::{StoreError, epoch};
 
 /// The channel events are announced on; the payload is the event's session.
@@ -46,17 +46,26 @@ fn event_row(row: &Row) -> EventRecord {
     }
 }
 
-/// Inserts `event` inside an open transaction and announces it at commit; its id.
+/// Inserts `event` inside an open transaction and announces it at commit, in one
+/// statement (the lock first: the insert reads its row); its id.
 pub(super) fn insert_event(
     tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
     event: &NewEvent<'_>,
     at: SystemTime,
     host: &str,
 ) -> Result<i64, postgres::Error> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRE_LOCK])?;
+    let insert = prepared.get(
+        tx,
+        "WITH locked AS (SELECT pg_advisory_xact_lock($7::bigint)),
+              added AS (INSERT INTO events (session, name, data, fired_at, source, host)
+                        SELECT $1::text, $2::text, $3::text, $4::float8, $5::text, $6::text
+                        FROM locked RETURNING id, session)
+         SELECT id, (SELECT count(*) FROM (SELECT pg_notify($8::text, session) FROM added) n)
+         FROM added",
+    )?;
     let row = tx.query_one(
-        "INSERT INTO events (session, name, data, fired_at, source, host)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &insert,
         &[
             &event.session,
             &event.name,
@@ -64,9 +73,10 @@ pub(super) fn insert_event(
             &epoch(at),
             &event.source,
             &host,
+            &FIRE_LOCK,
+            &CHANNEL,
         ],
     )?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &event.session])?;
     Ok(row.get(0))
 }
 
@@ -75,8 +85,9 @@ impl EventStore for PgStore {
         let now = SystemTime::now();
         let host = self.host().to_owned();
         let result = (|| {
-            let mut tx = self.client_mut().transaction()?;
-            let id = insert_event(&mut tx, event, now, &host)?;
+            let (client, prepared) = self.client_mut();
+            let mut tx = client.transaction()?;
+            let id = insert_event(&mut tx, prepared, event, now, &host)?;
             tx.commit()?;
             Ok(id)
         })();
@@ -146,6 +157,7 @@ impl EventStore for PgStore {
 
     fn prune_events(&mut self, cutoff: f64) -> Result<usize, StoreError> {
         self.client_mut()
+            .0
             .execute("DELETE FROM events WHERE fired_at < $1", &[&cutoff])
             .map(|n| n as usize)
             .map_err(|e| self.wrap(e))

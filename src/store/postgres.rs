@@ -103,6 +103,9 @@ const MIGRATIONS: &[&str] = &[
     ",
 ];
 
+/// Sets an instance's status.
+const SET_STATUS: &str = "UPDATE task_instances SET status = $1 WHERE id = $2";
+
 /// The advisory lock key under which migrations run (any constant unique to runner).
 const MIGRATION_LOCK: i64 = 0x7275_6e6e_6572_0001;
 
@@ -111,9 +114,33 @@ pub(crate) struct PgStore {
     /// Reads take `&self` in the seam and the client needs `&mut` for every query; one
     /// store is used by one thread at a time.
     client: RefCell<Client>,
+    /// The statements of the per-task path, prepared once per connection.
+    prepared: Prepared,
     url: FleetUrl,
     /// This host: only its own runs can be told `running` from `lost` by their process.
     host: String,
+}
+
+/// Statements prepared once on a connection, by their SQL: a statement given as text is
+/// parsed by the server on every call, a round trip of its own before the one that runs
+/// it, and a chain's records are a few statements per task.
+#[derive(Default)]
+pub(super) struct Prepared(std::collections::HashMap<&'static str, postgres::Statement>);
+
+impl Prepared {
+    /// `sql`, prepared on `client` the first time.
+    pub(super) fn get(
+        &mut self,
+        client: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql, statement.clone());
+        Ok(statement)
+    }
 }
 
 /// Epoch seconds to dsari's `timestamp` (UTC, without a zone).
@@ -134,6 +161,7 @@ impl PgStore {
         let client = url.config().connect(NoTls).map_err(wrap)?;
         let mut store = PgStore {
             client: RefCell::new(client),
+            prepared: Prepared::default(),
             url: url.clone(),
             host: host.to_owned(),
         };
@@ -151,9 +179,9 @@ impl PgStore {
         self.client.borrow_mut()
     }
 
-    /// The connection, for a write.
-    pub(super) fn client_mut(&mut self) -> &mut Client {
-        self.client.get_mut()
+    /// The connection, for a write, and the statements prepared on it.
+    pub(super) fn client_mut(&mut self) -> (&mut Client, &mut Prepared) {
+        (self.client.get_mut(), &mut self.prepared)
     }
 
     pub(super) fn wrap(&self, source: postgres::Error) -> StoreError {
@@ -364,11 +392,12 @@ impl RunStore for PgStore {
         let instance = instance as i32;
         let result = (|| {
             let client = self.client.get_mut();
-            if let Some(row) = client.query_opt(
+            let find = self.prepared.get(
+                client,
                 "SELECT id FROM task_instances
                  WHERE run_id = $1::text::uuid AND name = $2 AND instance = $3",
-                &[&run_id, &name, &instance],
-            )? {
+            )?;
+            if let Some(row) = client.query_opt(&find, &[&run_id, &name, &instance])? {
                 return Ok(row.get::<_, i64>(0));
             }
             let row = client.query_one(
@@ -390,12 +419,10 @@ impl RunStore for PgStore {
         instance_id: i64,
         status: InstanceStatus,
     ) -> Result<(), StoreError> {
-        self.client
-            .get_mut()
-            .execute(
-                "UPDATE task_instances SET status = $1 WHERE id = $2",
-                &[&status.as_str(), &instance_id],
-            )
+        let client = self.client.get_mut();
+        self.prepared
+            .get(client, SET_STATUS)
+            .and_then(|set| client.execute(&set, &[&status.as_str(), &instance_id]))
             .map(drop)
             .map_err(|e| self.wrap(e))
     }
@@ -405,14 +432,20 @@ impl RunStore for PgStore {
         ended: &[AttemptEnding],
         starting: Option<AttemptStarting<'_>>,
     ) -> Result<Option<i64>, StoreError> {
+        let prepared = &mut self.prepared;
+        let host = &self.host;
         let result = (|| {
             let mut tx = self.client.get_mut().transaction()?;
             for end in ended {
-                tx.execute(
+                let update = prepared.get(
+                    &mut tx,
                     "UPDATE attempts SET stop_time = $1, exit_code = $2, signal = $3,
                         result = $4, note = $5, result_data = $6,
                         output_path = CASE WHEN $8 THEN output_path END, leftovers = $9
                      WHERE id = $7",
+                )?;
+                tx.execute(
+                    &update,
                     &[
                         &epoch(end.stop_time),
                         &end.exit_code,
@@ -425,10 +458,8 @@ impl RunStore for PgStore {
                         &end.leftovers.as_ref().map(|v| v.to_string()),
                     ],
                 )?;
-                tx.execute(
-                    "UPDATE task_instances SET status = $1 WHERE id = $2",
-                    &[&end.instance_status.as_str(), &end.instance_id],
-                )?;
+                let set = prepared.get(&mut tx, SET_STATUS)?;
+                tx.execute(&set, &[&end.instance_status.as_str(), &end.instance_id])?;
                 if let Some(cascade) = &end.cascade {
                     let event = super::events::NewEvent {
                         session: &cascade.session,
@@ -436,14 +467,18 @@ impl RunStore for PgStore {
                         data: &cascade.data,
                         source: &cascade.source,
                     };
-                    super::pg_events::insert_event(&mut tx, &event, end.stop_time, &self.host)?;
+                    super::pg_events::insert_event(&mut tx, prepared, &event, end.stop_time, host)?;
                 }
             }
             let mut id = None;
             if let Some((instance_id, try_num, start_time, output)) = starting {
-                let row = tx.query_one(
+                let insert = prepared.get(
+                    &mut tx,
                     "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
                      VALUES ($1, $2, $3, $4) RETURNING id",
+                )?;
+                let row = tx.query_one(
+                    &insert,
                     &[
                         &instance_id,
                         &(try_num as i32),
@@ -452,10 +487,8 @@ impl RunStore for PgStore {
                     ],
                 )?;
                 id = Some(row.get::<_, i64>(0));
-                tx.execute(
-                    "UPDATE task_instances SET status = 'running' WHERE id = $1",
-                    &[&instance_id],
-                )?;
+                let set = prepared.get(&mut tx, SET_STATUS)?;
+                tx.execute(&set, &[&"running", &instance_id])?;
             }
             tx.commit()?;
             Ok(id)
@@ -464,12 +497,10 @@ impl RunStore for PgStore {
     }
 
     fn store_output(&mut self, attempt_id: i64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.client
-            .get_mut()
-            .execute(
-                "UPDATE attempts SET output = $1 WHERE id = $2",
-                &[&bytes, &attempt_id],
-            )
+        let client = self.client.get_mut();
+        self.prepared
+            .get(client, "UPDATE attempts SET output = $1 WHERE id = $2")
+            .and_then(|set| client.execute(&set, &[&bytes, &attempt_id]))
             .map(drop)
             .map_err(|e| self.wrap(e))
     }
