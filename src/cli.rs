@@ -151,7 +151,8 @@ pub enum Command {
     /// Write a static HTML report of the recorded runs.
     Report(ReportArgs),
     /// Fire a named event in a session: tasks waiting for it (`after`) may start,
-    /// tasks it forbids (`unless`) are abandoned.
+    /// tasks it forbids (`unless`) are abandoned. With a fleet database every host of
+    /// the session sees it; exit 75 when that database could not take it.
     Fire(FireArgs),
     /// Read fired events.
     #[command(subcommand)]
