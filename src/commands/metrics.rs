@@ -2,7 +2,8 @@
 //! format, printed once or served over HTTP at `/metrics`.
 //!
 //! The store is opened read-only (never created, migrated or changed), so the exporter
-//! can run beside a daemon and chains that write it, as another user if need be.
+//! can run beside a daemon and chains that write it, as another user if need be. With
+//! a fleet database, the numbers are the whole fleet's.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -13,7 +14,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::error::{Error, exit_codes};
 use crate::metrics;
 use crate::store::metrics::TaskTally;
-use crate::store::{Location, Store};
+use crate::store::{Location, RecordsView};
 
 /// The default `--listen` address: loopback only, dsari's exporter port.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50575";
@@ -52,13 +53,13 @@ pub(crate) fn records_source(
     }
 }
 
-/// Opens the store read-only (never created, migrated or changed), ready for scans.
-pub(crate) fn open(source: &RecordsSource) -> Result<Option<Store>, Error> {
-    let store = Store::read_only(&source.location)?;
-    if let Some(store) = &store {
-        store.cache_for_scans()?;
-    }
-    Ok(store)
+/// Opens the store: the fleet's database when one is named (every host's records),
+/// else the file read-only (never created, migrated or changed), ready for scans.
+pub(crate) fn open(source: &RecordsSource) -> Result<Option<Box<dyn RecordsView>>, Error> {
+    Ok(crate::store::open_records_view(
+        &source.location,
+        &crate::state::host(None),
+    )?)
 }
 
 /// Runs `runner metrics`.
@@ -67,7 +68,7 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
     let source = records_source(global, args.config.as_deref())?;
     if args.dump {
         let store = open(&source)?;
-        let text = collect(store.as_ref(), &source.jobs, &quantiles)?;
+        let text = collect(store.as_deref(), &source.jobs, &quantiles)?;
         print::write_stdout(text.as_bytes())?;
         return Ok(exit_codes::OK);
     }
@@ -81,7 +82,7 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
         .map_or(addr.to_string(), |a| a.to_string());
     // Scripts and tests read the bound address (port 0 picks a free one).
     print::write_stdout(format!("serving metrics at http://{bound}/metrics\n").as_bytes())?;
-    let mut store: Option<Store> = None;
+    let mut store: Option<Box<dyn RecordsView>> = None;
     // Task counts carry over from scrape to scrape: only new attempts are read.
     let mut tally = TaskTally::default();
     metrics::serve(&server, || {
@@ -90,7 +91,7 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
         }
         let numbers = match &store {
             Some(store) => store
-                .metrics_since(&quantiles, &mut tally)
+                .metrics_view(&quantiles, &mut tally)
                 .map_err(|e| e.to_string())?,
             None => Default::default(),
         };
@@ -99,9 +100,13 @@ pub(crate) fn metrics(global: &GlobalArgs, args: &MetricsArgs) -> Result<u8, Err
     Ok(exit_codes::OK)
 }
 
-fn collect(store: Option<&Store>, jobs: &[String], quantiles: &[f64]) -> Result<String, Error> {
+fn collect(
+    store: Option<&dyn RecordsView>,
+    jobs: &[String],
+    quantiles: &[f64],
+) -> Result<String, Error> {
     let numbers = match store {
-        Some(store) => store.metrics(quantiles)?,
+        Some(store) => store.metrics_view(quantiles, &mut TaskTally::default())?,
         None => Default::default(),
     };
     Ok(metrics::render(&numbers, jobs, quantiles))

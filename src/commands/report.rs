@@ -19,13 +19,19 @@ pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error
     let mut names: BTreeSet<String> = source.jobs.iter().cloned().collect();
     let mut jobs = Vec::new();
     if let Some(store) = &store {
-        names.extend(store.job_names()?);
+        names.extend(store.job_names_view()?);
         if !args.jobs.is_empty() {
             names.retain(|n| args.jobs.contains(n));
         }
-        let mut counts = store.runs_by_result()?;
+        let mut counts = store.runs_by_result_view()?;
         for name in names {
-            let runs = store.list_runs(std::slice::from_ref(&name), args.runs_per_job)?;
+            let runs = store.list_runs_on(
+                std::slice::from_ref(&name),
+                &[],
+                None,
+                None,
+                args.runs_per_job,
+            )?;
             jobs.push(JobInput {
                 counts: counts.remove(&name).unwrap_or_default(),
                 name,

@@ -182,6 +182,7 @@ impl Store {
 
     /// Every job's metrics, with `quantiles` (each in 0..=1) in the summaries, read in
     /// one transaction so that the numbers agree with each other.
+    #[cfg(test)]
     pub(crate) fn metrics(&self, quantiles: &[f64]) -> Result<Metrics, StoreError> {
         self.metrics_since(quantiles, &mut TaskTally::default())
     }

@@ -65,28 +65,9 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
-    /// The newest runs (running ones first), optionally of some jobs only.
-    pub(crate) fn list_runs(
-        &self,
-        jobs: &[String],
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        self.list_runs_where(jobs, &[], None, limit)
-    }
-
-    /// The newest runs of `jobs` (all when empty) whose status is one of `statuses`
-    /// (any when empty) and that started at or after `since` (epoch seconds).
-    pub(crate) fn list_runs_where(
-        &self,
-        jobs: &[String],
-        statuses: &[RunStatus],
-        since: Option<f64>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        self.list_runs_on(jobs, statuses, since, None, limit)
-    }
-
-    /// As [`Store::list_runs_where`], and of one host only when `host` is given.
+    /// The newest runs (running ones first) of `jobs` (all when empty) whose status is
+    /// one of `statuses` (any when empty), that started at or after `since` (epoch
+    /// seconds), and of one host only when `host` is given.
     pub(crate) fn list_runs_on(
         &self,
         jobs: &[String],
