@@ -11,6 +11,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::jobs::{self, ScheduledJob};
 use crate::daemon::{Service, Setup, data_dir};
 use crate::error::{Error, exit_codes};
+use crate::store::model::RunFilter;
 use crate::store::{EventStore, Location};
 
 /// The daemon configuration to use: `--config`, else `/etc/runner` as root and
@@ -259,7 +260,7 @@ pub(crate) fn jobs(global: &GlobalArgs, command: JobsCommand) -> Result<u8, Erro
             for job in &jobs {
                 let last = match &store {
                     Some(store) => store
-                        .list_runs_on(std::slice::from_ref(&job.job.name), &[], None, None, 1)?
+                        .list_runs_on(&RunFilter::newest(std::slice::from_ref(&job.job.name), 1))?
                         .into_iter()
                         .next()
                         .map(|r| LastRun {

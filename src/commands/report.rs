@@ -11,6 +11,7 @@ use super::print;
 use crate::cli::{GlobalArgs, ReportArgs};
 use crate::error::{Error, exit_codes};
 use crate::report::{self, JobInput};
+use crate::store::model::RunFilter;
 
 /// Runs `runner report`.
 pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error> {
@@ -25,13 +26,10 @@ pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error
         }
         let mut counts = store.runs_by_result_view()?;
         for name in names {
-            let runs = store.list_runs_on(
+            let runs = store.list_runs_on(&RunFilter::newest(
                 std::slice::from_ref(&name),
-                &[],
-                None,
-                None,
                 args.runs_per_job,
-            )?;
+            ))?;
             jobs.push(JobInput {
                 counts: counts.remove(&name).unwrap_or_default(),
                 name,

@@ -12,7 +12,7 @@ use crate::config::daemon::DaemonConfig;
 use crate::daemon::data_dir;
 use crate::error::{Error, exit_codes};
 use crate::state;
-use crate::store::model::{RunDetail, RunRecord, RunStatus};
+use crate::store::model::{RunDetail, RunFilter, RunRecord, RunStatus};
 use crate::store::{Location, RunStore, StoreError, StoredOutput, paths};
 
 /// How often `runs tail` looks for new output and for the runs' ends.
@@ -68,9 +68,13 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
                 .collect::<Result<Vec<_>, _>>()?;
             let since = since.as_deref().map(parse_since).transpose()?;
             let runs = match &store {
-                Some(store) => {
-                    store.list_runs_on(&jobs, &statuses, since, host.as_deref(), limit)?
-                }
+                Some(store) => store.list_runs_on(&RunFilter {
+                    jobs: &jobs,
+                    statuses: &statuses,
+                    since,
+                    host: host.as_deref(),
+                    limit,
+                })?,
                 None => Vec::new(),
             };
             print::records(global.format, &runs, |style| list_table(&runs, style))?;
@@ -384,7 +388,10 @@ struct Told {
 fn tail(store: &dyn RunStore, data_dir: &Path, run_ids: &[String]) -> Result<u8, Error> {
     let ids: Vec<String> = if run_ids.is_empty() {
         store
-            .list_runs_on(&[], &[RunStatus::Running], None, None, usize::MAX)?
+            .list_runs_on(&RunFilter {
+                statuses: &[RunStatus::Running],
+                ..RunFilter::newest(&[], usize::MAX)
+            })?
             .into_iter()
             .map(|r| r.run_id)
             .collect()

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::model::{InstanceStatus, RunDetail, RunRecord, RunStatus};
+use super::model::{InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus};
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
 
 /// The output an attempt left in the store itself (PostgreSQL keeps it there, capped as
@@ -82,16 +82,8 @@ pub(crate) trait RunStore {
     fn previous_runs(&self, job: &str) -> Result<[Option<RunRecord>; 3], StoreError>;
     /// The latest schedule time of `job`'s scheduled runs.
     fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError>;
-    /// The newest runs of `jobs` (all when empty) with one of `statuses` (any when
-    /// empty), started at or after `since`, of one host only when `host` is given.
-    fn list_runs_on(
-        &self,
-        jobs: &[String],
-        statuses: &[RunStatus],
-        since: Option<f64>,
-        host: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError>;
+    /// The newest runs that `filter` lets through.
+    fn list_runs_on(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRecord>, StoreError>;
     /// The run whose id is `prefix` or starts with it.
     fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError>;
     /// A run with its task instances and attempts.
@@ -156,15 +148,8 @@ impl RunStore for Store {
     fn last_scheduled(&self, job: &str) -> Result<Option<f64>, StoreError> {
         Store::last_scheduled(self, job)
     }
-    fn list_runs_on(
-        &self,
-        jobs: &[String],
-        statuses: &[RunStatus],
-        since: Option<f64>,
-        host: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        Store::list_runs_on(self, jobs, statuses, since, host, limit)
+    fn list_runs_on(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        Store::list_runs_on(self, filter)
     }
     fn find_run(&self, prefix: &str) -> Result<RunRecord, StoreError> {
         Store::find_run(self, prefix)

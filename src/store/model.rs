@@ -10,6 +10,34 @@ use serde::Serialize;
 // records carry them, so readers of the store find them here too.
 pub(crate) use crate::record::{InstanceStatus, RunStatus};
 
+/// Which runs a listing returns, newest first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunFilter<'a> {
+    /// Of these jobs (all when empty).
+    pub(crate) jobs: &'a [String],
+    /// With one of these statuses (any when empty).
+    pub(crate) statuses: &'a [RunStatus],
+    /// Started at or after this (epoch seconds).
+    pub(crate) since: Option<f64>,
+    /// Of this host only.
+    pub(crate) host: Option<&'a str>,
+    /// At most this many.
+    pub(crate) limit: usize,
+}
+
+impl<'a> RunFilter<'a> {
+    /// The newest `limit` runs of `jobs` (all when empty), whatever their status.
+    pub(crate) fn newest(jobs: &'a [String], limit: usize) -> RunFilter<'a> {
+        RunFilter {
+            jobs,
+            statuses: &[],
+            since: None,
+            host: None,
+            limit,
+        }
+    }
+}
+
 /// The one run of `found` that `prefix` names: the run whose id it is, else the only
 /// one whose id starts with it; none or several is an error that says so.
 pub(crate) fn pick_run(

@@ -17,7 +17,9 @@ use postgres::{Client, NoTls, Row};
 use super::backend::{AttemptStarting, RunStore, StoredOutput};
 use super::fleet_url::FleetUrl;
 use super::lost::LOST_EXIT_CODE;
-use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
+use super::model::{
+    AttemptRecord, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus, TaskRecord,
+};
 use super::owner::Owner;
 use super::sqlite::{AttemptEnding, NewRun, StoreError, epoch};
 
@@ -666,14 +668,14 @@ impl RunStore for PgStore {
         Ok(row.get(0))
     }
 
-    fn list_runs_on(
-        &self,
-        jobs: &[String],
-        statuses: &[RunStatus],
-        since: Option<f64>,
-        host: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    fn list_runs_on(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        let RunFilter {
+            jobs,
+            statuses,
+            since,
+            host,
+            limit,
+        } = *filter;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let filter = format!(
             "(cardinality($1::text[]) = 0 OR r.job_name = ANY($1))

@@ -3,7 +3,9 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::model::{AttemptRecord, InstanceStatus, RunDetail, RunRecord, RunStatus, TaskRecord};
+use super::model::{
+    AttemptRecord, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus, TaskRecord,
+};
 use super::owner::Owner;
 use super::sqlite::{Store, StoreError};
 
@@ -70,12 +72,15 @@ impl Store {
     /// seconds), and of one host only when `host` is given.
     pub(crate) fn list_runs_on(
         &self,
-        jobs: &[String],
-        statuses: &[RunStatus],
-        since: Option<f64>,
-        host: Option<&str>,
-        limit: usize,
+        filter: &RunFilter<'_>,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        let RunFilter {
+            jobs,
+            statuses,
+            since,
+            host,
+            limit,
+        } = *filter;
         let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
         let words: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let statuses_json = serde_json::to_string(&words).unwrap_or_else(|_| "[]".to_owned());
