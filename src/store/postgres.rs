@@ -870,19 +870,17 @@ impl RunStore for PgStore {
 }
 
 impl PgStore {
-    /// Deletes up to `batch` of this host's old runs of `job` (all but the newest
-    /// `keep_runs`, and those older than `keep_days`), none started at or after `before`,
+    /// Deletes up to `batch` of this host's old runs of `keep.job` (all but the newest
+    /// `keep.runs`, and those older than `keep.days`), none started at or after `before`,
     /// as the SQLite store does; returns their output directories. Each host keeps its
     /// own history: `keep_runs` of one host never removes another's runs.
     pub(crate) fn prune(
         &mut self,
-        job: &str,
-        keep_runs: u64,
-        keep_days: Option<u64>,
-        before: SystemTime,
+        keep: &super::retention::Keep<'_>,
         batch: usize,
     ) -> Result<Vec<PathBuf>, StoreError> {
-        let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
+        let (job, keep_runs) = (keep.job, keep.runs);
+        let cutoff = keep.cutoff();
         let host = self.host.clone();
         let sql = format!(
             "WITH mine AS (
@@ -905,7 +903,7 @@ impl PgStore {
                     &host,
                     &(keep_runs as i64),
                     &cutoff,
-                    &epoch(before),
+                    &epoch(keep.before),
                     &(batch as i64),
                 ],
             )?;

@@ -21,6 +21,27 @@ const BATCH: usize = 200;
 /// (what is left is pruned next time).
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
+/// Which old runs of a job a prune deletes (either store, in batches).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keep<'a> {
+    /// The job.
+    pub(crate) job: &'a str,
+    /// How many of its newest runs are kept.
+    pub(crate) runs: u64,
+    /// Runs older than this many days go, however few there are.
+    pub(crate) days: Option<u64>,
+    /// Runs started at or after this are never touched (the pruning run, and later).
+    pub(crate) before: SystemTime,
+}
+
+impl Keep<'_> {
+    /// The start time (epoch seconds) before which `days` deletes a run.
+    pub(crate) fn cutoff(&self) -> Option<f64> {
+        self.days
+            .map(|d| super::sqlite::epoch(SystemTime::now()) - d as f64 * 86_400.0)
+    }
+}
+
 /// A prune running in the background.
 pub(crate) struct Pruning {
     done: mpsc::Receiver<usize>,
@@ -106,9 +127,13 @@ pub(crate) fn prune(
             return 0;
         }
     };
-    let local = prune_in(state_dir, job, |batch| {
-        store.prune(job, keep_runs, keep_days, before, batch)
-    });
+    let keep = Keep {
+        job,
+        runs: keep_runs,
+        days: keep_days,
+        before,
+    };
+    let local = prune_in(state_dir, job, |batch| store.prune(&keep, batch));
     // The fleet's database keeps this host's runs too (as many, as long).
     let Some(url) = &location.fleet else {
         return local;
@@ -123,9 +148,7 @@ pub(crate) fn prune(
             return local;
         }
     };
-    local.max(prune_in(state_dir, job, |batch| {
-        pg.prune(job, keep_runs, keep_days, before, batch)
-    }))
+    local.max(prune_in(state_dir, job, |batch| pg.prune(&keep, batch)))
 }
 
 /// Deletes batches with `batch_of` until one comes back short, and the deleted runs'

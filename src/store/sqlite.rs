@@ -510,20 +510,19 @@ impl Store {
         )
     }
 
-    /// Deletes the runs of `job` that started `before` and are beyond the newest
-    /// `keep_runs` of those or older than `keep_days`, at most `batch` at a time, and
-    /// returns their output directories. Runs from `before` on (the current one) are
-    /// never counted, so what is kept does not depend on whether it has finished yet.
+    /// Deletes the runs of `keep.job` that started before `keep.before` and are beyond
+    /// the newest `keep.runs` of those or older than `keep.days`, at most `batch` at a
+    /// time, and returns their output directories. Runs from `before` on (the current
+    /// one) are never counted, so what is kept does not depend on whether it has
+    /// finished yet.
     pub(crate) fn prune(
         &mut self,
-        job: &str,
-        keep_runs: u64,
-        keep_days: Option<u64>,
-        before: SystemTime,
+        keep: &super::retention::Keep<'_>,
         batch: usize,
     ) -> Result<Vec<PathBuf>, StoreError> {
-        let cutoff = keep_days.map(|d| epoch(SystemTime::now()) - d as f64 * 86_400.0);
-        let before = epoch(before);
+        let (job, keep_runs) = (keep.job, keep.runs);
+        let cutoff = keep.cutoff();
+        let before = epoch(keep.before);
         let result = (|| {
             let tx = self
                 .conn
