@@ -51,17 +51,19 @@ pub(crate) fn runs_once_after(job: &ScheduledJob) -> bool {
 /// What the event rules of the daemon's session need to remember.
 pub(crate) struct Gates {
     session: String,
-    /// The newest event already turned into `and_every` runs.
-    seen: i64,
+    /// The newest event already turned into `and_every` runs; unknown while the store
+    /// could not be read yet (a fleet database away when the daemon started): the
+    /// first successful read sets it, so that old firings never start runs.
+    seen: Option<i64>,
 }
 
 impl Gates {
     /// Gates for `session`; only events fired from now on count for `and_every`.
     pub(crate) fn new(store: &dyn EventStore, session: String) -> Gates {
-        let seen = store.last_event_id().unwrap_or_else(|e| {
-            log::warn!("cannot read events: {}", crate::logging::one_line(&e));
-            0
-        });
+        let seen = store
+            .last_event_id()
+            .map_err(|e| log::warn!("cannot read events: {}", crate::logging::one_line(&e)))
+            .ok();
         Gates { session, seen }
     }
 
@@ -164,7 +166,12 @@ impl Gates {
         if names.is_empty() {
             return Vec::new();
         }
-        let found = match store.events_since(&self.session, &names, self.seen) {
+        let Some(seen) = self.seen else {
+            // Events already there when the store first answers count as seen.
+            self.seen = store.last_event_id().ok();
+            return Vec::new();
+        };
+        let found = match store.events_since(&self.session, &names, seen) {
             Ok(found) => found,
             Err(e) => {
                 log::warn!("cannot read events: {}", crate::logging::one_line(&e));
@@ -173,7 +180,7 @@ impl Gates {
         };
         let mut runs = Vec::new();
         for event in found {
-            self.seen = self.seen.max(event.id);
+            self.seen = Some(self.seen.unwrap_or(seen).max(event.id));
             for (name, job) in jobs {
                 if job.job.and_every.as_deref() == Some(event.name.as_str()) {
                     runs.push((name.clone(), event.clone()));
