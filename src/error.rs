@@ -9,7 +9,6 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
-use crate::config::daemon::DaemonConfigError;
 use crate::events::EventError;
 use crate::plan::PlanError;
 use crate::schedule::ScheduleError;
@@ -41,12 +40,10 @@ pub mod exit_codes {
 /// Why runner itself failed. Each variant knows its exit code and how to explain itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The INI configuration is malformed or holds a bad value.
+    /// A configuration (the chain's INI, the daemon's YAML/JSON) is malformed or holds a
+    /// bad value.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The daemon configuration is malformed or holds a bad value.
-    #[error(transparent)]
-    DaemonConfig(#[from] DaemonConfigError),
     /// A schedule expression given on the command line is wrong.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
@@ -95,7 +92,6 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_)
-            | Error::DaemonConfig(_)
             | Error::Schedule(_)
             | Error::TaskDir(_)
             | Error::Plan(_)
@@ -112,7 +108,6 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Config(e) => e.hint(),
-            Error::DaemonConfig(e) => e.hint(),
             Error::Schedule(_) | Error::Event(_) => None,
             Error::Plan(e) => e.hint(),
             Error::Unsafe(e) => Some(e.hint()),

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::daemon::{DaemonConfig, DaemonConfigError, ErrorKind, Job, Scope};
+use crate::config::daemon::{DaemonConfig, Job};
+use crate::config::{ConfigError, ErrorKind, Scope};
 use crate::schedule::Schedule;
 use crate::security::{self, Kind, UnsafeError};
 
@@ -53,7 +54,7 @@ pub(crate) fn check_ownership(config: &DaemonConfig) -> Result<(), UnsafeError> 
 /// Parses every job's schedule and checks what each job needs to exist.
 pub(crate) fn prepare(
     config: &DaemonConfig,
-) -> Result<BTreeMap<String, ScheduledJob>, DaemonConfigError> {
+) -> Result<BTreeMap<String, ScheduledJob>, ConfigError> {
     let mut jobs = BTreeMap::new();
     for (name, job) in &config.jobs {
         let scope = Scope::Job {
@@ -61,7 +62,7 @@ pub(crate) fn prepare(
             group: job.job_group.clone(),
         };
         let bad = |key: &str, reason: String| {
-            DaemonConfigError::new(
+            ConfigError::new(
                 &config.path,
                 scope.clone(),
                 ErrorKind::BadValue {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::tree::{Format, Node, SourceFile, Value};
 use crate::config::duration;
+use crate::config::error::{ConfigError, ErrorKind, Scope};
 use crate::config::near_miss::suggest;
 
 /// One mapping being read, with the scope its errors are reported in.
@@ -26,11 +26,7 @@ pub(crate) struct Table {
 impl Table {
     /// Opens `node` as a mapping; `key` names it in the error when it is not one. Null counts
     /// as an empty mapping, as a YAML key with everything under it commented out.
-    pub(crate) fn from_node(
-        node: Node,
-        scope: Scope,
-        key: &str,
-    ) -> Result<Table, DaemonConfigError> {
+    pub(crate) fn from_node(node: Node, scope: Scope, key: &str) -> Result<Table, ConfigError> {
         match node.value {
             Value::Map(entries) => Ok(Table {
                 scope,
@@ -42,7 +38,7 @@ impl Table {
                 origin: node.origin,
                 entries: BTreeMap::new(),
             }),
-            other => Err(DaemonConfigError::new(
+            other => Err(ConfigError::new(
                 &node.origin.path,
                 scope,
                 ErrorKind::BadType {
@@ -67,14 +63,14 @@ impl Table {
     }
 
     /// Fails on the first key not in `known`, with a "did you mean" when one is close.
-    pub(crate) fn check_keys(&self, known: &[&'static str]) -> Result<(), DaemonConfigError> {
+    pub(crate) fn check_keys(&self, known: &[&'static str]) -> Result<(), ConfigError> {
         match self
             .entries
             .iter()
             .find(|(k, _)| !known.contains(&k.as_str()))
         {
             None => Ok(()),
-            Some((key, node)) => Err(DaemonConfigError::new(
+            Some((key, node)) => Err(ConfigError::new(
                 &node.origin.path,
                 self.scope.clone(),
                 ErrorKind::UnknownKey {
@@ -104,8 +100,8 @@ impl Table {
         node: &Node,
         key: &str,
         reason: impl Into<String>,
-    ) -> DaemonConfigError {
-        DaemonConfigError::new(
+    ) -> ConfigError {
+        ConfigError::new(
             &node.origin.path,
             self.scope.clone(),
             ErrorKind::BadValue {
@@ -123,7 +119,7 @@ impl Table {
     }
 
     /// An error about `key` when no value of it is to blame (for example, it is missing).
-    pub(crate) fn bad_key(&self, key: &str, reason: impl Into<String>) -> DaemonConfigError {
+    pub(crate) fn bad_key(&self, key: &str, reason: impl Into<String>) -> ConfigError {
         self.bad_key_in(&self.origin, key, reason)
     }
 
@@ -133,8 +129,8 @@ impl Table {
         origin: &SourceFile,
         key: &str,
         reason: impl Into<String>,
-    ) -> DaemonConfigError {
-        DaemonConfigError::new(
+    ) -> ConfigError {
+        ConfigError::new(
             &origin.path,
             self.scope.clone(),
             ErrorKind::BadValue {
@@ -144,13 +140,8 @@ impl Table {
         )
     }
 
-    pub(crate) fn bad_type(
-        &self,
-        node: &Node,
-        key: &str,
-        expected: &'static str,
-    ) -> DaemonConfigError {
-        DaemonConfigError::new(
+    pub(crate) fn bad_type(&self, node: &Node, key: &str, expected: &'static str) -> ConfigError {
+        ConfigError::new(
             &node.origin.path,
             self.scope.clone(),
             ErrorKind::BadType {
@@ -163,7 +154,7 @@ impl Table {
 
     /// A bool. In YAML files, YAML 1.1's `yes`/`no`/`on`/`off` count too, because dsari's
     /// PyYAML reads them as bools and a dsari configuration must load unchanged.
-    pub(crate) fn bool(&mut self, key: &str, default: bool) -> Result<bool, DaemonConfigError> {
+    pub(crate) fn bool(&mut self, key: &str, default: bool) -> Result<bool, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(default);
         };
@@ -176,10 +167,7 @@ impl Table {
         }
     }
 
-    pub(crate) fn string(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<(String, Node)>, DaemonConfigError> {
+    pub(crate) fn string(&mut self, key: &str) -> Result<Option<(String, Node)>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(None);
         };
@@ -190,7 +178,7 @@ impl Table {
     }
 
     /// A non-negative integer.
-    pub(crate) fn count(&mut self, key: &str) -> Result<Option<(u64, Node)>, DaemonConfigError> {
+    pub(crate) fn count(&mut self, key: &str) -> Result<Option<(u64, Node)>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(None);
         };
@@ -204,7 +192,7 @@ impl Table {
     }
 
     /// A path, resolved against the directory of the file that set it.
-    pub(crate) fn path(&mut self, key: &str) -> Result<Option<PathBuf>, DaemonConfigError> {
+    pub(crate) fn path(&mut self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
         let Some((text, node)) = self.string(key)? else {
             return Ok(None);
         };
@@ -216,10 +204,7 @@ impl Table {
 
     /// A duration: a number of seconds as dsari writes it (`300`, `2.5`), or a string as
     /// runner's INI accepts it (`"90"`, `"90s"`, `"2m 30s"`).
-    pub(crate) fn duration(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<(Duration, Node)>, DaemonConfigError> {
+    pub(crate) fn duration(&mut self, key: &str) -> Result<Option<(Duration, Node)>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(None);
         };
@@ -244,7 +229,7 @@ impl Table {
     pub(crate) fn string_list(
         &mut self,
         key: &str,
-    ) -> Result<Option<(Vec<String>, Node)>, DaemonConfigError> {
+    ) -> Result<Option<(Vec<String>, Node)>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(None);
         };
@@ -276,7 +261,7 @@ impl Table {
     pub(crate) fn environment(
         &mut self,
         key: &str,
-    ) -> Result<BTreeMap<String, String>, DaemonConfigError> {
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(BTreeMap::new());
         };
@@ -323,7 +308,7 @@ impl Table {
     pub(crate) fn json_object(
         &mut self,
         key: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, DaemonConfigError> {
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
         let Some(node) = self.take(key) else {
             return Ok(serde_json::Map::new());
         };

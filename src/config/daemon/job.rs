@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::DaemonConfigError;
 use super::fields::Table;
 use super::tree::{Node, Value};
+use crate::config::ConfigError;
 use crate::config::near_miss::suggest;
 use crate::schedule::Schedule;
 
@@ -121,7 +121,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), &'static str> {
 }
 
 /// Reads one job's keys out of `t`.
-pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigError> {
+pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, ConfigError> {
     t.check_keys(JOB_KEYS)?;
 
     let command = match t.take("command") {
@@ -282,7 +282,7 @@ pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, DaemonConfigE
 
 /// `command`: a list of arguments, or one string split like a shell would (dsari uses
 /// Python's `shlex.split`; `shell-words` follows the same POSIX rules).
-fn command(t: &Table, node: Node) -> Result<Vec<String>, DaemonConfigError> {
+fn command(t: &Table, node: Node) -> Result<Vec<String>, ConfigError> {
     let argv = match &node.value {
         Value::String(s) => shell_words::split(s).map_err(|e| {
             t.bad_value(
@@ -311,7 +311,7 @@ fn command(t: &Table, node: Node) -> Result<Vec<String>, DaemonConfigError> {
 }
 
 /// A list of event names (`after`, `unless`).
-fn events(t: &mut Table, key: &str) -> Result<Vec<String>, DaemonConfigError> {
+fn events(t: &mut Table, key: &str) -> Result<Vec<String>, ConfigError> {
     let Some((names, node)) = t.string_list(key)? else {
         return Ok(Vec::new());
     };
@@ -321,7 +321,7 @@ fn events(t: &mut Table, key: &str) -> Result<Vec<String>, DaemonConfigError> {
     Ok(names)
 }
 
-fn check_event(t: &Table, node: &Node, key: &str, name: &str) -> Result<(), DaemonConfigError> {
+fn check_event(t: &Table, node: &Node, key: &str, name: &str) -> Result<(), ConfigError> {
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err(t.bad_value(node, key, format!("{name:?} is not an event name")));
     }
@@ -347,15 +347,15 @@ fn closest_timezone(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::daemon::error::Scope;
+    use crate::config::Scope;
     use crate::config::daemon::job_groups::jobs_of;
     use std::path::Path;
 
-    fn jobs(yaml: &str) -> Result<BTreeMap<String, Job>, DaemonConfigError> {
+    fn jobs(yaml: &str) -> Result<BTreeMap<String, Job>, ConfigError> {
         jobs_of(yaml)
     }
 
-    fn err(yaml: &str) -> DaemonConfigError {
+    fn err(yaml: &str) -> ConfigError {
         jobs(yaml).expect_err("should fail")
     }
 

@@ -6,17 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::fields::Table;
 use super::job::{JOB_KEYS, Job, build_job, validate_name};
 use super::tree::Node;
+use crate::config::error::{ConfigError, ErrorKind, Scope};
 
 /// Builds the jobs of `jobs` and `job_groups`. A name given twice (in both, or in two groups)
 /// is an error: dsari silently lets the group win, which hides a mistake.
 pub(crate) fn build_jobs(
     jobs: Option<Table>,
     job_groups: Option<Table>,
-) -> Result<BTreeMap<String, Job>, DaemonConfigError> {
+) -> Result<BTreeMap<String, Job>, ConfigError> {
     let mut out = BTreeMap::new();
     if let Some(jobs) = jobs {
         for (name, node) in jobs.into_entries() {
@@ -64,7 +64,7 @@ pub(crate) fn build_jobs(
                     .map(|other| format!("it is also listed in job group \"{other}\""))
             };
             if let Some(reason) = clash {
-                return Err(DaemonConfigError::new(
+                return Err(ConfigError::new(
                     &names_node.origin.path,
                     scope,
                     ErrorKind::BadValue {
@@ -83,15 +83,15 @@ pub(crate) fn build_jobs(
     Ok(out)
 }
 
-fn check_name(name: &str, node: &Node, scope: Scope) -> Result<(), DaemonConfigError> {
+fn check_name(name: &str, node: &Node, scope: Scope) -> Result<(), ConfigError> {
     validate_name(name).map_err(|reason| {
-        DaemonConfigError::new(&node.origin.path, scope, ErrorKind::InvalidName { reason })
+        ConfigError::new(&node.origin.path, scope, ErrorKind::InvalidName { reason })
     })
 }
 
 /// For tests: builds the jobs of a YAML document with `jobs` and `job_groups` at the top.
 #[cfg(test)]
-pub(crate) fn jobs_of(yaml: &str) -> Result<BTreeMap<String, Job>, DaemonConfigError> {
+pub(crate) fn jobs_of(yaml: &str) -> Result<BTreeMap<String, Job>, ConfigError> {
     let origin = std::sync::Arc::new(super::tree::SourceFile {
         path: std::path::PathBuf::from("/etc/runner/runner.yaml"),
         format: super::tree::Format::Yaml,
@@ -112,7 +112,7 @@ pub(crate) fn jobs_of(yaml: &str) -> Result<BTreeMap<String, Job>, DaemonConfigE
 mod tests {
     use super::*;
 
-    fn err(yaml: &str) -> DaemonConfigError {
+    fn err(yaml: &str) -> ConfigError {
         jobs_of(yaml).expect_err("should fail")
     }
 

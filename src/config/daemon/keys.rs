@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::job::JOB_KEYS;
 use super::tree::{Node, Value};
+use crate::config::error::{ConfigError, ErrorKind, Scope};
 use crate::config::near_miss::suggest;
 
 /// The top-level keys: dsari's (its `build_base` and what its loader and dsari-render
@@ -46,7 +46,7 @@ pub(crate) const GROUP_KEYS: &[&str] = &["max"];
 pub(crate) fn sift(
     root: &mut BTreeMap<String, Node>,
     warnings: &mut Vec<String>,
-) -> Result<(), DaemonConfigError> {
+) -> Result<(), ConfigError> {
     sift_map(root, TOP_KEYS, &Scope::Top, "", warnings)?;
     if let Some(Value::Map(db)) = root.get_mut("database").map(|n| &mut n.value) {
         sift_map(db, DATABASE_KEYS, &Scope::Top, "database.", warnings)?;
@@ -89,7 +89,7 @@ fn sift_map(
     scope: &Scope,
     prefix: &str,
     warnings: &mut Vec<String>,
-) -> Result<(), DaemonConfigError> {
+) -> Result<(), ConfigError> {
     let unknown: Vec<String> = map
         .keys()
         .filter(|k| !known.contains(&k.as_str()))
@@ -100,7 +100,7 @@ fn sift_map(
             continue;
         };
         let suggestion = suggest(&key, known);
-        let error = DaemonConfigError::new(
+        let error = ConfigError::new(
             &node.origin.path,
             scope.clone(),
             ErrorKind::UnknownKey {
@@ -123,7 +123,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
 
-    fn sifted(yaml: &str) -> Result<(BTreeMap<String, Node>, Vec<String>), DaemonConfigError> {
+    fn sifted(yaml: &str) -> Result<(BTreeMap<String, Node>, Vec<String>), ConfigError> {
         let origin = Arc::new(SourceFile {
             path: PathBuf::from("/etc/runner/config.d/10-x.yaml"),
             format: Format::Yaml,

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::fields::Table;
 use super::job::{Job, validate_name};
 use super::job_groups::build_jobs;
 use super::keys::{self, DATABASE_KEYS, TOP_KEYS};
 use super::source;
+use crate::config::error::{ConfigError, ErrorKind, Scope};
 
 /// A loaded, checked daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,10 +82,10 @@ impl std::fmt::Debug for Database {
 impl DaemonConfig {
     /// Loads and checks the configuration at `path`: a YAML or JSON file, or a directory with
     /// `runner.yaml`/`runner.json` (or `dsari.yaml`/`dsari.json`) and `config.d/`.
-    pub(crate) fn load(path: &Path) -> Result<DaemonConfig, DaemonConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
         // Relative paths inside resolve against the configuration's directory; runs work
         // in their own directories, so those must be absolute from here on.
-        let path = &std::path::absolute(path).map_err(|e| DaemonConfigError::io(path, e))?;
+        let path = &std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
         let mut sources = source::read(path)?;
         let mut warnings = std::mem::take(&mut sources.warnings);
         keys::sift(&mut sources.root, &mut warnings)?;
@@ -155,7 +155,7 @@ impl DaemonConfig {
 }
 
 /// `database`: `type` must be `sqlite3` (dsari's default, and the only store runner has).
-fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
+fn database(top: &mut Table) -> Result<Database, ConfigError> {
     let Some(node) = top.take("database") else {
         return Ok(Database::default());
     };
@@ -197,7 +197,7 @@ fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
     if let Err(mut e) = db.check_keys(DATABASE_KEYS) {
         // The unknown key is inside `database`; say so.
         if let Some(key) = e.key().map(str::to_owned) {
-            e = DaemonConfigError::new(
+            e = ConfigError::new(
                 e.path(),
                 Scope::Top,
                 ErrorKind::UnknownKey {
@@ -213,9 +213,7 @@ fn database(top: &mut Table) -> Result<Database, DaemonConfigError> {
 
 /// The `concurrency_groups` mapping: each group takes only `max`, a whole number of at
 /// least 1 (dsari's default 1).
-fn declared_groups(
-    top: &mut Table,
-) -> Result<BTreeMap<String, ConcurrencyGroup>, DaemonConfigError> {
+fn declared_groups(top: &mut Table) -> Result<BTreeMap<String, ConcurrencyGroup>, ConfigError> {
     let mut out = BTreeMap::new();
     let Some(node) = top.take("concurrency_groups") else {
         return Ok(out);
@@ -224,7 +222,7 @@ fn declared_groups(
     for (name, node) in groups.into_entries() {
         let scope = Scope::ConcurrencyGroup(name.clone());
         if let Err(reason) = validate_name(&name) {
-            return Err(DaemonConfigError::new(
+            return Err(ConfigError::new(
                 &node.origin.path,
                 scope,
                 ErrorKind::InvalidName { reason },
@@ -272,7 +270,7 @@ mod tests {
         path
     }
 
-    fn load_text(name: &str, text: &str) -> Result<DaemonConfig, DaemonConfigError> {
+    fn load_text(name: &str, text: &str) -> Result<DaemonConfig, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(dir.path(), name, text);
         DaemonConfig::load(&path)
@@ -600,6 +598,9 @@ mod tests {
     #[test]
     fn unreadable_path() {
         let e = DaemonConfig::load(Path::new("/nonexistent/runner.yaml")).expect_err("missing");
-        assert_eq!(e.to_string(), "cannot read /nonexistent/runner.yaml");
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/runner.yaml: cannot read configuration"
+        );
     }
 }

@@ -6,7 +6,6 @@
 //! `job` reads one job, `job_groups` assembles `jobs` and expands `job_groups`, and `load`
 //! checks the whole. Schedule expressions are kept as text: the schedule module validates them.
 
-mod error;
 mod fields;
 mod job;
 mod job_groups;
@@ -15,7 +14,5 @@ mod load;
 mod source;
 mod tree;
 
-pub(crate) use error::DaemonConfigError;
-pub(crate) use error::{ErrorKind, Scope};
 pub(crate) use job::{CatchUp, Job, validate_name};
 pub(crate) use load::DaemonConfig;

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
 use super::tree::{Format, Node, SourceFile, Value, parse};
+use crate::config::error::{ConfigError, ErrorKind, Scope};
 
 /// The main files of a configuration directory, in the order they are merged: runner's own
 /// names first; dsari's names are read only when neither of runner's exists, so a dsari
@@ -34,8 +34,8 @@ pub(crate) struct Sources {
 }
 
 /// Reads the configuration at `path`: a YAML or JSON file, or a directory.
-pub(crate) fn read(path: &Path) -> Result<Sources, DaemonConfigError> {
-    let meta = fs::metadata(path).map_err(|e| DaemonConfigError::io(path, e))?;
+pub(crate) fn read(path: &Path) -> Result<Sources, ConfigError> {
+    let meta = fs::metadata(path).map_err(|e| ConfigError::io(path, e))?;
     let mut warnings = Vec::new();
     let mut files = Vec::new();
     let mut root = BTreeMap::new();
@@ -121,7 +121,7 @@ pub(crate) fn read(path: &Path) -> Result<Sources, DaemonConfigError> {
         }
     }
     if files.is_empty() {
-        return Err(DaemonConfigError::invalid(
+        return Err(ConfigError::whole(
             path,
             "no runner.yaml, runner.json, dsari.yaml, dsari.json or config.d/ files here",
         ));
@@ -144,12 +144,12 @@ fn format_of(path: &Path) -> Format {
 
 /// The `config_d` key: a directory (relative to the file that names it), or null, false or ""
 /// to read no config.d at all.
-fn config_d_setting(node: &Node) -> Result<Option<PathBuf>, DaemonConfigError> {
+fn config_d_setting(node: &Node) -> Result<Option<PathBuf>, ConfigError> {
     match &node.value {
         Value::Null | Value::Bool(false) => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
         Value::String(s) => Ok(Some(node.origin.dir().join(s))),
-        other => Err(DaemonConfigError::new(
+        other => Err(ConfigError::new(
             &node.origin.path,
             Scope::Top,
             ErrorKind::BadType {
@@ -163,11 +163,11 @@ fn config_d_setting(node: &Node) -> Result<Option<PathBuf>, DaemonConfigError> {
 
 /// The files of a config.d directory in dsari's order: every `*.yaml` by name, then every
 /// `*.json` by name, so JSON wins a conflict. Only regular files (or links to them) count.
-fn list_config_d(dir: &Path) -> Result<Vec<(PathBuf, Format)>, DaemonConfigError> {
+fn list_config_d(dir: &Path) -> Result<Vec<(PathBuf, Format)>, ConfigError> {
     let mut yaml = Vec::new();
     let mut json = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| DaemonConfigError::io(dir, e))? {
-        let entry = entry.map_err(|e| DaemonConfigError::io(dir, e))?;
+    for entry in fs::read_dir(dir).map_err(|e| ConfigError::io(dir, e))? {
+        let entry = entry.map_err(|e| ConfigError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let list = if name.ends_with(".yaml") {
@@ -193,15 +193,15 @@ fn list_config_d(dir: &Path) -> Result<Vec<(PathBuf, Format)>, DaemonConfigError
 
 /// Parses `file` and merges it into `root`.
 /// Reads a configuration file of at most `MAX_FILE_BYTES`.
-fn read_bounded(file: &Path) -> Result<String, DaemonConfigError> {
+fn read_bounded(file: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let limit = crate::config::nesting::MAX_FILE_BYTES;
     let mut text = String::new();
     fs::File::open(file)
         .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
-        .map_err(|e| DaemonConfigError::io(file, e))?;
+        .map_err(|e| ConfigError::io(file, e))?;
     if text.len() as u64 > limit {
-        return Err(DaemonConfigError::invalid(
+        return Err(ConfigError::whole(
             file,
             format!("the file is larger than {} MiB", limit >> 20),
         ));
@@ -213,7 +213,7 @@ fn merge_file(
     root: &mut BTreeMap<String, Node>,
     file: &Path,
     format: Format,
-) -> Result<(), DaemonConfigError> {
+) -> Result<(), ConfigError> {
     let text = read_bounded(file)?;
     let origin = Arc::new(SourceFile {
         path: file.to_owned(),
@@ -228,7 +228,7 @@ fn merge_file(
         // An empty YAML file is null: treat it as an empty mapping, so that a config.d file
         // can be emptied (or all commented out) without breaking the daemon.
         Value::Null => Ok(()),
-        other => Err(DaemonConfigError::invalid(
+        other => Err(ConfigError::whole(
             file,
             format!(
                 "the top level must be a mapping, found {}",

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::error::{DaemonConfigError, ErrorKind, Scope};
+use crate::config::ConfigError;
 
 /// The two syntaxes a configuration file may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +65,10 @@ impl Value {
 }
 
 /// Parses one file's text into a tree tagged with `origin`.
-pub(crate) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, DaemonConfigError> {
-    let parse_error = |line, column, message: String| {
-        DaemonConfigError::new(
-            &origin.path,
-            Scope::Top,
-            ErrorKind::Parse {
-                line,
-                column,
-                message,
-            },
-        )
+pub(crate) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
+    let parse_error = |line: Option<usize>, column: Option<usize>, message: String| {
+        ConfigError::whole(&origin.path, message)
+            .at(line.map(|line| crate::config::Position { line, column }))
     };
     // Refused before parsing: libyaml takes quadratic time on deep nesting.
     if let Err(deep) = crate::config::nesting::check(text) {
@@ -153,10 +146,7 @@ fn from_json(value: serde_json::Value, origin: &Arc<SourceFile>) -> Node {
     }
 }
 
-fn from_yaml(
-    value: serde_yaml::Value,
-    origin: &Arc<SourceFile>,
-) -> Result<Node, DaemonConfigError> {
+fn from_yaml(value: serde_yaml::Value, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
     let value = match value {
         serde_yaml::Value::Null => Value::Null,
         serde_yaml::Value::Bool(b) => Value::Bool(b),
@@ -174,7 +164,7 @@ fn from_yaml(
                 let key = match k {
                     serde_yaml::Value::String(s) => s,
                     other => {
-                        return Err(DaemonConfigError::invalid(
+                        return Err(ConfigError::whole(
                             &origin.path,
                             format!(
                                 "mapping key {} is not a string; quote it",
@@ -188,7 +178,7 @@ fn from_yaml(
             Value::Map(out)
         }
         serde_yaml::Value::Tagged(tagged) => {
-            return Err(DaemonConfigError::invalid(
+            return Err(ConfigError::whole(
                 &origin.path,
                 format!("YAML tag {} is not supported", tagged.tag),
             ));
