@@ -181,7 +181,6 @@ impl ConfigError {
     }
 
     /// Where in the file, when known.
-    #[cfg(test)]
     pub(crate) fn position(&self) -> Option<Position> {
         self.0.position
     }

@@ -1,7 +1,7 @@
 //! Refusing absurdly nested YAML or JSON before a parser sees it.
 //!
-//! libyaml (behind serde_yaml) takes quadratic time on deep nesting: 100,000 `[` took 21 s,
-//! and a trigger file like that stalled the daemon. No configuration or trigger file needs
+//! libyaml (behind serde_yaml, which reads trigger files) takes quadratic time on deep
+//! nesting: 100,000 `[` took 21 s, and a trigger file like that stalled the daemon. No configuration or trigger file needs
 //! more than a few levels, so one linear pass estimates the depth and refuses input past
 //! [`MAX_DEPTH`], naming the line. The estimate counts flow brackets (`[`, `{`) outside
 //! quoted scalars and comments, plus block levels: a stack of indentations and the

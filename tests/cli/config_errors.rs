@@ -309,3 +309,92 @@ fn a_task_directory_name_too_long_for_a_job_name_is_a_configuration_error() {
         .assert_stderr_contains("the job name is 252 bytes long")
         .assert_stderr_contains("set [runner] name");
 }
+
+/// `runner check --daemon PATH` on files under a fresh config dir, expecting exit 78 and
+/// `FILE:LINE:COLUMN: REST` on stderr.
+#[track_caller]
+fn assert_daemon_error(files: &[(&str, &str)], check: &str, file: &str, rest: &str) {
+    let daemon = crate::support::Daemon::new(files);
+    let dir = daemon.config_dir();
+    daemon
+        .runner(&[
+            "check",
+            "--daemon",
+            dir.join(check).to_str().expect("utf-8"),
+        ])
+        .assert_code(78)
+        .assert_stderr_contains(&format!("{}:{rest}", dir.join(file).display()));
+}
+
+#[test]
+fn daemon_value_errors_name_file_line_column_job_and_key() {
+    // YAML, flow style: the column of the bad value.
+    assert_daemon_error(
+        &[(
+            "daemon.yaml",
+            "jobs: {a: {command: [x], schedule: \"*/5 * * * * * * *\"}}\n",
+        )],
+        "daemon.yaml",
+        "daemon.yaml",
+        "1:36: job \"a\": key \"schedule\": ",
+    );
+    // YAML, block style: a bad duration.
+    assert_daemon_error(
+        &[(
+            "daemon.yaml",
+            "jobs:\n  a:\n    command: [x]\n    max_execution: soon\n",
+        )],
+        "daemon.yaml",
+        "daemon.yaml",
+        "4:20: job \"a\": key \"max_execution\": \"soon\" is not a duration",
+    );
+    // JSON: a wrong type.
+    assert_daemon_error(
+        &[(
+            "daemon.json",
+            "{\n  \"jobs\": {\n    \"a\": {\n      \"command\": [\"x\"],\n      \"max_execution\": [1]\n    }\n  }\n}\n",
+        )],
+        "daemon.json",
+        "daemon.json",
+        "5:24: job \"a\": key \"max_execution\": expected seconds",
+    );
+    // config.d files, YAML and JSON: the file that set the key, not the main one.
+    let main = ("conf/runner.yaml", "jobs:\n  a: {command: [x]}\n");
+    assert_daemon_error(
+        &[
+            main,
+            (
+                "conf/config.d/10-a.yaml",
+                "jobs:\n  a:\n    max_execution: -5\n",
+            ),
+        ],
+        "conf",
+        "conf/config.d/10-a.yaml",
+        "3:20: job \"a\": key \"max_execution\": -5 is negative",
+    );
+    assert_daemon_error(
+        &[
+            main,
+            (
+                "conf/config.d/20-a.json",
+                "{\"jobs\": {\"a\": {\n  \"concurrent_runs\": \"maybe\"}}}\n",
+            ),
+        ],
+        "conf",
+        "conf/config.d/20-a.json",
+        "2:22: job \"a\": key \"concurrent_runs\": expected a bool, found a string",
+    );
+    // An unknown key is placed at the key.
+    assert_daemon_error(
+        &[
+            main,
+            (
+                "conf/config.d/30-a.yaml",
+                "jobs:\n  a:\n    scedule: '@daily'\n",
+            ),
+        ],
+        "conf",
+        "conf/config.d/30-a.yaml",
+        "3:5: job \"a\": unknown key \"scedule\"",
+    );
+}

@@ -702,11 +702,11 @@ fn keys_dsari_ignores_are_a_warning_and_the_configuration_runs() {
         .assert_code(0)
         .assert_stdout_contains("backup")
         .assert_stderr_contains(&format!(
-            "{}: job \"backup\": unknown key \"description\", ignored",
+            "{}:4:5: job \"backup\": unknown key \"description\", ignored",
             dir.join("config.d/20-backup.yaml").display()
         ))
         .assert_stderr_contains(&format!(
-            "{}: unknown key \"notify_email\", ignored",
+            "{}:1:1: unknown key \"notify_email\", ignored",
             dir.join("dsari.yaml").display()
         ));
     assert!(

@@ -284,7 +284,7 @@ fn a_bad_schedule_in_config_d_is_reported_against_its_file() {
         .runner(&["check", "--daemon", dir.to_str().expect("utf-8")])
         .assert_code(78)
         .assert_stderr_contains(&format!(
-            "{}: job \"report\": key \"schedule\"",
+            "{}:4:15: job \"report\": key \"schedule\"",
             file.display()
         ))
         .assert_stderr_contains("never fires");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tree::{Format, Node, SourceFile, Value};
+use crate::config::Position;
 use crate::config::duration;
 use crate::config::error::{ConfigError, ErrorKind, Scope};
 use crate::config::near_miss::suggest;
@@ -20,8 +21,13 @@ pub(crate) struct Table {
     pub(crate) scope: Scope,
     /// The file that defined the mapping first; used when no single key is to blame.
     pub(crate) origin: Arc<SourceFile>,
+    /// Where the mapping is named (a job's key), for errors no single key is to blame for.
+    pub(crate) at: Option<Position>,
     entries: BTreeMap<String, Node>,
 }
+
+/// The file, and the place in it, an error about a key is reported against.
+pub(crate) type Blame = (Arc<SourceFile>, Option<Position>);
 
 impl Table {
     /// Opens `node` as a mapping; `key` names it in the error when it is not one. Null counts
@@ -31,11 +37,13 @@ impl Table {
             Value::Map(entries) => Ok(Table {
                 scope,
                 origin: node.origin,
+                at: Some(node.key_at),
                 entries,
             }),
             Value::Null => Ok(Table {
                 scope,
                 origin: node.origin,
+                at: Some(node.key_at),
                 entries: BTreeMap::new(),
             }),
             other => Err(ConfigError::new(
@@ -46,7 +54,8 @@ impl Table {
                     expected: "a mapping",
                     found: other.describe(),
                 },
-            )),
+            )
+            .at(Some(node.at))),
         }
     }
 
@@ -54,10 +63,12 @@ impl Table {
         entries: BTreeMap<String, Node>,
         scope: Scope,
         origin: Arc<SourceFile>,
+        at: Option<Position>,
     ) -> Table {
         Table {
             scope,
             origin,
+            at,
             entries,
         }
     }
@@ -77,7 +88,8 @@ impl Table {
                     key: key.clone(),
                     suggestion: suggest(key, known),
                 },
-            )),
+            )
+            .at(Some(node.key_at))),
         }
     }
 
@@ -109,24 +121,26 @@ impl Table {
                 reason: reason.into(),
             },
         )
+        .at(Some(node.at))
     }
 
-    /// The file that set `key`, or the one that defined the mapping when `key` is absent.
-    pub(crate) fn origin_of(&self, key: &str) -> Arc<SourceFile> {
-        self.entries
-            .get(key)
-            .map_or_else(|| Arc::clone(&self.origin), |n| Arc::clone(&n.origin))
+    /// The file and place that set `key`, or those of the mapping when `key` is absent.
+    pub(crate) fn origin_of(&self, key: &str) -> Blame {
+        match self.entries.get(key) {
+            Some(n) => (Arc::clone(&n.origin), Some(n.key_at)),
+            None => (Arc::clone(&self.origin), self.at),
+        }
     }
 
     /// An error about `key` when no value of it is to blame (for example, it is missing).
     pub(crate) fn bad_key(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        self.bad_key_in(&self.origin, key, reason)
+        self.bad_key_in(&(Arc::clone(&self.origin), self.at), key, reason)
     }
 
-    /// An error about `key`, reported against `origin` (see [`Table::origin_of`]).
+    /// An error about `key`, reported against `blame` (see [`Table::origin_of`]).
     pub(crate) fn bad_key_in(
         &self,
-        origin: &SourceFile,
+        (origin, at): &Blame,
         key: &str,
         reason: impl Into<String>,
     ) -> ConfigError {
@@ -138,6 +152,7 @@ impl Table {
                 reason: reason.into(),
             },
         )
+        .at(*at)
     }
 
     pub(crate) fn bad_type(&self, node: &Node, key: &str, expected: &'static str) -> ConfigError {
@@ -150,6 +165,7 @@ impl Table {
                 found: node.value.describe(),
             },
         )
+        .at(Some(node.at))
     }
 
     /// A bool. In YAML files, YAML 1.1's `yes`/`no`/`on`/`off` count too, because dsari's
@@ -420,7 +436,7 @@ mod tests {
         let e = d("f").expect_err("negative");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/daemon.yaml: job \"j\": key \"f\": -1 is negative"
+            "/etc/runner/daemon.yaml:6:4: job \"j\": key \"f\": -1 is negative"
         );
         let e = d("g").expect_err("words");
         assert!(
@@ -478,7 +494,7 @@ mod tests {
         let e = t.check_keys(&["schedule", "command"]).expect_err("unknown");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/daemon.yaml: job \"j\": unknown key \"scedule\""
+            "/etc/runner/daemon.yaml:1:1: job \"j\": unknown key \"scedule\""
         );
         assert_eq!(e.hint().as_deref(), Some("did you mean \"schedule\"?"));
         assert_eq!(suggest("zzzzzz", &["schedule"]), None);

@@ -297,6 +297,7 @@ fn command(t: &Table, node: Node) -> Result<Vec<String>, ConfigError> {
                 BTreeMap::from([("command".to_owned(), node.clone())]),
                 t.scope.clone(),
                 node.origin.clone(),
+                Some(node.key_at),
             );
             one.string_list("command")?
                 .map(|(v, _)| v)
@@ -377,7 +378,7 @@ mod tests {
         let e = err("jobs:\n  a/b: {command: [x]}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"a/b\": invalid name: only letters, digits, space and - _ + . : @ are allowed"
+            "/etc/runner/runner.yaml:2:3: job \"a/b\": invalid name: only letters, digits, space and - _ + . : @ are allowed"
         );
         assert!(e.hint().is_some());
     }
@@ -466,7 +467,7 @@ mod tests {
         let e = err("jobs:\n  j: {command: [x], schedule: '0 0 32 * *'}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"j\": key \"schedule\": \"0 0 32 * *\": day of month: value 32 out of range 1-31"
+            "/etc/runner/runner.yaml:2:31: job \"j\": key \"schedule\": \"0 0 32 * *\": day of month: value 32 out of range 1-31"
         );
         let e = err("jobs:\n  j: {command: [x], schedule: '0 0 30 2 *'}\n");
         assert!(e.to_string().contains("never fires"), "{e}");
@@ -515,7 +516,7 @@ mod tests {
         let e = err("jobs:\n  j: {command: [x], taskdir: t}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"j\": key \"taskdir\": command and taskdir are mutually exclusive; keep one"
+            "/etc/runner/runner.yaml:2:21: job \"j\": key \"taskdir\": command and taskdir are mutually exclusive; keep one"
         );
         let e = err("jobs:\n  j: {schedule: '@daily'}\n");
         assert_eq!(e.key(), Some("command"));
@@ -535,20 +536,20 @@ mod tests {
         let e = err("jobs:\n  backup: {command: [x], scedule: '@daily'}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"backup\": unknown key \"scedule\""
+            "/etc/runner/runner.yaml:2:26: job \"backup\": unknown key \"scedule\""
         );
         assert_eq!(e.hint().as_deref(), Some("did you mean \"schedule\"?"));
 
         let e = err("jobs:\n  backup: {command: [x], concurrent_runs: [1]}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"backup\": key \"concurrent_runs\": expected a bool, found a list"
+            "/etc/runner/runner.yaml:2:43: job \"backup\": key \"concurrent_runs\": expected a bool, found a list"
         );
 
         let e = err("jobs:\n  backup: {command: [x], schedule_timezone: Europe/Pari}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job \"backup\": key \"schedule_timezone\": unknown time zone \"Europe/Pari\"; did you mean \"Europe/Paris\"?"
+            "/etc/runner/runner.yaml:2:45: job \"backup\": key \"schedule_timezone\": unknown time zone \"Europe/Pari\"; did you mean \"Europe/Paris\"?"
         );
         let e = err("jobs:\n  backup: {command: [x], schedule_timezone: Nowhere/Special}\n");
         assert!(e.to_string().contains("use an IANA name"), "{e}");

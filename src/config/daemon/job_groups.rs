@@ -49,6 +49,7 @@ pub(crate) fn build_jobs(
         }
         template.check_keys(JOB_KEYS)?;
         let origin = template.origin.clone();
+        let at = template.at;
         let entries = template.into_entries();
         for name in names {
             let scope = Scope::Job {
@@ -71,9 +72,10 @@ pub(crate) fn build_jobs(
                         key: "job_names".to_owned(),
                         reason,
                     },
-                ));
+                )
+                .at(Some(names_node.at)));
             }
-            let table = Table::new(entries.clone(), scope, origin.clone());
+            let table = Table::new(entries.clone(), scope, origin.clone(), at);
             let mut job = build_job(name.clone(), table)?;
             job.job_group = Some(group.clone());
             group_of.insert(name.clone(), group.clone());
@@ -86,6 +88,7 @@ pub(crate) fn build_jobs(
 fn check_name(name: &str, node: &Node, scope: Scope) -> Result<(), ConfigError> {
     validate_name(name).map_err(|reason| {
         ConfigError::new(&node.origin.path, scope, ErrorKind::InvalidName { reason })
+            .at(Some(node.key_at))
     })
 }
 
@@ -144,17 +147,17 @@ mod tests {
         let e = err("job_groups:\n  g: {command: [x]}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job group \"g\": key \"job_names\": a job group needs job_names"
+            "/etc/runner/runner.yaml:2:3: job group \"g\": key \"job_names\": a job group needs job_names"
         );
         let e = err("job_groups:\n  g: {job_names: [a], command: [x], scheduel: x}\n");
         assert_eq!(
             e.to_string(),
-            "/etc/runner/runner.yaml: job group \"g\": unknown key \"scheduel\""
+            "/etc/runner/runner.yaml:2:37: job group \"g\": unknown key \"scheduel\""
         );
         let e = err("job_groups:\n  g: {job_names: [a], command: [x], max_execution: soon}\n");
         assert!(
             e.to_string().starts_with(
-                "/etc/runner/runner.yaml: job \"a\" (job group \"g\"): key \"max_execution\""
+                "/etc/runner/runner.yaml:2:52: job \"a\" (job group \"g\"): key \"max_execution\""
             ),
             "{e}"
         );

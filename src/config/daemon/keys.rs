@@ -107,7 +107,8 @@ fn sift_map(
                 key: format!("{prefix}{key}"),
                 suggestion,
             },
-        );
+        )
+        .at(Some(node.key_at));
         if suggestion.is_some() {
             return Err(error);
         }
@@ -166,10 +167,10 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                "/etc/runner/config.d/10-x.yaml: unknown key \"notify_email\", ignored (dsari ignores it too)",
-                "/etc/runner/config.d/10-x.yaml: concurrency group \"c\": unknown key \"comment\", ignored (dsari ignores it too)",
-                "/etc/runner/config.d/10-x.yaml: job \"backup\": unknown key \"description\", ignored (dsari ignores it too)",
-                "/etc/runner/config.d/10-x.yaml: job group \"g\": unknown key \"notes\", ignored (dsari ignores it too)",
+                "/etc/runner/config.d/10-x.yaml:1:1: unknown key \"notify_email\", ignored (dsari ignores it too)",
+                "/etc/runner/config.d/10-x.yaml:14:5: concurrency group \"c\": unknown key \"comment\", ignored (dsari ignores it too)",
+                "/etc/runner/config.d/10-x.yaml:5:5: job \"backup\": unknown key \"description\", ignored (dsari ignores it too)",
+                "/etc/runner/config.d/10-x.yaml:10:5: job group \"g\": unknown key \"notes\", ignored (dsari ignores it too)",
             ]
         );
         assert!(!root.contains_key("notify_email"));

@@ -89,7 +89,7 @@ impl DaemonConfig {
         let mut sources = source::read(path)?;
         let mut warnings = std::mem::take(&mut sources.warnings);
         keys::sift(&mut sources.root, &mut warnings)?;
-        let mut top = Table::new(sources.root, Scope::Top, sources.main);
+        let mut top = Table::new(sources.root, Scope::Top, sources.main, None);
         top.check_keys(TOP_KEYS)?;
 
         let configured_data_dir = top.path("data_dir")?;
@@ -204,7 +204,8 @@ fn database(top: &mut Table) -> Result<Database, ConfigError> {
                     key: format!("database.{key}"),
                     suggestion: None,
                 },
-            );
+            )
+            .at(e.position());
         }
         return Err(e);
     }
@@ -226,7 +227,8 @@ fn declared_groups(top: &mut Table) -> Result<BTreeMap<String, ConcurrencyGroup>
                 &node.origin.path,
                 scope,
                 ErrorKind::InvalidName { reason },
-            ));
+            )
+            .at(Some(node.key_at)));
         }
         let mut group = Table::from_node(node, scope, "concurrency_groups")?;
         group.check_keys(keys::GROUP_KEYS)?;
@@ -459,7 +461,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "{}: job \"sample-job\": unknown key \"max_execusion\"",
+                "{}:2:16: job \"sample-job\": unknown key \"max_execusion\"",
                 d.join("config.d/50-typo.yaml").display()
             )
         );
@@ -480,7 +482,7 @@ mod tests {
     fn top_level_errors() {
         let e = load_text("r.yaml", "job:\n  a: {command: [x]}\n").expect_err("typo");
         assert!(
-            e.to_string().ends_with("r.yaml: unknown key \"job\""),
+            e.to_string().ends_with("r.yaml:1:1: unknown key \"job\""),
             "{e}"
         );
         assert_eq!(e.hint().as_deref(), Some("did you mean \"jobs\"?"));

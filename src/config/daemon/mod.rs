@@ -1,7 +1,8 @@
 //! The scheduler daemon's configuration: dsari's YAML/JSON keys plus runner's own.
 //!
-//! `source` finds the files and merges them as dsari does, `tree` parses one file into values
-//! that remember their file, `fields` reads typed keys with errors that name file, job and key,
+//! `source` finds the files and merges them as dsari does, `tree` (with `yaml` for YAML)
+//! parses one file into values that remember their file, line and column, `fields` reads
+//! typed keys with errors that name file, line, column, job and key,
 //! `keys` says which keys exist (and drops, with a warning, those dsari would ignore),
 //! `job` reads one job, `job_groups` assembles `jobs` and expands `job_groups`, and `load`
 //! checks the whole. Schedule expressions are kept as text: the schedule module validates them.
@@ -13,6 +14,7 @@ mod keys;
 mod load;
 mod source;
 mod tree;
+mod yaml;
 
 pub(crate) use job::{CatchUp, Job, validate_name};
 pub(crate) use load::DaemonConfig;

@@ -157,7 +157,8 @@ fn config_d_setting(node: &Node) -> Result<Option<PathBuf>, ConfigError> {
                 expected: "a directory path",
                 found: other.describe(),
             },
-        )),
+        )
+        .at(Some(node.at))),
     }
 }
 
@@ -234,7 +235,8 @@ fn merge_file(
                 "the top level must be a mapping, found {}",
                 other.describe()
             ),
-        )),
+        )
+        .at(Some(node.at))),
     }
 }
 
@@ -252,13 +254,7 @@ pub(crate) fn merge_maps(base: &mut BTreeMap<String, Node>, over: BTreeMap<Strin
                 Value::Map(incoming),
             ) => merge_maps(existing, incoming),
             (_, value) => {
-                base.insert(
-                    key,
-                    Node {
-                        value,
-                        origin: node.origin,
-                    },
-                );
+                base.insert(key, Node { value, ..node });
             }
         }
     }
@@ -436,7 +432,7 @@ mod tests {
         write(d, "list.yaml", "- a\n- b\n");
         let msg = read(&d.join("list.yaml")).expect_err("list").to_string();
         assert!(
-            msg.ends_with("list.yaml: the top level must be a mapping, found a list"),
+            msg.ends_with("list.yaml:1:1: the top level must be a mapping, found a list"),
             "{msg}"
         );
     }

@@ -1,14 +1,16 @@
-//! One configuration file as a tree of values that remember their file.
+//! One configuration file as a tree of values that remember their file and position.
 //!
 //! YAML and JSON are read into the same small tree, because after config.d merging the keys
-//! of one job may come from several files, and an error must name the file that set the key.
-//! serde's own `Value` types keep no origin, hence this one.
+//! of one job may come from several files, and an error must name the file, line and column
+//! that set the key. serde's own `Value` types keep neither, hence this one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::ConfigError;
+use serde_json::value::RawValue;
+
+use crate::config::{ConfigError, Position};
 
 /// The two syntaxes a configuration file may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +33,15 @@ impl SourceFile {
     }
 }
 
-/// A value of the merged tree, with the file that set it.
+/// A value of the merged tree, with the file that set it and where in that file.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) value: Value,
     pub(crate) origin: Arc<SourceFile>,
+    /// Where the value starts.
+    pub(crate) at: Position,
+    /// Where its key starts, for a value in a mapping (else the same as `at`).
+    pub(crate) key_at: Position,
 }
 
 /// The shapes YAML and JSON have in common, which are all dsari's configuration uses.
@@ -66,41 +72,96 @@ impl Value {
 
 /// Parses one file's text into a tree tagged with `origin`.
 pub(crate) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
-    let parse_error = |line: Option<usize>, column: Option<usize>, message: String| {
-        ConfigError::whole(&origin.path, message)
-            .at(line.map(|line| crate::config::Position { line, column }))
-    };
-    // Refused before parsing: libyaml takes quadratic time on deep nesting.
+    // Refused before parsing: deep nesting costs parsers time and stack.
     if let Err(deep) = crate::config::nesting::check(text) {
-        return Err(parse_error(
-            Some(deep.line),
-            Some(deep.column),
-            deep.to_string(),
-        ));
+        return Err(
+            ConfigError::whole(&origin.path, deep.to_string()).at(Some(Position {
+                line: deep.line,
+                column: Some(deep.column),
+            })),
+        );
     }
     match origin.format {
-        Format::Json => {
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                let message = format!("invalid JSON: {}", strip_location(&e.to_string()));
-                parse_error(Some(e.line()), Some(e.column()), message)
-            })?;
-            Ok(from_json(value, origin))
-        }
-        Format::Yaml => {
-            let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-                let location = e.location();
-                let message = format!("invalid YAML: {}", strip_location(&e.to_string()));
-                parse_error(
-                    location.as_ref().map(|l| l.line()),
-                    location.as_ref().map(|l| l.column()),
-                    message,
-                )
-            })?;
-            // PyYAML, which dsari uses, applies `<<` merge keys; serde_yaml leaves them to us.
-            value
-                .apply_merge()
-                .map_err(|e| parse_error(None, None, format!("invalid YAML merge key: {e}")))?;
-            from_yaml(value, origin)
+        Format::Json => json(text, origin),
+        Format::Yaml => super::yaml::parse(text, origin),
+    }
+}
+
+/// Values nested deeper than this take the position of their ancestor at this depth: every
+/// key runner reads is above it, and each level costs one more pass over its text.
+const JSON_POSITION_DEPTH: usize = 8;
+
+/// JSON through serde_json, whose messages name JSON's own rules. Each value is first taken
+/// as a slice of the text (`RawValue`), which tells where it starts, then opened.
+fn json(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
+        let message = format!("invalid JSON: {}", strip_location(&e.to_string()));
+        ConfigError::whole(&origin.path, message).at(Some(Position {
+            line: e.line(),
+            column: Some(e.column()),
+        }))
+    })?;
+    let lines = Lines::new(text);
+    json_node(raw, text, &lines, origin, 0).map_err(|e| {
+        // Cannot happen: the text was read whole above; say so rather than panic.
+        ConfigError::whole(&origin.path, format!("invalid JSON: {e}"))
+    })
+}
+
+fn json_node(
+    raw: &RawValue,
+    text: &str,
+    lines: &Lines,
+    origin: &Arc<SourceFile>,
+    depth: usize,
+) -> Result<Node, serde_json::Error> {
+    let slice = raw.get();
+    let at = lines.position(slice.as_ptr() as usize - text.as_ptr() as usize, text);
+    let node = |value| Node {
+        value,
+        origin: Arc::clone(origin),
+        at,
+        key_at: at,
+    };
+    if depth >= JSON_POSITION_DEPTH || !slice.starts_with(['{', '[']) {
+        let value: serde_json::Value = serde_json::from_str(slice)?;
+        return Ok(from_json(value, origin, at));
+    }
+    if slice.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(slice)?;
+        let items = items
+            .into_iter()
+            .map(|item| json_node(item, text, lines, origin, depth + 1))
+            .collect::<Result<_, _>>()?;
+        return Ok(node(Value::List(items)));
+    }
+    // The last of duplicate keys wins, as in serde_json's own maps.
+    let entries: BTreeMap<String, &RawValue> = serde_json::from_str(slice)?;
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| Ok((k, json_node(v, text, lines, origin, depth + 1)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    Ok(node(Value::Map(entries)))
+}
+
+/// The byte offsets where lines start, to turn an offset into a line and column.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines(starts)
+    }
+
+    fn position(&self, offset: usize, text: &str) -> Position {
+        let line = self.0.partition_point(|&start| start <= offset);
+        let start = self.0[line.saturating_sub(1)];
+        let column = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        Position {
+            line,
+            column: Some(column),
         }
     }
 }
@@ -125,69 +186,31 @@ fn strip_location(message: &str) -> String {
     out
 }
 
-fn from_json(value: serde_json::Value, origin: &Arc<SourceFile>) -> Node {
+/// A JSON value below the depth that keeps positions: all of it at `at`.
+fn from_json(value: serde_json::Value, origin: &Arc<SourceFile>, at: Position) -> Node {
     let value = match value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),
         serde_json::Value::Number(n) => number(n.as_i64(), n.as_f64()),
         serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => {
-            Value::List(items.into_iter().map(|v| from_json(v, origin)).collect())
-        }
+        serde_json::Value::Array(items) => Value::List(
+            items
+                .into_iter()
+                .map(|v| from_json(v, origin, at))
+                .collect(),
+        ),
         serde_json::Value::Object(map) => Value::Map(
             map.into_iter()
-                .map(|(k, v)| (k, from_json(v, origin)))
+                .map(|(k, v)| (k, from_json(v, origin, at)))
                 .collect(),
         ),
     };
     Node {
         value,
         origin: Arc::clone(origin),
+        at,
+        key_at: at,
     }
-}
-
-fn from_yaml(value: serde_yaml::Value, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
-    let value = match value {
-        serde_yaml::Value::Null => Value::Null,
-        serde_yaml::Value::Bool(b) => Value::Bool(b),
-        serde_yaml::Value::Number(n) => number(n.as_i64(), n.as_f64()),
-        serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(items) => Value::List(
-            items
-                .into_iter()
-                .map(|v| from_yaml(v, origin))
-                .collect::<Result<_, _>>()?,
-        ),
-        serde_yaml::Value::Mapping(map) => {
-            let mut out = BTreeMap::new();
-            for (k, v) in map {
-                let key = match k {
-                    serde_yaml::Value::String(s) => s,
-                    other => {
-                        return Err(ConfigError::whole(
-                            &origin.path,
-                            format!(
-                                "mapping key {} is not a string; quote it",
-                                yaml_scalar_text(&other)
-                            ),
-                        ));
-                    }
-                };
-                out.insert(key, from_yaml(v, origin)?);
-            }
-            Value::Map(out)
-        }
-        serde_yaml::Value::Tagged(tagged) => {
-            return Err(ConfigError::whole(
-                &origin.path,
-                format!("YAML tag {} is not supported", tagged.tag),
-            ));
-        }
-    };
-    Ok(Node {
-        value,
-        origin: Arc::clone(origin),
-    })
 }
 
 /// Integers stay exact when they fit an i64; anything else becomes a float, as in Python.
@@ -196,23 +219,6 @@ fn number(int: Option<i64>, float: Option<f64>) -> Value {
         (Some(i), _) => Value::Integer(i),
         (None, Some(f)) => Value::Float(f),
         (None, None) => Value::Float(f64::NAN),
-    }
-}
-
-fn yaml_scalar_text(value: &serde_yaml::Value) -> String {
-    match value {
-        serde_yaml::Value::Null => "null".to_owned(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        other => format!("of type {}", from_kind(other)),
-    }
-}
-
-fn from_kind(value: &serde_yaml::Value) -> &'static str {
-    match value {
-        serde_yaml::Value::Sequence(_) => "list",
-        serde_yaml::Value::Mapping(_) => "mapping",
-        _ => "tagged value",
     }
 }
 
@@ -254,13 +260,48 @@ mod tests {
         let e = parse("environment: {1: x}\n", &origin).expect_err("int key");
         assert_eq!(
             e.to_string(),
-            "runner.yaml: mapping key 1 is not a string; quote it"
+            "runner.yaml:1:15: mapping key 1 is not a string; quote it"
         );
         let e = parse("jobs: !custom {}\n", &origin).expect_err("tag");
         assert_eq!(
             e.to_string(),
-            "runner.yaml: YAML tag !custom is not supported"
+            "runner.yaml:1:7: YAML tag !custom is not supported"
         );
+    }
+
+    #[test]
+    fn json_values_know_their_line_and_column() {
+        let origin = Arc::new(SourceFile {
+            path: PathBuf::from("runner.json"),
+            format: Format::Json,
+        });
+        let node = parse(
+            "{\"jobs\": {\n  \"a\": {\"command\": [\"x\"],\n        \"max_execution\": 5},\n  \"b\": {\"k\": \"é\", \"l\": 1, \"k\": 2}}}",
+            &origin,
+        )
+        .expect("parses");
+        let Value::Map(root) = node.value else {
+            panic!("map")
+        };
+        let Value::Map(jobs) = &root["jobs"].value else {
+            panic!("jobs")
+        };
+        let Value::Map(a) = &jobs["a"].value else {
+            panic!("a")
+        };
+        let pos = |line, column| Position {
+            line,
+            column: Some(column),
+        };
+        assert_eq!(root["jobs"].at, pos(1, 10));
+        assert_eq!(a["command"].at, pos(2, 20));
+        assert_eq!(a["max_execution"].at, pos(3, 26));
+        let Value::Map(b) = &jobs["b"].value else {
+            panic!("b")
+        };
+        // Columns count characters; the last of duplicate keys wins, as in serde_json.
+        assert_eq!(b["l"].at, pos(4, 24));
+        assert!(matches!(b["k"].value, Value::Integer(2)));
     }
 
     #[test]
