@@ -12,7 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ChainConfig, ConfigError};
+use crate::config::{ChainConfig, ConfigError, names};
 use crate::error::Error;
 use crate::plan::{Plan, Step};
 use crate::security::{self, Kind};
@@ -133,9 +133,8 @@ fn check_halt_task(config: &ChainConfig) -> Result<(), Error> {
     }
 }
 
-/// `[runner] name`, or the task directory's base name. A job name becomes a directory
-/// name under the state directory, so it may not contain `/` or a control character, or
-/// start with a dot.
+/// `[runner] name`, or the task directory's base name, checked by the chain's rule for
+/// job names (`config/names.rs`).
 fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
     let (name, origin) = match &config.runner.name {
         Some(name) => (name.clone(), config.origin_of("runner", "name")),
@@ -154,41 +153,35 @@ fn job_name(config: &ChainConfig, dir: &TaskDir) -> Result<String, Error> {
             (base, None)
         }
     };
-    // A control character (a newline from a continuation line, a tab) would make a
-    // directory name no listing shows straight, and split `runs list` rows.
-    let valid = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains('/')
-        && !name.chars().any(char::is_control);
-    if valid {
+    let Err(reason) = names::check_chain_job(&name) else {
         return Ok(name);
-    }
-    let reason = format!(
-        "{name:?} cannot be a job name: it must not be empty, start with \".\", or contain \"/\" or a control character"
-    );
-    match origin {
-        Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
-        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
-    }
+    };
+    Err(bad_job_name(origin, dir, reason))
 }
-
-/// The longest file name most file systems take (`NAME_MAX`).
-const NAME_MAX: usize = 255;
 
 /// The job's lock file is `JOB.lock` in one directory: a name that does not fit would
 /// leave the run without its one-run-at-a-time guard, so it is refused before the run.
 fn check_job_name_length(config: &ChainConfig, dir: &TaskDir, job: &str) -> Result<(), Error> {
-    let longest = NAME_MAX - ".lock".len();
-    if job.len() <= longest {
+    let Err(reason) = names::check_chain_job_length(job) else {
         return Ok(());
-    }
-    let reason = format!(
-        "the job name is {} bytes long; at most {longest} fit in its lock file's name",
-        job.len()
-    );
-    match config.origin_of("runner", "name") {
-        Some(entry) => Err(ConfigError::bad_value(&entry.origin, "runner", "name", reason).into()),
-        None => Err(ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into()),
+    };
+    Err(bad_job_name(
+        config.origin_of("runner", "name"),
+        dir,
+        reason,
+    ))
+}
+
+/// A job name that breaks a rule: blamed on `[runner] name` where it was set, else on the
+/// task directory whose name it is.
+fn bad_job_name(
+    set_at: Option<&crate::config::ini::Entry>,
+    dir: &TaskDir,
+    reason: String,
+) -> Error {
+    match set_at {
+        Some(entry) => ConfigError::bad_value(&entry.origin, "runner", "name", reason).into(),
+        None => ConfigError::whole(&dir.path, format!("{reason}; set [runner] name")).into(),
     }
 }
 

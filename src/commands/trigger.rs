@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::cli::{GlobalArgs, TriggerArgs};
-use crate::config::daemon::{DaemonConfig, validate_name};
+use crate::config::daemon::DaemonConfig;
+use crate::config::names;
 use crate::error::{Error, exit_codes};
 use crate::triggers::{self, TriggerFile};
 
 /// Writes `DATA_DIR/trigger/JOB/trigger.json` and prints its path.
 pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Error> {
-    validate_name(&args.job)
+    names::check_daemon(&args.job)
         .map_err(|reason| Error::Usage(format!("job name {:?}: {reason}", args.job)))?;
     // Without --config, the daemon's default configuration is used when there is one,
     // so the file lands where that daemon looks and an unknown job is caught.

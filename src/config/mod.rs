@@ -7,6 +7,7 @@ pub(crate) mod daemon;
 pub(crate) mod duration;
 pub(crate) mod error;
 pub(crate) mod ini;
+pub(crate) mod names;
 mod near_miss;
 pub(crate) mod nesting;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::fields::Table;
 use super::tree::{Node, Value};
 use crate::config::ConfigError;
+use crate::config::names::check_daemon;
 use crate::config::near_miss::suggest;
 use crate::schedule::Schedule;
 
@@ -53,7 +54,7 @@ pub(crate) enum CatchUp {
 /// One configured job, as the daemon schedules it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Job {
-    /// The job's name, valid as a directory name (see [`validate_name`]).
+    /// The job's name, valid as a directory name (see `config::names::check_daemon`).
     pub(crate) name: String,
     /// The command to run, when the job runs a command; `None` when it runs a chain.
     pub(crate) command: Option<Vec<String>>,
@@ -96,28 +97,6 @@ pub(crate) struct Job {
     pub(crate) and_every: Option<String>,
     /// Data merged into the events' data given to a run.
     pub(crate) with_params: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Checks a job, job group or concurrency group name with dsari's rule (`is_valid_name` in
-/// dsari/config.py): 1 to 64 of `A-Za-z0-9`, space and `-_+.:@`, and not `.` or `..`. Names
-/// become directory names under the data directory, so nothing else is safe.
-pub(crate) fn validate_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("the name is empty");
-    }
-    if name == "." || name == ".." {
-        return Err("\".\" and \"..\" are not names");
-    }
-    if name.len() > 64 {
-        return Err("longer than 64 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || " -_+.:@".contains(c))
-    {
-        return Err("only letters, digits, space and - _ + . : @ are allowed");
-    }
-    Ok(())
 }
 
 /// Reads one job's keys out of `t`.
@@ -212,7 +191,7 @@ pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, ConfigError> 
         None => Vec::new(),
         Some((names, node)) => {
             for group in &names {
-                if let Err(reason) = validate_name(group) {
+                if let Err(reason) = check_daemon(group) {
                     return Err(t.bad_value(
                         &node,
                         "concurrency_groups",
@@ -362,19 +341,6 @@ mod tests {
 
     #[test]
     fn names_follow_dsari() {
-        for good in [
-            "a",
-            "sample-job",
-            "a b",
-            "x_y+z.w:1@host",
-            "...",
-            &"a".repeat(64),
-        ] {
-            assert_eq!(validate_name(good), Ok(()), "{good}");
-        }
-        for bad in ["", ".", "..", "a/b", "a\nb", "é", "a*", &"a".repeat(65)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
         let e = err("jobs:\n  a/b: {command: [x]}\n");
         assert_eq!(
             e.to_string(),

@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use super::fields::Table;
-use super::job::{JOB_KEYS, Job, build_job, validate_name};
+use super::job::{JOB_KEYS, Job, build_job};
 use super::tree::Node;
 use crate::config::error::{ConfigError, ErrorKind, Scope};
+use crate::config::names::check_daemon;
 
 /// Builds the jobs of `jobs` and `job_groups`. A name given twice (in both, or in two groups)
 /// is an error: dsari silently lets the group win, which hides a mistake.
@@ -86,7 +87,7 @@ pub(crate) fn build_jobs(
 }
 
 fn check_name(name: &str, node: &Node, scope: Scope) -> Result<(), ConfigError> {
-    validate_name(name).map_err(|reason| {
+    check_daemon(name).map_err(|reason| {
         ConfigError::new(&node.origin.path, scope, ErrorKind::InvalidName { reason })
             .at(Some(node.key_at))
     })

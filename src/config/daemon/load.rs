@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::fields::Table;
-use super::job::{Job, validate_name};
+use super::job::Job;
 use super::job_groups::build_jobs;
 use super::keys::{self, DATABASE_KEYS, TOP_KEYS};
 use super::source;
 use crate::config::error::{ConfigError, ErrorKind, Scope};
+use crate::config::names::check_daemon;
 
 /// A loaded, checked daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +223,7 @@ fn declared_groups(top: &mut Table) -> Result<BTreeMap<String, ConcurrencyGroup>
     let groups = Table::from_node(node, Scope::Top, "concurrency_groups")?;
     for (name, node) in groups.into_entries() {
         let scope = Scope::ConcurrencyGroup(name.clone());
-        if let Err(reason) = validate_name(&name) {
+        if let Err(reason) = check_daemon(&name) {
             return Err(ConfigError::new(
                 &node.origin.path,
                 scope,

@@ -16,5 +16,5 @@ mod source;
 mod tree;
 mod yaml;
 
-pub(crate) use job::{CatchUp, Job, validate_name};
+pub(crate) use job::{CatchUp, Job};
 pub(crate) use load::DaemonConfig;
