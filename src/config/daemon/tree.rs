@@ -213,6 +213,24 @@ fn from_json(value: serde_json::Value, origin: &Arc<SourceFile>, at: Position) -
     }
 }
 
+/// For tests: the node at `path` of nested mappings.
+#[cfg(test)]
+pub(crate) fn at_path<'a>(node: &'a Node, path: &[&str]) -> &'a Node {
+    path.iter().fold(node, |node, key| match &node.value {
+        Value::Map(map) => &map[*key],
+        other => panic!("{key}: not in {other:?}"),
+    })
+}
+
+/// For tests: line `line`, column `column`.
+#[cfg(test)]
+pub(crate) fn pos(line: usize, column: usize) -> Position {
+    Position {
+        line,
+        column: Some(column),
+    }
+}
+
 /// Integers stay exact when they fit an i64; anything else becomes a float, as in Python.
 fn number(int: Option<i64>, float: Option<f64>) -> Value {
     match (int, float) {
@@ -238,17 +256,9 @@ mod tests {
             &origin,
         )
         .expect("parses");
-        let Value::Map(root) = node.value else {
-            panic!("map")
-        };
-        let Value::Map(jobs) = &root["jobs"].value else {
-            panic!("jobs")
-        };
-        let Value::Map(a) = &jobs["a"].value else {
-            panic!("a")
-        };
-        assert!(matches!(&a["schedule"].value, Value::String(s) if s == "@hourly"));
-        assert!(a.contains_key("command"));
+        let schedule = &at_path(&node, &["jobs", "a", "schedule"]).value;
+        assert!(matches!(schedule, Value::String(s) if s == "@hourly"));
+        at_path(&node, &["jobs", "a", "command"]);
     }
 
     #[test]
@@ -280,28 +290,14 @@ mod tests {
             &origin,
         )
         .expect("parses");
-        let Value::Map(root) = node.value else {
-            panic!("map")
-        };
-        let Value::Map(jobs) = &root["jobs"].value else {
-            panic!("jobs")
-        };
-        let Value::Map(a) = &jobs["a"].value else {
-            panic!("a")
-        };
-        let pos = |line, column| Position {
-            line,
-            column: Some(column),
-        };
-        assert_eq!(root["jobs"].at, pos(1, 10));
-        assert_eq!(a["command"].at, pos(2, 20));
-        assert_eq!(a["max_execution"].at, pos(3, 26));
-        let Value::Map(b) = &jobs["b"].value else {
-            panic!("b")
-        };
+        let at = |path: &[&str]| at_path(&node, path).at;
+        assert_eq!(at(&["jobs"]), pos(1, 10));
+        assert_eq!(at(&["jobs", "a", "command"]), pos(2, 20));
+        assert_eq!(at(&["jobs", "a", "max_execution"]), pos(3, 26));
         // Columns count characters; the last of duplicate keys wins, as in serde_json.
-        assert_eq!(b["l"].at, pos(4, 24));
-        assert!(matches!(b["k"].value, Value::Integer(2)));
+        assert_eq!(at(&["jobs", "b", "l"]), pos(4, 24));
+        let k = &at_path(&node, &["jobs", "b", "k"]).value;
+        assert!(matches!(k, Value::Integer(2)));
     }
 
     #[test]

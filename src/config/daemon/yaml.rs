@@ -365,7 +365,7 @@ fn plain(text: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::daemon::tree::Format;
+    use crate::config::daemon::tree::{Format, at_path, pos};
     use std::path::PathBuf;
 
     fn origin() -> Arc<SourceFile> {
@@ -410,32 +410,18 @@ mod tests {
             &origin(),
         )
         .expect("parses");
-        let Value::Map(root) = node.value else {
-            panic!("map")
-        };
-        let Value::Map(jobs) = &root["jobs"].value else {
-            panic!("jobs")
-        };
-        let Value::Map(a) = &jobs["a"].value else {
-            panic!("a")
-        };
-        let pos = |line, column| Position {
-            line,
-            column: Some(column),
-        };
-        assert_eq!(a["schedule"].at, pos(4, 15));
-        assert_eq!(a["schedule"].key_at, pos(4, 5));
-        assert_eq!(a["command"].at, pos(3, 14));
-        assert_eq!(jobs["a"].key_at, pos(2, 3));
+        let schedule = at_path(&node, &["jobs", "a", "schedule"]);
+        assert_eq!(schedule.at, pos(4, 15));
+        assert_eq!(schedule.key_at, pos(4, 5));
+        assert_eq!(at_path(&node, &["jobs", "a", "command"]).at, pos(3, 14));
+        assert_eq!(at_path(&node, &["jobs", "a"]).key_at, pos(2, 3));
     }
 
     #[test]
     fn aliases_copy_within_a_bound() {
         let node = parse("a: &x [1, 2]\nb: *x\n", &origin()).expect("alias");
-        let Value::Map(root) = node.value else {
-            panic!("map")
-        };
-        assert!(matches!(&root["b"].value, Value::List(items) if items.len() == 2));
+        let b = &at_path(&node, &["b"]).value;
+        assert!(matches!(b, Value::List(items) if items.len() == 2));
 
         let mut laughs = String::from("a: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
@@ -455,10 +441,7 @@ mod tests {
             &origin(),
         )
         .expect("merge");
-        let Value::Map(root) = node.value else {
-            panic!("map")
-        };
-        let Value::Map(m) = &root["m"].value else {
+        let Value::Map(m) = &at_path(&node, &["m"]).value else {
             panic!("m")
         };
         let got: Vec<_> = m
