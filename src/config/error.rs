@@ -55,7 +55,7 @@ pub(crate) enum ErrorKind {
     /// A known key whose value has the wrong type.
     BadType {
         key: String,
-        expected: &'static str,
+        expected: String,
         found: &'static str,
     },
     /// A known key whose value has the right type but is not acceptable.
@@ -192,6 +192,7 @@ impl ConfigError {
     }
 
     /// The offending key, when there is one.
+    #[cfg(test)]
     pub(crate) fn key(&self) -> Option<&str> {
         match &self.0.kind {
             ErrorKind::UnknownKey { key, .. }
@@ -337,7 +338,7 @@ mod tests {
             },
             ErrorKind::BadType {
                 key: "concurrent_runs".to_owned(),
-                expected: "a bool",
+                expected: "a bool".to_owned(),
                 found: "a list",
             },
         )

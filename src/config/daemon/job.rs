@@ -8,35 +8,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::fields::Table;
-use super::tree::{Node, Value};
-use crate::config::ConfigError;
+use super::de;
+use super::tree::Node;
 use crate::config::names::check_daemon;
 use crate::config::near_miss::suggest;
+use crate::config::{ConfigError, Scope};
 use crate::schedule::Schedule;
-
-/// The keys of a job: dsari's, then runner's.
-pub(crate) const JOB_KEYS: &[&str] = &[
-    "command",
-    "command_append_run",
-    "schedule",
-    "schedule_timezone",
-    "environment",
-    "max_execution",
-    "max_execution_grace",
-    "concurrency_groups",
-    "concurrent_runs",
-    "job_group",
-    "jenkins_environment",
-    "render_reports",
-    "taskdir",
-    "config",
-    "catch_up",
-    "after",
-    "unless",
-    "and_every",
-    "with_params",
-];
 
 /// dsari's default for `max_execution_grace` (doc/configuration.md).
 pub(crate) const DEFAULT_MAX_EXECUTION_GRACE: Duration = Duration::from_secs(60);
@@ -99,213 +76,169 @@ pub(crate) struct Job {
     pub(crate) with_params: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Reads one job's keys out of `t`.
-pub(crate) fn build_job(name: String, mut t: Table) -> Result<Job, ConfigError> {
-    t.check_keys(JOB_KEYS)?;
+/// A job's keys as written (dsari's, then runner's); a job group's too, which adds
+/// `job_names`. Checked and turned into a [`Job`] by [`build_job`].
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct JobKeys {
+    #[serde(default, deserialize_with = "de::command")]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    command_append_run: bool,
+    schedule: Option<String>,
+    schedule_timezone: Option<String>,
+    #[serde(default, deserialize_with = "de::environment")]
+    environment: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    max_execution: Option<Duration>,
+    #[serde(default, deserialize_with = "de::duration")]
+    max_execution_grace: Option<Duration>,
+    #[serde(default)]
+    concurrency_groups: Vec<String>,
+    #[serde(default)]
+    concurrent_runs: bool,
+    pub(crate) job_group: Option<String>,
+    #[serde(default)]
+    jenkins_environment: bool,
+    render_reports: Option<bool>,
+    taskdir: Option<String>,
+    config: Option<String>,
+    catch_up: Option<String>,
+    #[serde(default)]
+    after: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
+    and_every: Option<String>,
+    #[serde(default)]
+    with_params: serde_json::Map<String, serde_json::Value>,
+    /// Only in `job_groups`: the jobs the group makes.
+    pub(crate) job_names: Option<Vec<String>>,
+}
 
-    let command = match t.take("command") {
-        None => None,
-        Some(node) => Some(command(&t, node)?),
-    };
-    // Blame the file that set the key, which config.d merging may have made a different one.
-    let taskdir_file = t.origin_of("taskdir");
-    let config_file = t.origin_of("config");
-    let append_file = t.origin_of("command_append_run");
-    let taskdir = t.path("taskdir")?;
-    let has_config = t.contains("config");
-    let config = t.path("config")?;
-    match (&command, &taskdir) {
+/// Checks the keys `k` read from `node` (the job's mapping, or its group's) and makes the
+/// job; errors are reported in `scope`, against the file and place that set the key.
+pub(crate) fn build_job(
+    name: String,
+    k: JobKeys,
+    node: &Node,
+    scope: &Scope,
+) -> Result<Job, ConfigError> {
+    let bad_key = |key: &str, reason: &str| de::blame(node, scope, key, false, reason);
+    let bad_value = |key: &str, reason: String| de::blame(node, scope, key, true, reason);
+    let taskdir = de::path(node, scope, "taskdir", k.taskdir)?;
+    let config = de::path(node, scope, "config", k.config)?;
+    match (&k.command, &taskdir) {
         (Some(_), Some(_)) => {
-            return Err(t.bad_key_in(
-                &taskdir_file,
+            return Err(bad_key(
                 "taskdir",
                 "command and taskdir are mutually exclusive; keep one",
             ));
         }
         (None, None) => {
-            return Err(t.bad_key(
+            return Err(bad_key(
                 "command",
                 "a job needs a command (or a taskdir to run a chain)",
             ));
         }
         _ => {}
     }
-    if has_config && taskdir.is_none() {
-        return Err(t.bad_key_in(
-            &config_file,
+    if config.is_some() && taskdir.is_none() {
+        return Err(bad_key(
             "config",
             "config names the chain's INI file and needs taskdir",
         ));
     }
-    let command_append_run = t.bool("command_append_run", false)?;
-    if command_append_run && command.is_none() {
-        return Err(t.bad_key_in(
-            &append_file,
+    if k.command_append_run && k.command.is_none() {
+        return Err(bad_key(
             "command_append_run",
             "applies to command, not to taskdir",
         ));
     }
 
-    let schedule = t.string("schedule")?;
-    let (schedule_timezone, zone) = match t.string("schedule_timezone")? {
-        None => (None, None),
-        Some((tz, node)) => match tz.parse::<chrono_tz::Tz>() {
-            Ok(zone) => (Some(tz), Some(zone)),
-            Err(_) => {
-                let mut reason =
-                    format!("unknown time zone {tz:?}; use an IANA name such as \"Europe/Paris\"");
-                if let Some(close) = closest_timezone(&tz) {
-                    reason = format!("unknown time zone {tz:?}; did you mean \"{close}\"?");
-                }
-                return Err(t.bad_value(&node, "schedule_timezone", reason));
-            }
-        },
-    };
-    let parsed_schedule = match &schedule {
+    let zone = match &k.schedule_timezone {
         None => None,
-        Some((expr, node)) => Some(Schedule::parse(expr, &name, zone).map_err(|e| {
-            t.bad_value(
-                node,
+        Some(tz) => Some(tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            let reason = match closest_timezone(tz) {
+                Some(close) => format!("unknown time zone {tz:?}; did you mean \"{close}\"?"),
+                None => {
+                    format!("unknown time zone {tz:?}; use an IANA name such as \"Europe/Paris\"")
+                }
+            };
+            bad_value("schedule_timezone", reason)
+        })?),
+    };
+    // Parsed here, hashed on the job name, so a bad expression is blamed on its file.
+    let parsed_schedule = match &k.schedule {
+        None => None,
+        Some(expr) => Some(Schedule::parse(expr, &name, zone).map_err(|e| {
+            bad_value(
                 "schedule",
                 format!("{:?}: {}: {}", e.expr, e.field, e.reason),
             )
         })?),
     };
-    let schedule = schedule.map(|(s, _)| s);
-    let environment = t.environment("environment")?;
-    let max_execution = match t.duration("max_execution")? {
-        Some((d, node)) if d.is_zero() => {
-            return Err(t.bad_value(
-                &node,
-                "max_execution",
-                "must be more than zero; leave it out to wait forever",
+    if k.max_execution.is_some_and(|d| d.is_zero()) {
+        return Err(bad_value(
+            "max_execution",
+            "must be more than zero; leave it out to wait forever".to_owned(),
+        ));
+    }
+    for group in &k.concurrency_groups {
+        if let Err(reason) = check_daemon(group) {
+            return Err(bad_value(
+                "concurrency_groups",
+                format!("{group:?} is not a valid concurrency group name: {reason}"),
             ));
         }
-        other => other.map(|(d, _)| d),
-    };
-    let max_execution_grace = t
-        .duration("max_execution_grace")?
-        .map_or(DEFAULT_MAX_EXECUTION_GRACE, |(d, _)| d);
-
-    let concurrency_groups = match t.string_list("concurrency_groups")? {
-        None => Vec::new(),
-        Some((names, node)) => {
-            for group in &names {
-                if let Err(reason) = check_daemon(group) {
-                    return Err(t.bad_value(
-                        &node,
-                        "concurrency_groups",
-                        format!("{group:?} is not a valid concurrency group name: {reason}"),
-                    ));
-                }
-            }
-            names
+    }
+    let catch_up = match k.catch_up.as_deref() {
+        None | Some("none") => CatchUp::None,
+        Some("once") => CatchUp::Once,
+        Some(other) => {
+            let hint = suggest(other, &["none", "once"])
+                .map(|c| format!(" (did you mean \"{c}\"?)"))
+                .unwrap_or_default();
+            return Err(bad_value(
+                "catch_up",
+                format!("{other:?} is not \"none\" or \"once\"{hint}"),
+            ));
         }
     };
-    let concurrent_runs = t.bool("concurrent_runs", false)?;
-    let job_group = t.string("job_group")?.map(|(s, _)| s);
-    let jenkins_environment = t.bool("jenkins_environment", false)?;
-    let render_reports = t.bool("render_reports", true)?;
-    let catch_up = match t.string("catch_up")? {
-        None => CatchUp::None,
-        Some((s, node)) => match s.as_str() {
-            "none" => CatchUp::None,
-            "once" => CatchUp::Once,
-            _ => {
-                let hint = suggest(&s, &["none", "once"])
-                    .map(|c| format!(" (did you mean \"{c}\"?)"))
-                    .unwrap_or_default();
-                return Err(t.bad_value(
-                    &node,
-                    "catch_up",
-                    format!("{s:?} is not \"none\" or \"once\"{hint}"),
-                ));
-            }
-        },
-    };
-    let after = events(&mut t, "after")?;
-    let unless = events(&mut t, "unless")?;
-    let and_every = match t.string("and_every")? {
-        None => None,
-        Some((event, node)) => {
-            check_event(&t, &node, "and_every", &event)?;
-            Some(event)
+    for (key, names) in [
+        ("after", k.after.as_slice()),
+        ("unless", k.unless.as_slice()),
+        ("and_every", k.and_every.as_slice()),
+    ] {
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.trim().is_empty() || n.chars().any(char::is_control))
+        {
+            return Err(bad_value(key, format!("{bad:?} is not an event name")));
         }
-    };
-    let with_params = t.json_object("with_params")?;
+    }
 
     Ok(Job {
         name,
-        command,
-        command_append_run,
-        schedule,
-        schedule_timezone,
+        command: k.command,
+        command_append_run: k.command_append_run,
+        schedule: k.schedule,
+        schedule_timezone: k.schedule_timezone,
         parsed_schedule,
-        environment,
-        max_execution,
-        max_execution_grace,
-        concurrency_groups,
-        concurrent_runs,
-        job_group,
-        jenkins_environment,
-        render_reports,
+        environment: k.environment,
+        max_execution: k.max_execution,
+        max_execution_grace: k.max_execution_grace.unwrap_or(DEFAULT_MAX_EXECUTION_GRACE),
+        concurrency_groups: k.concurrency_groups,
+        concurrent_runs: k.concurrent_runs,
+        job_group: k.job_group,
+        jenkins_environment: k.jenkins_environment,
+        render_reports: k.render_reports.unwrap_or(true),
         taskdir,
         config,
         catch_up,
-        after,
-        unless,
-        and_every,
-        with_params,
+        after: k.after,
+        unless: k.unless,
+        and_every: k.and_every,
+        with_params: k.with_params,
     })
-}
-
-/// `command`: a list of arguments, or one string split like a shell would (dsari uses
-/// Python's `shlex.split`; `shell-words` follows the same POSIX rules).
-fn command(t: &Table, node: Node) -> Result<Vec<String>, ConfigError> {
-    let argv = match &node.value {
-        Value::String(s) => shell_words::split(s).map_err(|e| {
-            t.bad_value(
-                &node,
-                "command",
-                format!("cannot split {s:?} into words: {e}"),
-            )
-        })?,
-        Value::List(_) => {
-            // Reuse the list reader on a one-key table so the messages stay the same.
-            let mut one = Table::new(
-                BTreeMap::from([("command".to_owned(), node.clone())]),
-                t.scope.clone(),
-                node.origin.clone(),
-                Some(node.key_at),
-            );
-            one.string_list("command")?
-                .map(|(v, _)| v)
-                .unwrap_or_default()
-        }
-        _ => return Err(t.bad_type(&node, "command", "a list of arguments or a string")),
-    };
-    if argv.is_empty() || argv[0].is_empty() {
-        return Err(t.bad_value(&node, "command", "the command is empty"));
-    }
-    Ok(argv)
-}
-
-/// A list of event names (`after`, `unless`).
-fn events(t: &mut Table, key: &str) -> Result<Vec<String>, ConfigError> {
-    let Some((names, node)) = t.string_list(key)? else {
-        return Ok(Vec::new());
-    };
-    for name in &names {
-        check_event(t, &node, key, name)?;
-    }
-    Ok(names)
-}
-
-fn check_event(t: &Table, node: &Node, key: &str, name: &str) -> Result<(), ConfigError> {
-    if name.trim().is_empty() || name.chars().any(char::is_control) {
-        return Err(t.bad_value(node, key, format!("{name:?} is not an event name")));
-    }
-    Ok(())
 }
 
 /// The known time zone closest to `name`, for a "did you mean" (case or a small typo).

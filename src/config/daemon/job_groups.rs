@@ -4,10 +4,11 @@
 //! `job_names` becomes a job with the group's keys and `job_group` set to the group's name.
 //! One job's keys are read by `job`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use super::fields::Table;
-use super::job::{JOB_KEYS, Job, build_job};
+use super::de::{self, Ctx};
+use super::job::{Job, JobKeys, build_job};
 use super::tree::Node;
 use crate::config::error::{ConfigError, ErrorKind, Scope};
 use crate::config::names::check_daemon;
@@ -15,49 +16,87 @@ use crate::config::names::check_daemon;
 /// Builds the jobs of `jobs` and `job_groups`. A name given twice (in both, or in two groups)
 /// is an error: dsari silently lets the group win, which hides a mistake.
 pub(crate) fn build_jobs(
-    jobs: Option<Table>,
-    job_groups: Option<Table>,
+    jobs: Option<&Node>,
+    job_groups: Option<&Node>,
+    warnings: &RefCell<Vec<String>>,
 ) -> Result<BTreeMap<String, Job>, ConfigError> {
     let mut out = BTreeMap::new();
-    if let Some(jobs) = jobs {
-        for (name, node) in jobs.into_entries() {
-            let scope = Scope::Job {
-                name: name.clone(),
-                group: None,
-            };
-            check_name(&name, &node, scope.clone())?;
-            let table = Table::from_node(node, scope, "jobs")?;
-            out.insert(name.clone(), build_job(name, table)?);
-        }
-    }
-    let Some(groups) = job_groups else {
-        return Ok(out);
-    };
-    let mut group_of: BTreeMap<String, String> = BTreeMap::new();
-    for (group, node) in groups.into_entries() {
-        let scope = Scope::JobGroup(group.clone());
-        check_name(&group, &node, scope.clone())?;
-        let mut template = Table::from_node(node, scope, "job_groups")?;
-        let Some((names, names_node)) = template.string_list("job_names")? else {
-            return Err(template.bad_key("job_names", "a job group needs job_names"));
+    for (name, node) in de::mapping(jobs, "jobs")? {
+        let scope = Scope::Job {
+            name: name.clone(),
+            group: None,
         };
-        if let Some(node) = template.take("job_group") {
-            return Err(template.bad_value(
-                &node,
+        check_name(name, node, &scope)?;
+        let keys: JobKeys = de::read(
+            node,
+            "jobs",
+            &Ctx {
+                scope: scope.clone(),
+                warnings,
+            },
+        )?;
+        if let Some(names) = de::entry(node, "job_names").filter(|_| keys.job_names.is_some()) {
+            // As dsari does with any key it does not know in a job.
+            let error = ConfigError::new(
+                &names.origin.path,
+                scope.clone(),
+                ErrorKind::UnknownKey {
+                    key: "job_names".to_owned(),
+                    suggestion: None,
+                },
+            )
+            .at(Some(names.key_at));
+            warnings
+                .borrow_mut()
+                .push(format!("{error}, ignored (dsari ignores it too)"));
+        }
+        out.insert(name.clone(), build_job(name.clone(), keys, node, &scope)?);
+    }
+    let mut group_of: BTreeMap<String, String> = BTreeMap::new();
+    for (group, node) in de::mapping(job_groups, "job_groups")? {
+        let scope = Scope::JobGroup(group.clone());
+        check_name(group, node, &scope)?;
+        let template: JobKeys = de::read(
+            node,
+            "job_groups",
+            &Ctx {
+                scope: scope.clone(),
+                warnings,
+            },
+        )?;
+        let Some(names) = template.job_names.clone() else {
+            return Err(de::blame(
+                node,
+                &scope,
+                "job_names",
+                false,
+                "a job group needs job_names",
+            ));
+        };
+        if template.job_group.is_some() {
+            return Err(de::blame(
+                node,
+                &scope,
                 "job_group",
+                true,
                 "a job group sets job_group to its own name; remove this key",
             ));
         }
-        template.check_keys(JOB_KEYS)?;
-        let origin = template.origin.clone();
-        let at = template.at;
-        let entries = template.into_entries();
         for name in names {
             let scope = Scope::Job {
                 name: name.clone(),
                 group: Some(group.clone()),
             };
-            check_name(&name, &names_node, scope.clone())?;
+            let blame = |reason: String| de::blame(node, &scope, "job_names", true, reason);
+            if let Err(reason) = check_daemon(&name) {
+                let e = blame(String::new());
+                return Err(ConfigError::new(
+                    e.path(),
+                    scope.clone(),
+                    ErrorKind::InvalidName { reason },
+                )
+                .at(e.position()));
+            }
             let clash = if out.contains_key(&name) && !group_of.contains_key(&name) {
                 Some("it is also defined under jobs".to_owned())
             } else {
@@ -66,18 +105,9 @@ pub(crate) fn build_jobs(
                     .map(|other| format!("it is also listed in job group \"{other}\""))
             };
             if let Some(reason) = clash {
-                return Err(ConfigError::new(
-                    &names_node.origin.path,
-                    scope,
-                    ErrorKind::BadValue {
-                        key: "job_names".to_owned(),
-                        reason,
-                    },
-                )
-                .at(Some(names_node.at)));
+                return Err(blame(reason));
             }
-            let table = Table::new(entries.clone(), scope, origin.clone(), at);
-            let mut job = build_job(name.clone(), table)?;
+            let mut job = build_job(name.clone(), template.clone(), node, &scope)?;
             job.job_group = Some(group.clone());
             group_of.insert(name.clone(), group.clone());
             out.insert(name, job);
@@ -86,10 +116,14 @@ pub(crate) fn build_jobs(
     Ok(out)
 }
 
-fn check_name(name: &str, node: &Node, scope: Scope) -> Result<(), ConfigError> {
+fn check_name(name: &str, node: &Node, scope: &Scope) -> Result<(), ConfigError> {
     check_daemon(name).map_err(|reason| {
-        ConfigError::new(&node.origin.path, scope, ErrorKind::InvalidName { reason })
-            .at(Some(node.key_at))
+        ConfigError::new(
+            &node.origin.path,
+            scope.clone(),
+            ErrorKind::InvalidName { reason },
+        )
+        .at(Some(node.key_at))
     })
 }
 
@@ -100,16 +134,13 @@ pub(crate) fn jobs_of(yaml: &str) -> Result<BTreeMap<String, Job>, ConfigError> 
         path: std::path::PathBuf::from("/etc/runner/runner.yaml"),
         format: super::tree::Format::Yaml,
     });
-    let mut top = Table::from_node(super::tree::parse(yaml, &origin)?, Scope::Top, "")?;
-    let jobs = top
-        .take("jobs")
-        .map(|n| Table::from_node(n, Scope::Top, "jobs"))
-        .transpose()?;
-    let groups = top
-        .take("job_groups")
-        .map(|n| Table::from_node(n, Scope::Top, "job_groups"))
-        .transpose()?;
-    build_jobs(jobs, groups)
+    let root = super::tree::parse(yaml, &origin)?;
+    let warnings = RefCell::new(Vec::new());
+    build_jobs(
+        de::entry(&root, "jobs"),
+        de::entry(&root, "job_groups"),
+        &warnings,
+    )
 }
 
 #[cfg(test)]
@@ -158,7 +189,7 @@ mod tests {
         let e = err("job_groups:\n  g: {job_names: [a], command: [x], max_execution: soon}\n");
         assert!(
             e.to_string().starts_with(
-                "/etc/runner/runner.yaml:2:52: job \"a\" (job group \"g\"): key \"max_execution\""
+                "/etc/runner/runner.yaml:2:52: job group \"g\": key \"max_execution\""
             ),
             "{e}"
         );

@@ -8,11 +8,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::fields::Table;
+use std::cell::RefCell;
+
+use serde::de::IgnoredAny;
+
+use super::de::{self, Ctx};
 use super::job::Job;
 use super::job_groups::build_jobs;
-use super::keys::{self, DATABASE_KEYS, TOP_KEYS};
 use super::source;
+use super::tree::{Node, Value};
 use crate::config::error::{ConfigError, ErrorKind, Scope};
 use crate::config::names::check_daemon;
 
@@ -87,36 +91,30 @@ impl DaemonConfig {
         // Relative paths inside resolve against the configuration's directory; runs work
         // in their own directories, so those must be absolute from here on.
         let path = &std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
-        let mut sources = source::read(path)?;
-        let mut warnings = std::mem::take(&mut sources.warnings);
-        keys::sift(&mut sources.root, &mut warnings)?;
-        let mut top = Table::new(sources.root, Scope::Top, sources.main, None);
-        top.check_keys(TOP_KEYS)?;
-
-        let configured_data_dir = top.path("data_dir")?;
-        let database = database(&mut top)?;
-        let environment = top.environment("environment")?;
-        let shutdown_kill_runs = top.bool("shutdown_kill_runs", false)?;
-        let shutdown_kill_grace = top.duration("shutdown_kill_grace")?.map(|(d, _)| d);
-        let template_dir = top.path("template_dir")?;
-        let report_html_gz = top.bool("report_html_gz", false)?;
-        let report_output_limit = top.count("report_output_limit")?.map_or(0, |(n, _)| n);
-        // dsari-render's, for its run pages; checked as dsari checks them, not used yet.
-        top.count("report_run_output_start")?;
-        top.count("report_run_output_end")?;
-        // Read by `source` already; taken here so it is not mistaken for anything else.
-        top.take("config_d");
-
-        let mut concurrency_groups = declared_groups(&mut top)?;
-        let jobs = top
-            .take("jobs")
-            .map(|n| Table::from_node(n, Scope::Top, "jobs"))
-            .transpose()?;
-        let job_groups = top
-            .take("job_groups")
-            .map(|n| Table::from_node(n, Scope::Top, "job_groups"))
-            .transpose()?;
-        let jobs = build_jobs(jobs, job_groups)?;
+        let sources = source::read(path)?;
+        let warnings = RefCell::new(sources.warnings);
+        let root = Node {
+            value: Value::Map(sources.root),
+            origin: sources.main,
+            at: Default::default(),
+            key_at: Default::default(),
+        };
+        let ctx = Ctx {
+            scope: Scope::Top,
+            warnings: &warnings,
+        };
+        let top: TopKeys = de::read(&root, "", &ctx)?;
+        let configured_data_dir = de::path(&root, &Scope::Top, "data_dir", top.data_dir)?;
+        let template_dir = de::path(&root, &Scope::Top, "template_dir", top.template_dir)?;
+        let database = database(&root, top.database)?;
+        let mut concurrency_groups =
+            declared_groups(de::entry(&root, "concurrency_groups"), &warnings)?;
+        let jobs = build_jobs(
+            de::entry(&root, "jobs"),
+            de::entry(&root, "job_groups"),
+            &warnings,
+        )?;
+        let mut warnings = warnings.into_inner();
 
         for job in jobs.values() {
             for group in &job.concurrency_groups {
@@ -144,86 +142,117 @@ impl DaemonConfig {
             database,
             jobs,
             concurrency_groups,
-            environment,
-            shutdown_kill_runs,
-            shutdown_kill_grace,
+            environment: top.environment,
+            shutdown_kill_runs: top.shutdown_kill_runs,
+            shutdown_kill_grace: top.shutdown_kill_grace,
             template_dir,
-            report_html_gz,
-            report_output_limit,
+            report_html_gz: top.report_html_gz,
+            report_output_limit: top.report_output_limit.unwrap_or(0),
             warnings,
         })
     }
 }
 
-/// `database`: `type` must be `sqlite3` (dsari's default, and the only store runner has).
-fn database(top: &mut Table) -> Result<Database, ConfigError> {
-    let Some(node) = top.take("database") else {
+/// The top-level keys: dsari's (its `build_base`, and what its loader and dsari-render read),
+/// then runner's own. `jobs`, `job_groups` and `concurrency_groups` are read entry by entry,
+/// `config_d` by `source`.
+#[derive(serde::Deserialize)]
+struct TopKeys {
+    #[serde(default)]
+    #[allow(dead_code)]
+    jobs: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    job_groups: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    concurrency_groups: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    config_d: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "de::environment")]
+    environment: BTreeMap<String, String>,
+    data_dir: Option<String>,
+    database: Option<DatabaseKeys>,
+    #[serde(default)]
+    shutdown_kill_runs: bool,
+    #[serde(default, deserialize_with = "de::duration")]
+    shutdown_kill_grace: Option<Duration>,
+    template_dir: Option<String>,
+    #[serde(default)]
+    report_html_gz: bool,
+    report_output_limit: Option<u64>,
+    // dsari-render's, for its run pages; checked as dsari checks them, not used yet.
+    #[allow(dead_code)]
+    report_run_output_start: Option<u64>,
+    #[allow(dead_code)]
+    report_run_output_end: Option<u64>,
+}
+
+/// The keys of `database`: dsari's for each of its backends (SQLite `file`, PostgreSQL
+/// `dsn`, MySQL `connection`, MongoDB `uri`, `connection` and `database`).
+#[derive(serde::Deserialize)]
+struct DatabaseKeys {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    file: Option<String>,
+    dsn: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    connection: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    uri: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    database: Option<IgnoredAny>,
+}
+
+/// `database`: `type` is `sqlite3` (dsari's default) or `postgresql` with a `dsn`.
+fn database(root: &Node, keys: Option<DatabaseKeys>) -> Result<Database, ConfigError> {
+    let (Some(keys), Some(node)) = (keys, de::entry(root, "database")) else {
         return Ok(Database::default());
     };
-    let mut db = Table::from_node(node, Scope::Top, "database")?;
-    let mut postgres = None;
-    if let Some((kind, node)) = db.string("type")? {
-        match kind.as_str() {
-            "sqlite3" => {}
-            "postgresql" => postgres = Some(node),
-            _ => {
-                return Err(db.bad_value(
-                    &node,
-                    "database.type",
-                    format!(
-                        "runner records runs in SQLite or PostgreSQL; \"{kind}\" is not supported"
-                    ),
-                ));
-            }
+    let bad = |key: &str, reason: String| de::blame(node, &Scope::Top, key, true, reason);
+    let postgres = match keys.kind.as_deref() {
+        None | Some("sqlite3") => false,
+        Some("postgresql") => true,
+        Some(kind) => {
+            return Err(bad(
+                "database.type",
+                format!("runner records runs in SQLite or PostgreSQL; \"{kind}\" is not supported"),
+            ));
         }
-    }
-    let file = db.path("file")?;
-    let dsn = db.string("dsn")?;
-    let dsn = match (postgres, dsn) {
-        (Some(_), Some((dsn, _))) => Some(dsn),
-        (Some(node), None) => {
-            return Err(db.bad_value(
-                &node,
+    };
+    let file = de::path(node, &Scope::Top, "database.file", keys.file)?;
+    // dsari reads `dsn` only with `type: postgresql`; so does runner.
+    let dsn = match (postgres, keys.dsn) {
+        (true, None) => {
+            return Err(bad(
                 "database.dsn",
                 "type postgresql needs a dsn (a postgresql:// URL or key=value pairs)".to_owned(),
             ));
         }
-        // dsari reads `dsn` only with `type: postgresql`; so does runner.
-        (None, _) => None,
+        (true, dsn) => dsn,
+        (false, _) => None,
     };
-    // The other backends' keys mean nothing here.
-    for key in DATABASE_KEYS {
-        db.take(key);
-    }
-    if let Err(mut e) = db.check_keys(DATABASE_KEYS) {
-        // The unknown key is inside `database`; say so.
-        if let Some(key) = e.key().map(str::to_owned) {
-            e = ConfigError::new(
-                e.path(),
-                Scope::Top,
-                ErrorKind::UnknownKey {
-                    key: format!("database.{key}"),
-                    suggestion: None,
-                },
-            )
-            .at(e.position());
-        }
-        return Err(e);
-    }
     Ok(Database { file, dsn })
 }
 
 /// The `concurrency_groups` mapping: each group takes only `max`, a whole number of at
 /// least 1 (dsari's default 1).
-fn declared_groups(top: &mut Table) -> Result<BTreeMap<String, ConcurrencyGroup>, ConfigError> {
+fn declared_groups(
+    node: Option<&Node>,
+    warnings: &RefCell<Vec<String>>,
+) -> Result<BTreeMap<String, ConcurrencyGroup>, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct GroupKeys {
+        max: Option<u64>,
+    }
     let mut out = BTreeMap::new();
-    let Some(node) = top.take("concurrency_groups") else {
-        return Ok(out);
-    };
-    let groups = Table::from_node(node, Scope::Top, "concurrency_groups")?;
-    for (name, node) in groups.into_entries() {
+    for (name, node) in de::mapping(node, "concurrency_groups")? {
         let scope = Scope::ConcurrencyGroup(name.clone());
-        if let Err(reason) = check_daemon(&name) {
+        if let Err(reason) = check_daemon(name) {
             return Err(ConfigError::new(
                 &node.origin.path,
                 scope,
@@ -231,25 +260,30 @@ fn declared_groups(top: &mut Table) -> Result<BTreeMap<String, ConcurrencyGroup>
             )
             .at(Some(node.key_at)));
         }
-        let mut group = Table::from_node(node, scope, "concurrency_groups")?;
-        group.check_keys(keys::GROUP_KEYS)?;
-        let max = match group.count("max")? {
+        let ctx = Ctx {
+            scope: scope.clone(),
+            warnings,
+        };
+        let keys: GroupKeys = de::read(node, "concurrency_groups", &ctx)?;
+        let max = match keys.max {
             None => 1,
-            Some((0, node)) => {
-                return Err(group.bad_value(
-                    &node,
+            Some(0) => {
+                return Err(de::blame(
+                    node,
+                    &scope,
                     "max",
+                    true,
                     "must be at least 1, or no run could start",
                 ));
             }
-            Some((n, node)) => {
-                usize::try_from(n).map_err(|_| group.bad_value(&node, "max", "too large"))?
+            Some(n) => {
+                usize::try_from(n).map_err(|_| de::blame(node, &scope, "max", true, "too large"))?
             }
         };
         out.insert(
             name.clone(),
             ConcurrencyGroup {
-                name,
+                name: name.clone(),
                 max,
                 is_implicit: false,
             },
@@ -596,6 +630,83 @@ mod tests {
         .expect("loads");
         assert!(c.environment.is_empty());
         assert_eq!(c.jobs["a"].schedule, None);
+    }
+
+    #[test]
+    fn every_key_dsari_knows_is_known() {
+        // dsari 2.0's config.py (build_base, build_job, build_concurrency_groups) and
+        // database.py.
+        let c = load_text(
+            "r.yaml",
+            "data_dir: /d\ntemplate_dir: /t\nreport_html_gz: true\nreport_run_output_start: 10\n\
+             report_run_output_end: 20\nshutdown_kill_runs: true\nshutdown_kill_grace: 5\n\
+             environment: {A: b}\ndatabase: {type: sqlite3, file: /x, dsn: y, connection: {}, uri: z, database: w}\n\
+             concurrency_groups: {g: {max: 2}}\n\
+             jobs:\n  j:\n    command: [x]\n    schedule: '@daily'\n    schedule_timezone: UTC\n\
+             \x20   max_execution: 5\n    max_execution_grace: 5\n    environment: {}\n\
+             \x20   render_reports: false\n    command_append_run: true\n    jenkins_environment: true\n\
+             \x20   job_group: g\n    concurrent_runs: true\n    concurrency_groups: [g]\n\
+             job_groups:\n  jg:\n    job_names: [a]\n    command: [x]\n",
+        )
+        .expect("all known");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn other_keys_are_a_warning_naming_file_line_job_and_key() {
+        let c = load_text(
+            "r.yaml",
+            "notify_email: a@b\njobs:\n  backup:\n    command: [x]\n    description: nightly\n\
+             job_groups:\n  g:\n    job_names: [a]\n    command: [x]\n    notes: hi\n\
+             concurrency_groups:\n  c:\n    max: 1\n    comment: x\n",
+        )
+        .expect("warnings only");
+        let warnings: Vec<_> = c
+            .warnings
+            .iter()
+            .map(|w| w.rsplit_once("/r.yaml").expect("names the file").1)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                ":1:1: unknown key \"notify_email\", ignored (dsari ignores it too)",
+                ":14:5: concurrency group \"c\": unknown key \"comment\", ignored (dsari ignores it too)",
+                ":5:5: job \"backup\": unknown key \"description\", ignored (dsari ignores it too)",
+                ":10:5: job group \"g\": unknown key \"notes\", ignored (dsari ignores it too)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_near_miss_stays_an_error_with_a_hint() {
+        for (yaml, message, hint) in [
+            (
+                "jobs:\n  j:\n    command: [x]\n    schedul: '@daily'\n",
+                ":4:5: job \"j\": unknown key \"schedul\"",
+                "\"schedule\"",
+            ),
+            ("job: {}\n", ":1:1: unknown key \"job\"", "\"jobs\""),
+            (
+                "database: {fiel: x}\n",
+                ":1:12: unknown key \"database.fiel\"",
+                "\"file\"",
+            ),
+            (
+                "report_run_output_stat: 1\n",
+                ":1:1: unknown key \"report_run_output_stat\"",
+                "\"report_run_output_start\"",
+            ),
+        ] {
+            let e = load_text("r.yaml", yaml).expect_err(yaml);
+            assert!(e.to_string().ends_with(message), "{e}");
+            assert!(e.hint().expect("a hint").contains(hint), "{:?}", e.hint());
+        }
+        let e = load_text("r.yaml", "data_dir: ''\n").expect_err("empty path");
+        assert!(
+            e.to_string()
+                .ends_with(":1:11: key \"data_dir\": the path is empty"),
+            "{e}"
+        );
     }
 
     #[test]

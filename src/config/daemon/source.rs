@@ -154,7 +154,7 @@ fn config_d_setting(node: &Node) -> Result<Option<PathBuf>, ConfigError> {
             Scope::Top,
             ErrorKind::BadType {
                 key: "config_d".to_owned(),
-                expected: "a directory path",
+                expected: "a directory path".to_owned(),
                 found: other.describe(),
             },
         )
