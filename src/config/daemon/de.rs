@@ -487,49 +487,6 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
-/// A scalar of any type, as text, or what it was instead.
-enum Scalar {
-    Text(String),
-    Not(&'static str),
-}
-
-impl<'de> de::Deserialize<'de> for Scalar {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, number or bool")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(s.to_owned()))
-            }
-            fn visit_i64<E>(self, i: i64) -> Result<Scalar, E> {
-                Ok(Scalar::Text(i.to_string()))
-            }
-            fn visit_u64<E>(self, i: u64) -> Result<Scalar, E> {
-                Ok(Scalar::Text(i.to_string()))
-            }
-            fn visit_f64<E>(self, f: f64) -> Result<Scalar, E> {
-                Ok(Scalar::Text(scalar_text(&Value::Float(f))))
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
-                Ok(Scalar::Text(b.to_string()))
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar::Not("null"))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-                Ok(Scalar::Not("a list"))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-                Ok(Scalar::Not("a mapping"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// `environment`: variable names to strings; numbers and bools become text (dsari takes
 /// strings and numbers, and bools are common enough in YAML to accept too).
 pub(crate) fn environment<'de, D: de::Deserializer<'de>>(
@@ -543,15 +500,22 @@ pub(crate) fn environment<'de, D: de::Deserializer<'de>>(
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
-            while let Some((name, value)) = map.next_entry::<String, Scalar>()? {
+            while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
                 if name.is_empty() || name.contains('=') || name.contains('\0') {
                     return Err(de::Error::custom(format!(
                         "{name:?} is not a valid variable name"
                     )));
                 }
                 let text = match value {
-                    Scalar::Text(text) => text,
-                    Scalar::Not(found) => {
+                    serde_json::Value::String(text) => text,
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    other => {
+                        let found = match other {
+                            serde_json::Value::Array(_) => "a list",
+                            serde_json::Value::Object(_) => "a mapping",
+                            _ => "null",
+                        };
                         return Err(de::Error::custom(format!(
                             "the value of {name} must be a string, number or bool, found {found}"
                         )));
