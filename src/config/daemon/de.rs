@@ -100,7 +100,7 @@ pub(crate) fn read<T: de::DeserializeOwned>(
     .map_err(|e| e.into_config_error(&node.origin.path))
 }
 
-/// The file and position `key` of mapping `node` was set at, or those of the mapping.
+/// The value set at `key` of mapping `node`, with its file and position; null is unset.
 pub(crate) fn entry<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
     match &node.value {
         Value::Map(map) => map.get(key).filter(|n| !matches!(n.value, Value::Null)),
