@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::de;
 use super::tree::Node;
 use crate::config::names::check_daemon;
-use crate::config::near_miss::suggest;
+use crate::config::near_miss::{NearMisses, suggest};
 use crate::config::{ConfigError, Scope};
 use crate::schedule::Schedule;
 
@@ -241,20 +241,11 @@ pub(crate) fn build_job(
     })
 }
 
-/// The known time zone closest to `name`, for a "did you mean" (case or a small typo).
+/// The known time zone `name` is a near miss of (case or a small typo), by the rule every
+/// "did you mean" follows.
 fn closest_timezone(name: &str) -> Option<&'static str> {
-    chrono_tz::TZ_VARIANTS
-        .iter()
-        .map(|tz| tz.name())
-        .map(|known| {
-            (
-                strsim::damerau_levenshtein(&name.to_lowercase(), &known.to_lowercase()),
-                known,
-            )
-        })
-        .filter(|&(d, _)| d <= 2)
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, known)| known)
+    let zones: Vec<&'static str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    NearMisses::new(&zones).of(name)
 }
 
 #[cfg(test)]
@@ -449,6 +440,11 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "/etc/runner/runner.yaml:2:45: job \"backup\": key \"schedule_timezone\": unknown time zone \"Europe/Pari\"; did you mean \"Europe/Paris\"?"
+        );
+        let e = err("jobs:\n  backup: {command: [x], schedule_timezone: europe/paris}\n");
+        assert!(
+            e.to_string().ends_with("did you mean \"Europe/Paris\"?"),
+            "{e}"
         );
         let e = err("jobs:\n  backup: {command: [x], schedule_timezone: Nowhere/Special}\n");
         assert!(e.to_string().contains("use an IANA name"), "{e}");
