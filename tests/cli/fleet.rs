@@ -181,7 +181,9 @@ fn the_database_killed_mid_run_and_brought_back_loses_nothing_and_doubles_nothin
     let pg = match PgServer::start() {
         Ok(pg) => pg,
         Err(reason) => {
-            eprintln!("SKIPPED: the_database_killed_mid_run: no PostgreSQL server: {reason}");
+            crate::support::skip(format!(
+                "the_database_killed_mid_run: no PostgreSQL server: {reason}"
+            ));
             return;
         }
     };

@@ -280,7 +280,9 @@ fn a_waiting_chain_listens_again_after_the_database_restarts() {
     let pg = match PgServer::start() {
         Ok(pg) => pg,
         Err(reason) => {
-            eprintln!("SKIPPED: a_waiting_chain_listens_again: no PostgreSQL server: {reason}");
+            crate::support::skip(format!(
+                "a_waiting_chain_listens_again: no PostgreSQL server: {reason}"
+            ));
             return;
         }
     };

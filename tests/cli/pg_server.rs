@@ -231,7 +231,7 @@ pub fn shared_or_skip(test: &str) -> Option<&'static PgServer> {
     match PgServer::shared() {
         Ok(server) => Some(server),
         Err(reason) => {
-            eprintln!("SKIPPED: {test}: no PostgreSQL server: {reason}");
+            crate::support::skip(format!("{test}: no PostgreSQL server: {reason}"));
             None
         }
     }
