@@ -6,8 +6,11 @@
 //!
 //! - **Reaping.** A thread woken by SIGCHLD reaps every zombie child of runner that no
 //!   supervisor waits for itself. Supervisors' own children (attempt leaders) are listed
-//!   in `spawned` from before `spawn` returns (the registry lock is held across it), so
-//!   the reaper never steals an exit status.
+//!   in `spawned` before `spawn` returns, and while any spawn is under way (its child
+//!   not listed yet) nothing is reaped: the sweep is put off until the last spawn under
+//!   way is listed, so the reaper never steals an exit status. The registry lock is not
+//!   held across the spawn itself: a fork and exec take milliseconds on a loaded machine,
+//!   and a daemon starting hundreds of runs a second would queue behind them.
 //! - **Membership.** An attempt's processes are its leader, its process group, and every
 //!   descendant of those by parent links, plus orphans (now runner's children) traced
 //!   back to it: by having been seen as members before, by a process group or session
@@ -38,6 +41,22 @@ struct Registry {
     kept_groups: HashSet<i32>,
     /// runner's own helper processes (the guardian), never anyone's member.
     helpers: HashSet<i32>,
+    /// Spawns under way: their children may exist unlisted, so nothing is reaped.
+    spawning: usize,
+    /// A sweep was put off for them; the last one to end sweeps.
+    deferred: bool,
+}
+
+impl Registry {
+    /// Whether orphans may be reaped now: no spawn is under way. Otherwise the sweep is
+    /// put off until the last one ends.
+    fn may_reap(&mut self) -> bool {
+        if self.spawning > 0 {
+            self.deferred = true;
+            return false;
+        }
+        true
+    }
 }
 
 /// What is known of one live attempt.
@@ -116,9 +135,10 @@ fn sweep() {
     let children: Vec<i32> =
         children.unwrap_or_else(|| snapshot.children(me).map(|p| p.pid).collect());
     with(|r| {
+        let may_reap = r.may_reap();
         for pid in children {
             // WNOHANG: a live child is left alone.
-            if !r.spawned.contains(&pid) && !r.helpers.contains(&pid) {
+            if may_reap && !r.spawned.contains(&pid) && !r.helpers.contains(&pid) {
                 pgroup::reap(pid);
             }
         }
@@ -155,30 +175,42 @@ pub(crate) struct Tracker {
 /// Spawns `cmd` (see `spawn.rs`; the child lists its group on `guardian`) and starts
 /// tracking its processes.
 pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, Tracker)> {
-    let mut guard = registry();
-    let r = guard.get_or_insert_with(Registry::default);
-    // The lock is held across the spawn: the reaper cannot see the child before it is
-    // listed as someone's to wait for.
-    let child = spawn::spawn(cmd, guardian)?;
-    let leader = child.id() as i32;
-    r.spawned.insert(leader);
-    let since = std::fs::read_to_string(format!("/proc/{leader}/stat"))
-        .ok()
-        .and_then(|s| super::tree::start_of(leader, &s))
-        .unwrap_or(0);
-    r.next_id += 1;
-    let id = r.next_id;
-    r.attempts.insert(
-        id,
-        Track {
-            leader,
-            pgid: leader,
-            since,
-            known: HashSet::new(),
-            groups: HashSet::from([leader]),
-        },
-    );
-    Ok((child, Tracker { id, leader }))
+    // Until the child is listed below, the reaper leaves every zombie alone (see the
+    // module comment); other threads spawn, reap and look up members meanwhile.
+    with(|r| r.spawning += 1);
+    let spawned = spawn::spawn(cmd, guardian);
+    let since = spawned.as_ref().ok().and_then(|child| {
+        let leader = child.id() as i32;
+        std::fs::read_to_string(format!("/proc/{leader}/stat"))
+            .ok()
+            .and_then(|s| super::tree::start_of(leader, &s))
+    });
+    let (tracked, sweep_now) = with(|r| {
+        r.spawning -= 1;
+        let tracked = spawned.map(|child| {
+            let leader = child.id() as i32;
+            r.spawned.insert(leader);
+            r.next_id += 1;
+            let id = r.next_id;
+            r.attempts.insert(
+                id,
+                Track {
+                    leader,
+                    pgid: leader,
+                    since: since.unwrap_or(0),
+                    known: HashSet::new(),
+                    groups: HashSet::from([leader]),
+                },
+            );
+            (child, Tracker { id, leader })
+        });
+        let sweep_now = r.spawning == 0 && std::mem::take(&mut r.deferred);
+        (tracked, sweep_now)
+    });
+    if sweep_now {
+        sweep();
+    }
+    tracked
 }
 
 impl Tracker {
@@ -189,8 +221,9 @@ impl Tracker {
         let me = std::process::id() as i32;
         let (own_pgid, own_sid) = own_ids();
         with(|r| {
+            let may_reap = r.may_reap();
             for proc in snapshot.children(me) {
-                if proc.zombie && !r.spawned.contains(&proc.pid) {
+                if may_reap && proc.zombie && !r.spawned.contains(&proc.pid) {
                     pgroup::reap(proc.pid);
                 }
             }
@@ -252,12 +285,17 @@ impl Tracker {
         let Some(children) = super::tree::own_children() else {
             return true;
         };
-        let orphans: Vec<i32> = with(|r| {
-            children
+        let (orphans, may_reap): (Vec<i32>, bool) = with(|r| {
+            let orphans = children
                 .into_iter()
                 .filter(|c| !r.spawned.contains(c) && !r.helpers.contains(c))
-                .collect()
+                .collect();
+            (orphans, r.may_reap())
         });
+        // A child of a spawn under way may be among them: none is reaped, any may be live.
+        if !may_reap && !orphans.is_empty() {
+            return true;
+        }
         let mut live = false;
         for orphan in orphans {
             live |= !pgroup::reap(orphan);
