@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::store::model::RunStatus;
-use crate::store::{EventStore, Location, NewRun, Owner, RunStore};
+use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -62,6 +62,23 @@ struct Running {
     paths: RunPaths,
     started: Instant,
 }
+
+/// A run the planner let start, with everything made for it, before it is recorded.
+struct Prepared {
+    slot: RunSlot,
+    job: Job,
+    request: launch::Request,
+    group: Option<String>,
+    run_id: String,
+    paths: RunPaths,
+    start_time: DateTime<Utc>,
+    env: BTreeMap<String, String>,
+    /// The data of the events it waited for, written into its directory.
+    events: Option<String>,
+}
+
+/// At most this many ended runs are recorded in one transaction.
+const ENDS_AT_ONCE: usize = 1024;
 
 /// Where the daemon's configuration comes from and what overrides it.
 pub(crate) struct Setup {
@@ -99,6 +116,8 @@ pub(crate) struct Service {
     sender: Sender<Event>,
     events: Receiver<Event>,
     intake: Option<Intake>,
+    /// An event taken from the channel while collecting ended runs, handled next.
+    pending: Option<Event>,
     stopping: bool,
     /// The event rules of the daemon's session.
     gates: Gates,
@@ -194,6 +213,7 @@ impl Service {
             sender,
             events,
             intake: None,
+            pending: None,
             stopping: false,
             gates,
             on_event: None,
@@ -237,15 +257,18 @@ impl Service {
                 .planner
                 .next_due()
                 .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-            let event = match wait {
-                Some(wait) => match self.events.recv_timeout(wait) {
-                    Ok(event) => Some(event),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.events.recv() {
-                    Ok(event) => Some(event),
-                    Err(_) => break,
+            let event = match (self.pending.take(), wait) {
+                (Some(event), _) => Some(event),
+                (None, wait) => match wait {
+                    Some(wait) => match self.events.recv_timeout(wait) {
+                        Ok(event) => Some(event),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match self.events.recv() {
+                        Ok(event) => Some(event),
+                        Err(_) => break,
+                    },
                 },
             };
             // One event, then the planner again: a trigger that may start at once starts
@@ -282,7 +305,22 @@ impl Service {
             Event::Signal(signals::Request::Shutdown(sig)) => self.shutdown(sig),
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
-            Event::Finished { slot, report } => self.finished(slot, &report),
+            Event::Finished { slot, report } => {
+                // The runs that ended meanwhile are recorded with it, in one transaction;
+                // the first other event is handled next, in its turn.
+                let mut ended = vec![(slot, report)];
+                while ended.len() < ENDS_AT_ONCE {
+                    match self.events.try_recv() {
+                        Ok(Event::Finished { slot, report }) => ended.push((slot, report)),
+                        Ok(other) => {
+                            self.pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.finished(ended);
+            }
             Event::Fired => {
                 if !self.stopping {
                     self.take_firings();
@@ -541,7 +579,10 @@ impl Service {
         }
     }
 
-    /// Starts every run the planner lets start now.
+    /// Starts every run the planner lets start now. The runs of one instant are recorded
+    /// in one transaction, committed before any of them starts: a `kill -9` of the daemon
+    /// after that finds each of them recorded (and finalizes it as lost), and a thousand
+    /// runs due at once cost one commit, not a thousand.
     fn start_due(&mut self, now: DateTime<Utc>) {
         let (store, gates, event_jobs) = (&*self.events_store, &self.gates, &self.event_jobs);
         let starts = self
@@ -550,26 +591,60 @@ impl Service {
                 Some(job) => gates.admit(store, job, request),
                 None => Admission::Start,
             });
+        let mut prepared = Vec::with_capacity(starts.len());
         for start in starts {
             let slot = start.slot;
-            if !self.start(start) {
+            match self.prepare(start) {
+                Some(run) => prepared.push(run),
+                None => self.planner.finished(slot),
+            }
+        }
+        if prepared.is_empty() {
+            return;
+        }
+        let news: Vec<NewRun<'_>> = prepared
+            .iter()
+            .map(|run| NewRun {
+                run_id: &run.run_id,
+                job: &run.job.name,
+                schedule_time: run.request.schedule_time.into(),
+                start_time: run.start_time.into(),
+                trigger_type: &run.request.trigger_type,
+                trigger_data: &run.request.trigger_data,
+                session: self.gates.session(),
+                output_dir: &run.paths.run_dir,
+                owner: &self.owner,
+                tasks: &[],
+                host: &self.host,
+            })
+            .collect();
+        let recorded = self.store.begin_runs(&news);
+        drop(news);
+        for (run, recorded) in prepared.into_iter().zip(recorded) {
+            if let Err(e) = recorded {
+                log::warn!(
+                    "cannot record run {}: {}",
+                    run.run_id,
+                    crate::error::one_line(&e)
+                );
+            }
+            let slot = run.slot;
+            if !self.launch(run) {
                 self.planner.finished(slot);
             }
         }
     }
 
-    /// Starts one run; `false` if it could not be started at all.
-    fn start(&mut self, start: Start) -> bool {
+    /// Everything a run needs before it is recorded and started; `None` if its job is
+    /// gone.
+    fn prepare(&mut self, start: Start) -> Option<Prepared> {
         let Start {
             slot,
             request,
             group,
             merged_from,
         } = start;
-        let Some(scheduled) = self.planner.jobs().get(&request.job) else {
-            return false;
-        };
-        let job = scheduled.job.clone();
+        let job = self.planner.jobs().get(&request.job)?.job.clone();
         let run_id = uuid::Uuid::new_v4().to_string();
         let paths = RunPaths::new(&self.data_dir, &job.name, &run_id);
         let start_time = Utc::now();
@@ -605,22 +680,33 @@ impl Service {
             global_env: &self.config.environment,
         });
         let events = self.event_environment(&mut env, &request, &paths);
-        let recorded = self.store.begin_run(&NewRun {
-            run_id: &run_id,
-            job: &job.name,
-            schedule_time: request.schedule_time.into(),
-            start_time: start_time.into(),
-            trigger_type: &request.trigger_type,
-            trigger_data: &request.trigger_data,
-            session: self.gates.session(),
-            output_dir: &paths.run_dir,
-            owner: &self.owner,
-            tasks: &[],
-            host: &self.host,
-        });
-        if let Err(e) = recorded {
-            log::warn!("cannot record run {run_id}: {}", crate::error::one_line(&e));
-        }
+        Some(Prepared {
+            slot,
+            job,
+            request,
+            group,
+            run_id,
+            paths,
+            start_time,
+            env,
+            events,
+        })
+    }
+
+    /// Starts a recorded run on a thread of its own; `false` if it could not be started
+    /// at all.
+    fn launch(&mut self, run: Prepared) -> bool {
+        let Prepared {
+            slot,
+            job,
+            request,
+            group,
+            run_id,
+            paths,
+            start_time,
+            env,
+            events,
+        } = run;
         let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, &self.location);
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
@@ -695,62 +781,80 @@ impl Service {
         true
     }
 
-    fn finished(&mut self, slot: RunSlot, report: &AttemptReport) {
-        self.planner.finished(slot);
-        let Some(run) = self.running.remove(&slot) else {
-            return;
-        };
-        let run_id = &run.run_id;
-        let code = launch::exit_code(report);
-        if let Some(data) = launch::run_data(&run.paths) {
-            if let Err(e) = self.store.set_run_data(run_id, &data) {
+    /// Runs that ended, recorded together: one transaction for all their ends.
+    fn finished(&mut self, ended: Vec<(RunSlot, AttemptReport)>) {
+        let mut done = Vec::with_capacity(ended.len());
+        for (slot, report) in ended {
+            self.planner.finished(slot);
+            let Some(run) = self.running.remove(&slot) else {
+                continue;
+            };
+            let run_id = &run.run_id;
+            let code = launch::exit_code(&report);
+            if let Some(data) = launch::run_data(&run.paths) {
+                if let Err(e) = self.store.set_run_data(run_id, &data) {
+                    log::warn!(
+                        "cannot record return_data of run {run_id}: {}",
+                        crate::error::one_line(&e)
+                    );
+                }
+            }
+            let status = match (code, report.stopped) {
+                (_, Some(crate::exec::Stop::Interrupt(_))) => RunStatus::Interrupted,
+                (0, _) => RunStatus::Ok,
+                _ => RunStatus::Failed,
+            };
+            // A fleet database keeps the run's output for every host (an embedded store
+            // keeps only the file): at most its last OUTPUT_KEPT bytes.
+            if self.location.fleet.is_some() {
+                if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
+                    let from = bytes.len().saturating_sub(OUTPUT_KEPT);
+                    if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
+                        log::debug!("cannot keep the output of run {run_id}: {e}");
+                    }
+                }
+            }
+            done.push((run, report, code, status));
+        }
+        let ends: Vec<RunEnd<'_>> = done
+            .iter()
+            .map(|(run, report, code, status)| RunEnd {
+                run_id: &run.run_id,
+                status: *status,
+                exit_code: Some(*code),
+                stop_time: Some(report.stopped_at()),
+            })
+            .collect();
+        let recorded = self.store.finish_runs(&ends);
+        drop(ends);
+        for ((run, report, code, status), recorded) in done.into_iter().zip(recorded) {
+            let run_id = &run.run_id;
+            if let Err(e) = recorded {
                 log::warn!(
-                    "cannot record return_data of run {run_id}: {}",
+                    "cannot record the end of run {run_id}: {}",
                     crate::error::one_line(&e)
                 );
             }
-        }
-        let status = match (code, report.stopped) {
-            (_, Some(crate::exec::Stop::Interrupt(_))) => RunStatus::Interrupted,
-            (0, _) => RunStatus::Ok,
-            _ => RunStatus::Failed,
-        };
-        // A fleet database keeps the run's output for every host (an embedded store
-        // keeps only the file): at most its last OUTPUT_KEPT bytes.
-        if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
-            let from = bytes.len().saturating_sub(OUTPUT_KEPT);
-            if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
-                log::debug!("cannot keep the output of run {run_id}: {e}");
+            if !report.leftovers.is_empty() {
+                log::warn!(
+                    "run {run_id} of job \"{}\" left {} process(es) running: {}",
+                    run.job,
+                    report.leftovers.len(),
+                    crate::exec::describe_leftovers(&report.leftovers)
+                );
             }
-        }
-        if let Err(e) = self
-            .store
-            .finish_run(run_id, status, Some(code), Some(report.stopped_at()))
-        {
-            log::warn!(
-                "cannot record the end of run {run_id}: {}",
-                crate::error::one_line(&e)
-            );
-        }
-        if !report.leftovers.is_empty() {
-            log::warn!(
-                "run {run_id} of job \"{}\" left {} process(es) running: {}",
+            if status == RunStatus::Ok {
+                self.fire_job_event(run_id, &run.job, &run.paths);
+            }
+            let reason = launch::stop_reason(&report)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            log::info!(
+                "run {run_id} of job \"{}\" ended with exit code {code} after {:.2}s{reason}",
                 run.job,
-                report.leftovers.len(),
-                crate::exec::describe_leftovers(&report.leftovers)
+                run.started.elapsed().as_secs_f64()
             );
         }
-        if status == RunStatus::Ok {
-            self.fire_job_event(run_id, &run.job, &run.paths);
-        }
-        let reason = launch::stop_reason(report)
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        log::info!(
-            "run {run_id} of job \"{}\" ended with exit code {code} after {:.2}s{reason}",
-            run.job,
-            run.started.elapsed().as_secs_f64()
-        );
     }
 
     /// What a run needs for events: `RUNNER_SESSION` and `RUNNER_DATABASE`, so that
