@@ -28,7 +28,7 @@ use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
-use crate::store::model::RunStatus;
+use crate::store::model::{RunRecord, RunStatus};
 use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
 use crate::triggers::{self, Trigger};
 
@@ -61,6 +61,9 @@ struct Running {
     interrupt: Arc<Interrupt>,
     paths: RunPaths,
     started: Instant,
+    /// When it was due and when it started, as recorded (epoch seconds).
+    schedule_time: f64,
+    start_time: f64,
 }
 
 /// A run the planner let start, with everything made for it, before it is recorded.
@@ -106,6 +109,11 @@ pub(crate) struct Service {
     /// The events (fired, waited for): the fleet's when a fleet database is named, else
     /// this host's SQLite file.
     events_store: Box<dyn EventStore>,
+    /// Each job's previous run, previous good and previous bad one (`PREVIOUS_*`), read
+    /// from the store at the job's first start and kept up to date as its runs end: the
+    /// store's look-up walks back through the job's runs to the last bad one, which a job
+    /// that never fails makes a walk through all of them, at every start.
+    previous: HashMap<String, [Option<RunRecord>; 3]>,
     /// Where the store is: handed to the chains the daemon starts.
     location: Location,
     /// The host runs are recorded with.
@@ -205,6 +213,7 @@ impl Service {
             running: HashMap::new(),
             store,
             events_store,
+            previous: HashMap::new(),
             location,
             host,
             owner: Owner::current(),
@@ -661,14 +670,26 @@ impl Service {
                 log::debug!("{message}");
             }
         }
-        let previous = self.store.previous_runs(&job.name).unwrap_or_else(|e| {
-            log::warn!(
-                "cannot read the previous runs of \"{}\": {}",
-                job.name,
-                crate::error::one_line(&e)
-            );
-            [None, None, None]
-        });
+        let previous = match self.previous.get(&job.name) {
+            Some(previous) => previous.clone(),
+            None => match self.store.previous_runs(&job.name) {
+                Ok(previous) => {
+                    // A chain job's run is also written by the chain: always asked for.
+                    if job.taskdir.is_none() {
+                        self.previous.insert(job.name.clone(), previous.clone());
+                    }
+                    previous
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot read the previous runs of \"{}\": {}",
+                        job.name,
+                        crate::error::one_line(&e)
+                    );
+                    [None, None, None]
+                }
+            },
+        };
         let mut env = launch::environment(&Context {
             job: &job,
             request: &request,
@@ -776,9 +797,41 @@ impl Service {
                 interrupt,
                 paths,
                 started: Instant::now(),
+                schedule_time: crate::epoch::seconds(request.schedule_time.into()),
+                start_time: crate::epoch::seconds(start_time.into()),
             },
         );
         true
+    }
+
+    /// Keeps the job's `PREVIOUS_*` runs up to date with a run that ended, as the store's
+    /// look-up would find them: the newest by start time, of all, of exit 0, of the rest.
+    fn remember_previous(&mut self, run: &Running, code: i32, status: RunStatus, stop: f64) {
+        let Some(previous) = self.previous.get_mut(&run.job) else {
+            return;
+        };
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            job_name: run.job.clone(),
+            status,
+            schedule_time: Some(run.schedule_time),
+            start_time: Some(run.start_time),
+            stop_time: Some(stop),
+            exit_code: Some(i64::from(code)),
+            trigger_type: None,
+            trigger_data: serde_json::Value::Null,
+            run_data: serde_json::Value::Null,
+            host: None,
+        };
+        let kind = if code == 0 { 1 } else { 2 };
+        for slot in [0, kind] {
+            let newer = previous[slot]
+                .as_ref()
+                .is_none_or(|p| p.start_time.unwrap_or(f64::NEG_INFINITY) <= run.start_time);
+            if newer {
+                previous[slot] = Some(record.clone());
+            }
+        }
     }
 
     /// Runs that ended, recorded together: one transaction for all their ends.
@@ -829,11 +882,19 @@ impl Service {
         drop(ends);
         for ((run, report, code, status), recorded) in done.into_iter().zip(recorded) {
             let run_id = &run.run_id;
-            if let Err(e) = recorded {
-                log::warn!(
-                    "cannot record the end of run {run_id}: {}",
-                    crate::error::one_line(&e)
-                );
+            match recorded {
+                Ok(()) => {
+                    let stop = crate::epoch::seconds(report.stopped_at());
+                    self.remember_previous(&run, code, status, stop);
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot record the end of run {run_id}: {}",
+                        crate::error::one_line(&e)
+                    );
+                    // Whatever the store holds now is what the next run is told.
+                    self.previous.remove(&run.job);
+                }
             }
             if !report.leftovers.is_empty() {
                 log::warn!(

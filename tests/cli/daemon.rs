@@ -258,6 +258,79 @@ fn a_trigger_for_later_replaces_the_planned_scheduled_run() {
 }
 
 #[test]
+fn previous_runs_are_told_exactly_as_recorded_good_and_bad() {
+    // A run fails when a trigger says so: good, bad, good, and each run's PREVIOUS_*
+    // must be what the store holds of the runs before it, to the digit.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  flip:\n    command: [\"/bin/sh\", \"-c\", \"env > env; exit ${CODE:-0}\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    for (n, code) in ["0", "3", "0", "0"].iter().enumerate() {
+        daemon
+            .runner(&["trigger", "flip", "--env", &format!("CODE={code}")])
+            .assert_code(0);
+        daemon.wait_runs("flip", n + 1);
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let mut runs = daemon.finished_runs("flip");
+    runs.reverse();
+    let told = |env: &std::collections::BTreeMap<String, String>, prefix: &str| {
+        [
+            "RUN_ID",
+            "SCHEDULE_TIME",
+            "START_TIME",
+            "STOP_TIME",
+            "EXIT_CODE",
+        ]
+        .map(|k| env.get(&format!("{prefix}_{k}")).cloned())
+    };
+    let recorded = |run: &serde_json::Value| {
+        [
+            "run_id",
+            "schedule_time",
+            "start_time",
+            "stop_time",
+            "exit_code",
+        ]
+        .map(|k| {
+            Some(match &run[k] {
+                serde_json::Value::String(s) => s.clone(),
+                v => {
+                    if k == "exit_code" {
+                        v.to_string()
+                    } else {
+                        format!("{}", v.as_f64().expect("time"))
+                    }
+                }
+            })
+        })
+    };
+    let none = [None, None, None, None, None];
+    for (i, run) in runs.iter().enumerate() {
+        let env = env_of(&daemon, run);
+        let before = &runs[..i];
+        let last = before.last().map_or(none.clone(), recorded);
+        let good = before
+            .iter()
+            .rev()
+            .find(|r| r["exit_code"] == 0)
+            .map_or(none.clone(), recorded);
+        let bad = before
+            .iter()
+            .rev()
+            .find(|r| r["exit_code"] != 0)
+            .map_or(none.clone(), recorded);
+        assert_eq!(told(&env, "PREVIOUS"), last, "run {i}");
+        assert_eq!(told(&env, "PREVIOUS_GOOD"), good, "run {i}");
+        assert_eq!(told(&env, "PREVIOUS_BAD"), bad, "run {i}");
+    }
+    assert_eq!(runs[3]["exit_code"], 0);
+    assert_eq!(runs[1]["exit_code"], 3);
+}
+
+#[test]
 fn trigger_directories_are_made_by_whoever_triggers_and_watched_once_they_appear() {
     // dsari 2.0 makes no trigger directory (its documentation says `mkdir -p`); the
     // daemon makes none per job either, and watches each one from when it appears.
