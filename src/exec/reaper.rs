@@ -6,11 +6,12 @@
 //!
 //! - **Reaping.** A thread woken by SIGCHLD reaps every zombie child of runner that no
 //!   supervisor waits for itself. Supervisors' own children (attempt leaders) are listed
-//!   in `spawned` before `spawn` returns, and while any spawn is under way (its child
-//!   not listed yet) nothing is reaped: the sweep is put off until the last spawn under
-//!   way is listed, so the reaper never steals an exit status. The registry lock is not
-//!   held across the spawn itself: a fork and exec take milliseconds on a loaded machine,
-//!   and a daemon starting hundreds of runs a second would queue behind them.
+//!   in `spawned` before `spawn` returns. The registry lock is not held across the spawn
+//!   itself (a fork and exec take milliseconds on a loaded machine, and a daemon starting
+//!   hundreds of runs a second would queue behind them): whoever looks at runner's
+//!   children waits, after looking, until the spawns under way then have listed theirs
+//!   ([`settle`]), so a child seen is either listed by then or nobody's leader, and the
+//!   reaper never steals an exit status.
 //! - **Membership.** An attempt's processes are its leader, its process group, and every
 //!   descendant of those by parent links, plus orphans (now runner's children) traced
 //!   back to it: by having been seen as members before, by a process group or session
@@ -21,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, MutexGuard, Once};
 
 use super::pgroup;
 use super::spawn::{self, Child, Command};
@@ -41,23 +42,13 @@ struct Registry {
     kept_groups: HashSet<i32>,
     /// runner's own helper processes (the guardian), never anyone's member.
     helpers: HashSet<i32>,
-    /// Spawns under way: their children may exist unlisted, so nothing is reaped.
-    spawning: usize,
-    /// A sweep was put off for them; the last one to end sweeps.
-    deferred: bool,
+    /// Spawns under way, by number: their children may exist, not listed yet.
+    in_flight: HashSet<u64>,
+    next_spawn: u64,
 }
 
-impl Registry {
-    /// Whether orphans may be reaped now: no spawn is under way. Otherwise the sweep is
-    /// put off until the last one ends.
-    fn may_reap(&mut self) -> bool {
-        if self.spawning > 0 {
-            self.deferred = true;
-            return false;
-        }
-        true
-    }
-}
+/// Signalled whenever a spawn under way has listed its child.
+static SETTLED: Condvar = Condvar::new();
 
 /// What is known of one live attempt.
 struct Track {
@@ -78,6 +69,36 @@ fn registry() -> MutexGuard<'static, Option<Registry>> {
 fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut guard = registry();
     f(guard.get_or_insert_with(Registry::default))
+}
+
+/// [`settle`], when one of `children` is neither a listed leader nor a helper: only such
+/// a child can be one that a spawn under way has not listed yet. Usually there is none,
+/// and nobody waits.
+fn settle_for(children: &[i32]) {
+    if with(|r| {
+        children
+            .iter()
+            .any(|c| !r.spawned.contains(c) && !r.helpers.contains(c))
+    }) {
+        settle();
+    }
+}
+
+/// Waits until every spawn under way now has listed its child: at most one fork and exec.
+/// Called after reading runner's children and before judging them, so that a child seen
+/// is either in `spawned` by then or no supervisor's.
+fn settle() {
+    let mut guard = registry();
+    let waiting: Vec<u64> = match guard.as_ref() {
+        Some(r) if !r.in_flight.is_empty() => r.in_flight.iter().copied().collect(),
+        _ => return,
+    };
+    while guard
+        .as_ref()
+        .is_some_and(|r| waiting.iter().any(|id| r.in_flight.contains(id)))
+    {
+        guard = SETTLED.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
 }
 
 /// runner's own group and session: never recorded as an attempt's.
@@ -134,11 +155,11 @@ fn sweep() {
     };
     let children: Vec<i32> =
         children.unwrap_or_else(|| snapshot.children(me).map(|p| p.pid).collect());
+    settle_for(&children);
     with(|r| {
-        let may_reap = r.may_reap();
         for pid in children {
             // WNOHANG: a live child is left alone.
-            if may_reap && !r.spawned.contains(&pid) && !r.helpers.contains(&pid) {
+            if !r.spawned.contains(&pid) && !r.helpers.contains(&pid) {
                 pgroup::reap(pid);
             }
         }
@@ -175,9 +196,13 @@ pub(crate) struct Tracker {
 /// Spawns `cmd` (see `spawn.rs`; the child lists its group on `guardian`) and starts
 /// tracking its processes.
 pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, Tracker)> {
-    // Until the child is listed below, the reaper leaves every zombie alone (see the
-    // module comment); other threads spawn, reap and look up members meanwhile.
-    with(|r| r.spawning += 1);
+    // Until the child is listed below, whoever looks at runner's children waits for it
+    // (see `settle`); other threads spawn, reap and look up members meanwhile.
+    let spawn_id = with(|r| {
+        r.next_spawn += 1;
+        r.in_flight.insert(r.next_spawn);
+        r.next_spawn
+    });
     let spawned = spawn::spawn(cmd, guardian);
     let since = spawned.as_ref().ok().and_then(|child| {
         let leader = child.id() as i32;
@@ -185,9 +210,9 @@ pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, 
             .ok()
             .and_then(|s| super::tree::start_of(leader, &s))
     });
-    let (tracked, sweep_now) = with(|r| {
-        r.spawning -= 1;
-        let tracked = spawned.map(|child| {
+    let tracked = with(|r| {
+        r.in_flight.remove(&spawn_id);
+        spawned.map(|child| {
             let leader = child.id() as i32;
             r.spawned.insert(leader);
             r.next_id += 1;
@@ -203,13 +228,9 @@ pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, 
                 },
             );
             (child, Tracker { id, leader })
-        });
-        let sweep_now = r.spawning == 0 && std::mem::take(&mut r.deferred);
-        (tracked, sweep_now)
+        })
     });
-    if sweep_now {
-        sweep();
-    }
+    SETTLED.notify_all();
     tracked
 }
 
@@ -219,11 +240,11 @@ impl Tracker {
     pub(crate) fn members(&self) -> Vec<Proc> {
         let snapshot = Snapshot::take();
         let me = std::process::id() as i32;
+        settle_for(&snapshot.children(me).map(|p| p.pid).collect::<Vec<_>>());
         let (own_pgid, own_sid) = own_ids();
         with(|r| {
-            let may_reap = r.may_reap();
             for proc in snapshot.children(me) {
-                if may_reap && proc.zombie && !r.spawned.contains(&proc.pid) {
+                if proc.zombie && !r.spawned.contains(&proc.pid) {
                     pgroup::reap(proc.pid);
                 }
             }
@@ -285,17 +306,13 @@ impl Tracker {
         let Some(children) = super::tree::own_children() else {
             return true;
         };
-        let (orphans, may_reap): (Vec<i32>, bool) = with(|r| {
-            let orphans = children
+        settle_for(&children);
+        let orphans: Vec<i32> = with(|r| {
+            children
                 .into_iter()
                 .filter(|c| !r.spawned.contains(c) && !r.helpers.contains(c))
-                .collect();
-            (orphans, r.may_reap())
+                .collect()
         });
-        // A child of a spawn under way may be among them: none is reaped, any may be live.
-        if !may_reap && !orphans.is_empty() {
-            return true;
-        }
         let mut live = false;
         for orphan in orphans {
             live |= !pgroup::reap(orphan);
