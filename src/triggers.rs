@@ -91,19 +91,31 @@ pub(crate) fn job_dir(data_dir: &Path, job: &str) -> PathBuf {
     base_dir(data_dir).join(job)
 }
 
-/// Creates the trigger directory of each job (mode 0700: only the daemon's user may ask
-/// for runs).
-pub(crate) fn prepare_dirs<'a>(data_dir: &Path, jobs: impl Iterator<Item = &'a str>) {
-    for job in jobs {
-        let dir = job_dir(data_dir, job);
-        if let Err(e) = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-        {
-            log::warn!("cannot create trigger directory {}: {e}", dir.display());
-        }
+/// Creates `DATA_DIR/trigger` (mode 0700: only the daemon's user may ask for runs). The
+/// job directories in it are made by whoever asks for a run: `runner trigger`, or a
+/// script with `mkdir -p`, as dsari's documentation says.
+pub(crate) fn prepare_base(data_dir: &Path) {
+    let dir = base_dir(data_dir);
+    if let Err(e) = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
+        log::warn!("cannot create trigger directory {}: {e}", dir.display());
     }
+}
+
+/// The names of the directories in `DATA_DIR/trigger`: the jobs that may have trigger
+/// files (one directory listing, however many jobs are configured).
+pub(crate) fn job_dirs(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(base_dir(data_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
 }
 
 /// Consumes the trigger files of `job`: `trigger.json`, then `trigger.yaml` (dsari takes

@@ -45,7 +45,7 @@ pub(crate) fn has_events(job: &Job) -> bool {
 /// Whether a job's run needs an initial request to wait for its `after` events: a job
 /// with `after` and neither a schedule nor `and_every` runs once they are fired.
 pub(crate) fn runs_once_after(job: &ScheduledJob) -> bool {
-    !job.job.after.is_empty() && job.schedule.is_none() && job.job.and_every.is_none()
+    !job.job.after.is_empty() && job.schedule().is_none() && job.job.and_every.is_none()
 }
 
 /// What the event rules of the daemon's session need to remember.

@@ -3,8 +3,9 @@
 //! scheduling loop ready to use, so that a large or slow file never delays a run that
 //! is due (a scheduling loop stuck in a parser keeps no times).
 //!
-//! The thread also owns the inotify watches of the trigger directories; without inotify
-//! it looks into every job's directory once a second.
+//! The thread also owns the inotify watches of the trigger directories (see `watch`);
+//! without inotify it lists `DATA_DIR/trigger` once a second and looks into the
+//! directories of configured jobs there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ enum Work {
     Look(String),
     /// A trigger file was created in this job's directory; read it a moment later.
     Created(String),
-    /// SIGUSR1: look into every job's directory.
+    /// SIGUSR1: look into every job's directory there is.
     ScanAll,
     /// SIGHUP: load the configuration again.
     Reload,
@@ -62,9 +63,9 @@ pub(super) struct Intake {
 }
 
 impl Intake {
-    /// Makes the trigger directories of `jobs` and watches them, then starts the thread,
-    /// which takes the trigger files already there, says [`Event::Ready`], and sends
-    /// everything it reads to `events`.
+    /// Watches the trigger directories, then starts the thread, which takes the trigger
+    /// files already there, says [`Event::Ready`], and sends everything it reads to
+    /// `events`.
     pub(super) fn start(
         data_dir: &Path,
         config_path: &Path,
@@ -88,10 +89,8 @@ impl Intake {
             }),
             events,
         };
-        // The directories exist and are watched before the daemon says it started; a file
+        // The directories there are watched before the daemon says it started; a file
         // that came before its watch is found by the first scan, made after it.
-        let names: Vec<String> = reader.jobs.iter().cloned().collect();
-        reader.watch(&names);
         std::thread::Builder::new()
             .name("intake".to_owned())
             .spawn(move || {
@@ -198,8 +197,11 @@ impl Reader {
         true
     }
 
+    /// Looks into the directory of every configured job that has one.
     fn scan_all(&self) -> bool {
-        self.jobs.iter().all(|job| self.look(job))
+        triggers::job_dirs(&self.data_dir)
+            .iter()
+            .all(|job| self.look(job))
     }
 
     fn reload(&mut self) -> bool {
@@ -211,21 +213,10 @@ impl Reader {
             let names: BTreeSet<String> = loaded.jobs.keys().cloned().collect();
             added = names.difference(&self.jobs).cloned().collect();
             self.jobs = names;
-            self.watch(&added);
         }
         if self.events.send(Event::Reloaded(Box::new(loaded))).is_err() {
             return false;
         }
         added.iter().all(|job| self.look(job))
-    }
-
-    /// Makes and watches the trigger directories of `names`.
-    fn watch(&mut self, names: &[String]) {
-        triggers::prepare_dirs(&self.data_dir, names.iter().map(String::as_str));
-        if let Some(watcher) = self.watcher.as_mut() {
-            for job in names {
-                watcher.add(job);
-            }
-        }
     }
 }

@@ -15,19 +15,24 @@ use crate::config::{ConfigError, ErrorKind, Scope};
 use crate::schedule::Schedule;
 use crate::security::{self, Kind, UnsafeError};
 
-/// A job and its schedule (none for jobs that only run on triggers).
+/// A job ready to schedule, its schedule parsed (none for jobs that only run on
+/// triggers).
 #[derive(Debug, Clone)]
 pub(crate) struct ScheduledJob {
     /// The configured job.
     pub(crate) job: Job,
-    /// Its parsed schedule.
-    pub(crate) schedule: Option<Schedule>,
 }
 
 impl ScheduledJob {
+    /// Its parsed schedule: the job's own, not a copy (a daemon with ten thousand jobs
+    /// would keep a megabyte of copies).
+    pub(crate) fn schedule(&self) -> Option<&Schedule> {
+        self.job.parsed_schedule.as_ref()
+    }
+
     /// The first due time strictly after `after`.
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.as_ref()?.next_after(after)
+        self.schedule()?.next_after(after)
     }
 }
 
@@ -42,10 +47,20 @@ pub(crate) fn check_ownership(config: &DaemonConfig) -> Result<(), UnsafeError> 
         security::check(Kind::DaemonConfig, file)?;
     }
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // Each program once: ten thousand jobs running `true` are one check, not ten
+    // thousand walks up the directory tree (sixteen stats each).
+    let mut checked = std::collections::HashSet::new();
     for job in config.jobs.values() {
         if let Some(program) = job.command.as_ref().and_then(|argv| argv.first()) {
-            let search_path = job.environment.get("PATH").map(OsStr::new);
-            security::check_program(Kind::Command, program, &here, search_path)?;
+            let search_path = job.environment.get("PATH");
+            if checked.insert((program, search_path)) {
+                security::check_program(
+                    Kind::Command,
+                    program,
+                    &here,
+                    search_path.map(OsStr::new),
+                )?;
+            }
         }
     }
     Ok(())
@@ -97,15 +112,9 @@ pub(crate) fn prepare(
                 ));
             }
         }
-        // Parsed where the job was read (config::daemon::job), errors naming the file.
-        let schedule = job.parsed_schedule.clone();
-        jobs.insert(
-            name.clone(),
-            ScheduledJob {
-                job: job.clone(),
-                schedule,
-            },
-        );
+        // The schedule was parsed where the job was read (config::daemon::job), errors
+        // naming the file.
+        jobs.insert(name.clone(), ScheduledJob { job: job.clone() });
     }
     Ok(jobs)
 }

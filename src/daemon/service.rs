@@ -28,8 +28,8 @@ use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
-use crate::store::model::RunStatus;
-use crate::store::{EventStore, Location, NewRun, Owner, RunStore};
+use crate::store::model::{RunRecord, RunStatus};
+use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -61,7 +61,27 @@ struct Running {
     interrupt: Arc<Interrupt>,
     paths: RunPaths,
     started: Instant,
+    /// When it was due and when it started, as recorded (epoch seconds).
+    schedule_time: f64,
+    start_time: f64,
 }
+
+/// A run the planner let start, with everything made for it, before it is recorded.
+struct Prepared {
+    slot: RunSlot,
+    job: Job,
+    request: launch::Request,
+    group: Option<String>,
+    run_id: String,
+    paths: RunPaths,
+    start_time: DateTime<Utc>,
+    env: BTreeMap<String, String>,
+    /// The data of the events it waited for, written into its directory.
+    events: Option<String>,
+}
+
+/// At most this many ended runs are recorded in one transaction.
+const ENDS_AT_ONCE: usize = 1024;
 
 /// Where the daemon's configuration comes from and what overrides it.
 pub(crate) struct Setup {
@@ -89,6 +109,11 @@ pub(crate) struct Service {
     /// The events (fired, waited for): the fleet's when a fleet database is named, else
     /// this host's SQLite file.
     events_store: Box<dyn EventStore>,
+    /// Each job's previous run, previous good and previous bad one (`PREVIOUS_*`), read
+    /// from the store at the job's first start and kept up to date as its runs end: the
+    /// store's look-up walks back through the job's runs to the last bad one, which a job
+    /// that never fails makes a walk through all of them, at every start.
+    previous: HashMap<String, [Option<RunRecord>; 3]>,
     /// Where the store is: handed to the chains the daemon starts.
     location: Location,
     /// The host runs are recorded with.
@@ -99,6 +124,8 @@ pub(crate) struct Service {
     sender: Sender<Event>,
     events: Receiver<Event>,
     intake: Option<Intake>,
+    /// An event taken from the channel while collecting ended runs, handled next.
+    pending: Option<Event>,
     stopping: bool,
     /// The event rules of the daemon's session.
     gates: Gates,
@@ -121,6 +148,19 @@ pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathB
     crate::state::resolve(state_dir, config.configured_data_dir.as_deref())
 }
 
+/// Gives the memory freed after reading the configuration back to the system. Parsing a
+/// large configuration builds its whole tree before the jobs are taken out of it; the
+/// allocator keeps the freed pages, scattered between the jobs' own allocations, and a
+/// daemon with ten thousand jobs would hold twice the memory it uses for as long as it
+/// runs.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Each concurrency group's `max`.
 fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
     config
@@ -134,6 +174,7 @@ impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
+        release_freed_memory();
         for warning in &config.warnings {
             log::warn!("{warning}");
         }
@@ -172,6 +213,7 @@ impl Service {
             running: HashMap::new(),
             store,
             events_store,
+            previous: HashMap::new(),
             location,
             host,
             owner: Owner::current(),
@@ -180,6 +222,7 @@ impl Service {
             sender,
             events,
             intake: None,
+            pending: None,
             stopping: false,
             gates,
             on_event: None,
@@ -223,15 +266,18 @@ impl Service {
                 .planner
                 .next_due()
                 .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-            let event = match wait {
-                Some(wait) => match self.events.recv_timeout(wait) {
-                    Ok(event) => Some(event),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.events.recv() {
-                    Ok(event) => Some(event),
-                    Err(_) => break,
+            let event = match (self.pending.take(), wait) {
+                (Some(event), _) => Some(event),
+                (None, wait) => match wait {
+                    Some(wait) => match self.events.recv_timeout(wait) {
+                        Ok(event) => Some(event),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match self.events.recv() {
+                        Ok(event) => Some(event),
+                        Err(_) => break,
+                    },
                 },
             };
             // One event, then the planner again: a trigger that may start at once starts
@@ -268,7 +314,22 @@ impl Service {
             Event::Signal(signals::Request::Shutdown(sig)) => self.shutdown(sig),
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
-            Event::Finished { slot, report } => self.finished(slot, &report),
+            Event::Finished { slot, report } => {
+                // The runs that ended meanwhile are recorded with it, in one transaction;
+                // the first other event is handled next, in its turn.
+                let mut ended = vec![(slot, report)];
+                while ended.len() < ENDS_AT_ONCE {
+                    match self.events.try_recv() {
+                        Ok(Event::Finished { slot, report }) => ended.push((slot, report)),
+                        Ok(other) => {
+                            self.pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.finished(ended);
+            }
             Event::Fired => {
                 if !self.stopping {
                     self.take_firings();
@@ -353,7 +414,7 @@ impl Service {
     fn catch_up(&mut self, now: DateTime<Utc>) {
         let mut missed_runs = Vec::new();
         for (name, job) in self.planner.jobs() {
-            if job.job.catch_up != CatchUp::Once || job.schedule.is_none() {
+            if job.job.catch_up != CatchUp::Once || job.schedule().is_none() {
                 continue;
             }
             let last = match self.store.last_scheduled(name) {
@@ -527,7 +588,10 @@ impl Service {
         }
     }
 
-    /// Starts every run the planner lets start now.
+    /// Starts every run the planner lets start now. The runs of one instant are recorded
+    /// in one transaction, committed before any of them starts: a `kill -9` of the daemon
+    /// after that finds each of them recorded (and finalizes it as lost), and a thousand
+    /// runs due at once cost one commit, not a thousand.
     fn start_due(&mut self, now: DateTime<Utc>) {
         let (store, gates, event_jobs) = (&*self.events_store, &self.gates, &self.event_jobs);
         let starts = self
@@ -536,26 +600,60 @@ impl Service {
                 Some(job) => gates.admit(store, job, request),
                 None => Admission::Start,
             });
+        let mut prepared = Vec::with_capacity(starts.len());
         for start in starts {
             let slot = start.slot;
-            if !self.start(start) {
+            match self.prepare(start) {
+                Some(run) => prepared.push(run),
+                None => self.planner.finished(slot),
+            }
+        }
+        if prepared.is_empty() {
+            return;
+        }
+        let news: Vec<NewRun<'_>> = prepared
+            .iter()
+            .map(|run| NewRun {
+                run_id: &run.run_id,
+                job: &run.job.name,
+                schedule_time: run.request.schedule_time.into(),
+                start_time: run.start_time.into(),
+                trigger_type: &run.request.trigger_type,
+                trigger_data: &run.request.trigger_data,
+                session: self.gates.session(),
+                output_dir: &run.paths.run_dir,
+                owner: &self.owner,
+                tasks: &[],
+                host: &self.host,
+            })
+            .collect();
+        let recorded = self.store.begin_runs(&news);
+        drop(news);
+        for (run, recorded) in prepared.into_iter().zip(recorded) {
+            if let Err(e) = recorded {
+                log::warn!(
+                    "cannot record run {}: {}",
+                    run.run_id,
+                    crate::error::one_line(&e)
+                );
+            }
+            let slot = run.slot;
+            if !self.launch(run) {
                 self.planner.finished(slot);
             }
         }
     }
 
-    /// Starts one run; `false` if it could not be started at all.
-    fn start(&mut self, start: Start) -> bool {
+    /// Everything a run needs before it is recorded and started; `None` if its job is
+    /// gone.
+    fn prepare(&mut self, start: Start) -> Option<Prepared> {
         let Start {
             slot,
             request,
             group,
             merged_from,
         } = start;
-        let Some(scheduled) = self.planner.jobs().get(&request.job) else {
-            return false;
-        };
-        let job = scheduled.job.clone();
+        let job = self.planner.jobs().get(&request.job)?.job.clone();
         let run_id = uuid::Uuid::new_v4().to_string();
         let paths = RunPaths::new(&self.data_dir, &job.name, &run_id);
         let start_time = Utc::now();
@@ -572,14 +670,26 @@ impl Service {
                 log::debug!("{message}");
             }
         }
-        let previous = self.store.previous_runs(&job.name).unwrap_or_else(|e| {
-            log::warn!(
-                "cannot read the previous runs of \"{}\": {}",
-                job.name,
-                crate::error::one_line(&e)
-            );
-            [None, None, None]
-        });
+        let previous = match self.previous.get(&job.name) {
+            Some(previous) => previous.clone(),
+            None => match self.store.previous_runs(&job.name) {
+                Ok(previous) => {
+                    // A chain job's run is also written by the chain: always asked for.
+                    if job.taskdir.is_none() {
+                        self.previous.insert(job.name.clone(), previous.clone());
+                    }
+                    previous
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot read the previous runs of \"{}\": {}",
+                        job.name,
+                        crate::error::one_line(&e)
+                    );
+                    [None, None, None]
+                }
+            },
+        };
         let mut env = launch::environment(&Context {
             job: &job,
             request: &request,
@@ -591,22 +701,33 @@ impl Service {
             global_env: &self.config.environment,
         });
         let events = self.event_environment(&mut env, &request, &paths);
-        let recorded = self.store.begin_run(&NewRun {
-            run_id: &run_id,
-            job: &job.name,
-            schedule_time: request.schedule_time.into(),
-            start_time: start_time.into(),
-            trigger_type: &request.trigger_type,
-            trigger_data: &request.trigger_data,
-            session: self.gates.session(),
-            output_dir: &paths.run_dir,
-            owner: &self.owner,
-            tasks: &[],
-            host: &self.host,
-        });
-        if let Err(e) = recorded {
-            log::warn!("cannot record run {run_id}: {}", crate::error::one_line(&e));
-        }
+        Some(Prepared {
+            slot,
+            job,
+            request,
+            group,
+            run_id,
+            paths,
+            start_time,
+            env,
+            events,
+        })
+    }
+
+    /// Starts a recorded run on a thread of its own; `false` if it could not be started
+    /// at all.
+    fn launch(&mut self, run: Prepared) -> bool {
+        let Prepared {
+            slot,
+            job,
+            request,
+            group,
+            run_id,
+            paths,
+            start_time,
+            env,
+            events,
+        } = run;
         let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, &self.location);
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
@@ -676,67 +797,125 @@ impl Service {
                 interrupt,
                 paths,
                 started: Instant::now(),
+                schedule_time: crate::epoch::seconds(request.schedule_time.into()),
+                start_time: crate::epoch::seconds(start_time.into()),
             },
         );
         true
     }
 
-    fn finished(&mut self, slot: RunSlot, report: &AttemptReport) {
-        self.planner.finished(slot);
-        let Some(run) = self.running.remove(&slot) else {
+    /// Keeps the job's `PREVIOUS_*` runs up to date with a run that ended, as the store's
+    /// look-up would find them: the newest by start time, of all, of exit 0, of the rest.
+    fn remember_previous(&mut self, run: &Running, code: i32, status: RunStatus, stop: f64) {
+        let Some(previous) = self.previous.get_mut(&run.job) else {
             return;
         };
-        let run_id = &run.run_id;
-        let code = launch::exit_code(report);
-        if let Some(data) = launch::run_data(&run.paths) {
-            if let Err(e) = self.store.set_run_data(run_id, &data) {
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            job_name: run.job.clone(),
+            status,
+            schedule_time: Some(run.schedule_time),
+            start_time: Some(run.start_time),
+            stop_time: Some(stop),
+            exit_code: Some(i64::from(code)),
+            trigger_type: None,
+            trigger_data: serde_json::Value::Null,
+            run_data: serde_json::Value::Null,
+            host: None,
+        };
+        let kind = if code == 0 { 1 } else { 2 };
+        for slot in [0, kind] {
+            let newer = previous[slot]
+                .as_ref()
+                .is_none_or(|p| p.start_time.unwrap_or(f64::NEG_INFINITY) <= run.start_time);
+            if newer {
+                previous[slot] = Some(record.clone());
+            }
+        }
+    }
+
+    /// Runs that ended, recorded together: one transaction for all their ends.
+    fn finished(&mut self, ended: Vec<(RunSlot, AttemptReport)>) {
+        let mut done = Vec::with_capacity(ended.len());
+        for (slot, report) in ended {
+            self.planner.finished(slot);
+            let Some(run) = self.running.remove(&slot) else {
+                continue;
+            };
+            let run_id = &run.run_id;
+            let code = launch::exit_code(&report);
+            if let Some(data) = launch::run_data(&run.paths) {
+                if let Err(e) = self.store.set_run_data(run_id, &data) {
+                    log::warn!(
+                        "cannot record return_data of run {run_id}: {}",
+                        crate::error::one_line(&e)
+                    );
+                }
+            }
+            let status = match (code, report.stopped) {
+                (_, Some(crate::exec::Stop::Interrupt(_))) => RunStatus::Interrupted,
+                (0, _) => RunStatus::Ok,
+                _ => RunStatus::Failed,
+            };
+            // A fleet database keeps the run's output for every host (an embedded store
+            // keeps only the file): at most its last OUTPUT_KEPT bytes.
+            if self.location.fleet.is_some() {
+                if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
+                    let from = bytes.len().saturating_sub(OUTPUT_KEPT);
+                    if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
+                        log::debug!("cannot keep the output of run {run_id}: {e}");
+                    }
+                }
+            }
+            done.push((run, report, code, status));
+        }
+        let ends: Vec<RunEnd<'_>> = done
+            .iter()
+            .map(|(run, report, code, status)| RunEnd {
+                run_id: &run.run_id,
+                status: *status,
+                exit_code: Some(*code),
+                stop_time: Some(report.stopped_at()),
+            })
+            .collect();
+        let recorded = self.store.finish_runs(&ends);
+        drop(ends);
+        for ((run, report, code, status), recorded) in done.into_iter().zip(recorded) {
+            let run_id = &run.run_id;
+            match recorded {
+                Ok(()) => {
+                    let stop = crate::epoch::seconds(report.stopped_at());
+                    self.remember_previous(&run, code, status, stop);
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot record the end of run {run_id}: {}",
+                        crate::error::one_line(&e)
+                    );
+                    // Whatever the store holds now is what the next run is told.
+                    self.previous.remove(&run.job);
+                }
+            }
+            if !report.leftovers.is_empty() {
                 log::warn!(
-                    "cannot record return_data of run {run_id}: {}",
-                    crate::error::one_line(&e)
+                    "run {run_id} of job \"{}\" left {} process(es) running: {}",
+                    run.job,
+                    report.leftovers.len(),
+                    crate::exec::describe_leftovers(&report.leftovers)
                 );
             }
-        }
-        let status = match (code, report.stopped) {
-            (_, Some(crate::exec::Stop::Interrupt(_))) => RunStatus::Interrupted,
-            (0, _) => RunStatus::Ok,
-            _ => RunStatus::Failed,
-        };
-        // A fleet database keeps the run's output for every host (an embedded store
-        // keeps only the file): at most its last OUTPUT_KEPT bytes.
-        if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
-            let from = bytes.len().saturating_sub(OUTPUT_KEPT);
-            if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
-                log::debug!("cannot keep the output of run {run_id}: {e}");
+            if status == RunStatus::Ok {
+                self.fire_job_event(run_id, &run.job, &run.paths);
             }
-        }
-        if let Err(e) = self
-            .store
-            .finish_run(run_id, status, Some(code), Some(report.stopped_at()))
-        {
-            log::warn!(
-                "cannot record the end of run {run_id}: {}",
-                crate::error::one_line(&e)
-            );
-        }
-        if !report.leftovers.is_empty() {
-            log::warn!(
-                "run {run_id} of job \"{}\" left {} process(es) running: {}",
+            let reason = launch::stop_reason(&report)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            log::info!(
+                "run {run_id} of job \"{}\" ended with exit code {code} after {:.2}s{reason}",
                 run.job,
-                report.leftovers.len(),
-                crate::exec::describe_leftovers(&report.leftovers)
+                run.started.elapsed().as_secs_f64()
             );
         }
-        if status == RunStatus::Ok {
-            self.fire_job_event(run_id, &run.job, &run.paths);
-        }
-        let reason = launch::stop_reason(report)
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        log::info!(
-            "run {run_id} of job \"{}\" ended with exit code {code} after {:.2}s{reason}",
-            run.job,
-            run.started.elapsed().as_secs_f64()
-        );
     }
 
     /// What a run needs for events: `RUNNER_SESSION` and `RUNNER_DATABASE`, so that

@@ -6,8 +6,12 @@
 //!
 //! - **Reaping.** A thread woken by SIGCHLD reaps every zombie child of runner that no
 //!   supervisor waits for itself. Supervisors' own children (attempt leaders) are listed
-//!   in `spawned` from before `spawn` returns (the registry lock is held across it), so
-//!   the reaper never steals an exit status.
+//!   in `spawned` before `spawn` returns. The registry lock is not held across the spawn
+//!   itself (a fork and exec take milliseconds on a loaded machine, and a daemon starting
+//!   hundreds of runs a second would queue behind them): whoever looks at runner's
+//!   children waits, after looking, until the spawns under way then have listed theirs
+//!   ([`settle`]), so a child seen is either listed by then or nobody's leader, and the
+//!   reaper never steals an exit status.
 //! - **Membership.** An attempt's processes are its leader, its process group, and every
 //!   descendant of those by parent links, plus orphans (now runner's children) traced
 //!   back to it: by having been seen as members before, by a process group or session
@@ -18,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, MutexGuard, Once};
 
 use super::pgroup;
 use super::spawn::{self, Child, Command};
@@ -38,7 +42,13 @@ struct Registry {
     kept_groups: HashSet<i32>,
     /// runner's own helper processes (the guardian), never anyone's member.
     helpers: HashSet<i32>,
+    /// Spawns under way, by number: their children may exist, not listed yet.
+    in_flight: HashSet<u64>,
+    next_spawn: u64,
 }
+
+/// Signalled whenever a spawn under way has listed its child.
+static SETTLED: Condvar = Condvar::new();
 
 /// What is known of one live attempt.
 struct Track {
@@ -59,6 +69,36 @@ fn registry() -> MutexGuard<'static, Option<Registry>> {
 fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut guard = registry();
     f(guard.get_or_insert_with(Registry::default))
+}
+
+/// [`settle`], when one of `children` is neither a listed leader nor a helper: only such
+/// a child can be one that a spawn under way has not listed yet. Usually there is none,
+/// and nobody waits.
+fn settle_for(children: &[i32]) {
+    if with(|r| {
+        children
+            .iter()
+            .any(|c| !r.spawned.contains(c) && !r.helpers.contains(c))
+    }) {
+        settle();
+    }
+}
+
+/// Waits until every spawn under way now has listed its child: at most one fork and exec.
+/// Called after reading runner's children and before judging them, so that a child seen
+/// is either in `spawned` by then or no supervisor's.
+fn settle() {
+    let mut guard = registry();
+    let waiting: Vec<u64> = match guard.as_ref() {
+        Some(r) if !r.in_flight.is_empty() => r.in_flight.iter().copied().collect(),
+        _ => return,
+    };
+    while guard
+        .as_ref()
+        .is_some_and(|r| waiting.iter().any(|id| r.in_flight.contains(id)))
+    {
+        guard = SETTLED.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
 }
 
 /// runner's own group and session: never recorded as an attempt's.
@@ -115,6 +155,7 @@ fn sweep() {
     };
     let children: Vec<i32> =
         children.unwrap_or_else(|| snapshot.children(me).map(|p| p.pid).collect());
+    settle_for(&children);
     with(|r| {
         for pid in children {
             // WNOHANG: a live child is left alone.
@@ -155,30 +196,42 @@ pub(crate) struct Tracker {
 /// Spawns `cmd` (see `spawn.rs`; the child lists its group on `guardian`) and starts
 /// tracking its processes.
 pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, Tracker)> {
-    let mut guard = registry();
-    let r = guard.get_or_insert_with(Registry::default);
-    // The lock is held across the spawn: the reaper cannot see the child before it is
-    // listed as someone's to wait for.
-    let child = spawn::spawn(cmd, guardian)?;
-    let leader = child.id() as i32;
-    r.spawned.insert(leader);
-    let since = std::fs::read_to_string(format!("/proc/{leader}/stat"))
-        .ok()
-        .and_then(|s| super::tree::start_of(leader, &s))
-        .unwrap_or(0);
-    r.next_id += 1;
-    let id = r.next_id;
-    r.attempts.insert(
-        id,
-        Track {
-            leader,
-            pgid: leader,
-            since,
-            known: HashSet::new(),
-            groups: HashSet::from([leader]),
-        },
-    );
-    Ok((child, Tracker { id, leader }))
+    // Until the child is listed below, whoever looks at runner's children waits for it
+    // (see `settle`); other threads spawn, reap and look up members meanwhile.
+    let spawn_id = with(|r| {
+        r.next_spawn += 1;
+        r.in_flight.insert(r.next_spawn);
+        r.next_spawn
+    });
+    let spawned = spawn::spawn(cmd, guardian);
+    let since = spawned.as_ref().ok().and_then(|child| {
+        let leader = child.id() as i32;
+        std::fs::read_to_string(format!("/proc/{leader}/stat"))
+            .ok()
+            .and_then(|s| super::tree::start_of(leader, &s))
+    });
+    let tracked = with(|r| {
+        r.in_flight.remove(&spawn_id);
+        spawned.map(|child| {
+            let leader = child.id() as i32;
+            r.spawned.insert(leader);
+            r.next_id += 1;
+            let id = r.next_id;
+            r.attempts.insert(
+                id,
+                Track {
+                    leader,
+                    pgid: leader,
+                    since: since.unwrap_or(0),
+                    known: HashSet::new(),
+                    groups: HashSet::from([leader]),
+                },
+            );
+            (child, Tracker { id, leader })
+        })
+    });
+    SETTLED.notify_all();
+    tracked
 }
 
 impl Tracker {
@@ -187,6 +240,7 @@ impl Tracker {
     pub(crate) fn members(&self) -> Vec<Proc> {
         let snapshot = Snapshot::take();
         let me = std::process::id() as i32;
+        settle_for(&snapshot.children(me).map(|p| p.pid).collect::<Vec<_>>());
         let (own_pgid, own_sid) = own_ids();
         with(|r| {
             for proc in snapshot.children(me) {
@@ -252,6 +306,7 @@ impl Tracker {
         let Some(children) = super::tree::own_children() else {
             return true;
         };
+        settle_for(&children);
         let orphans: Vec<i32> = with(|r| {
             children
                 .into_iter()

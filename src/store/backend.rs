@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::model::{InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus};
-use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+use super::sqlite::{AttemptEnding, NewRun, RunEnd, Store, StoreError};
 
 /// The output an attempt left in the store itself (PostgreSQL keeps it there, capped as
 /// on disk, so that any host can read it).
@@ -76,6 +76,18 @@ pub(crate) trait RunStore {
     ) -> Result<(), StoreError>;
     /// Sets a running run's `run_data`.
     fn set_run_data(&mut self, run_id: &str, data: &serde_json::Value) -> Result<(), StoreError>;
+    /// Records the runs that start at one scheduling instant; each result is that run's.
+    /// A store that can writes them in one transaction (the daemon starting a thousand
+    /// runs at once makes one commit, not a thousand); durable as one `begin_run` each.
+    fn begin_runs(&mut self, runs: &[NewRun<'_>]) -> Vec<Result<(), StoreError>> {
+        runs.iter().map(|run| self.begin_run(run)).collect()
+    }
+    /// Records the ends of several runs, as [`RunStore::begin_runs`] their starts.
+    fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
+        ends.iter()
+            .map(|e| self.finish_run(e.run_id, e.status, e.exit_code, e.stop_time))
+            .collect()
+    }
     /// Finalizes as `lost` the runs of `job` (or all) whose recorder on this host died.
     fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError>;
     /// The newest, newest good and newest bad finished run of `job`.
@@ -138,6 +150,12 @@ impl RunStore for Store {
     }
     fn set_run_data(&mut self, run_id: &str, data: &serde_json::Value) -> Result<(), StoreError> {
         Store::set_run_data(self, run_id, data)
+    }
+    fn begin_runs(&mut self, runs: &[NewRun<'_>]) -> Vec<Result<(), StoreError>> {
+        Store::begin_runs(self, runs)
+    }
+    fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
+        Store::finish_runs(self, ends)
     }
     fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
         Store::finalize_lost(self, job)

@@ -36,4 +36,4 @@ pub(crate) use owner::Owner;
 pub(crate) use pg_events::{FleetEvents, Listener};
 pub(crate) use pg_metrics::{RecordsView, open_records_view};
 pub(crate) use recorder::StoreRecorder;
-pub(crate) use sqlite::{NewRun, Store, StoreError};
+pub(crate) use sqlite::{NewRun, RunEnd, Store, StoreError};

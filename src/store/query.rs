@@ -351,4 +351,58 @@ mod tests {
         ));
         assert_eq!(store.find_run("abc").expect("abc").run_id, "abc-1");
     }
+
+    #[test]
+    fn runs_started_and_ended_together_are_each_recorded_and_a_refused_one_alone_fails() {
+        use super::super::sqlite::{NewRun, RunEnd};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open_file(&dir.path().join("runner.sqlite3")).expect("open");
+        let owner = Owner::current();
+        let data = serde_json::json!({});
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let new = |run_id| NewRun {
+            run_id,
+            job: "j",
+            schedule_time: at,
+            start_time: at,
+            trigger_type: "schedule",
+            trigger_data: &data,
+            session: "s",
+            output_dir: dir.path(),
+            owner: &owner,
+            tasks: &[],
+            host: "h",
+        };
+        let runs = [new("a"), new("b"), new("a"), new("c")];
+        let begun = store.begin_runs(&runs);
+        assert!(begun[0].is_ok() && begun[1].is_ok() && begun[3].is_ok());
+        assert!(begun[2].is_err(), "a run id recorded twice is refused");
+        assert_eq!(store.find_run("c").expect("c").status, RunStatus::Running);
+        let end = |run_id, status| RunEnd {
+            run_id,
+            status,
+            exit_code: Some(i32::from(status != RunStatus::Ok)),
+            stop_time: Some(at + std::time::Duration::from_secs(1)),
+        };
+        let ended = store.finish_runs(&[
+            end("a", RunStatus::Ok),
+            end("b", RunStatus::Failed),
+            end("c", RunStatus::Ok),
+        ]);
+        assert!(ended.iter().all(Result::is_ok));
+        for (id, status) in [
+            ("a", RunStatus::Ok),
+            ("b", RunStatus::Failed),
+            ("c", RunStatus::Ok),
+        ] {
+            let run = store.find_run(id).expect(id);
+            assert_eq!(run.status, status, "{id}");
+            assert_eq!(run.stop_time, Some(1001.0), "{id}");
+        }
+        let running: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(running, 0, "every ended run left runs_running");
+    }
 }

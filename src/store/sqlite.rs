@@ -126,6 +126,19 @@ pub(crate) struct NewRun<'a> {
     pub(crate) host: &'a str,
 }
 
+/// A run's end, for [`Store::finish_runs`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunEnd<'a> {
+    /// Its id.
+    pub(crate) run_id: &'a str,
+    /// How it ended.
+    pub(crate) status: RunStatus,
+    /// Its exit code.
+    pub(crate) exit_code: Option<i32>,
+    /// When it ended.
+    pub(crate) stop_time: Option<SystemTime>,
+}
+
 /// An attempt's end, as stored.
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptEnding {
@@ -293,38 +306,64 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO runs_running (job_name, run_id, schedule_time, start_time,
-                    trigger_type, trigger_data, run_data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}')",
-            )?
-            .execute(params![
-                run.job,
-                run.run_id,
-                epoch(run.schedule_time),
-                epoch(run.start_time),
-                run.trigger_type,
-                run.trigger_data.to_string(),
-            ])?;
-            tx.prepare_cached(
-                "INSERT INTO run_meta (run_id, job_name, status, pid, pid_start, boot_id,
-                    session, output_dir, host)
-                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                run.run_id,
-                run.job,
-                run.owner.pid,
-                run.owner.start_ticks,
-                run.owner.boot_id,
-                run.session,
-                run.output_dir.to_string_lossy(),
-                run.host,
-            ])?;
-            insert_instances(&tx, run.run_id, run.tasks)?;
+            insert_run(&tx, run)?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
+    }
+
+    /// Records the runs that start together in one transaction, each in a savepoint of
+    /// its own so that one refused row leaves the others. If the transaction cannot be
+    /// had or committed, each run is recorded on its own, as with [`Store::begin_run`].
+    pub(crate) fn begin_runs(&mut self, runs: &[NewRun<'_>]) -> Vec<Result<(), StoreError>> {
+        self.batch(runs, insert_run, Store::begin_run)
+    }
+
+    /// Moves several ended runs to `runs`, as [`Store::begin_runs`] records starts.
+    pub(crate) fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
+        self.batch(ends, move_to_runs, |store, e| {
+            store.finish_run(e.run_id, e.status, e.exit_code, e.stop_time)
+        })
+    }
+
+    /// Applies `write` to each item in one transaction, a savepoint each; falls back to
+    /// `alone` for each item when the transaction fails as a whole.
+    fn batch<T>(
+        &mut self,
+        items: &[T],
+        write: impl Fn(&Connection, &T) -> rusqlite::Result<()>,
+        alone: impl Fn(&mut Store, &T) -> Result<(), StoreError>,
+    ) -> Vec<Result<(), StoreError>> {
+        if items.len() == 1 {
+            return vec![alone(self, &items[0])];
+        }
+        let mut failed = Vec::new();
+        let committed = (|| {
+            let mut tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for item in items {
+                let sp = tx.savepoint()?;
+                failed.push(write(&sp, item).err());
+                if failed.last().is_some_and(Option::is_none) {
+                    sp.commit()?;
+                }
+            }
+            tx.commit()
+        })();
+        match committed {
+            Ok(()) => failed
+                .into_iter()
+                .map(|e| e.map_or(Ok(()), |e| Err(self.wrap(e))))
+                .collect(),
+            Err(e) => {
+                log::debug!(
+                    "cannot write {} records at once ({e}); one by one",
+                    items.len()
+                );
+                items.iter().map(|item| alone(self, item)).collect()
+            }
+        }
     }
 
     /// Adds the planned task instances of a run someone else started (a daemon run of a
@@ -471,28 +510,17 @@ impl Store {
         exit_code: Option<i32>,
         stop_time: Option<SystemTime>,
     ) -> Result<(), StoreError> {
+        let end = RunEnd {
+            run_id,
+            status,
+            exit_code,
+            stop_time,
+        };
         let result = (|| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
-                    exit_code, trigger_type, trigger_data, run_data)
-                 SELECT job_name, run_id, schedule_time, start_time, ?2, ?3, trigger_type,
-                    trigger_data, run_data
-                 FROM runs_running WHERE run_id = ?1",
-            )?
-            .execute(params![run_id, stop_time.map(epoch), exit_code])?;
-            tx.prepare_cached("DELETE FROM runs_running WHERE run_id = ?1")?
-                .execute([run_id])?;
-            // A run dsari started has no row of ours yet: without one it would be judged
-            // by its exit code alone, and a lost run would read as failed.
-            tx.prepare_cached(
-                "INSERT INTO run_meta (run_id, job_name, status)
-                 SELECT run_id, job_name, ?1 FROM runs WHERE run_id = ?2 LIMIT 1
-                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status",
-            )?
-            .execute(params![status.as_str(), run_id])?;
+            move_to_runs(&tx, &end)?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -566,11 +594,7 @@ impl Store {
     }
 }
 
-fn insert_instances(
-    tx: &rusqlite::Transaction<'_>,
-    run_id: &str,
-    tasks: &[(&str, &str)],
-) -> rusqlite::Result<()> {
+fn insert_instances(tx: &Connection, run_id: &str, tasks: &[(&str, &str)]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare(
         "INSERT INTO task_instances (run_id, name, file, instance, position, status)
          VALUES (?1, ?2, ?3, 0, ?4, 'unstarted')",
@@ -596,4 +620,61 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+/// The rows of a starting run (see [`Store::begin_run`]), inside the caller's transaction.
+fn insert_run(tx: &Connection, run: &NewRun<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO runs_running (job_name, run_id, schedule_time, start_time,
+            trigger_type, trigger_data, run_data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}')",
+    )?
+    .execute(params![
+        run.job,
+        run.run_id,
+        epoch(run.schedule_time),
+        epoch(run.start_time),
+        run.trigger_type,
+        run.trigger_data.to_string(),
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO run_meta (run_id, job_name, status, pid, pid_start, boot_id,
+            session, output_dir, host)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        run.run_id,
+        run.job,
+        run.owner.pid,
+        run.owner.start_ticks,
+        run.owner.boot_id,
+        run.session,
+        run.output_dir.to_string_lossy(),
+        run.host,
+    ])?;
+    insert_instances(tx, run.run_id, run.tasks)
+}
+
+/// A run's move from `runs_running` to `runs` (see [`Store::finish_run`]), inside the
+/// caller's transaction.
+fn move_to_runs(tx: &Connection, end: &RunEnd<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
+            exit_code, trigger_type, trigger_data, run_data)
+         SELECT job_name, run_id, schedule_time, start_time, ?2, ?3, trigger_type,
+            trigger_data, run_data
+         FROM runs_running WHERE run_id = ?1",
+    )?
+    .execute(params![end.run_id, end.stop_time.map(epoch), end.exit_code])?;
+    tx.prepare_cached("DELETE FROM runs_running WHERE run_id = ?1")?
+        .execute([end.run_id])?;
+    // A run dsari started has no row of ours yet: without one it would be judged
+    // by its exit code alone, and a lost run would read as failed.
+    tx.prepare_cached(
+        "INSERT INTO run_meta (run_id, job_name, status)
+         SELECT run_id, job_name, ?1 FROM runs WHERE run_id = ?2 LIMIT 1
+         ON CONFLICT (run_id) DO UPDATE SET status = excluded.status",
+    )?
+    .execute(params![end.status.as_str(), end.run_id])?;
+    Ok(())
 }

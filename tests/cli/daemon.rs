@@ -177,10 +177,11 @@ fn trigger_files_are_picked_up_consumed_and_bad_ones_renamed() {
 
 #[test]
 fn trigger_dir_is_the_base_so_a_run_can_trigger_another_job() {
-    // dsari's documented cascade: ${TRIGGER_DIR}/${OTHER_JOB}/trigger.json.
+    // dsari's documented cascade: ${TRIGGER_DIR}/${OTHER_JOB}/trigger.json. As with
+    // dsari 2.0, which makes no trigger directory, the run makes the other job's.
     let mut daemon = Daemon::new(&[(
         "runner.yaml",
-        "jobs:\n  first:\n    command: [\"/bin/sh\", \"-c\", \"env > env; echo '{\\\"type\\\": \\\"cascade\\\", \\\"description\\\": \\\"from first\\\"}' > $TRIGGER_DIR/second/.new && mv $TRIGGER_DIR/second/.new $TRIGGER_DIR/second/trigger.json\"]\n  second:\n    command: [\"/bin/sh\", \"-c\", \"env > env\"]\n",
+        "jobs:\n  first:\n    command: [\"/bin/sh\", \"-c\", \"env > env; mkdir -p $TRIGGER_DIR/second; echo '{\\\"type\\\": \\\"cascade\\\", \\\"description\\\": \\\"from first\\\"}' > $TRIGGER_DIR/second/.new && mv $TRIGGER_DIR/second/.new $TRIGGER_DIR/second/trigger.json\"]\n  second:\n    command: [\"/bin/sh\", \"-c\", \"env > env\"]\n",
     )]);
     daemon.start("runner.yaml");
     let first = daemon.trigger_and_wait("first");
@@ -257,11 +258,125 @@ fn a_trigger_for_later_replaces_the_planned_scheduled_run() {
 }
 
 #[test]
+fn previous_runs_are_told_exactly_as_recorded_good_and_bad() {
+    // A run fails when a trigger says so: good, bad, good, and each run's PREVIOUS_*
+    // must be what the store holds of the runs before it, to the digit.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  flip:\n    command: [\"/bin/sh\", \"-c\", \"env > env; exit ${CODE:-0}\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    for (n, code) in ["0", "3", "0", "0"].iter().enumerate() {
+        daemon
+            .runner(&["trigger", "flip", "--env", &format!("CODE={code}")])
+            .assert_code(0);
+        daemon.wait_runs("flip", n + 1);
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let mut runs = daemon.finished_runs("flip");
+    runs.reverse();
+    let told = |env: &std::collections::BTreeMap<String, String>, prefix: &str| {
+        [
+            "RUN_ID",
+            "SCHEDULE_TIME",
+            "START_TIME",
+            "STOP_TIME",
+            "EXIT_CODE",
+        ]
+        .map(|k| env.get(&format!("{prefix}_{k}")).cloned())
+    };
+    let recorded = |run: &serde_json::Value| {
+        [
+            "run_id",
+            "schedule_time",
+            "start_time",
+            "stop_time",
+            "exit_code",
+        ]
+        .map(|k| {
+            Some(match &run[k] {
+                serde_json::Value::String(s) => s.clone(),
+                v => {
+                    if k == "exit_code" {
+                        v.to_string()
+                    } else {
+                        format!("{}", v.as_f64().expect("time"))
+                    }
+                }
+            })
+        })
+    };
+    let none = [None, None, None, None, None];
+    for (i, run) in runs.iter().enumerate() {
+        let env = env_of(&daemon, run);
+        let before = &runs[..i];
+        let last = before.last().map_or(none.clone(), recorded);
+        let good = before
+            .iter()
+            .rev()
+            .find(|r| r["exit_code"] == 0)
+            .map_or(none.clone(), recorded);
+        let bad = before
+            .iter()
+            .rev()
+            .find(|r| r["exit_code"] != 0)
+            .map_or(none.clone(), recorded);
+        assert_eq!(told(&env, "PREVIOUS"), last, "run {i}");
+        assert_eq!(told(&env, "PREVIOUS_GOOD"), good, "run {i}");
+        assert_eq!(told(&env, "PREVIOUS_BAD"), bad, "run {i}");
+    }
+    assert_eq!(runs[3]["exit_code"], 0);
+    assert_eq!(runs[1]["exit_code"], 3);
+}
+
+#[test]
+fn trigger_directories_are_made_by_whoever_triggers_and_watched_once_they_appear() {
+    // dsari 2.0 makes no trigger directory (its documentation says `mkdir -p`); the
+    // daemon makes none per job either, and watches each one from when it appears.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  a:\n    command: [\"true\"]\n  b:\n    command: [\"true\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    let base = daemon.state_dir().join("trigger");
+    assert!(base.is_dir(), "the base directory is there for TRIGGER_DIR");
+    assert!(
+        !base.join("a").exists() && !base.join("b").exists(),
+        "no directory per job at start"
+    );
+    // A script's mkdir and a file written in place right after it, racing the new watch.
+    std::fs::create_dir(base.join("a")).expect("mkdir");
+    std::fs::write(base.join("a/trigger.json"), r#"{"type": "by-hand"}"#).expect("write");
+    let run = daemon.wait_runs("a", 1).remove(0);
+    assert_eq!(run["trigger_data"]["type"], "by-hand");
+    // Removed and made again (by `runner trigger` this time): watched again.
+    std::fs::remove_dir(base.join("a")).expect("rmdir (the trigger was consumed)");
+    let again = daemon.trigger_and_wait("a");
+    assert_eq!(again["trigger_type"], "file");
+    let mode = std::fs::metadata(base.join("a"))
+        .expect("made by runner trigger")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "trigger directories are private");
+    // A directory moved into place, file and all.
+    let staged = daemon.state_dir().join("staged-b");
+    std::fs::create_dir(&staged).expect("mkdir");
+    std::fs::write(staged.join("trigger.yaml"), "type: moved\n").expect("write");
+    std::fs::rename(&staged, base.join("b")).expect("rename");
+    let moved = daemon.wait_runs("b", 1).remove(0);
+    assert_eq!(moved["trigger_data"]["type"], "moved");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}
+
+#[test]
 fn a_trigger_hard_linked_into_place_is_noticed() {
     // A hard link makes no close and no rename: inotify says only that it was created.
     let mut daemon = Daemon::new(&[("runner.yaml", "jobs:\n  manual:\n    command: [\"true\"]\n")]);
     daemon.start("runner.yaml");
     let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join(".prepared"), r#"{"type": "linked"}"#).expect("write");
     std::fs::hard_link(dir.join(".prepared"), dir.join("trigger.json")).expect("link");
     let run = daemon.wait_runs("manual", 1).remove(0);
@@ -798,6 +913,7 @@ fn usr1_scans_quit_logs_status_and_systemd_hears_ready() {
     // after its creation, empty if the writer stalled that long, which a loaded machine
     // can do and which is not what this test is about.
     let dir = daemon.state_dir().join("trigger/manual");
+    std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join(".new"), "{}").expect("write");
     std::fs::rename(dir.join(".new"), dir.join("trigger.json")).expect("rename");
     daemon.signal(Signal::SIGUSR1);
@@ -958,6 +1074,7 @@ fn the_sample_from_dsaris_documentation_runs_unchanged() {
         .assert_stdout_contains("H/5 * * * *");
     daemon.start("");
     let dir = daemon.state_dir().join("trigger/sample-job");
+    std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join(".new"), "{}").expect("write");
     std::fs::rename(dir.join(".new"), dir.join("trigger.json")).expect("rename");
     let run = daemon.wait_runs("sample-job", 1).remove(0);

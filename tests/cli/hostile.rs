@@ -57,6 +57,7 @@ fn hostile_trigger_files_are_refused_and_bounded() {
     let mut daemon = Daemon::new(&[("runner.yaml", "jobs:\n  manual:\n    command: [\"true\"]\n")]);
     daemon.start("runner.yaml");
     let dir = daemon.state_dir().join("trigger/manual");
+    fs::create_dir_all(&dir).expect("mkdir");
     let drop_in = |name: &str, text: String| {
         let tmp = dir.join(".tmp");
         fs::write(&tmp, text).expect("write");

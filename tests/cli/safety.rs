@@ -305,6 +305,7 @@ fn daemon_run_output_is_private_and_foreign_trigger_links_are_refused() {
     }
     // A link owned by another user, pointing to a root-owned file that reads as a trigger.
     let dir = daemon.state_dir().join("trigger/manual");
+    fs::create_dir_all(&dir).expect("mkdir");
     let target = daemon.path().join("rootfile.json");
     fs::write(&target, "{}").expect("write");
     let link = dir.join(".link");
