@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::model::{
-    AttemptRecord, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus, TaskRecord,
+    AttemptRecord, EventRecordOfTask, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus,
+    TaskRecord,
 };
 use super::owner::Owner;
 use super::sqlite::{Store, StoreError};
@@ -184,10 +185,30 @@ impl Store {
                     output_path, result_data, leftovers
                  FROM attempts WHERE instance_id = ?1 ORDER BY id",
             )?;
+            let mut events_stmt = self.conn.prepare_cached(
+                "SELECT name, kind, event_id, fired_at, source, waited_since, decided_at
+                 FROM instance_events WHERE instance_id = ?1 ORDER BY id",
+            )?;
             let mut tasks = Vec::with_capacity(instances.len());
             for (id, name, file, instance, status) in instances {
                 let attempts = attempts_stmt
                     .query_map([id], attempt_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let events = events_stmt
+                    .query_map([id], |r| {
+                        let source: Option<String> = r.get(4)?;
+                        let event_id: Option<i64> = r.get(2)?;
+                        Ok(EventRecordOfTask {
+                            name: r.get(0)?,
+                            kind: r.get(1)?,
+                            fired: event_id.is_some() || source.is_some(),
+                            event_id,
+                            fired_at: r.get(3)?,
+                            source,
+                            waited_since: r.get(5)?,
+                            decided_at: r.get(6)?,
+                        })
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
                 tasks.push(TaskRecord {
                     instance: format!("{name}#{instance}"),
@@ -195,6 +216,7 @@ impl Store {
                     file,
                     status: status.parse().unwrap_or(InstanceStatus::Failed),
                     attempts,
+                    events,
                 });
             }
             Ok(tasks)

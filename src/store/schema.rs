@@ -106,6 +106,23 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX run_meta_job;
     CREATE INDEX run_meta_run_job ON run_meta (run_id, job_name);
     ",
+    // 5: the events each task instance waited for (`after`) or watched (`unless`), as
+    // they stood when it was started, abandoned or given up on; event_id and fired_at
+    // are NULL for an event that was not fired.
+    "
+    CREATE TABLE instance_events (
+        id INTEGER PRIMARY KEY,
+        instance_id INTEGER NOT NULL REFERENCES task_instances (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event_id INTEGER,
+        fired_at REAL,
+        source TEXT,
+        waited_since REAL,
+        decided_at REAL NOT NULL
+    );
+    CREATE INDEX instance_events_instance ON instance_events (instance_id);
+    ",
 ];
 
 /// The schema version this build writes.
