@@ -1103,6 +1103,23 @@ impl PgStore {
                         ],
                     )?;
                 }
+                for e in &task.events {
+                    tx.execute(
+                        "INSERT INTO instance_events (instance_id, name, kind, event_id,
+                            fired_at, source, waited_since, decided_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &[
+                            &id,
+                            &e.name,
+                            &e.kind,
+                            &e.event_id,
+                            &e.fired_at,
+                            &e.source,
+                            &e.waited_since,
+                            &e.decided_at,
+                        ],
+                    )?;
+                }
             }
             tx.commit()
         })();
