@@ -1,12 +1,13 @@
 #!/bin/sh
 # Builds runner's .deb and .rpm from a checkout: the release binary, man pages from the
 # clap definition (examples/mangen.rs), shell completions from the binary itself, then
-# `cargo deb` and `cargo generate-rpm` with the assets listed in Cargo.toml.
+# `cargo deb` with the assets listed in Cargo.toml, and rpmbuild with
+# packaging/rpm/runner.spec.
 #
 # Usage: packaging/build.sh
-# Needs: the Rust toolchain, strip (binutils) and dpkg-deb. Installs cargo-deb and
-# cargo-generate-rpm with `cargo install --locked` when they are missing.
-# Writes: target/debian/*.deb, target/generate-rpm/*.rpm, and target/packaging/ (the
+# Needs: the Rust toolchain, strip (binutils), dpkg-deb and rpmbuild (rpm). Installs
+# cargo-deb with `cargo install --locked` when it is missing.
+# Writes: target/debian/*.deb, target/rpm/*.rpm, and target/packaging/ (the
 # generated files, plus packages.env naming both packages for packaging/test.sh).
 set -eu
 
@@ -37,15 +38,14 @@ for doc in README.md CHANGELOG.md LICENSE; do
 done
 command -v dpkg-deb >/dev/null || die "dpkg-deb is missing (apt-get install dpkg)"
 command -v strip >/dev/null || die "strip is missing (apt-get install binutils)"
+command -v rpmbuild >/dev/null || die "rpmbuild is missing (apt-get install rpm)"
 
-# `cargo deb` and `cargo generate-rpm` are cargo subcommands from crates.io.
-for tool in deb generate-rpm; do
-	if ! cargo "$tool" --version >/dev/null 2>&1; then
-		step "cargo install --locked cargo-$tool (first time only: compiling it takes several minutes)"
-		cargo install --locked "cargo-$tool"
-		step "cargo-$tool installed"
-	fi
-done
+# `cargo deb` is a cargo subcommand from crates.io.
+if ! cargo deb --version >/dev/null 2>&1; then
+	step "cargo install --locked cargo-deb (first time only: compiling it takes several minutes)"
+	cargo install --locked cargo-deb
+	step "cargo-deb installed"
+fi
 
 step "cargo build --release (a few minutes from a clean checkout)"
 cargo build --release --locked
@@ -95,10 +95,27 @@ install -d -m 0755 "$tree/pkg/etc/runner/tasks.d"
 chmod 0644 "$tree/pkg/DEBIAN/md5sums"
 dpkg-deb --root-owner-group -Zxz --build "$tree/pkg" "$deb" >/dev/null
 
-step "cargo generate-rpm"
-rm -f target/generate-rpm/runner-*.rpm
-cargo generate-rpm
-set -- target/generate-rpm/runner-*.rpm
+# rpmbuild (Debian's rpm package) packs the files made above as packaging/rpm/runner.spec
+# lists them, directories included; it compiles nothing, strips nothing, and stamps the
+# archive with SOURCE_DATE_EPOCH.
+step "rpmbuild -bb packaging/rpm/runner.spec"
+rm -rf target/rpm
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+LC_ALL=C rpmbuild -bb --quiet \
+	--define "_topdir $tree/rpmbuild" \
+	--define "_rpmdir $root/target/rpm" \
+	--define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+	--define "_buildhost reproducible" \
+	--define "use_source_date_epoch_as_buildtime 1" \
+	--define "clamp_mtime_to_source_date_epoch 1" \
+	--define "__os_install_post %{nil}" \
+	--define "debug_package %{nil}" \
+	--define "_build_id_links none" \
+	--define "pkg_version $version" \
+	--define "src $root" \
+	--define "changelog_date $(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a %b %d %Y')" \
+	packaging/rpm/runner.spec
+set -- target/rpm/runner-*.rpm
 rpm=$1
 
 printf 'DEB=%s\nRPM=%s\n' "$root/$deb" "$root/$rpm" >"$out/packages.env"

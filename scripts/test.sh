@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 missing=
-for tool in lintian rpm dpkg-deb; do
+for tool in lintian rpm rpmbuild dpkg-deb; do
     command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -434,8 +434,10 @@ impl Chain<'_> {
                                 })
                             }));
                         }
-                        match self.readiness(step, state) {
+                        let (readiness, waits) = self.readiness(step, state);
+                        match readiness {
                             Readiness::Abandon(event) => {
+                                self.record_waits(state, index, waiting[index].as_ref(), waits);
                                 let why = format!("event \"{event}\" was fired (unless)");
                                 self.abandon(state, index, &why);
                                 done[index] = true;
@@ -448,7 +450,9 @@ impl Chain<'_> {
                                 if let Some(limit) = step.settings.wait_time {
                                     let end = since.instant + limit;
                                     if Instant::now() >= end {
-                                        self.wait_expired(state, index, try_num, since, &missing);
+                                        let since = *since;
+                                        self.record_waits(state, index, Some(&since), waits);
+                                        self.wait_expired(state, index, try_num, &since, &missing);
                                         failure = Some(Failure {
                                             index,
                                             outcome: Outcome::Result(TaskResult::Retry),
@@ -463,6 +467,7 @@ impl Chain<'_> {
                                 continue;
                             }
                             Readiness::Go(fired) => {
+                                self.record_waits(state, index, waiting[index].as_ref(), waits);
                                 started[index] = true;
                                 let attempt = AttemptStart {
                                     run_id: state.run_id,

@@ -220,6 +220,37 @@ pub(crate) struct AttemptEnd {
     pub(crate) cascade: Option<serde_json::Value>,
 }
 
+/// One event a task instance waited for (`after`) or watched (`unless`), as it stood
+/// when the instance was decided: started, abandoned, or given up on (`wait_time`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventWait {
+    /// The event's name.
+    pub(crate) name: String,
+    /// `after` or `unless`.
+    pub(crate) kind: &'static str,
+    /// The firing that counted (its id in the events table), if it was fired.
+    pub(crate) event_id: Option<i64>,
+    /// When it was fired (epoch seconds), if it was.
+    pub(crate) fired_at: Option<f64>,
+    /// Who fired it (`fire`, `cascade RUN_ID`, ...); `cascade` for a dependency's
+    /// cascade of this run.
+    pub(crate) source: Option<String>,
+}
+
+/// What a task instance's events came to, for [`Recorder::events_waited`].
+#[derive(Debug, Clone)]
+pub(crate) struct EventsWaited<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) task: &'a str,
+    pub(crate) file: &'a str,
+    pub(crate) instance: u32,
+    /// When it began to wait; `None` when nothing was missing when it was first ready.
+    pub(crate) since: Option<SystemTime>,
+    /// When it was decided.
+    pub(crate) decided: SystemTime,
+    pub(crate) events: Vec<EventWait>,
+}
+
 /// Receives a chain's progress.
 pub(crate) trait Recorder {
     /// A run started.
@@ -243,6 +274,9 @@ pub(crate) trait Recorder {
     /// Whether `task` of this job already succeeded (in this boot only, when asked):
     /// the records decide `frequency = once | once-per-boot`.
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool;
+    /// A task instance with `after` or `unless` events was decided; these are its
+    /// events as they stood. Recorders that keep no events ignore it.
+    fn events_waited(&mut self, _waited: &EventsWaited<'_>) {}
     /// The run ended with `status` and runner's exit code for it.
     fn run_finished(
         &mut self,

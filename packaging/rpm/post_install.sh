@@ -1,17 +1,9 @@
 # %post of runner ($1: 1 on a first install, 2 or more on an upgrade).
 #
-# The directories the package cannot own (cargo-generate-rpm packs no empty directory):
-# the boot chain's task directory, and the records of runs, root only since task output
-# may hold secrets.
-install -d -m 0755 /etc/runner/tasks.d
-if [ ! -d /var/lib/runner ]; then
-	install -d -m 0700 -o root -g root /var/lib/runner
-fi
-
 # The units, as the systemd RPM macros do it: the distribution's preset policy decides
 # whether they are enabled (most presets leave them disabled: `systemctl enable
 # runner.service`). Nothing is started: installing a package must not run the admin's
-# tasks.
+# tasks. /etc/runner/tasks.d and /var/lib/runner are the package's own directories.
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || :
 fi

@@ -6,7 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use super::{Chain, NO_EVENTS, RunState};
 use crate::plan::Step;
-use crate::record::{AttemptEnd, AttemptStart, InstanceStatus, TaskResult};
+use crate::record::{
+    AttemptEnd, AttemptStart, EventWait, EventsWaited, InstanceStatus, TaskResult,
+};
 
 /// Whether a step can start now.
 pub(super) enum Readiness {
@@ -31,13 +33,18 @@ pub(super) fn waits_for_events(step: &Step) -> bool {
 }
 
 impl Chain<'_> {
-    /// Whether `step` may start now, must wait, or is abandoned. `unless` wins over
-    /// `after`: if any `unless` event was fired by the time the step would start, it is
-    /// abandoned, whatever the order in which the events came.
-    pub(super) fn readiness(&self, step: &Step, state: &RunState<'_>) -> Readiness {
+    /// Whether `step` may start now, must wait, or is abandoned, with each of its
+    /// events as it stands (for the records). `unless` wins over `after`: if any
+    /// `unless` event was fired by the time the step would start, it is abandoned,
+    /// whatever the order in which the events came.
+    pub(super) fn readiness(
+        &self,
+        step: &Step,
+        state: &RunState<'_>,
+    ) -> (Readiness, Vec<EventWait>) {
         let settings = &step.settings;
         if !waits_for_events(step) {
-            return Readiness::Go(serde_json::Map::new());
+            return (Readiness::Go(serde_json::Map::new()), Vec::new());
         }
         let names: Vec<String> = settings
             .after
@@ -52,8 +59,30 @@ impl Chain<'_> {
                 .map(|e| e.data.clone())
                 .or_else(|| state.cascades.get(name).cloned())
         };
+        let wait = |name: &String, kind: &'static str| {
+            let event = fired.get(name);
+            EventWait {
+                name: name.clone(),
+                kind,
+                event_id: event.map(|e| e.id),
+                fired_at: event.map(|e| e.fired_at),
+                source: match event {
+                    Some(e) => e.source.clone(),
+                    None => state
+                        .cascades
+                        .contains_key(name)
+                        .then(|| "cascade".to_owned()),
+                },
+            }
+        };
+        let waits: Vec<EventWait> = settings
+            .after
+            .iter()
+            .map(|n| wait(n, "after"))
+            .chain(settings.unless.iter().map(|n| wait(n, "unless")))
+            .collect();
         if let Some(event) = settings.unless.iter().find(|n| data_of(n).is_some()) {
-            return Readiness::Abandon(event.clone());
+            return (Readiness::Abandon(event.clone()), waits);
         }
         let mut data = serde_json::Map::new();
         let mut missing = Vec::new();
@@ -66,10 +95,33 @@ impl Chain<'_> {
             }
         }
         if missing.is_empty() {
-            Readiness::Go(data)
+            (Readiness::Go(data), waits)
         } else {
-            Readiness::Wait(missing)
+            (Readiness::Wait(missing), waits)
         }
+    }
+
+    /// Records what the events of step `index` came to, now that it is decided.
+    pub(super) fn record_waits(
+        &self,
+        state: &mut RunState<'_>,
+        index: usize,
+        since: Option<&Waiting>,
+        events: Vec<EventWait>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let step = &self.plan.steps[index];
+        state.recorder.events_waited(&EventsWaited {
+            run_id: state.run_id,
+            task: &step.task.name,
+            file: &step.task.file_name,
+            instance: state.instances[index],
+            since: since.map(|w| w.at),
+            decided: SystemTime::now(),
+            events,
+        });
     }
 
     /// Writes the `RUNNER_EVENTS` file of an attempt: the `after` events' data and the

@@ -228,6 +228,34 @@ fn show_table(detail: &RunDetail, style: &Style) -> String {
         }
     }
     out.push_str(&print::table(&rows));
+    let waits: Vec<String> = detail
+        .tasks
+        .iter()
+        .flat_map(|t| t.events.iter().map(move |e| (t, e)))
+        .map(|(task, e)| {
+            let outcome = match (e.fired, e.source.as_deref()) {
+                (false, _) => "not fired".to_owned(),
+                (true, Some("cascade")) => "passed on by a dependency".to_owned(),
+                (true, source) => format!(
+                    "fired {}{}",
+                    local_time(e.fired_at),
+                    source.map(|s| format!(" by {s}")).unwrap_or_default()
+                ),
+            };
+            let waited = e
+                .waited_since
+                .map(|since| format!(" (waited {})", duration(Some(since), Some(e.decided_at))))
+                .unwrap_or_default();
+            format!(
+                "  {} {} {}: {outcome}{waited}\n",
+                task.instance, e.kind, e.name
+            )
+        })
+        .collect();
+    if !waits.is_empty() {
+        out.push_str("\nevents waited for:\n");
+        out.extend(waits);
+    }
     let mut left = Vec::new();
     for task in &detail.tasks {
         for attempt in &task.attempts {

@@ -92,6 +92,21 @@ struct TaskView {
     attempts: Vec<AttemptRow>,
 }
 
+/// One event a task (or, for a daemon run, the job) waited for or watched.
+#[derive(Serialize)]
+struct EventRow {
+    /// `TASK#n`, or `(run)` for the job's own `after` events in a daemon run.
+    waiter: String,
+    name: String,
+    kind: String,
+    /// `fired`, `not fired`, or `passed on` (a dependency's cascade).
+    outcome: &'static str,
+    fired_at: String,
+    source: String,
+    /// How long the task waited for its events, or `-`.
+    waited: String,
+}
+
 #[derive(Serialize)]
 struct OutputView {
     label: String,
@@ -118,6 +133,7 @@ struct RunView {
     run_data: Option<String>,
     ticks: Vec<Tick>,
     tasks: Vec<TaskView>,
+    events: Vec<EventRow>,
     outputs: Vec<OutputView>,
 }
 
@@ -337,8 +353,47 @@ fn run_view(detail: &RunDetail) -> RunView {
             .map(|_| pretty(&run.run_data)),
         ticks,
         tasks,
+        events: events(detail),
         outputs: outputs(detail),
     }
+}
+
+/// The events the run waited for: a daemon run's own (the `events` of its trigger
+/// data), then each task instance's, as recorded when it was decided.
+fn events(detail: &RunDetail) -> Vec<EventRow> {
+    let mut rows = Vec::new();
+    if let Some(own) = detail.run.trigger_data["events"].as_object() {
+        for name in own.keys() {
+            rows.push(EventRow {
+                waiter: "(run)".to_owned(),
+                name: name.clone(),
+                kind: "after".to_owned(),
+                outcome: "fired",
+                fired_at: "-".to_owned(),
+                source: "-".to_owned(),
+                waited: "-".to_owned(),
+            });
+        }
+    }
+    for task in &detail.tasks {
+        for e in &task.events {
+            let outcome = match (e.fired, e.source.as_deref()) {
+                (false, _) => "not fired",
+                (true, Some("cascade")) => "passed on",
+                (true, _) => "fired",
+            };
+            rows.push(EventRow {
+                waiter: task.instance.clone(),
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                outcome,
+                fired_at: time(e.fired_at),
+                source: e.source.clone().unwrap_or_else(|| "-".to_owned()),
+                waited: span(e.waited_since, e.waited_since.map(|_| e.decided_at)),
+            });
+        }
+    }
+    rows
 }
 
 /// The run's output: dsari's `output.txt` when there is one, else each attempt's file.
@@ -441,7 +496,7 @@ fn seconds(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::{AttemptRecord, InstanceStatus, TaskRecord};
+    use crate::store::model::{AttemptRecord, EventRecordOfTask, InstanceStatus, TaskRecord};
 
     fn detail(output: &str) -> (tempfile::TempDir, RunDetail) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -478,6 +533,16 @@ mod tests {
                     result_data: None,
                     leftovers: None,
                 }],
+                events: vec![EventRecordOfTask {
+                    name: "<i>go</i>".to_owned(),
+                    kind: "after".to_owned(),
+                    fired: true,
+                    event_id: Some(7),
+                    fired_at: Some(100.5),
+                    source: Some("fire".to_owned()),
+                    waited_since: Some(100.2),
+                    decided_at: 101.0,
+                }],
             }],
             output_dir: None,
         };
@@ -495,6 +560,35 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(!html.contains("<b>job</b>"));
         assert!(!html.contains("<img"));
+        assert!(!html.contains("<i>go</i>"));
+        assert!(html.contains("&lt;i&gt;go&lt;&#x2f;i&gt;"), "{html}");
+    }
+
+    #[test]
+    fn the_events_a_task_waited_for_are_rows_of_the_run_page() {
+        let (_dir, mut detail) = detail("");
+        detail.run.trigger_data = serde_json::json!({"events": {"deploy": {}}});
+        let view = run_view(&detail);
+        let rows: Vec<(&str, &str, &str, &str, &str)> = view
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.waiter.as_str(),
+                    e.name.as_str(),
+                    e.kind.as_str(),
+                    e.outcome,
+                    e.waited.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("(run)", "deploy", "after", "fired", "-"),
+                ("t#0", "<i>go</i>", "after", "fired", "800ms"),
+            ]
+        );
     }
 
     #[test]

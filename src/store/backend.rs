@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use super::model::{InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus};
 use super::sqlite::{AttemptEnding, NewRun, RunEnd, Store, StoreError};
+use crate::record::EventWait;
 
 /// The output an attempt left in the store itself (PostgreSQL keeps it there, capped as
 /// on disk, so that any host can read it).
@@ -50,6 +51,14 @@ pub(crate) trait RunStore {
         &mut self,
         instance_id: i64,
         status: InstanceStatus,
+    ) -> Result<(), StoreError>;
+    /// Records what the events of an instance came to (`after`/`unless`).
+    fn record_instance_events(
+        &mut self,
+        instance_id: i64,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        events: &[EventWait],
     ) -> Result<(), StoreError>;
     /// Records ended attempts and, when given, one starting; returns the new attempt's id.
     fn record_attempts(
@@ -131,6 +140,15 @@ impl RunStore for Store {
         status: InstanceStatus,
     ) -> Result<(), StoreError> {
         Store::set_instance_status(self, instance_id, status)
+    }
+    fn record_instance_events(
+        &mut self,
+        instance_id: i64,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        events: &[EventWait],
+    ) -> Result<(), StoreError> {
+        Store::record_instance_events(self, instance_id, since, decided, events)
     }
     fn record_attempts(
         &mut self,

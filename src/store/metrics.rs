@@ -3,16 +3,17 @@
 //!
 //! Counts and sums are SQL aggregates. A run quantile is exact and computed as dsari's
 //! exporter computes it (linear interpolation between the two closest ranks of the sorted
-//! values): SQLite sorts the values, and they stream past once, one row in memory at a
-//! time, while the ranks a quantile needs are picked (a sort is four times faster here
-//! than SQLite's window functions). A task's attempts are many more (one or more per task
-//! per run), so their quantiles come from a bounded uniform sample of
-//! [`TASK_SAMPLE`] attempts per task, drawn as they stream past; their counts and sums
-//! are exact. The rendering of the numbers (Prometheus text, HTML) is not here.
+//! values): an index on (job_name, value) (migration 4) hands the values over sorted,
+//! and they stream past once, one row in memory at a time, while the ranks a quantile
+//! needs are picked; every scan over all runs reads an index in its order, with no sort
+//! and no look-up per run. A task's attempts are many more (one or more per task per
+//! run), so their quantiles come from a bounded uniform sample of [`TASK_SAMPLE`]
+//! attempts per task, drawn as they stream past; their counts and sums are exact. The
+//! rendering of the numbers (Prometheus text, HTML) is not here.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::owner::Owner;
 use super::quantile::{RankPicker, quantile_of_sorted};
@@ -110,22 +111,71 @@ impl TaskTally {
             tasks.insert(task.to_owned(), TaskAcc::default());
         }
         let acc = tasks.get_mut(task).expect("just inserted");
-        match acc.metrics.attempts_by_result.get_mut(result) {
+        acc.observe(&mut self.rng, result, seconds);
+    }
+}
+
+impl TaskAcc {
+    fn observe(&mut self, rng: &mut StdRng, result: &str, seconds: f64) {
+        match self.metrics.attempts_by_result.get_mut(result) {
             Some(n) => *n += 1,
             None => {
-                acc.metrics.attempts_by_result.insert(result.to_owned(), 1);
+                self.metrics.attempts_by_result.insert(result.to_owned(), 1);
             }
         }
-        acc.metrics.duration.count += 1;
-        acc.metrics.duration.sum += seconds;
+        self.metrics.duration.count += 1;
+        self.metrics.duration.sum += seconds;
         // Every attempt seen so far has the same chance to be in the sample.
-        if acc.sample.len() < TASK_SAMPLE {
-            acc.sample.push(seconds);
+        if self.sample.len() < TASK_SAMPLE {
+            self.sample.push(seconds);
         } else {
-            let slot = self.rng.gen_range(0..acc.metrics.duration.count as usize);
+            let slot = rng.gen_range(0..self.metrics.duration.count as usize);
             if slot < TASK_SAMPLE {
-                acc.sample[slot] = seconds;
+                self.sample[slot] = seconds;
             }
+        }
+    }
+}
+
+/// Each task instance's (job, task) pair, by instance id. Instance ids are a table's
+/// rowids, handed out in order: a dense table indexed by id is a quarter of the size of
+/// a hash map and a memory read per look-up; ids spread out far (many deleted rows)
+/// fall back to a binary search.
+enum InstanceIndex {
+    Dense { first: i64, pairs: Vec<u32> },
+    Sorted(Vec<(i64, u32)>),
+}
+
+impl InstanceIndex {
+    /// Stands for "no pair" in a dense table.
+    const NONE: u32 = u32::MAX;
+
+    /// From `(instance id, pair)` sorted by id.
+    fn new(instances: Vec<(i64, u32)>) -> InstanceIndex {
+        let (Some(&(first, _)), Some(&(last, _))) = (instances.first(), instances.last()) else {
+            return InstanceIndex::Sorted(instances);
+        };
+        let span = u64::try_from(last - first).unwrap_or(u64::MAX);
+        if span > 4 * instances.len() as u64 + 1024 {
+            return InstanceIndex::Sorted(instances);
+        }
+        let mut pairs = vec![Self::NONE; span as usize + 1];
+        for (id, pair) in instances {
+            pairs[(id - first) as usize] = pair;
+        }
+        InstanceIndex::Dense { first, pairs }
+    }
+
+    fn get(&self, id: i64) -> Option<u32> {
+        match self {
+            InstanceIndex::Dense { first, pairs } => {
+                let at = usize::try_from(id.checked_sub(*first)?).ok()?;
+                pairs.get(at).copied().filter(|&p| p != Self::NONE)
+            }
+            InstanceIndex::Sorted(instances) => instances
+                .binary_search_by_key(&id, |&(id, _)| id)
+                .ok()
+                .map(|at| instances[at].1),
         }
     }
 }
@@ -133,16 +183,21 @@ impl TaskTally {
 /// Every job's metrics, by job name.
 pub(crate) type Metrics = BTreeMap<String, JobMetrics>;
 
-/// Finished attempts of every task, with their job. The join order is forced: a scan of
-/// `run_meta`, then each run's instances through the covering (run_id, name, instance)
-/// index, then their attempts, reads each page about once; starting from `attempts`
-/// would look rows up by random run ids and read pages many times over.
-const FINISHED_ATTEMPTS: &str = "
-    SELECT a.id, m.job_name, t.name, a.result, a.stop_time - a.start_time
+/// Every task instance with its job and name, in run id order: run_meta through its
+/// (run_id, job_name) index (migration 4), each run's instances through their (run_id, name,
+/// instance) index, both read front to back, where an order of run_meta's rowids would
+/// look instances up at random places of an index larger than the cache. (Ordering by
+/// job name too is what makes SQLite pick that index over run_meta's primary key.)
+const INSTANCE_TASKS: &str = "
+    SELECT t.id, m.job_name, t.name
     FROM run_meta m
     CROSS JOIN task_instances t ON t.run_id = m.run_id
-    CROSS JOIN attempts a ON a.instance_id = t.id
-    WHERE a.result IS NOT NULL AND a.stop_time IS NOT NULL AND ?1 >= 0";
+    ORDER BY m.run_id, m.job_name";
+
+/// Every attempt, the unfinished ones (result NULL) too: the first of them is where a
+/// tally's floor stops.
+const FINISHED_ATTEMPTS: &str = "
+    SELECT id, instance_id, result, stop_time - start_time FROM attempts ORDER BY id";
 
 /// The attempts after `?1` (a range of `attempts`' rowids), each with its job: a few
 /// rows after the first scrape, so the look-ups by run id cost nothing much.
@@ -223,32 +278,43 @@ impl Store {
         for (job, counts) in self.count_runs(ours)? {
             jobs.entry(job).or_default().runs_by_result = counts;
         }
-        // SQLite takes the bare columns from the row holding the max().
-        let mut stmt = self.conn.prepare(
-            "SELECT job_name, max(stop_time), exit_code, schedule_time, start_time
-             FROM runs WHERE stop_time IS NOT NULL GROUP BY job_name",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let job: String = row.get(0)?;
-            jobs.entry(job).or_default().last_run = Some(LastRun {
-                stop_time: row.get(1)?,
-                exit_code: row.get(2)?,
-                schedule_time: row.get(3)?,
-                start_time: row.get(4)?,
-            });
-        }
-        // `+job_name` keeps SQLite off the (job_name, start_time) index: walking it
-        // would fetch every row by rowid, where a scan and a sort are much cheaper.
-        let latency = "SELECT +job_name AS key, start_time - schedule_time AS x FROM runs
-             WHERE start_time IS NOT NULL AND schedule_time IS NOT NULL";
+        self.last_runs(jobs)?;
+        // Each summary reads its (job_name, x) index front to back (migration 4).
+        let latency = "start_time - schedule_time";
         for (job, summary) in self.summaries(latency, quantiles)? {
             jobs.entry(job).or_default().latency = summary;
         }
-        let duration = "SELECT +job_name AS key, stop_time - start_time AS x FROM runs
-             WHERE start_time IS NOT NULL AND stop_time IS NOT NULL";
+        let duration = "stop_time - start_time";
         for (job, summary) in self.summaries(duration, quantiles)? {
             jobs.entry(job).or_default().duration = summary;
+        }
+        Ok(())
+    }
+
+    /// Each job's last finished run: the newest stop time by job from the (job_name,
+    /// stop_time, exit_code) index, then that run's row.
+    fn last_runs(&self, jobs: &mut Metrics) -> rusqlite::Result<()> {
+        let mut newest = self.conn.prepare(
+            "SELECT job_name, max(stop_time) FROM runs
+             WHERE job_name IS NOT NULL AND stop_time IS NOT NULL GROUP BY job_name",
+        )?;
+        let mut run = self.conn.prepare(
+            "SELECT exit_code, schedule_time, start_time FROM runs
+             WHERE job_name = ?1 AND stop_time = ?2 LIMIT 1",
+        )?;
+        let mut rows = newest.query([])?;
+        while let Some(row) = rows.next()? {
+            let job: String = row.get(0)?;
+            let stop_time: f64 = row.get(1)?;
+            let last = run.query_row(rusqlite::params![job, stop_time], |r| {
+                Ok(LastRun {
+                    stop_time: Some(stop_time),
+                    exit_code: r.get(0)?,
+                    schedule_time: r.get(1)?,
+                    start_time: r.get(2)?,
+                })
+            })?;
+            jobs.entry(job).or_default().last_run = Some(last);
         }
         Ok(())
     }
@@ -262,24 +328,28 @@ impl Store {
         self.count_runs(ours).map_err(|e| self.wrap(e))
     }
 
-    /// Finished runs by job and status, from two scans and no per-run look-up (joining
-    /// `runs` to `run_meta` by random run ids costs several times more on a large
-    /// store). Our runs' statuses come from `run_meta`; runs dsari wrote have none, and
+    /// Finished runs by job and status, from two index scans and no per-run look-up
+    /// (joining `runs` to `run_meta` by random run ids costs several times more on a
+    /// large store). Our runs' statuses come from `run_meta`; runs dsari wrote have none, and
     /// are judged by exit code: they are what `runs` counts beyond `run_meta`'s finished
     /// runs (exit 0 for `ok`, anything else for the rest).
     fn count_runs(&self, ours: bool) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        // Per job: runs with exit 0, and the others, in `runs` and in `run_meta`.
+        // Per job: runs with exit 0, and the others, in `runs` and in `run_meta`; both
+        // read from a (job_name, ...) index in its order, with no sort.
         let mut by_exit: BTreeMap<String, [i64; 4]> = BTreeMap::new();
         let mut stmt = self.conn.prepare(
-            "SELECT +job_name, coalesce(exit_code = 0, 0), count(*) FROM runs GROUP BY 1, 2",
+            "SELECT job_name, CAST(total(exit_code = 0) AS INTEGER), count(*) FROM runs
+             WHERE job_name IS NOT NULL GROUP BY job_name",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let job: String = row.get(0)?;
-            let ok: bool = row.get(1)?;
-            let n: i64 = row.get(2)?;
-            by_exit.entry(job).or_default()[usize::from(!ok)] += n;
+            let ok: i64 = row.get(1)?;
+            let all: i64 = row.get(2)?;
+            let counts = by_exit.entry(job).or_default();
+            counts[0] += ok;
+            counts[1] += all - ok;
         }
         if ours {
             let mut stmt = self.conn.prepare(
@@ -366,39 +436,15 @@ impl Store {
         tally: &mut TaskTally,
         jobs: &mut Metrics,
     ) -> rusqlite::Result<()> {
-        // Attempts below the floor are all counted; above it, `counted` says which.
-        let first_unfinished: Option<i64> = self.conn.query_row(
-            "SELECT min(id) FROM attempts WHERE id > ?1 AND result IS NULL",
-            [tally.floor],
-            |r| r.get(0),
-        )?;
-        let (sql, params): (&str, i64) = if tally.floor == 0 && tally.counted.is_empty() {
-            (FINISHED_ATTEMPTS, 0)
+        let (first_unfinished, newest) = if tally.floor == 0 && tally.counted.is_empty() {
+            self.tally_all(tally)?
         } else {
-            (FINISHED_ATTEMPTS_SINCE, tally.floor)
+            self.tally_since(tally)?
         };
-        let mut stmt = self.conn.prepare(sql)?;
-        let mut rows = stmt.query([params])?;
-        let mut newest = tally.floor;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            if id <= tally.floor || tally.counted.contains(&id) {
-                continue;
-            }
-            newest = newest.max(id);
-            if first_unfinished.is_some_and(|u| id > u) {
-                tally.counted.insert(id);
-            }
-            let job = row.get_ref(1)?.as_str()?;
-            let task = row.get_ref(2)?.as_str()?;
-            let result = row.get_ref(3)?.as_str()?;
-            let seconds: f64 = row.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
-            tally.add(job, task, result, seconds);
-        }
         // Everything up to the first attempt still running is counted now.
         tally.floor = match first_unfinished {
             Some(u) => (u - 1).max(tally.floor),
-            None => newest,
+            None => newest.max(tally.floor),
         };
         let floor = tally.floor;
         tally.counted.retain(|&id| id > floor);
@@ -418,15 +464,123 @@ impl Store {
         Ok(())
     }
 
-    /// Count, sum and quantiles of `x` per `key` of `values` (a SELECT of `key, x`).
-    fn summaries(
-        &self,
-        values: &str,
-        quantiles: &[f64],
-    ) -> rusqlite::Result<BTreeMap<String, Summary>> {
+    /// Counts the attempts finished since `tally`'s floor that it has not counted yet,
+    /// through the joins in SQL (few rows after a first tally). Returns the first
+    /// attempt still unfinished and the newest counted.
+    fn tally_since(&self, tally: &mut TaskTally) -> rusqlite::Result<(Option<i64>, i64)> {
+        // Attempts below the floor are all counted; above it, `counted` says which.
+        let first_unfinished: Option<i64> = self.conn.query_row(
+            "SELECT min(id) FROM attempts WHERE id > ?1 AND result IS NULL",
+            [tally.floor],
+            |r| r.get(0),
+        )?;
+        let mut stmt = self.conn.prepare(FINISHED_ATTEMPTS_SINCE)?;
+        let mut rows = stmt.query([tally.floor])?;
+        let mut newest = tally.floor;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if id <= tally.floor || tally.counted.contains(&id) {
+                continue;
+            }
+            newest = newest.max(id);
+            if first_unfinished.is_some_and(|u| id > u) {
+                tally.counted.insert(id);
+            }
+            let job = row.get_ref(1)?.as_str()?;
+            let task = row.get_ref(2)?.as_str()?;
+            let result = row.get_ref(3)?.as_str()?;
+            let seconds: f64 = row.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
+            tally.add(job, task, result, seconds);
+        }
+        Ok((first_unfinished, newest))
+    }
+
+    /// Counts every finished attempt into an empty `tally`: instances with their job and
+    /// task, then attempts in id order, joined here (a join in SQL would look each
+    /// attempt's instance up at random), the jobs and tasks numbered as they first
+    /// appear so that an attempt costs one look-up and no string compare.
+    /// Returns the first attempt still unfinished and the newest counted.
+    fn tally_all(&self, tally: &mut TaskTally) -> rusqlite::Result<(Option<i64>, i64)> {
+        // Job names; (job, task) pairs; each instance's pair.
+        let mut job_names: Vec<String> = Vec::new();
+        let mut pairs: Vec<(u32, String)> = Vec::new();
+        let mut instances: Vec<(i64, u32)> = Vec::new();
+        {
+            let mut jobs_by_name: HashMap<String, u32> = HashMap::new();
+            let mut by_task: Vec<HashMap<String, u32>> = Vec::new();
+            let mut stmt = self.conn.prepare(INSTANCE_TASKS)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let job_name = row.get_ref(1)?.as_str()?;
+                let job = match jobs_by_name.get(job_name) {
+                    Some(&j) => j,
+                    None => {
+                        let j = job_names.len() as u32;
+                        job_names.push(job_name.to_owned());
+                        jobs_by_name.insert(job_name.to_owned(), j);
+                        by_task.push(HashMap::new());
+                        j
+                    }
+                };
+                let task = row.get_ref(2)?.as_str()?;
+                let tasks = &mut by_task[job as usize];
+                let pair = match tasks.get(task) {
+                    Some(&p) => p,
+                    None => {
+                        let p = pairs.len() as u32;
+                        pairs.push((job, task.to_owned()));
+                        tasks.insert(task.to_owned(), p);
+                        p
+                    }
+                };
+                instances.push((row.get(0)?, pair));
+            }
+        }
+        instances.sort_unstable_by_key(|&(id, _)| id);
+        let pair_of = InstanceIndex::new(instances);
+        let mut accs: Vec<TaskAcc> = Vec::new();
+        accs.resize_with(pairs.len(), TaskAcc::default);
+        let mut first_unfinished: Option<i64> = None;
+        let mut newest = 0;
+        let mut stmt = self.conn.prepare(FINISHED_ATTEMPTS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            // In id order: every attempt after the first unfinished one is counted by id.
+            let id: i64 = row.get(0)?;
+            let result = row.get_ref(2)?.as_str_or_null()?;
+            let seconds: Option<f64> = row.get(3)?;
+            let Some(result) = result else {
+                first_unfinished.get_or_insert(id);
+                continue;
+            };
+            let Some(seconds) = seconds else { continue };
+            let instance: i64 = row.get(1)?;
+            let Some(pair) = pair_of.get(instance) else {
+                continue;
+            };
+            newest = newest.max(id);
+            if first_unfinished.is_some() {
+                tally.counted.insert(id);
+            }
+            accs[pair as usize].observe(&mut tally.rng, result, seconds);
+        }
+        for ((job, task), acc) in pairs.into_iter().zip(accs) {
+            let tasks = tally
+                .tasks
+                .entry(job_names[job as usize].clone())
+                .or_default();
+            tasks.insert(task, acc);
+        }
+        Ok((first_unfinished, newest))
+    }
+
+    /// Count, sum and quantiles of `x` (an expression over `runs`' columns) per job, of
+    /// the runs where it is not NULL.
+    fn summaries(&self, x: &str, quantiles: &[f64]) -> rusqlite::Result<BTreeMap<String, Summary>> {
         let mut out: BTreeMap<String, Summary> = BTreeMap::new();
+        let values = format!("FROM runs WHERE job_name IS NOT NULL AND {x} IS NOT NULL");
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT key, count(*), total(x) FROM ({values}) GROUP BY key"
+            "SELECT job_name, count(*), total({x}) {values} GROUP BY job_name"
         ))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -444,9 +598,9 @@ impl Store {
         if quantiles.is_empty() {
             return Ok(out);
         }
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT key, x FROM ({values}) ORDER BY key, x"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT job_name, {x} {values} ORDER BY job_name, {x}"
+        ))?;
         let mut rows = stmt.query([])?;
         let mut picker: Option<(String, RankPicker)> = None;
         while let Some(row) = rows.next()? {
@@ -576,6 +730,51 @@ mod tests {
         assert_eq!(count(&m), 4);
         assert_eq!(m["j"].tasks["t"].attempts_by_result.get("OK"), Some(&2));
         assert_eq!(count(&store.metrics(&[0.5]).expect("fresh")), 4);
+    }
+
+    /// The plans of the scans over every run: each reads an index in its order (no
+    /// sort, no temporary b-tree), which is what keeps a large store's metrics cheap.
+    #[test]
+    fn the_scans_over_every_run_read_indexes_in_order() {
+        let (_dir, store) = store_with(&[1.0]);
+        let plan = |sql: &str| -> String {
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain");
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("plan rows");
+            rows.join("; ")
+        };
+        for x in ["start_time - schedule_time", "stop_time - start_time"] {
+            let values = format!("FROM runs WHERE job_name IS NOT NULL AND {x} IS NOT NULL");
+            for sql in [
+                format!("SELECT job_name, count(*), total({x}) {values} GROUP BY job_name"),
+                format!("SELECT job_name, {x} {values} ORDER BY job_name, {x}"),
+            ] {
+                let p = plan(&sql);
+                assert!(p.contains("COVERING INDEX runs_job_"), "{sql}: {p}");
+                assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+            }
+        }
+        let p = plan(INSTANCE_TASKS);
+        assert!(p.contains("COVERING INDEX run_meta_run_job"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        for sql in [
+            "SELECT job_name, CAST(total(exit_code = 0) AS INTEGER), count(*) FROM runs
+             WHERE job_name IS NOT NULL GROUP BY job_name",
+            "SELECT job_name, max(stop_time) FROM runs
+             WHERE job_name IS NOT NULL AND stop_time IS NOT NULL GROUP BY job_name",
+            "SELECT job_name, status, count(*) FROM run_meta
+             WHERE status != 'running' GROUP BY 1, 2",
+        ] {
+            let p = plan(sql);
+            assert!(p.contains("COVERING INDEX"), "{sql}: {p}");
+            assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+        }
     }
 
     #[test]

@@ -99,6 +99,31 @@ pub(crate) struct TaskRecord {
     pub(crate) status: InstanceStatus,
     /// Its attempts, oldest first.
     pub(crate) attempts: Vec<AttemptRecord>,
+    /// The events it waited for (`after`) or watched (`unless`), as they stood each
+    /// time it was decided (started, abandoned, or given up on at `wait_time`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) events: Vec<EventRecordOfTask>,
+}
+
+/// One event of a task instance, as it stood when the instance was decided.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventRecordOfTask {
+    /// The event's name.
+    pub(crate) name: String,
+    /// `after` or `unless`.
+    pub(crate) kind: String,
+    /// Whether it had been fired (or passed on as a dependency's cascade).
+    pub(crate) fired: bool,
+    /// The firing's id in `events list`, if it was fired.
+    pub(crate) event_id: Option<i64>,
+    /// When it was fired (epoch seconds).
+    pub(crate) fired_at: Option<f64>,
+    /// Who fired it: `fire`, `cascade RUN_ID`, ... (`cascade`: a dependency of this run).
+    pub(crate) source: Option<String>,
+    /// Since when the instance waited; `None` when nothing was missing.
+    pub(crate) waited_since: Option<f64>,
+    /// When the instance was decided.
+    pub(crate) decided_at: f64,
 }
 
 /// One attempt of a task instance.

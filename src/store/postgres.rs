@@ -18,10 +18,12 @@ use super::backend::{AttemptStarting, RunStore, StoredOutput};
 use super::fleet_url::FleetUrl;
 use super::lost::LOST_EXIT_CODE;
 use super::model::{
-    AttemptRecord, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus, TaskRecord,
+    AttemptRecord, EventRecordOfTask, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus,
+    TaskRecord,
 };
 use super::owner::Owner;
 use super::sqlite::{AttemptEnding, NewRun, StoreError, epoch};
+use crate::record::EventWait;
 
 /// Migrations in order, as for SQLite; each runs under a transaction-level advisory
 /// lock, so hosts starting at once never apply one twice.
@@ -102,6 +104,21 @@ const MIGRATIONS: &[&str] = &[
         host text
     );
     CREATE INDEX events_session_name ON events (session, name);
+    ",
+    // 2: the events each task instance waited for or watched (SQLite's migration 5).
+    "
+    CREATE TABLE instance_events (
+        id bigserial PRIMARY KEY,
+        instance_id bigint NOT NULL REFERENCES task_instances (id) ON DELETE CASCADE,
+        name text NOT NULL,
+        kind text NOT NULL,
+        event_id bigint,
+        fired_at double precision,
+        source text,
+        waited_since double precision,
+        decided_at double precision NOT NULL
+    );
+    CREATE INDEX instance_events_instance ON instance_events (instance_id);
     ",
 ];
 
@@ -412,6 +429,39 @@ impl RunStore for PgStore {
                 &[&run_id, &name, &file, &instance],
             )?;
             Ok(row.get::<_, i64>(0))
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    fn record_instance_events(
+        &mut self,
+        instance_id: i64,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        events: &[EventWait],
+    ) -> Result<(), StoreError> {
+        let since = since.map(epoch);
+        let decided = epoch(decided);
+        let result = (|| {
+            let mut tx = self.client.get_mut().transaction()?;
+            for e in events {
+                tx.execute(
+                    "INSERT INTO instance_events (instance_id, name, kind, event_id, fired_at,
+                        source, waited_since, decided_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &instance_id,
+                        &e.name,
+                        &e.kind,
+                        &e.event_id,
+                        &e.fired_at,
+                        &e.source,
+                        &since,
+                        &decided,
+                    ],
+                )?;
+            }
+            tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
     }
@@ -777,6 +827,10 @@ impl RunStore for PgStore {
                     output_path, result_data, leftovers
                  FROM attempts WHERE instance_id = $1 ORDER BY id",
             )?;
+            let events = client.prepare(
+                "SELECT name, kind, event_id, fired_at, source, waited_since, decided_at
+                 FROM instance_events WHERE instance_id = $1 ORDER BY id",
+            )?;
             let mut tasks = Vec::with_capacity(instances.len());
             for row in &instances {
                 let id: i64 = row.get(0);
@@ -803,12 +857,31 @@ impl RunStore for PgStore {
                             .and_then(|t| serde_json::from_str(&t).ok()),
                     })
                     .collect();
+                let events = client
+                    .query(&events, &[&id])?
+                    .iter()
+                    .map(|e| {
+                        let event_id: Option<i64> = e.get(2);
+                        let source: Option<String> = e.get(4);
+                        EventRecordOfTask {
+                            name: e.get(0),
+                            kind: e.get(1),
+                            fired: event_id.is_some() || source.is_some(),
+                            event_id,
+                            fired_at: e.get(3),
+                            source,
+                            waited_since: e.get(5),
+                            decided_at: e.get(6),
+                        }
+                    })
+                    .collect();
                 tasks.push(TaskRecord {
                     instance: format!("{name}#{instance}"),
                     name,
                     file: row.get(2),
                     status: status.parse().unwrap_or(InstanceStatus::Failed),
                     attempts,
+                    events,
                 });
             }
             let output_dir = client
@@ -1027,6 +1100,23 @@ impl PgStore {
                             &a.result_data.as_ref().map(|v| v.to_string()),
                             &output,
                             &a.leftovers.as_ref().map(|v| v.to_string()),
+                        ],
+                    )?;
+                }
+                for e in &task.events {
+                    tx.execute(
+                        "INSERT INTO instance_events (instance_id, name, kind, event_id,
+                            fired_at, source, waited_since, decided_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &[
+                            &id,
+                            &e.name,
+                            &e.kind,
+                            &e.event_id,
+                            &e.fired_at,
+                            &e.source,
+                            &e.waited_since,
+                            &e.decided_at,
                         ],
                     )?;
                 }

@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::model::{
-    AttemptRecord, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus, TaskRecord,
+    AttemptRecord, EventRecordOfTask, InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus,
+    TaskRecord,
 };
 use super::owner::Owner;
 use super::sqlite::{Store, StoreError};
@@ -81,12 +82,29 @@ impl Store {
             host,
             limit,
         } = *filter;
-        let jobs_json = serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned());
         let words: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let statuses_json = serde_json::to_string(&words).unwrap_or_else(|_| "[]".to_owned());
-        let filter = "(?1 = '[]' OR r.job_name IN (SELECT value FROM json_each(?1)))
-            AND (?3 IS NULL OR r.start_time >= ?3)
-            AND (?5 IS NULL OR m.host = ?5)";
+        // One query per job, `job_name = ?1`, so that SQLite walks the (job_name,
+        // start_time) index from the newest run down and stops at the limit; a filter
+        // SQLite cannot tell at planning time whether it holds (a list of jobs, maybe
+        // empty) made it walk every job's runs by start time, fetching each row.
+        let filter = |by_job: bool| {
+            format!(
+                "{} AND (?3 IS NULL OR r.start_time >= ?3) AND (?5 IS NULL OR m.host = ?5)",
+                if by_job {
+                    "r.job_name = ?1"
+                } else {
+                    "?1 IS NULL"
+                }
+            )
+        };
+        let each_job: Vec<Option<&str>> = if jobs.is_empty() {
+            vec![None]
+        } else {
+            // A job named twice is asked for once.
+            let names: std::collections::BTreeSet<&str> = jobs.iter().map(|j| j.as_str()).collect();
+            names.into_iter().map(Some).collect()
+        };
         // A run still in runs_running is running or lost: only its owner can tell.
         let want_unfinished = statuses.is_empty()
             || statuses
@@ -94,36 +112,41 @@ impl Store {
                 .any(|s| matches!(s, RunStatus::Running | RunStatus::Lost));
         let result = (|| {
             let mut runs = Vec::new();
-            if want_unfinished {
-                let mut running = self.conn.prepare_cached(&format!(
-                    "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
-                     WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
-                ))?;
-                for run in running.query_map(
-                    params![jobs_json, limit as i64, since, statuses_json, host],
-                    running_row,
-                )? {
-                    let run = run?;
-                    if statuses.is_empty() || statuses.contains(&run.status) {
-                        runs.push(run);
+            for &job in &each_job {
+                let filter = filter(job.is_some());
+                if want_unfinished {
+                    let mut running = self.conn.prepare_cached(&format!(
+                        "SELECT {RUNNING_COLUMNS} FROM runs_running r
+                         LEFT JOIN run_meta m USING (run_id)
+                         WHERE {filter} ORDER BY r.start_time DESC LIMIT ?2"
+                    ))?;
+                    for run in running.query_map(
+                        params![job, limit as i64, since, statuses_json, host],
+                        running_row,
+                    )? {
+                        let run = run?;
+                        if statuses.is_empty() || statuses.contains(&run.status) {
+                            runs.push(run);
+                        }
                     }
                 }
+                let mut finished = self.conn.prepare_cached(&format!(
+                    "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
+                     WHERE {filter} AND (?4 = '[]' OR coalesce(m.status,
+                         CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END)
+                         IN (SELECT value FROM json_each(?4)))
+                     ORDER BY r.start_time DESC LIMIT ?2"
+                ))?;
+                for run in finished.query_map(
+                    params![job, limit as i64, since, statuses_json, host],
+                    finished_row,
+                )? {
+                    runs.push(run?);
+                }
             }
-            let mut finished = self.conn.prepare_cached(&format!(
-                "SELECT {FINISHED_COLUMNS} FROM runs r LEFT JOIN run_meta m USING (run_id)
-                 WHERE {filter} AND (?4 = '[]' OR coalesce(m.status,
-                     CASE WHEN r.exit_code = 0 THEN 'ok' ELSE 'failed' END)
-                     IN (SELECT value FROM json_each(?4)))
-                 ORDER BY r.start_time DESC LIMIT ?2"
-            ))?;
-            for run in finished.query_map(
-                params![jobs_json, limit as i64, since, statuses_json, host],
-                finished_row,
-            )? {
-                runs.push(run?);
-            }
-            // Both lists are newest first; so is their union (a run left running by a
-            // dead runner sorts by when it started, like any other).
+            // Each list is newest first; their union is sorted so (a run left running by
+            // a dead runner sorts by when it started, like any other), and each holds its
+            // job's newest, so the newest `limit` of all are among them.
             runs.sort_by(|a, b| {
                 let key = |r: &RunRecord| r.start_time.unwrap_or(f64::NEG_INFINITY);
                 key(b).total_cmp(&key(a))
@@ -184,10 +207,30 @@ impl Store {
                     output_path, result_data, leftovers
                  FROM attempts WHERE instance_id = ?1 ORDER BY id",
             )?;
+            let mut events_stmt = self.conn.prepare_cached(
+                "SELECT name, kind, event_id, fired_at, source, waited_since, decided_at
+                 FROM instance_events WHERE instance_id = ?1 ORDER BY id",
+            )?;
             let mut tasks = Vec::with_capacity(instances.len());
             for (id, name, file, instance, status) in instances {
                 let attempts = attempts_stmt
                     .query_map([id], attempt_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let events = events_stmt
+                    .query_map([id], |r| {
+                        let source: Option<String> = r.get(4)?;
+                        let event_id: Option<i64> = r.get(2)?;
+                        Ok(EventRecordOfTask {
+                            name: r.get(0)?,
+                            kind: r.get(1)?,
+                            fired: event_id.is_some() || source.is_some(),
+                            event_id,
+                            fired_at: r.get(3)?,
+                            source,
+                            waited_since: r.get(5)?,
+                            decided_at: r.get(6)?,
+                        })
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
                 tasks.push(TaskRecord {
                     instance: format!("{name}#{instance}"),
@@ -195,6 +238,7 @@ impl Store {
                     file,
                     status: status.parse().unwrap_or(InstanceStatus::Failed),
                     attempts,
+                    events,
                 });
             }
             Ok(tasks)
@@ -404,5 +448,34 @@ mod tests {
             .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
             .expect("count");
         assert_eq!(running, 0, "every ended run left runs_running");
+    }
+
+    #[test]
+    fn runs_of_several_jobs_are_the_newest_of_all_once_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_file(&dir.path().join("runner.sqlite3")).expect("open");
+        // a: runs at 1, 3, 5; b: at 2, 4, 6; c: at 7.
+        for (i, job) in ["a", "b", "a", "b", "a", "b", "c"].iter().enumerate() {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO runs VALUES (?1, ?2, ?3, ?3, ?3, 0, 'manual', '{}', '{}')",
+                    params![job, format!("r{}", i + 1), (i + 1) as f64],
+                )
+                .expect("insert");
+        }
+        let ids = |jobs: &[&str], limit: usize| -> Vec<String> {
+            let jobs: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+            store
+                .list_runs_on(&RunFilter::newest(&jobs, limit))
+                .expect("list")
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect()
+        };
+        assert_eq!(ids(&["a", "b"], 3), ["r6", "r5", "r4"]);
+        assert_eq!(ids(&["a", "a"], 10), ["r5", "r3", "r1"]);
+        assert_eq!(ids(&[], 2), ["r7", "r6"]);
+        assert_eq!(ids(&["c", "a"], 2), ["r7", "r5"]);
     }
 }

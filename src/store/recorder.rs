@@ -26,7 +26,9 @@ use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::sqlite::{AttemptEnding, Cascade, Store};
 use super::writer::{Op, Progress, Writer};
-use crate::record::{AttemptEnd, AttemptStart, Recorder, RunStart, SharedCapture, TaskResult};
+use crate::record::{
+    AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, TaskResult,
+};
 
 /// How long the chain waits for a state change to land while the store is healthy.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -366,6 +368,18 @@ impl Recorder for StoreRecorder {
             file: file.to_owned(),
             instance,
             status,
+        });
+    }
+
+    fn events_waited(&mut self, waited: &EventsWaited<'_>) {
+        self.send(Op::EventsWaited {
+            run_id: waited.run_id.to_owned(),
+            task: waited.task.to_owned(),
+            file: waited.file.to_owned(),
+            instance: waited.instance,
+            since: waited.since,
+            decided: waited.decided,
+            events: waited.events.clone(),
         });
     }
 

@@ -16,6 +16,7 @@ use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::schema;
+use crate::record::EventWait;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -429,6 +430,41 @@ impl Store {
         )
     }
 
+    /// Records what the events of task instance `instance_id` came to (see
+    /// [`crate::record::EventsWaited`]), in one transaction.
+    pub(crate) fn record_instance_events(
+        &mut self,
+        instance_id: i64,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        events: &[EventWait],
+    ) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO instance_events (instance_id, name, kind, event_id, fired_at,
+                        source, waited_since, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for e in events {
+                    stmt.execute(params![
+                        instance_id,
+                        e.name,
+                        e.kind,
+                        e.event_id,
+                        e.fired_at,
+                        e.source,
+                        since.map(epoch),
+                        epoch(decided),
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
     /// Records the attempts that `ended` and then, when given, an attempt starting (and
     /// its instance running), all in one transaction; returns the new attempt's id.
     ///
@@ -572,6 +608,11 @@ impl Store {
                 rows.collect::<Result<_, _>>()?
             };
             for (run_id, _) in &victims {
+                tx.prepare_cached(
+                    "DELETE FROM instance_events WHERE instance_id IN
+                        (SELECT id FROM task_instances WHERE run_id = ?1)",
+                )?
+                .execute([run_id])?;
                 tx.prepare_cached(
                     "DELETE FROM attempts WHERE instance_id IN
                         (SELECT id FROM task_instances WHERE run_id = ?1)",

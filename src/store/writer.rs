@@ -89,6 +89,16 @@ pub(crate) enum Op {
         instance: u32,
         status: InstanceStatus,
     },
+    /// A task instance's events were decided.
+    EventsWaited {
+        run_id: String,
+        task: String,
+        file: String,
+        instance: u32,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        events: Vec<crate::record::EventWait>,
+    },
     /// The run ended.
     RunFinished {
         run_id: String,
@@ -498,6 +508,19 @@ impl Writer {
                 let instance_id = self.instance(run_id, task, file, *instance)?;
                 self.store()?.set_instance_status(instance_id, *status)?;
             }
+            Op::EventsWaited {
+                run_id,
+                task,
+                file,
+                instance,
+                since,
+                decided,
+                events,
+            } => {
+                let instance_id = self.instance(run_id, task, file, *instance)?;
+                self.store()?
+                    .record_instance_events(instance_id, *since, *decided, events)?;
+            }
             Op::RunFinished {
                 run_id,
                 status,
@@ -734,6 +757,23 @@ impl Writer {
                 if let Some(&fleet_id) = m.attempts.get(&id) {
                     m.store.store_output(fleet_id, &bytes)?;
                 }
+            }
+            Op::EventsWaited {
+                run_id,
+                task,
+                file,
+                instance,
+                since,
+                decided,
+                events,
+            } => {
+                let Some(local) = local_instance(self, task, *instance) else {
+                    return Ok(());
+                };
+                let m = self.fleet.as_mut().expect("checked");
+                let id = m.instance(local, run_id, task, file, *instance)?;
+                m.store
+                    .record_instance_events(id, *since, *decided, events)?;
             }
             Op::Flush | Op::InstanceStatus { .. } | Op::RunFinished { .. } => {
                 // The endings held back were written locally with this operation.

@@ -392,3 +392,50 @@ fn lock_fleet_admits_one_run_of_a_job_in_the_fleet_and_a_dead_holder_frees_it() 
     crate::support::Run::of(other).assert_code(0);
     assert_eq!(b.log_lines(), ["b"]);
 }
+
+#[test]
+fn the_events_a_task_waited_for_are_in_the_fleet_database_too() {
+    let Some(pg) = shared_or_skip("the_events_a_task_waited_for") else {
+        return;
+    };
+    let dsn = pg.database();
+    let chain = Chain::new()
+        .task("10-gated.sh", "echo gated")
+        .ini("[runner]\nmax_tries = 1\n[gated]\nafter = go\nwait_time = 60");
+    let fired = on_host("host-a", &chain.state_dir(), &dsn, &["fire", "go"]);
+    fired.assert_code(0);
+    let mut cmd = chain.command(&["--database", &dsn]);
+    cmd.env("RUNNER_HOST", "host-a");
+    crate::support::Run::of(cmd).assert_code(0);
+
+    // Read back from another host, through the database only.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let list = json(&on_host(
+        "host-b",
+        elsewhere.path(),
+        &dsn,
+        &["--format", "json", "runs", "list", "--limit", "1"],
+    ));
+    let id = list[0]["run_id"].as_str().expect("run id");
+    let show = json(&on_host(
+        "host-b",
+        elsewhere.path(),
+        &dsn,
+        &["--format", "json", "runs", "show", id],
+    ));
+    let events = show["tasks"][0]["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{show}");
+    assert_eq!(events[0]["name"], "go");
+    assert_eq!(events[0]["kind"], "after");
+    assert_eq!(events[0]["fired"], true, "{show}");
+    assert!(events[0]["event_id"].is_i64(), "{show}");
+    assert!(
+        events[0]["waited_since"].is_null(),
+        "fired before the run: no wait\n{show}"
+    );
+    let rows = pg.psql(
+        db_name(&dsn),
+        "SELECT count(*) FROM instance_events WHERE name = 'go' AND event_id IS NOT NULL",
+    );
+    assert_eq!(rows, "1");
+}

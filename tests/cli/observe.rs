@@ -541,3 +541,107 @@ fn metrics_match_dsari_exporter_on_a_dsari_store() {
         "reading dsari's store created runner's"
     );
 }
+
+#[test]
+fn the_events_a_run_waited_for_are_in_runs_show_and_on_its_report_page() {
+    let chain = Chain::new()
+        .task("10-wait.sh", "echo waited")
+        .task("20-free.sh", "echo free")
+        .ini("[runner]\nname = ev\nparallel = 2\n[wait]\nafter = go\nunless = stop");
+    let mut child = chain.spawn(&[]);
+    let waiting = wait_for(Duration::from_secs(30), || {
+        let list = chain.runs_json(&["list", "--limit", "1"]);
+        let Some(id) = list[0]["run_id"].as_str() else {
+            return false;
+        };
+        chain.runs_json(&["show", id])["tasks"][0]["status"] == "waiting"
+    });
+    assert!(waiting, "the task never waited: {}", chain.last_run());
+    chain
+        .runner(&["fire", "go", "--data", r#"{"n": 1}"#])
+        .assert_code(0);
+    let status = child.wait().expect("wait runner");
+    assert_eq!(status.code(), Some(0));
+    let fired = chain.runner(&["events", "list", "--format", "json"]);
+    fired.assert_code(0);
+    let fired: serde_json::Value = serde_json::from_str(&fired.stdout()).expect("JSON");
+    let go = fired
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["name"] == "go"))
+        .expect("go in events list")
+        .clone();
+
+    let run = chain.last_run();
+    let tasks = run["tasks"].as_array().expect("tasks");
+    let events = tasks[0]["events"].as_array().expect("the waiter's events");
+    assert_eq!(events.len(), 2, "{run}");
+    assert_eq!(events[0]["name"], "go");
+    assert_eq!(events[0]["kind"], "after");
+    assert_eq!(events[0]["fired"], true);
+    assert_eq!(events[0]["event_id"], go["id"], "{run}\n{go}");
+    assert_eq!(events[0]["source"], "fire");
+    assert!(events[0]["fired_at"].is_f64(), "{run}");
+    let (since, decided) = (
+        events[0]["waited_since"].as_f64().expect("it waited"),
+        events[0]["decided_at"].as_f64().expect("decided"),
+    );
+    assert!(since <= decided, "{run}");
+    assert_eq!(events[1]["name"], "stop");
+    assert_eq!(events[1]["kind"], "unless");
+    assert_eq!(events[1]["fired"], false);
+    assert!(events[1]["event_id"].is_null(), "{run}");
+    assert!(tasks[1].get("events").is_none(), "no events, no key: {run}");
+
+    let id = run["run_id"].as_str().expect("run id");
+    let text = chain.runner(&["runs", "show", id]);
+    text.assert_code(0);
+    let text = text.stdout();
+    let instance = tasks[0]["instance"].as_str().expect("instance");
+    assert!(text.contains("events waited for:"), "{text}");
+    assert!(
+        text.contains(&format!("  {instance} after go: fired "))
+            && text.contains(" by fire (waited "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  {instance} unless stop: not fired")),
+        "{text}"
+    );
+
+    let out = chain.path().join("site");
+    report(&chain, &out);
+    let page = run_pages(&out).into_iter().next().expect("the run's page");
+    let profile = chain.path().join("chromium-profile");
+    let Some(dom) = dump_dom(&profile, &page) else {
+        return;
+    };
+    assert!(dom.contains("<h2>Events waited for</h2>"), "{dom}");
+    let row = |name: &str, kind: &str, outcome: &str| {
+        format!(
+            "<td>{instance}</td><td class=\"mono\">{name}</td><td>{kind}</td><td><span class=\"status e-{}\">{outcome}</span></td>",
+            outcome.replace(' ', "-")
+        )
+    };
+    assert!(dom.contains(&row("go", "after", "fired")), "{dom}");
+    assert!(dom.contains(&row("stop", "unless", "not fired")), "{dom}");
+    assert!(dom.contains("<td>fire</td>"), "who fired it\n{dom}");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
+    std::fs::create_dir_all(&shots).expect("mkdir");
+    let shot = shots.join("run-events.png");
+    let _ = std::fs::remove_file(&shot);
+    let status = chromium(&profile)
+        .expect("chromium is there")
+        .arg("--window-size=1100,1000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run chromium");
+    assert!(status.success(), "chromium --screenshot: {status:?}");
+    assert!(
+        std::fs::read(&shot)
+            .expect("screenshot")
+            .starts_with(b"\x89PNG")
+    );
+    eprintln!("screenshot: {}", shot.display());
+}
