@@ -63,7 +63,10 @@ pub(crate) fn report(global: &GlobalArgs, args: &ReportArgs) -> Result<u8, Error
                 )?;
                 detail.output_dir = Some(dir.display().to_string());
             }
-            Ok(detail)
+            // A fleet database keeps each output's end itself: every host's run shows
+            // its output, read there, capped as the files are.
+            let kept = store.stored_output_tail(&detail.run.run_id, report::OUTPUT_LIMIT)?;
+            Ok((detail, kept))
         }
         None => Err(Error::Refused(format!(
             "no store to read run {run_id} from"

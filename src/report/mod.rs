@@ -6,4 +6,5 @@
 mod pages;
 mod site;
 
+pub(crate) use pages::OUTPUT_LIMIT;
 pub(crate) use site::{JobInput, write_site};

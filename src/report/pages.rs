@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::site::JobInput;
 use crate::error::Error;
-use crate::store::model::{RunDetail, RunRecord, RunStatus};
+use crate::store::model::{RunDetail, RunRecord, RunStatus, StoredOutput};
 
 /// The style sheet, written as `style.css`.
 pub(crate) const STYLE: &str = include_str!("templates/style.css");
@@ -19,8 +19,8 @@ pub(crate) const STYLE: &str = include_str!("templates/style.css");
 /// How many results the index's strip shows per job.
 const STRIP: usize = 30;
 
-/// How much of each output file a run page shows (its end).
-const OUTPUT_LIMIT: u64 = 256 * 1024;
+/// How much of each output a run page shows (its end).
+pub(crate) const OUTPUT_LIMIT: u64 = 256 * 1024;
 
 /// The templates, compiled once.
 pub(crate) struct Renderer {
@@ -186,9 +186,10 @@ impl Renderer {
         self.render("job.html", "../", "job", job_row(job, "../"))
     }
 
-    /// A run's page: facts, timeline, attempts and output.
-    pub(crate) fn run(&self, detail: &RunDetail) -> Result<String, Error> {
-        self.render("run.html", "../", "run", run_view(detail))
+    /// A run's page: facts, timeline, attempts and output (`kept`: the output's end as
+    /// the store keeps it, when it does; else the output files are read).
+    pub(crate) fn run(&self, detail: &RunDetail, kept: &[StoredOutput]) -> Result<String, Error> {
+        self.render("run.html", "../", "run", run_view(detail, kept))
     }
 }
 
@@ -260,7 +261,7 @@ fn run_row(run: &RunRecord) -> RunRow {
     }
 }
 
-fn run_view(detail: &RunDetail) -> RunView {
+fn run_view(detail: &RunDetail, kept: &[StoredOutput]) -> RunView {
     let run = &detail.run;
     let attempts = detail.tasks.iter().flat_map(|t| t.attempts.iter());
     let first = attempts
@@ -354,7 +355,7 @@ fn run_view(detail: &RunDetail) -> RunView {
         ticks,
         tasks,
         events: events(detail),
-        outputs: outputs(detail),
+        outputs: outputs(detail, kept),
     }
 }
 
@@ -396,8 +397,23 @@ fn events(detail: &RunDetail) -> Vec<EventRow> {
     rows
 }
 
-/// The run's output: dsari's `output.txt` when there is one, else each attempt's file.
-fn outputs(detail: &RunDetail) -> Vec<OutputView> {
+/// The run's output: what the store keeps of it (a fleet database, for every host's
+/// runs) when it keeps any, else dsari's `output.txt` when there is one, else each
+/// attempt's file.
+fn outputs(detail: &RunDetail, kept: &[StoredOutput]) -> Vec<OutputView> {
+    if !kept.is_empty() {
+        return kept
+            .iter()
+            .map(|o| {
+                let label = match o.try_num {
+                    0 => o.instance.clone(),
+                    n => format!("{} try {n}", o.instance),
+                };
+                let start = o.bytes.len().saturating_sub(OUTPUT_LIMIT as usize);
+                output_view(label, &o.bytes[start..], o.size)
+            })
+            .collect();
+    }
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if let Some(dir) = &detail.output_dir {
         let path = Path::new(dir).join("output.txt");
@@ -420,22 +436,26 @@ fn outputs(detail: &RunDetail) -> Vec<OutputView> {
     files
         .into_iter()
         .filter_map(|(label, path)| {
-            let (text, size) = read_tail(&path)?;
-            let truncated = size > OUTPUT_LIMIT;
-            Some(OutputView {
-                label,
-                text,
-                truncated,
-                shown: bytes(OUTPUT_LIMIT.min(size)),
-                size: bytes(size),
-            })
+            let (tail, size) = read_tail(&path)?;
+            Some(output_view(label, &tail, size))
         })
         .collect()
 }
 
-/// The last [`OUTPUT_LIMIT`] bytes of `path` as text, and the file's size; `None` when
-/// it is gone (pruned) or unreadable.
-fn read_tail(path: &Path) -> Option<(String, u64)> {
+/// An output's end (`tail`, at most [`OUTPUT_LIMIT`] bytes) of `size` bytes in all.
+fn output_view(label: String, tail: &[u8], size: u64) -> OutputView {
+    OutputView {
+        label,
+        text: String::from_utf8_lossy(tail).into_owned(),
+        truncated: size > OUTPUT_LIMIT,
+        shown: bytes(OUTPUT_LIMIT.min(size)),
+        size: bytes(size),
+    }
+}
+
+/// The last [`OUTPUT_LIMIT`] bytes of `path`, and the file's size; `None` when it is
+/// gone (pruned) or unreadable.
+fn read_tail(path: &Path) -> Option<(Vec<u8>, u64)> {
     let mut file = std::fs::File::open(path).ok()?;
     let size = file.metadata().ok()?.len();
     if size > OUTPUT_LIMIT {
@@ -443,7 +463,7 @@ fn read_tail(path: &Path) -> Option<(String, u64)> {
     }
     let mut buf = Vec::new();
     file.take(OUTPUT_LIMIT).read_to_end(&mut buf).ok()?;
-    Some((String::from_utf8_lossy(&buf).into_owned(), size))
+    Some((buf, size))
 }
 
 fn bytes(n: u64) -> String {
@@ -552,7 +572,7 @@ mod tests {
     #[test]
     fn everything_from_records_is_escaped() {
         let (_dir, detail) = detail("<script>alert(1)</script>\n");
-        let html = Renderer::new("/s").run(&detail).expect("render");
+        let html = Renderer::new("/s").run(&detail, &[]).expect("render");
         assert!(
             html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
             "{html}"
@@ -568,7 +588,7 @@ mod tests {
     fn the_events_a_task_waited_for_are_rows_of_the_run_page() {
         let (_dir, mut detail) = detail("");
         detail.run.trigger_data = serde_json::json!({"events": {"deploy": {}}});
-        let view = run_view(&detail);
+        let view = run_view(&detail, &[]);
         let rows: Vec<(&str, &str, &str, &str, &str)> = view
             .events
             .iter()
@@ -594,7 +614,7 @@ mod tests {
     #[test]
     fn bars_sit_on_the_run_time_axis() {
         let (_dir, detail) = detail("");
-        let view = run_view(&detail);
+        let view = run_view(&detail, &[]);
         let bar = &view.tasks[0].bars[0];
         assert_eq!(
             (bar.left.as_str(), bar.width.as_str()),

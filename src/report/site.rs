@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pages::{self, Renderer};
 use crate::error::Error;
-use crate::store::model::{RunDetail, RunRecord, RunStatus};
+use crate::store::model::{RunDetail, RunRecord, RunStatus, StoredOutput};
 
 /// The manifest's file name inside the output directory.
 const MANIFEST: &str = ".runner-report.json";
@@ -30,6 +30,10 @@ pub(crate) struct JobInput {
     /// Its finished runs by status word.
     pub(crate) counts: BTreeMap<String, u64>,
 }
+
+/// What a run's page shows: the run's detail and the output the store keeps of it
+/// (empty where the output is in files only).
+pub(crate) type RunPage = (RunDetail, Vec<StoredOutput>);
 
 /// How many pages were rendered and how many files written.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -50,13 +54,13 @@ struct Manifest {
 }
 
 /// Writes (or brings up to date) the site in `out` for `jobs`; `detail` loads a run's
-/// tasks and attempts when its page must be rendered. `store` names the records in the
+/// tasks, attempts and stored output when its page must be rendered. `store` names the records in the
 /// footer.
 pub(crate) fn write_site(
     out: &Path,
     jobs: &[JobInput],
     store: &Path,
-    detail: &mut dyn FnMut(&str) -> Result<RunDetail, Error>,
+    detail: &mut dyn FnMut(&str) -> Result<RunPage, Error>,
 ) -> Result<Written, Error> {
     for dir in [out.to_owned(), out.join("jobs"), out.join("runs")] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -99,8 +103,8 @@ pub(crate) fn write_site(
                 && old.pages.get(&page) == Some(&key)
                 && out.join(&page).is_file();
             if !unchanged {
-                let detail = detail(&run.run_id)?;
-                let html = renderer.run(&detail)?;
+                let (detail, kept) = detail(&run.run_id)?;
+                let html = renderer.run(&detail, &kept)?;
                 written.rendered += 1;
                 write_file(out, &page, html.as_bytes())?;
                 written.written += 1;

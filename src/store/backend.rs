@@ -9,23 +9,10 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+pub(crate) use super::model::StoredOutput;
 use super::model::{InstanceStatus, RunDetail, RunFilter, RunRecord, RunStatus};
 use super::sqlite::{AttemptEnding, NewRun, RunEnd, Store, StoreError};
 use crate::record::EventWait;
-
-/// The output an attempt left in the store itself (PostgreSQL keeps it there, capped as
-/// on disk, so that any host can read it).
-#[derive(Debug, Clone)]
-pub(crate) struct StoredOutput {
-    /// The task's name.
-    pub(crate) task: String,
-    /// `TASK#n`.
-    pub(crate) instance: String,
-    /// The chain attempt.
-    pub(crate) try_num: u32,
-    /// The bytes, as captured.
-    pub(crate) bytes: Vec<u8>,
-}
 
 /// A starting attempt: its instance's row, chain attempt, start and output file.
 pub(crate) type AttemptStarting<'a> = (i64, u32, SystemTime, Option<&'a Path>);
@@ -111,6 +98,14 @@ pub(crate) trait RunStore {
     fn run_detail(&self, prefix: &str) -> Result<RunDetail, StoreError>;
     /// The output kept in the store for a run, in run order (empty for an embedded store).
     fn stored_output(&self, _run_id: &str) -> Result<Vec<StoredOutput>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The same, each output cut to its last `limit` bytes (the report's share of it).
+    fn stored_output_tail(
+        &self,
+        _run_id: &str,
+        _limit: u64,
+    ) -> Result<Vec<StoredOutput>, StoreError> {
         Ok(Vec::new())
     }
 }

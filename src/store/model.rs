@@ -38,6 +38,22 @@ impl<'a> RunFilter<'a> {
     }
 }
 
+/// The output an attempt (or, for a dsari run, the whole run) left in the store itself:
+/// PostgreSQL keeps it there, capped as on disk, so that any host can read it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredOutput {
+    /// The task's name (empty for a run's `output.txt`).
+    pub(crate) task: String,
+    /// `TASK#n`, or `output.txt`.
+    pub(crate) instance: String,
+    /// The chain attempt (0 for a run's `output.txt`).
+    pub(crate) try_num: u32,
+    /// The bytes, as captured (or their end, when asked for a tail).
+    pub(crate) bytes: Vec<u8>,
+    /// How many bytes are stored in all.
+    pub(crate) size: u64,
+}
+
 /// The one run of `found` that `prefix` names: the run whose id it is, else the only
 /// one whose id starts with it; none or several is an error that says so.
 pub(crate) fn pick_run(

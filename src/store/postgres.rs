@@ -901,15 +901,43 @@ impl RunStore for PgStore {
     }
 
     fn stored_output(&self, run_id: &str) -> Result<Vec<StoredOutput>, StoreError> {
+        self.output_ends(run_id, i64::from(i32::MAX))
+    }
+
+    fn stored_output_tail(
+        &self,
+        run_id: &str,
+        limit: u64,
+    ) -> Result<Vec<StoredOutput>, StoreError> {
+        self.output_ends(run_id, i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+}
+
+/// The last `$2` bytes of output column `c`, cut by the server (a page shows the end
+/// of what may be megabytes), and the column's whole length.
+fn output_end(c: &str) -> String {
+    format!(
+        "substring({c} FROM greatest(1, octet_length({c})::int8 - $2::int8 + 1)::int4),
+         octet_length({c})::int8"
+    )
+}
+
+impl PgStore {
+    /// The outputs kept for a run, each its last `limit` bytes: each attempt's in run
+    /// order, else the run's own (a dsari run's `output.txt`).
+    fn output_ends(&self, run_id: &str, limit: i64) -> Result<Vec<StoredOutput>, StoreError> {
         let result = (|| {
             let mut client = self.client.borrow_mut();
             let mut out: Vec<StoredOutput> = client
                 .query(
-                    "SELECT t.name, t.instance, a.try_num, a.output FROM attempts a
-                     JOIN task_instances t ON t.id = a.instance_id
-                     WHERE t.run_id = $1::text::uuid AND a.output IS NOT NULL
-                     ORDER BY t.position, t.instance, a.id",
-                    &[&run_id],
+                    &format!(
+                        "SELECT t.name, t.instance, a.try_num, {} FROM attempts a
+                         JOIN task_instances t ON t.id = a.instance_id
+                         WHERE t.run_id = $1::text::uuid AND a.output IS NOT NULL
+                          ORDER BY t.position, t.instance, a.id",
+                        output_end("a.output")
+                    ),
+                    &[&run_id, &limit],
                 )?
                 .iter()
                 .map(|r| {
@@ -919,20 +947,25 @@ impl RunStore for PgStore {
                         task: name,
                         try_num: r.get::<_, i32>(2) as u32,
                         bytes: r.get(3),
+                        size: r.get::<_, i64>(4).max(0) as u64,
                     }
                 })
                 .collect();
             if out.is_empty() {
                 if let Some(row) = client.query_opt(
-                    "SELECT output FROM run_meta WHERE run_id = $1::text::uuid
-                     AND output IS NOT NULL",
-                    &[&run_id],
+                    &format!(
+                        "SELECT {} FROM run_meta WHERE run_id = $1::text::uuid
+                         AND output IS NOT NULL",
+                        output_end("output")
+                    ),
+                    &[&run_id, &limit],
                 )? {
                     out.push(StoredOutput {
                         task: String::new(),
                         instance: "output.txt".to_owned(),
                         try_num: 0,
                         bytes: row.get(0),
+                        size: row.get::<_, i64>(1).max(0) as u64,
                     });
                 }
             }

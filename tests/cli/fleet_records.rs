@@ -141,3 +141,47 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_report_shows_another_hosts_output_from_the_database_capped() {
+    let Some(pg) = shared_or_skip("the_report_shows_another_hosts_output") else {
+        return;
+    };
+    let dsn = pg.database();
+    // 300 KiB between the first line and the last: the page shows the end only.
+    let chain = Chain::new().task(
+        "10-talk.sh",
+        "echo first-line-of-host-a; head -c 307200 /dev/zero | tr '\\0' x; echo; echo last-line-of-host-a",
+    );
+    run_on(&chain, "host-a", &dsn);
+    // Host a's files are not on the reporting host: only the database has the output.
+    let runs = chain.state_dir().join("runs");
+    std::fs::remove_dir_all(&runs).expect("remove host a's output files");
+
+    let c = tempfile::tempdir().expect("tempdir");
+    let out = c.path().join("site");
+    elsewhere(
+        c.path(),
+        &dsn,
+        &["report", "--out", out.to_str().expect("utf-8")],
+    )
+    .assert_code(0);
+    let page = walk(&out.join("runs"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+        .expect("a run page");
+    let html = std::fs::read_to_string(&page).expect("run page");
+    assert!(html.contains("talk#0 try 1"), "labelled as its attempt");
+    assert!(
+        html.contains("last-line-of-host-a"),
+        "the output's end, from the database"
+    );
+    assert!(
+        !html.contains("first-line-of-host-a"),
+        "capped at the page's share, as for files"
+    );
+    assert!(
+        html.contains("Only the last 256.0 KiB of 300."),
+        "says it is cut"
+    );
+}
