@@ -26,7 +26,7 @@ use crate::interrupt::Interrupt;
 use crate::state;
 use crate::state::lock::{Acquired, JobLock};
 use crate::store::model::{InstanceStatus, RunDetail, RunStatus, TaskRecord};
-use crate::store::{Location, NewEvent, Owner, Store, StoreError, StoreRecorder};
+use crate::store::{FleetCopy, Location, NewEvent, Owner, Store, StoreError, StoreRecorder};
 
 /// What is done to the failed instance.
 enum Action {
@@ -169,21 +169,23 @@ fn take_up(
         .unwrap_or_else(crate::state::boot_id);
     let mut resume = resume_of(&prepared, &detail, halt_name.as_deref());
     let job = prepared.job.clone();
+    let host = crate::state::host(prepared.config.runner.host.as_deref());
+    // Each change below is made in the fleet database too, for every host to see.
+    let mut fleet = FleetCopy::open(&location, &host, &mut store, &run_id);
 
     match &action {
         Action::Replay { env } => {
             resume.extra_env.insert(target_index, env.clone());
         }
         Action::Skip { cascade, data } => {
-            store.set_status_of(
-                &run_id,
+            fleet.set_status_of(
+                &mut store,
                 &target_name,
                 target_instance,
                 InstanceStatus::Skipped,
             )?;
             log::info!("{target_name}#{target_instance} of run {run_id} skipped");
             if *cascade {
-                let host = crate::state::host(prepared.config.runner.host.as_deref());
                 let fired = crate::store::fire(
                     &location,
                     &host,
@@ -229,7 +231,7 @@ fn take_up(
         };
         if latest.status == InstanceStatus::Failed && !resume.done[index] {
             let n = instance_number(latest);
-            store.set_status_of(&run_id, &step.task.name, n, InstanceStatus::Replayed)?;
+            fleet.set_status_of(&mut store, &step.task.name, n, InstanceStatus::Replayed)?;
             log::info!(
                 "{}#{n} of run {run_id} replayed as {}#{}",
                 step.task.name,
@@ -253,7 +255,8 @@ fn take_up(
             },
         );
     }
-    store.reopen_run(&run_id, &Owner::current())?;
+    fleet.reopen_run(&mut store, &Owner::current())?;
+    drop(fleet);
     drop(store);
     let result = run_resumed(
         &prepared, &state_dir, &location, &session, &run_id, resume, interrupt,

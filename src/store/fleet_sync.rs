@@ -39,6 +39,18 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
+    /// Whether a run is marked as not (wholly) in the fleet database yet.
+    pub(crate) fn is_fleet_pending(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT fleet_pending FROM run_meta WHERE run_id = ?1",
+                [run_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|flag| flag != 0)
+            .map_err(|e| self.wrap(e))
+    }
+
     /// The finished runs still to be sent, oldest first.
     pub(crate) fn fleet_pending(&self) -> Result<Vec<String>, StoreError> {
         let result = (|| {

@@ -36,4 +36,5 @@ pub(crate) use owner::Owner;
 pub(crate) use pg_events::{FleetEvents, Listener};
 pub(crate) use pg_metrics::{RecordsView, open_records_view};
 pub(crate) use recorder::StoreRecorder;
+pub(crate) use resume::FleetCopy;
 pub(crate) use sqlite::{NewRun, RunEnd, Store, StoreError};

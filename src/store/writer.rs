@@ -633,7 +633,14 @@ impl Writer {
     /// held back before it (local row ids).
     fn mirror_op(&mut self, op: &Op, ended: &[AttemptEnding]) {
         if let Op::RunStarted { run_id, .. } = op {
-            self.current = Some((run_id.clone(), false));
+            // A run taken up again while the database was away is sent whole at its
+            // end: the fleet's copy of it is not to be patched.
+            let pending = self.resumed
+                && self
+                    .store()
+                    .and_then(|s| s.is_fleet_pending(run_id))
+                    .unwrap_or(false);
+            self.current = Some((run_id.clone(), pending));
             self.outputs.clear();
             if let Some(m) = self.fleet.as_mut() {
                 m.instances.clear();
@@ -641,7 +648,7 @@ impl Writer {
             }
         }
         self.connect_fleet();
-        if self.fleet.is_none() {
+        if self.fleet.is_none() || matches!(self.current, Some((_, true))) {
             if matches!(op, Op::RunStarted { .. }) && !self.resumed {
                 self.mark_pending();
             }

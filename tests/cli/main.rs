@@ -17,6 +17,7 @@ mod exits;
 mod fleet;
 mod fleet_events;
 mod fleet_records;
+mod fleet_replay;
 mod hooks_env;
 mod hostile;
 mod live;
