@@ -3,11 +3,14 @@
 //!
 //! A run is sent in one PostgreSQL transaction that first removes whatever part of it
 //! reached the database before the connection went away, so a run is never there twice
-//! and never half there; the local mark is cleared only after that commit.
+//! and never half there; the local mark is cleared only after that commit. The events
+//! the run fired (its cascades, a skip's) go in the same transaction, each unless the
+//! database has it already (sent live before the connection went away).
 
 use rusqlite::params;
 
 use super::backend::RunStore;
+use super::events::EventRecord;
 use super::model::RunDetail;
 use super::postgres::PgStore;
 use super::sqlite::{Store, StoreError};
@@ -83,6 +86,31 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
+    /// The events run `run_id` fired (its cascades, a skip of one of its instances),
+    /// oldest first.
+    fn run_events(&self, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let result = (|| {
+            self.conn
+                .prepare(
+                    "SELECT id, session, name, data, fired_at, source FROM events
+                     WHERE source IN ('cascade ' || ?1, 'skip ' || ?1) ORDER BY id",
+                )?
+                .query_map([run_id], |r| {
+                    let data: String = r.get(3)?;
+                    Ok(EventRecord {
+                        id: r.get(0)?,
+                        session: r.get(1)?,
+                        name: r.get(2)?,
+                        data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
+                        fired_at: r.get(4)?,
+                        source: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
     fn clear_fleet_pending(&mut self, run_id: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -102,7 +130,8 @@ pub(crate) fn send_pending(local: &mut Store, fleet: &mut PgStore) -> Result<usi
         let detail = local.run_detail(&run_id)?;
         let origin = local.run_origin(&run_id)?;
         let outputs = attempt_outputs(&detail);
-        fleet.upload(&detail, &origin, &outputs)?;
+        let events = local.run_events(&run_id)?;
+        fleet.upload(&detail, &origin, &outputs, &events)?;
         local.clear_fleet_pending(&run_id)?;
         log::info!(
             "run {run_id} of job \"{}\" recorded while {} was unreachable: sent",

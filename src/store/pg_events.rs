@@ -80,6 +80,46 @@ pub(super) fn insert_event(
     Ok(row.get(0))
 }
 
+/// Inserts, inside an open transaction, each of `events` (a run's, sent late from the
+/// local store) that the database does not have yet: the same session, name, source
+/// and firing time, as the live mirror wrote it before the connection went away. The
+/// firing lock is taken first, in a statement of its own, so that the check sees every
+/// firing committed before it; each event inserted is announced at commit.
+pub(super) fn insert_sent_events(
+    tx: &mut postgres::Transaction<'_>,
+    events: &[EventRecord],
+    host: &str,
+) -> Result<(), postgres::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1::bigint)", &[&FIRE_LOCK])?;
+    let insert = tx.prepare(
+        "WITH added AS (INSERT INTO events (session, name, data, fired_at, source, host)
+                        SELECT $1::text, $2::text, $3::text, $4::float8, $5::text, $6::text
+                        WHERE NOT EXISTS (SELECT 1 FROM events WHERE session = $1::text
+                            AND name = $2::text AND fired_at = $4::float8
+                            AND source IS NOT DISTINCT FROM $5::text)
+                        RETURNING session)
+         SELECT count(*) FROM (SELECT pg_notify($7::text, session) FROM added) n",
+    )?;
+    for event in events {
+        tx.query_one(
+            &insert,
+            &[
+                &event.session,
+                &event.name,
+                &event.data.to_string(),
+                &event.fired_at,
+                &event.source,
+                &host,
+                &CHANNEL,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 impl EventStore for PgStore {
     fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
         let now = SystemTime::now();

@@ -1032,16 +1032,20 @@ impl PgStore {
     }
 
     /// Writes a whole run recorded elsewhere (the local store, while this database was
-    /// unreachable) in one transaction, replacing any part of it already here.
+    /// unreachable) in one transaction, replacing any part of it already here, with the
+    /// `events` it fired that are not here yet.
     pub(crate) fn upload(
         &mut self,
         detail: &RunDetail,
         origin: &super::fleet_sync::RunOrigin,
         outputs: &[Option<Vec<u8>>],
+        events: &[super::events::EventRecord],
     ) -> Result<(), StoreError> {
         let run = &detail.run;
+        let host = origin.host.as_deref().unwrap_or(&self.host);
         let result = (|| {
             let mut tx = self.client.get_mut().transaction()?;
+            super::pg_events::insert_sent_events(&mut tx, events, host)?;
             for table in ["task_instances", "run_meta", "runs", "runs_running"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE run_id = $1::text::uuid"),

@@ -258,6 +258,34 @@ fn the_database_killed_mid_run_and_brought_back_loses_nothing_and_doubles_nothin
         &["runs", "output", id, "--task", "wait"],
     );
     assert_eq!(output.stdout(), "second\n", "its output was sent too");
+    // Its cascades too: the first fired live, the two fired while the database was
+    // down sent with the run, none twice; the second run's fired live.
+    assert_eq!(
+        pg.psql(
+            db,
+            &format!(
+                "SELECT string_agg(name || '@' || host, ',' ORDER BY id) FROM events
+                 WHERE source = 'cascade {id}'"
+            )
+        ),
+        "first@flaky-net,wait@flaky-net,last@flaky-net"
+    );
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT count(*), count(DISTINCT (name, source)) FROM events"
+        ),
+        "6|6"
+    );
+    // Another host of the session sees them.
+    let events = on_host(
+        "other",
+        elsewhere.path(),
+        &dsn,
+        &["--format", "json", "events", "list", "--session", "boot"],
+    );
+    let events = json(&events);
+    assert_eq!(events.as_array().map(Vec::len), Some(6), "{events}");
 }
 
 #[test]
