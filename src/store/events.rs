@@ -266,8 +266,22 @@ pub(crate) fn fire(
     event: &NewEvent<'_>,
 ) -> Result<Fired, StoreError> {
     if let Some(url) = &location.fleet {
-        let shared = super::postgres::PgStore::open(url, host)
-            .and_then(|mut pg| EventStore::fire_event(&mut pg, event));
+        // A connection that dies under the firing (its commit may have landed or not)
+        // is tried once more, fresh, as the same firing: recorded once either way.
+        let firing = super::pg_events::Firing::new();
+        let shared = super::postgres::PgStore::open(url, host).and_then(|mut pg| {
+            match pg.fire_once(event, &firing) {
+                Ok(fired) => Ok(fired),
+                Err(e) => {
+                    log::debug!(
+                        "firing \"{}\" again: {}",
+                        event.name,
+                        crate::logging::one_line(&e)
+                    );
+                    super::postgres::PgStore::open(url, host)?.fire_once(event, &firing)
+                }
+            }
+        });
         match shared {
             Ok(fired) => return Ok(Fired::Stored(fired)),
             Err(e) => {

@@ -120,19 +120,88 @@ pub(super) fn insert_sent_events(
     Ok(())
 }
 
-impl EventStore for PgStore {
-    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
-        let now = SystemTime::now();
+/// One firing of an event: its id, made once by the firing process, and its time, so
+/// that sending it again (its connection died, maybe after the commit landed) records
+/// it once.
+#[derive(Debug, Clone)]
+pub(crate) struct Firing {
+    id: String,
+    at: SystemTime,
+}
+
+impl Firing {
+    /// A new firing, now.
+    pub(crate) fn new() -> Firing {
+        Firing {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: SystemTime::now(),
+        }
+    }
+}
+
+impl PgStore {
+    /// Records `firing` of `event` unless the database has it already (an earlier try
+    /// of the same firing committed), and announces it when it is new; the event as
+    /// stored either way.
+    pub(crate) fn fire_once(
+        &mut self,
+        event: &NewEvent<'_>,
+        firing: &Firing,
+    ) -> Result<EventRecord, StoreError> {
         let host = self.host().to_owned();
         let result = (|| {
             let (client, prepared) = self.client_mut();
             let mut tx = client.transaction()?;
-            let id = insert_event(&mut tx, prepared, event, now, &host)?;
+            let insert = prepared.get(
+                &mut tx,
+                "WITH locked AS (SELECT pg_advisory_xact_lock($7::bigint)),
+                      added AS (INSERT INTO events (session, name, data, fired_at, source,
+                                    host, firing_id)
+                                SELECT $1::text, $2::text, $3::text, $4::float8, $5::text,
+                                    $6::text, $9::text::uuid
+                                FROM locked
+                                ON CONFLICT (firing_id) DO NOTHING
+                                RETURNING id, fired_at, session)
+                 SELECT id, fired_at,
+                    (SELECT count(*) FROM (SELECT pg_notify($8::text, session) FROM added) n)
+                 FROM added",
+            )?;
+            let added = tx.query_opt(
+                &insert,
+                &[
+                    &event.session,
+                    &event.name,
+                    &event.data.to_string(),
+                    &epoch(firing.at),
+                    &event.source,
+                    &host,
+                    &FIRE_LOCK,
+                    &CHANNEL,
+                    &firing.id,
+                ],
+            )?;
+            // Not new: the earlier try's row (a statement of its own, whose snapshot
+            // sees that commit even if it landed while this one waited).
+            let row = match added {
+                Some(row) => row,
+                None => tx.query_one(
+                    "SELECT id, fired_at FROM events WHERE firing_id = $1::text::uuid",
+                    &[&firing.id],
+                )?,
+            };
             tx.commit()?;
-            Ok(id)
+            Ok((row.get::<_, i64>(0), row.get::<_, f64>(1)))
         })();
-        let id = result.map_err(|e| self.wrap(e))?;
-        Ok(event.stored(id, now))
+        let (id, fired_at) = result.map_err(|e| self.wrap(e))?;
+        let mut stored = event.stored(id, firing.at);
+        stored.fired_at = fired_at;
+        Ok(stored)
+    }
+}
+
+impl EventStore for PgStore {
+    fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
+        self.fire_once(event, &Firing::new())
     }
 
     fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
@@ -320,7 +389,9 @@ impl FleetEvents {
 
 impl EventStore for FleetEvents {
     fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError> {
-        self.with(|s| EventStore::fire_event(s, event))
+        // A try again on a fresh connection is the same firing.
+        let firing = Firing::new();
+        self.with(|s| s.fire_once(event, &firing))
     }
     fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
         self.with(|s| EventStore::list_events(s, session))

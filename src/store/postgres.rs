@@ -120,6 +120,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instance_events_instance ON instance_events (instance_id);
     ",
+    // 3: a firing's own id, made by the firing process: a firing sent again after its
+    // connection died (its commit may have landed) is recorded once.
+    "
+    ALTER TABLE events ADD COLUMN firing_id uuid;
+    CREATE UNIQUE INDEX events_firing_id ON events (firing_id);
+    ",
 ];
 
 /// Sets an instance's status.

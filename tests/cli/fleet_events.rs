@@ -304,3 +304,102 @@ fn a_waiting_chain_listens_again_after_the_database_restarts() {
     let log = chain.read("runner.log");
     assert_eq!(log.matches("warn:").count(), 1, "one warning: {log}");
 }
+
+/// A unix-socket relay in front of the server that, once, lets a firing's `COMMIT`
+/// through and drops the connection before its answer comes back: the firing is in
+/// the database, and the firing process only sees its connection die.
+struct CommitDropper {
+    dir: tempfile::TempDir,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommitDropper {
+    fn start(server_dir: &str) -> CommitDropper {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).expect("bind");
+        let server = PathBuf::from(server_dir).join(".s.PGSQL.5432");
+        let dropped = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&dropped);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = UnixStream::connect(&server) else {
+                    continue;
+                };
+                let drop_reply = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) = (
+                    client.try_clone().expect("clone"),
+                    upstream.try_clone().expect("clone"),
+                );
+                let (armed, drop_up) = (Arc::clone(&armed), Arc::clone(&drop_reply));
+                std::thread::spawn(move || {
+                    let mut saw_insert = false;
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        let chunk = &buf[..n];
+                        let has = |text: &[u8]| chunk.windows(text.len()).any(|w| w == text);
+                        saw_insert |= has(b"INSERT INTO events");
+                        if saw_insert && has(b"COMMIT") && armed.swap(false, Ordering::SeqCst) {
+                            drop_up.store(true, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out) = (upstream, client);
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if drop_reply.load(Ordering::SeqCst) {
+                            // The server answered the COMMIT: it has landed.
+                            flag.store(true, Ordering::SeqCst);
+                            let _ = c_out.shutdown(std::net::Shutdown::Both);
+                            let _ = s_in.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CommitDropper { dir, dropped }
+    }
+}
+
+#[test]
+fn a_fire_whose_connection_dies_at_its_commit_is_recorded_once() {
+    let Some(pg) = shared_or_skip("a_fire_whose_connection_dies_at_its_commit") else {
+        return;
+    };
+    let dsn = pg.database();
+    let server_dir = dsn
+        .strip_prefix("host=")
+        .and_then(|rest| rest.split(' ').next())
+        .expect("host= first");
+    let relay = CommitDropper::start(server_dir);
+    let relayed = dsn.replacen(server_dir, &relay.dir.path().display().to_string(), 1);
+    let state = tempfile::tempdir().expect("tempdir");
+    let fire = on_host("host-a", state.path(), &relayed, "s1", &["fire", "deploy"]);
+    assert!(
+        relay.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay dropped the answer to the firing's commit:\n{}",
+        fire.stderr()
+    );
+    fire.assert_code(0);
+    assert_eq!(
+        pg.psql(
+            db_name(&dsn),
+            "SELECT count(*), count(firing_id) FROM events WHERE name = 'deploy'"
+        ),
+        "1|1",
+        "sent twice, recorded once"
+    );
+}
