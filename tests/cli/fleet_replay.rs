@@ -131,7 +131,9 @@ fn a_skip_while_the_database_is_away_is_sent_with_the_run_later() {
     let pg = match PgServer::start() {
         Ok(pg) => pg,
         Err(reason) => {
-            eprintln!("SKIPPED: a_skip_while_the_database_is_away: no PostgreSQL server: {reason}");
+            crate::support::skip(format!(
+                "a_skip_while_the_database_is_away: no PostgreSQL server: {reason}"
+            ));
             return;
         }
     };
