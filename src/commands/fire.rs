@@ -104,17 +104,18 @@ pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
     })
 }
 
-/// The event fired; when the fleet database did not take it, one warning that only
-/// this host has it.
+/// The event fired; when the fleet database did not take it, a warning (the process's
+/// one about the database) that only this host has it.
 pub(crate) fn shared_or_warn(fired: Fired) -> EventRecord {
     match fired {
         Fired::Stored(event) => event,
         Fired::LocalOnly(event, why) => {
-            log::warn!(
+            // One warning per process: `skip --cascade` has given it already.
+            crate::store::warn_away(&format!(
                 "{}; event \"{}\" was recorded on this host only, other hosts do not see it",
                 crate::logging::one_line(&why),
                 event.name
-            );
+            ));
             event
         }
     }

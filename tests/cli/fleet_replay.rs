@@ -166,3 +166,54 @@ fn a_skip_while_the_database_is_away_is_sent_with_the_run_later() {
         "2|2"
     );
 }
+
+#[test]
+fn a_skip_with_cascade_while_the_database_is_away_sends_the_resumed_run_and_its_events() {
+    let pg = match PgServer::start() {
+        Ok(pg) => pg,
+        Err(reason) => {
+            crate::support::skip(format!(
+                "a_skip_with_cascade_while_the_database_is_away: no PostgreSQL server: {reason}"
+            ));
+            return;
+        }
+    };
+    let dsn = pg.database();
+    let chain = failing_chain();
+    run_chain(&chain, &dsn, 1);
+    let id = newest(&dsn);
+    pg.kill();
+    let skip = on_a(&chain, &dsn, &["skip", &id, "--cascade"]);
+    skip.assert_code(0);
+    assert_eq!(
+        skip.stderr().matches("warn:").count(),
+        1,
+        "one warning:\n{}",
+        skip.stderr()
+    );
+    pg.restart();
+    run_chain(&chain, &dsn, 1);
+    let show = from_c(&dsn, &["show", &id]);
+    assert_eq!(show["status"], "ok", "{show}");
+    assert_eq!(
+        instances(&show),
+        ["a#0=finished", "b#0=skipped", "c#0=finished"]
+    );
+    let db = db_name(&dsn);
+    // a's cascade went live, the skip's event and c's cascade with the run; none twice.
+    assert_eq!(
+        pg.psql(
+            db,
+            &format!(
+                "SELECT string_agg(name || ' ' || split_part(source, ' ', 1), ',' ORDER BY name)
+                 FROM events WHERE source LIKE '% {id}'"
+            )
+        ),
+        "a cascade,b skip,c cascade"
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT count(*), count(DISTINCT run_id) FROM runs"),
+        "2|2"
+    );
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM runs_running"), "0");
+}
