@@ -612,6 +612,31 @@ mod tests {
     }
 
     #[test]
+    fn output_the_store_keeps_is_shown_instead_of_files_and_cut_to_its_end() {
+        let (_dir, detail) = detail("from the file\n");
+        let mut bytes = b"head\n".to_vec();
+        bytes.resize(OUTPUT_LIMIT as usize + 10, b'x');
+        bytes.extend_from_slice(b"end\n");
+        let kept = [StoredOutput {
+            task: "t".to_owned(),
+            instance: "t#0".to_owned(),
+            try_num: 1,
+            size: bytes.len() as u64,
+            bytes,
+        }];
+        let view = run_view(&detail, &kept);
+        let out = &view.outputs[..];
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].label, "t#0 try 1");
+        assert!(out[0].truncated);
+        assert_eq!(out[0].text.len(), OUTPUT_LIMIT as usize);
+        assert!(out[0].text.ends_with("xend\n") && !out[0].text.contains("head"));
+        assert!(!out[0].text.contains("from the file"));
+        let files = run_view(&detail, &[]);
+        assert_eq!(files.outputs[0].text, "from the file\n");
+    }
+
+    #[test]
     fn bars_sit_on_the_run_time_axis() {
         let (_dir, detail) = detail("");
         let view = run_view(&detail, &[]);
