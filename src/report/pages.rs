@@ -401,18 +401,34 @@ fn events(detail: &RunDetail) -> Vec<EventRow> {
 /// runs) when it keeps any, else dsari's `output.txt` when there is one, else each
 /// attempt's file.
 fn outputs(detail: &RunDetail, kept: &[StoredOutput]) -> Vec<OutputView> {
+    let cut = |o: &StoredOutput, label: String| {
+        let start = o.bytes.len().saturating_sub(OUTPUT_LIMIT as usize);
+        output_view(label, &o.bytes[start..], o.size)
+    };
+    if let Some(run) = kept.iter().find(|o| o.try_num == 0) {
+        // A dsari run's whole output, as the store keeps it.
+        return vec![cut(run, run.instance.clone())];
+    }
     if !kept.is_empty() {
-        return kept
-            .iter()
-            .map(|o| {
-                let label = match o.try_num {
-                    0 => o.instance.clone(),
-                    n => format!("{} try {n}", o.instance),
-                };
-                let start = o.bytes.len().saturating_sub(OUTPUT_LIMIT as usize);
-                output_view(label, &o.bytes[start..], o.size)
-            })
-            .collect();
+        // Each attempt's as the store keeps it, else (still running: it is stored when
+        // the attempt ends) its file, where this host has it.
+        let mut out = Vec::new();
+        for t in &detail.tasks {
+            for a in &t.attempts {
+                let label = format!("{} try {}", t.instance, a.try_num);
+                let stored = kept
+                    .iter()
+                    .find(|o| o.instance == t.instance && o.try_num == a.try_num);
+                if let Some(o) = stored {
+                    out.push(cut(o, label));
+                } else if let Some((tail, size)) =
+                    a.output.as_deref().and_then(|p| read_tail(Path::new(p)))
+                {
+                    out.push(output_view(label, &tail, size));
+                }
+            }
+        }
+        return out;
     }
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if let Some(dir) = &detail.output_dir {
@@ -634,6 +650,15 @@ mod tests {
         assert!(!out[0].text.contains("from the file"));
         let files = run_view(&detail, &[]);
         assert_eq!(files.outputs[0].text, "from the file\n");
+        // An attempt whose output is not stored yet (still running) shows its file.
+        let mut detail = detail;
+        let mut running = detail.tasks[0].attempts[0].clone();
+        running.try_num = 2;
+        detail.tasks[0].attempts.push(running);
+        let view = run_view(&detail, &kept);
+        let labels: Vec<&str> = view.outputs.iter().map(|o| o.label.as_str()).collect();
+        assert_eq!(labels, ["t#0 try 1", "t#0 try 2"]);
+        assert_eq!(view.outputs[1].text, "from the file\n");
     }
 
     #[test]
