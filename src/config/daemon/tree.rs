@@ -116,7 +116,7 @@ fn json_node(
     depth: usize,
 ) -> Result<Node, serde_json::Error> {
     let slice = raw.get();
-    let at = lines.position(slice.as_ptr() as usize - text.as_ptr() as usize, text);
+    let at = lines.position(slice.as_ptr() as usize - text.as_ptr() as usize);
     let node = |value| Node {
         value,
         origin: Arc::clone(origin),
@@ -144,21 +144,36 @@ fn json_node(
     Ok(node(Value::Map(entries)))
 }
 
-/// The byte offsets where lines start, to turn an offset into a line and column.
-struct Lines(Vec<usize>);
+/// The byte offsets where lines start, to turn an offset into a line and column, and
+/// those of UTF-8 continuation bytes, to count characters without reading the line
+/// again: a config written on one line would otherwise cost a scan per value.
+struct Lines {
+    starts: Vec<usize>,
+    continuations: Vec<usize>,
+}
 
 impl Lines {
     fn new(text: &str) -> Lines {
         let starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Lines(starts)
+        let continuations = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| b & 0xC0 == 0x80)
+            .map(|(i, _)| i)
+            .collect();
+        Lines {
+            starts,
+            continuations,
+        }
     }
 
-    fn position(&self, offset: usize, text: &str) -> Position {
-        let line = self.0.partition_point(|&start| start <= offset);
-        let start = self.0[line.saturating_sub(1)];
-        let column = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+    fn position(&self, offset: usize) -> Position {
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line.saturating_sub(1)];
+        let before = |at: usize| self.continuations.partition_point(|&c| c < at);
+        let column = offset.saturating_sub(start) - (before(offset) - before(start)) + 1;
         Position {
             line,
             column: Some(column),
@@ -298,6 +313,24 @@ mod tests {
         assert_eq!(at(&["jobs", "b", "l"]), pos(4, 24));
         let k = &at_path(&node, &["jobs", "b", "k"]).value;
         assert!(matches!(k, Value::Integer(2)));
+    }
+
+    #[test]
+    fn json_columns_count_characters_on_a_long_line_and_after_earlier_lines() {
+        let origin = Arc::new(SourceFile {
+            path: PathBuf::from("runner.json"),
+            format: Format::Json,
+        });
+        let node = parse(
+            "{\"é\": \"ü\",\n \"jobs\": {\"ä\": 1, \"a\": {\"b\": 2}}}",
+            &origin,
+        )
+        .expect("parses");
+        let at = |path: &[&str]| at_path(&node, path).at;
+        // Line 2 starts after two 2-byte characters on line 1: they do not count there.
+        assert_eq!(at(&["jobs"]), pos(2, 10));
+        assert_eq!(at(&["jobs", "ä"]), pos(2, 16));
+        assert_eq!(at(&["jobs", "a", "b"]), pos(2, 30));
     }
 
     #[test]
