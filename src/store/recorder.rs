@@ -30,8 +30,13 @@ use crate::record::{
     AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, TaskResult,
 };
 
-/// How long the chain waits for a state change to land while the store is healthy.
+/// How long the chain waits for a state change to land while the store is healthy
+/// (opening a store on a loaded machine); a locked store ends the wait at once.
 const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long in all the chain may lose to a store in trouble (the waits that ended with
+/// the store refusing a write); past it, the chain waits for no record again.
+const STALL_BUDGET: Duration = Duration::from_millis(100);
 
 /// How long the process waits at its end for the last records of a store in trouble.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
@@ -47,6 +52,8 @@ pub(crate) struct StoreRecorder {
     closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
     /// Operations sent so far.
     sent: u64,
+    /// Time the chain lost waiting for a store that then refused the write.
+    stalled: Duration,
     state_dir: PathBuf,
     location: Location,
     job: String,
@@ -91,6 +98,7 @@ impl StoreRecorder {
             progress: Arc::new(Progress::default()),
             closing: Arc::new((Mutex::new(None), Condvar::new())),
             sent: 0,
+            stalled: Duration::ZERO,
             state_dir: state_dir.to_owned(),
             location: location.clone(),
             job: job.to_owned(),
@@ -165,17 +173,21 @@ impl StoreRecorder {
                 }
                 Err(e) => {
                     log::warn!("cannot record this run (no recording thread: {e})");
-                    self.progress.dead.store(true, Ordering::Relaxed);
+                    self.progress.set_dead();
                     return;
                 }
             }
         }
-        // Healthy and nothing queued: write it from here, in order, and be done.
-        if !self.progress.troubled.load(Ordering::Relaxed) && self.progress.done() == self.sent {
+        let patient = self.stalled < STALL_BUDGET;
+        // Healthy and nothing queued: write it from here, in order, and be done. A lock
+        // is noticed within a short busy wait, and the write goes to the thread.
+        if patient && !self.is_troubled() && self.progress.done() == self.sent {
             if let Some(Ok(mut writer)) = self.writer.as_ref().map(|w| w.try_lock()) {
+                let began = Instant::now();
                 if writer.apply_here(&op) {
                     return;
                 }
+                self.stalled += began.elapsed();
             }
         }
         let Some(ops) = &self.ops else { return };
@@ -183,13 +195,18 @@ impl StoreRecorder {
             return;
         }
         self.sent += 1;
-        if !self.progress.troubled.load(Ordering::Relaxed)
-            && !self.progress.wait_for(self.sent, ACK_WAIT)
-        {
-            // Slow without saying why (a lock held while the store opens): stop waiting
-            // until the writer succeeds again.
-            self.progress.troubled.store(true, Ordering::Relaxed);
+        if patient && !self.is_troubled() {
+            let began = Instant::now();
+            if !self.progress.wait_healthy(self.sent, ACK_WAIT) {
+                self.stalled += began.elapsed();
+                // Slow without saying why: stop waiting until the writer succeeds again.
+                self.progress.set_troubled(true);
+            }
         }
+    }
+
+    fn is_troubled(&self) -> bool {
+        self.progress.troubled.load(Ordering::Relaxed)
     }
 
     fn capture(&self, attempt: &AttemptStart<'_>) -> Option<(PathBuf, Arc<Mutex<CaptureFile>>)> {
@@ -384,8 +401,9 @@ impl Recorder for StoreRecorder {
     }
 
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool {
-        // Earlier iterations of this process count too: let their records land.
-        self.progress.wait_for(self.sent, ACK_WAIT);
+        // Earlier iterations of this process count too: let their records land (unless
+        // the store refuses them: then the read is of what is there).
+        self.progress.wait_healthy(self.sent, ACK_WAIT);
         if self.reader.is_none() {
             match Store::read_only(&self.location) {
                 Ok(Some(store)) => self.reader = Some(store),

@@ -204,6 +204,12 @@ impl Store {
     /// write to a file dsari made: runner's tables are added beside dsari's, and the
     /// file switches to WAL.
     pub(crate) fn open_file(path: &Path) -> Result<Store, StoreError> {
+        Store::open_file_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open_file`], waiting at most `busy` for another process's lock (the
+    /// recorder notices a locked store at once and retries by itself).
+    pub(crate) fn open_file_waiting(path: &Path, busy: Duration) -> Result<Store, StoreError> {
         let path = path.to_owned();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -224,12 +230,12 @@ impl Store {
         // A symlink planted where the database belongs is refused, not followed.
         let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(&path, flags).map_err(wrap)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        conn.busy_timeout(busy).map_err(wrap)?;
         // Processes that create a new file at once (twenty `runner fire`s at boot) can get
         // SQLITE_BUSY from the switch to WAL or the first migration without SQLite's busy
         // handler being called (it is not, where waiting could deadlock): those steps are
         // repeated, with a short pause, within the same bound as the busy timeout.
-        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let deadline = std::time::Instant::now() + busy;
         loop {
             match prepare(&mut conn) {
                 Ok(migrated) => {

@@ -43,8 +43,13 @@ use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
-/// SQLite's own wait for a lock, per try.
-const BUSY_WAIT: Duration = Duration::from_millis(100);
+/// SQLite's own wait for a lock, per try on this thread; the chain waits for the first
+/// try at most, so this is also how soon a locked store is noticed.
+const BUSY_WAIT: Duration = Duration::from_millis(50);
+
+/// SQLite's wait for a lock when the chain's thread writes itself ([`Writer::apply_here`]):
+/// a lock held longer than a normal transaction hands the write to this thread.
+const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
 
 /// One state change of a chain, with everything it needs owned.
 #[derive(Debug)]
@@ -124,9 +129,24 @@ pub(crate) struct Progress {
 impl Progress {
     /// Waits until `seq` operations are done, at most `limit`; whether they are.
     pub(crate) fn wait_for(&self, seq: u64, limit: Duration) -> bool {
+        self.wait(seq, limit, false)
+    }
+
+    /// As [`Progress::wait_for`], but gives up as soon as the store refuses a write (or
+    /// recording stopped): the chain never waits out someone else's lock.
+    pub(crate) fn wait_healthy(&self, seq: u64, limit: Duration) -> bool {
+        self.wait(seq, limit, true)
+    }
+
+    fn wait(&self, seq: u64, limit: Duration, healthy_only: bool) -> bool {
         let deadline = Instant::now() + limit;
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         while *done < seq {
+            if healthy_only
+                && (self.troubled.load(Ordering::Relaxed) || self.dead.load(Ordering::Relaxed))
+            {
+                return false;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -147,6 +167,20 @@ impl Progress {
 
     fn advance(&self) {
         *self.done.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Marks the store as refusing writes (or not), waking whoever waits for records.
+    pub(crate) fn set_troubled(&self, troubled: bool) {
+        let _guard = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        self.troubled.store(troubled, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Marks recording as stopped for good, waking whoever waits for records.
+    pub(crate) fn set_dead(&self) {
+        let _guard = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        self.dead.store(true, Ordering::Relaxed);
         self.changed.notify_all();
     }
 }
@@ -298,16 +332,32 @@ impl Writer {
         if self.fleet_url.is_some() || self.store.is_none() {
             return false;
         }
-        match self.apply(op) {
+        // Never SQLite's longer wait on the chain's thread: a lock held longer than a
+        // transaction takes hands the write to the recording thread, which retries.
+        self.set_busy_wait(FRONT_BUSY_WAIT);
+        let applied = self.apply(op);
+        self.set_busy_wait(BUSY_WAIT);
+        match applied {
             Ok(()) => true,
-            Err(e) if is_transient(&e) => false,
+            Err(e) if is_transient(&e) => {
+                self.progress.set_troubled(true);
+                false
+            }
             Err(e) => {
                 log::warn!(
                     "cannot record this run ({}); the chain goes on without recording",
                     crate::logging::one_line(&e)
                 );
-                self.progress.dead.store(true, Ordering::Relaxed);
+                self.progress.set_dead();
                 true
+            }
+        }
+    }
+
+    fn set_busy_wait(&mut self, wait: Duration) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.conn.busy_timeout(wait) {
+                log::debug!("cannot set the run store's busy timeout: {e}");
             }
         }
     }
@@ -326,7 +376,7 @@ impl Writer {
                     if self.fleet_url.is_some() {
                         self.mirror_op(op, &ended);
                     }
-                    self.progress.troubled.store(false, Ordering::Relaxed);
+                    self.progress.set_troubled(false);
                     if episode {
                         log::info!("the run store is writable again; recording caught up");
                     }
@@ -341,13 +391,13 @@ impl Writer {
                         self.warned = true;
                     }
                     episode = true;
-                    self.progress.troubled.store(true, Ordering::Relaxed);
+                    self.progress.set_troubled(true);
                     if !self.pause(pause) {
                         log::warn!(
                             "giving up on the run store ({}); this run will show as lost",
                             crate::logging::one_line(&e)
                         );
-                        self.progress.dead.store(true, Ordering::Relaxed);
+                        self.progress.set_dead();
                         return;
                     }
                     pause = (pause * 2).min(MAX_PAUSE);
@@ -357,7 +407,7 @@ impl Writer {
                         "cannot record this run ({}); the chain goes on without recording",
                         crate::logging::one_line(&e)
                     );
-                    self.progress.dead.store(true, Ordering::Relaxed);
+                    self.progress.set_dead();
                     return;
                 }
             }
@@ -376,17 +426,9 @@ impl Writer {
 
     fn store(&mut self) -> Result<&mut Store, StoreError> {
         if self.store.is_none() {
-            let store = Store::open_file(&self.store_path)?;
-            // A short busy timeout: this thread retries by itself, and a locked store
-            // should be noticed (and the chain stop waiting) at once, not after seconds.
-            store
-                .conn
-                .busy_timeout(BUSY_WAIT)
-                .map_err(|source| StoreError::Sqlite {
-                    path: self.store_path.clone(),
-                    source,
-                })?;
-            self.store = Some(store);
+            // A short busy timeout, opening too: this thread retries by itself, and a
+            // locked store should be noticed (and the chain stop waiting) at once.
+            self.store = Some(Store::open_file_waiting(&self.store_path, BUSY_WAIT)?);
         }
         Ok(self.store.as_mut().expect("just opened"))
     }
