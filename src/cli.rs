@@ -161,6 +161,13 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Mark the failed task instance of a run skipped; with --cascade, resume the chain.
     Skip(SkipArgs),
+    /// Internal: write the records a runner left pending in PATH once the store is
+    /// writable (started by runner itself at its exit; fd 3 is the locked file).
+    #[command(name = "internal-finish-records", hide = true)]
+    FinishRecords {
+        /// The spool file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Arguments of `runner metrics`.

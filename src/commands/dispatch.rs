@@ -31,6 +31,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(Command::Events(command)) => events::events(global, command),
         Some(Command::Replay(args)) => replay::replay(global, &args),
         Some(Command::Skip(args)) => replay::skip(global, &args),
+        Some(Command::FinishRecords { path }) => Ok(crate::store::finish_records(&path)),
         None => match (&cli.get, &cli.taskdir) {
             (Some(key), _) => get::get(cli.chain.config.as_deref(), key),
             (None, Some(taskdir)) => run::run(global, &cli.chain, taskdir),

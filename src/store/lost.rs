@@ -24,10 +24,14 @@ impl Store {
     /// [`Store::last_alive`]) and [`LOST_EXIT_CODE`], never NULLs: dsari's tools compute
     /// with both.
     pub(crate) fn finalize_lost(&mut self, job: Option<&str>) -> Result<Vec<String>, StoreError> {
+        // Records a runner handed on at its exit come first (their runs end as they
+        // did); a run whose finisher still waits for the store is not lost.
+        super::spool::replay_unheld(&self.path);
+        let held = super::spool::held_runs(&self.path);
         let running = self.running_owners(job)?;
         let mut lost = Vec::new();
         for (run_id, owner) in running {
-            if owner.as_ref().is_some_and(Owner::is_alive) {
+            if owner.as_ref().is_some_and(Owner::is_alive) || held.contains(&run_id) {
                 continue;
             }
             // A row without an owner was written by dsari itself; only finalize it when

@@ -22,6 +22,7 @@ mod recorder;
 mod resume;
 pub(crate) mod retention;
 mod schema;
+mod spool;
 mod sqlite;
 mod writer;
 
@@ -37,4 +38,5 @@ pub(crate) use pg_events::{FleetEvents, Listener};
 pub(crate) use pg_metrics::{RecordsView, open_records_view};
 pub(crate) use recorder::StoreRecorder;
 pub(crate) use resume::FleetCopy;
+pub(crate) use spool::finish as finish_records;
 pub(crate) use sqlite::{NewRun, RunEnd, Store, StoreError};

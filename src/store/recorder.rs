@@ -38,8 +38,12 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 /// the store refusing a write); past it, the chain waits for no record again.
 const STALL_BUDGET: Duration = Duration::from_millis(100);
 
-/// How long the process waits at its end for the last records of a store in trouble.
+/// How long the process waits at its end for the last records of a healthy store.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the process waits at its end for the writer to hand on the records a store
+/// in trouble refuses (one busy wait, a file written, a process started).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Records into a [`Store`] through the writer thread.
 pub(crate) struct StoreRecorder {
@@ -229,14 +233,15 @@ impl Drop for StoreRecorder {
     fn drop(&mut self) {
         let Some(ops) = self.ops.take() else { return };
         drop(ops);
-        if !self.progress.wait_for(self.sent, DRAIN_WAIT) {
+        // A healthy store gets the last records now; one that refuses them (someone
+        // else's lock) is not waited out: the writer hands them to a finisher.
+        if !self.progress.wait_healthy(self.sent, DRAIN_WAIT) {
             let (lock, changed) = &*self.closing;
             *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             changed.notify_all();
-            log::warn!(
-                "the run store stayed unwritable for {}s; the end of this run is not recorded",
-                DRAIN_WAIT.as_secs()
-            );
+            if !self.progress.wait_for(self.sent, HAND_OVER_WAIT) {
+                log::warn!("the run store does not answer; the end of this run is not recorded");
+            }
         }
         if let Some(thread) = self.thread.take() {
             if self.progress.done() >= self.sent {

@@ -37,6 +37,7 @@ use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::postgres::PgStore;
+use super::spool::{self, Ending, Spool, SpoolOp};
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
 
 /// The first pause before retrying a failed write; it doubles up to [`MAX_PAUSE`].
@@ -212,6 +213,19 @@ pub(crate) struct Writer {
     current: Option<(String, bool)>,
     /// Each started attempt's output file, by its local row id.
     outputs: HashMap<i64, PathBuf>,
+    /// Writing records a runner that exited left pending ([`super::spool`]): what is
+    /// in the store already is not written again.
+    replaying: bool,
+    /// The run being recorded, for the spool and for replaying.
+    run_id: Option<String>,
+}
+
+/// How applying one operation ended.
+enum Applied {
+    /// Written, or dropped for good.
+    Done,
+    /// The process is exiting and the store still refuses it: hand it on.
+    HandOver,
 }
 
 /// The fleet database and the ids its rows got, by the local rows' ids.
@@ -301,6 +315,8 @@ impl Writer {
             fleet_tried: false,
             current: None,
             outputs: HashMap::new(),
+            replaying: false,
+            run_id: None,
         }
     }
 
@@ -313,13 +329,62 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut this = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut handed = 1;
             if !this.progress.dead.load(Ordering::Relaxed) {
-                this.apply_with_retries(&op);
+                if let Applied::HandOver = this.apply_with_retries(&op) {
+                    // The front has hung up: what is queued is all there is.
+                    let mut pending = vec![op];
+                    pending.extend(ops.iter());
+                    handed = pending.len();
+                    this.hand_over(&pending);
+                }
             }
             let progress = Arc::clone(&this.progress);
             drop(this);
-            progress.advance();
+            for _ in 0..handed {
+                progress.advance();
+            }
         }
+    }
+
+    /// Writes `pending` (and what this writer knows) to a spool file and starts the
+    /// finisher that writes them once the store is writable ([`super::spool`]).
+    fn hand_over(&mut self, pending: &[Op]) {
+        let spool = Spool {
+            store: self.store_path.clone(),
+            job: self.job.clone(),
+            host: self.host.clone(),
+            attached: self.attached,
+            resumed: self.resumed,
+            owner_pid: self.owner.pid,
+            owner_start_ticks: self.owner.start_ticks,
+            owner_boot_id: self.owner.boot_id.clone(),
+            run_id: self.run_id.clone().or_else(|| {
+                pending.iter().find_map(|op| match op {
+                    Op::RunStarted { run_id, .. } => Some(run_id.clone()),
+                    _ => None,
+                })
+            }),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|((task, n, t), id)| (task.clone(), *n, *t, *id))
+                .collect(),
+            ended: self.ended.iter().map(Ending::of).collect(),
+            ops: pending.iter().map(SpoolOp::of).collect(),
+        };
+        let started = spool::write(&spool)
+            .and_then(|(path, file)| spool::start_finisher(&path, file).map(|()| path));
+        match started {
+            Ok(path) => log::warn!(
+                "the run store is still locked; this run's last records are kept in {} and written by a background runner once it is writable",
+                path.display()
+            ),
+            Err(e) => log::warn!(
+                "cannot keep this run's last records for later ({e}); the end of this run is not recorded"
+            ),
+        }
+        self.progress.set_dead();
     }
 
     /// Applies `op` once, on the caller's thread (the chain's), when the store is open,
@@ -362,7 +427,7 @@ impl Writer {
         }
     }
 
-    fn apply_with_retries(&mut self, op: &Op) {
+    fn apply_with_retries(&mut self, op: &Op) -> Applied {
         let mut pause = FIRST_PAUSE;
         let mut episode = false;
         loop {
@@ -380,7 +445,7 @@ impl Writer {
                     if episode {
                         log::info!("the run store is writable again; recording caught up");
                     }
-                    return;
+                    return Applied::Done;
                 }
                 Err(e) if is_transient(&e) => {
                     if !episode && !self.warned {
@@ -393,12 +458,7 @@ impl Writer {
                     episode = true;
                     self.progress.set_troubled(true);
                     if !self.pause(pause) {
-                        log::warn!(
-                            "giving up on the run store ({}); this run will show as lost",
-                            crate::logging::one_line(&e)
-                        );
-                        self.progress.set_dead();
-                        return;
+                        return Applied::HandOver;
                     }
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
@@ -408,7 +468,7 @@ impl Writer {
                         crate::logging::one_line(&e)
                     );
                     self.progress.set_dead();
-                    return;
+                    return Applied::Done;
                 }
             }
         }
@@ -469,9 +529,25 @@ impl Writer {
                 output_dir,
                 tasks,
             } => {
-                self.instances.clear();
-                self.attempts.clear();
-                self.ended.clear();
+                self.run_id = Some(run_id.clone());
+                if self.replaying {
+                    // The row ids and endings the spool carries are this run's.
+                    let written = if self.attached {
+                        self.query_exists(
+                            "SELECT 1 FROM task_instances WHERE run_id = ?1",
+                            [run_id],
+                        )?
+                    } else {
+                        self.run_recorded(run_id)?
+                    };
+                    if !self.resumed && written {
+                        return Ok(());
+                    }
+                } else {
+                    self.instances.clear();
+                    self.attempts.clear();
+                    self.ended.clear();
+                }
                 let tasks: Vec<(&str, &str)> = tasks
                     .iter()
                     .map(|(n, f)| (n.as_str(), f.as_str()))
@@ -507,7 +583,17 @@ impl Writer {
                 started,
                 output,
             } => {
+                self.run_id = Some(run_id.clone());
                 let instance_id = self.instance(run_id, task, file, *instance)?;
+                self.drop_written_endings()?;
+                if self.replaying {
+                    if let Some((id, _)) = self.recorded_attempt(task, *instance, *try_num)? {
+                        self.flush()?;
+                        self.attempts
+                            .insert((task.clone(), *instance, *try_num), id);
+                        return Ok(());
+                    }
+                }
                 let ended = self.ended.clone();
                 let id = self.store()?.record_attempts(
                     &ended,
@@ -527,10 +613,15 @@ impl Writer {
             } => {
                 // An attempt whose start was never written has no row to end.
                 let key = (task.clone(), *instance, *try_num);
-                let (Some(id), Some(&instance_id)) = (
+                let known = match (
                     self.attempts.remove(&key),
                     self.instances.get(&(task.clone(), *instance)),
-                ) else {
+                ) {
+                    (Some(id), Some(&instance_id)) => Some((id, instance_id)),
+                    _ if self.replaying => self.recorded_attempt(task, *instance, *try_num)?,
+                    _ => None,
+                };
+                let Some((id, instance_id)) = known else {
                     return Ok(());
                 };
                 let mut ending = (**ending).clone();
@@ -571,7 +662,10 @@ impl Writer {
             } => {
                 self.flush()?;
                 // An attached chain's run is the daemon's to finish.
-                if !self.attached {
+                if self.attached {
+                } else if self.replaying {
+                    self.finish_replayed(run_id, *status, *exit_code, *stopped)?;
+                } else {
                     self.store()?
                         .finish_run(run_id, *status, Some(*exit_code), Some(*stopped))?;
                 }
@@ -581,6 +675,7 @@ impl Writer {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.drop_written_endings()?;
         if self.ended.is_empty() {
             return Ok(());
         }
@@ -588,6 +683,175 @@ impl Writer {
         self.store()?.record_attempts(&ended, None)?;
         self.ended.clear();
         Ok(())
+    }
+}
+
+/// Writes the records of `spool` (see [`super::spool`]), retrying while the store
+/// refuses them for at most `wait`; whether all of them are written now.
+pub(crate) fn replay(spool: Spool, wait: Option<Duration>) -> bool {
+    let owner = spool.owner();
+    let closing = Arc::new((Mutex::new(wait.map(|w| Instant::now() + w)), Condvar::new()));
+    let mut writer = Writer::new(
+        spool.store.clone(),
+        // The fleet database hears of this run with the next one (it is marked pending
+        // only by a writer that mirrors); the local store is the record of truth.
+        None,
+        spool.host.clone(),
+        spool.job.clone(),
+        owner,
+        spool.attached,
+        spool.resumed,
+        Arc::new(Progress::default()),
+        closing,
+    );
+    writer.replaying = true;
+    writer.run_id = spool.run_id.clone();
+    writer.attempts = spool
+        .attempts
+        .into_iter()
+        .map(|(task, n, t, id)| ((task, n, t), id))
+        .collect();
+    for ending in spool.ended {
+        match ending.restore() {
+            Ok(e) => writer.ended.push(e),
+            Err(e) => log::warn!("skipping a pending attempt ending: {e}"),
+        }
+    }
+    for op in spool.ops {
+        let op = match op.restore() {
+            Ok(op) => op,
+            Err(e) => {
+                log::warn!("skipping a pending record: {e}");
+                continue;
+            }
+        };
+        // The job's lost runs are finalized by its next chain (this one is not lost).
+        if matches!(op, Op::FinalizeLost) {
+            continue;
+        }
+        if let Applied::HandOver = writer.apply_with_retries(&op) {
+            return false;
+        }
+        if writer.progress.dead.load(Ordering::Relaxed) {
+            return false;
+        }
+    }
+    true
+}
+
+/// What replaying checks, so that nothing already in the store is written twice.
+impl Writer {
+    fn run_recorded(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        self.query_exists(
+            "SELECT 1 FROM runs_running WHERE run_id = ?1 UNION ALL
+             SELECT 1 FROM runs WHERE run_id = ?1",
+            rusqlite::params![run_id],
+        )
+    }
+
+    fn query_exists(
+        &mut self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<bool, StoreError> {
+        let store = self.store()?;
+        let found = store
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.exists(params));
+        found.map_err(|source| StoreError::Sqlite {
+            path: self.store_path.clone(),
+            source,
+        })
+    }
+
+    /// The row of attempt `try_num` of `task` instance `n` in this run, if written.
+    fn recorded_attempt(
+        &mut self,
+        task: &str,
+        n: u32,
+        try_num: u32,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let Some(run_id) = self.run_id.clone() else {
+            return Ok(None);
+        };
+        let store = self.store()?;
+        let found = store
+            .conn
+            .prepare_cached(
+                "SELECT a.id, a.instance_id FROM attempts a
+                 JOIN task_instances i ON i.id = a.instance_id
+                 WHERE i.run_id = ?1 AND i.name = ?2 AND i.instance = ?3 AND a.try_num = ?4",
+            )
+            .and_then(|mut stmt| {
+                use rusqlite::OptionalExtension;
+                stmt.query_row(rusqlite::params![run_id, task, n, try_num], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            });
+        found.map_err(|source| StoreError::Sqlite {
+            path: self.store_path.clone(),
+            source,
+        })
+    }
+
+    /// Drops the held-back endings that are written already (replaying only).
+    fn drop_written_endings(&mut self) -> Result<(), StoreError> {
+        if !self.replaying {
+            return Ok(());
+        }
+        let mut kept = Vec::new();
+        for ending in std::mem::take(&mut self.ended) {
+            let written = self.query_exists(
+                "SELECT 1 FROM attempts WHERE id = ?1 AND stop_time IS NOT NULL",
+                [ending.attempt_id],
+            )?;
+            if !written {
+                kept.push(ending);
+            }
+        }
+        self.ended = kept;
+        Ok(())
+    }
+
+    /// Ends a run when replaying: as [`Store::finish_run`] while it is running; a run
+    /// finalized as `lost` meanwhile gets its real end; a finished one is left alone.
+    fn finish_replayed(
+        &mut self,
+        run_id: &str,
+        status: RunStatus,
+        exit_code: i32,
+        stopped: SystemTime,
+    ) -> Result<(), StoreError> {
+        if self.query_exists("SELECT 1 FROM runs_running WHERE run_id = ?1", [run_id])? {
+            return self
+                .store()?
+                .finish_run(run_id, status, Some(exit_code), Some(stopped));
+        }
+        if !self.query_exists(
+            "SELECT 1 FROM run_meta WHERE run_id = ?1 AND status = 'lost'",
+            [run_id],
+        )? {
+            return Ok(());
+        }
+        let path = self.store_path.clone();
+        let store = self.store()?;
+        let result = (|| {
+            let tx = store
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE runs SET stop_time = ?2, exit_code = ?3 WHERE run_id = ?1",
+                rusqlite::params![run_id, super::sqlite::epoch(stopped), exit_code],
+            )?;
+            tx.execute(
+                "UPDATE run_meta SET status = ?2 WHERE run_id = ?1",
+                rusqlite::params![run_id, status.as_str()],
+            )?;
+            tx.commit()
+        })();
+        result.map_err(|source| StoreError::Sqlite { path, source })
     }
 }
 
