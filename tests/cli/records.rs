@@ -469,16 +469,202 @@ fn a_store_locked_past_the_busy_timeout_is_survived() {
     let run = chain.run(&[]);
     run.assert_code(0)
         .assert_stderr_contains("cannot write the run store for now")
-        .assert_stderr_contains("the end of this run is not recorded");
+        .assert_stderr_contains("written by a background runner");
     assert_eq!(chain.log_lines(), ["a", "a"]);
     db.execute_batch("COMMIT").expect("unlock");
-    // Nothing recorded before was lost.
-    let list = chain.runs_json(&["list"]);
-    assert!(list.as_array().is_some_and(|l| !l.is_empty()), "{list}");
-    assert_eq!(
-        list.as_array().expect("list").last().expect("first run")["status"],
-        "ok"
+    // The finisher writes the second run once the store is writable; the first stays.
+    let recorded = wait_for(Duration::from_secs(60), || {
+        chain.runs_json(&["list"]).as_array().is_some_and(|l| {
+            l.len() == 2 && l.iter().all(|r| r["status"] == "ok" && r["exit_code"] == 0)
+        })
+    });
+    assert!(recorded, "{:#}", chain.runs_json(&["list"]));
+    assert!(
+        wait_for(Duration::from_secs(30), || spool_files(&chain).is_empty()),
+        "the spool file was not removed: {:?}",
+        spool_files(&chain)
     );
+}
+
+/// The records a runner left for its finisher, not yet written.
+fn spool_files(chain: &Chain) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(chain.state_dir().join("spool"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The pids of the finishers writing this chain's pending records.
+fn finishers(chain: &Chain) -> Vec<i32> {
+    let root = chain.state_dir().to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("internal-finish-records") && c.contains(&root)
+            })
+        })
+        .filter(|pid| is_alive(*pid))
+        .collect()
+}
+
+/// Six tasks of half a second; each appends `N SECONDS` to `$LOG` when it ends.
+fn timed_chain() -> Chain {
+    let mut chain = Chain::new();
+    for n in 0..6 {
+        chain = chain.task(
+            &format!("{}-t{n}.sh", 10 + n * 10),
+            &format!("sleep 0.5; echo {n} $(date +%s.%N) >> \"$LOG\""),
+        );
+    }
+    chain.ini("[runner]\nmax_tries = 1")
+}
+
+/// When each task of [`timed_chain`]'s last run ended.
+fn task_ends(chain: &Chain) -> Vec<f64> {
+    let lines = chain.log_lines();
+    lines[lines.len().saturating_sub(6)..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// Holds an exclusive lock on the store from the moment the first task of the chain's
+/// next run ended until told to let go (or 120 s); sends the moment it locked.
+fn lock_after_first_task(
+    chain: &Chain,
+) -> (
+    std::sync::mpsc::Receiver<f64>,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let store = chain.state_dir().join("runner.sqlite3");
+    let log = chain.log_path();
+    let before = chain.log_lines().len();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let db = rusqlite::Connection::open(store).expect("open");
+        let first_ended = wait_for(Duration::from_secs(60), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() > before)
+        });
+        assert!(first_ended, "the first task never ended");
+        db.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
+        locked_tx.send(now()).expect("send");
+        let _ = release_rx.recv_timeout(Duration::from_secs(120));
+        db.execute_batch("COMMIT").expect("unlock");
+    });
+    (locked_rx, release_tx, locker)
+}
+
+#[test]
+fn a_store_locked_mid_chain_neither_stalls_the_chain_nor_holds_its_exit() {
+    let chain = timed_chain();
+    chain.run(&[]).assert_code(0);
+    let (locked, release, locker) = lock_after_first_task(&chain);
+    let run = chain.run(&[]);
+    let exited = now();
+    let locked = locked.recv().expect("locked");
+    run.assert_code(0);
+    let ends = task_ends(&chain);
+    assert_eq!(ends.len(), 6, "{:?}", chain.log_lines());
+    // Before, the first write after the lock was taken waited 2 s, and the exit waited
+    // 10 s for the lock: five tasks of 0.5 s after the lock took 14.6 s.
+    let worst_gap = ends.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(
+        worst_gap < 2.0,
+        "a task waited {worst_gap:.2}s after the one before it (tasks take 0.5s): {ends:?}"
+    );
+    let after_lock = exited - locked;
+    assert!(
+        after_lock < 7.0,
+        "the chain needed {after_lock:.2}s after the store was locked for 2.5s of tasks"
+    );
+    run.assert_stderr_contains("written by a background runner");
+    // The lock outlived the chain; once it is let go, the run ends as it did.
+    release.send(()).expect("release");
+    locker.join().expect("locker");
+    let recorded = wait_for(Duration::from_secs(60), || {
+        let run = chain.last_run();
+        run["status"] == "ok" && run["exit_code"] == 0
+    });
+    assert!(recorded, "{:#}", chain.last_run());
+    let run = chain.last_run();
+    let tasks = run["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 6, "{run:#}");
+    for task in tasks {
+        assert_eq!(task["status"], "finished", "{run:#}");
+        assert_eq!(
+            task["attempts"].as_array().map(Vec::len),
+            Some(1),
+            "{run:#}"
+        );
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || spool_files(&chain).is_empty()
+            && finishers(&chain).is_empty()),
+        "the finisher is left: {:?} {:?}",
+        spool_files(&chain),
+        finishers(&chain)
+    );
+}
+
+#[test]
+fn records_handed_on_survive_a_kill_9_of_their_finisher() {
+    let chain = timed_chain();
+    chain.run(&[]).assert_code(0);
+    let (locked, release, locker) = lock_after_first_task(&chain);
+    let run = chain.run(&[]);
+    locked.recv().expect("locked");
+    run.assert_code(0)
+        .assert_stderr_contains("written by a background runner");
+    let mut pids = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            pids = finishers(&chain);
+            !pids.is_empty()
+        }),
+        "no finisher runs"
+    );
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || finishers(&chain).is_empty()),
+        "the finisher survived kill -9"
+    );
+    assert_eq!(spool_files(&chain).len(), 1, "the records are kept");
+    release.send(()).expect("release");
+    locker.join().expect("locker");
+    // The next run of the job writes them first, then its own.
+    chain.run(&[]).assert_code(0);
+    let list = chain.runs_json(&["list"]);
+    let runs = list.as_array().expect("list");
+    assert_eq!(runs.len(), 3, "{list:#}");
+    for run in runs {
+        assert_eq!(run["status"], "ok", "{list:#}");
+        assert_eq!(run["exit_code"], 0, "{list:#}");
+    }
+    let handed = chain.runs_json(&["show", runs[1]["run_id"].as_str().expect("id")]);
+    for task in handed["tasks"].as_array().expect("tasks") {
+        assert_eq!(
+            task["attempts"].as_array().map(Vec::len),
+            Some(1),
+            "{handed:#}"
+        );
+    }
+    assert!(spool_files(&chain).is_empty(), "{:?}", spool_files(&chain));
 }
 
 /// The newest run must be recorded with the chain's real result.
