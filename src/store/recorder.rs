@@ -5,9 +5,11 @@
 //! their own thread ([`super::writer`]), which retries what a busy, locked or full store
 //! refused until it is writable again. While the store is healthy, each state change is
 //! on disk before the chain goes on (waiting at most [`ACK_WAIT`]), so a `kill -9` loses
-//! nothing already started; once the store refuses a write, the chain stops waiting. At the
-//! end the process waits up to [`DRAIN_WAIT`] for the last records; a store that stays
-//! unwritable longer leaves the run to be shown as `lost`, which is then the truth.
+//! nothing already started; once the store refuses a write, the chain stops waiting at
+//! once, and it loses at most [`STALL_BUDGET`] in all to a store in trouble. At the end
+//! the process waits up to [`DRAIN_WAIT`] for the last records of a healthy store only:
+//! records a locked store refuses are handed to a detached finisher ([`super::spool`]),
+//! so someone else's lock never holds runner's exit.
 //!
 //! With a fleet database (section 13) the writer mirrors every state change to
 //! PostgreSQL after writing it to the local store (see [`super::writer`]).

@@ -441,8 +441,17 @@ pub(crate) fn held_runs(store: &Path) -> HashSet<String> {
 }
 
 /// Replays every spool file beside the store at `store` that nobody holds (its finisher
-/// gave up or was killed); each one written is removed.
+/// gave up or was killed); each one written is removed, and so is a partial file that
+/// a runner killed while writing it left.
 pub(crate) fn replay_unheld(store: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir_of(store)) {
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let partial = path.extension().is_some_and(|e| e == "partial");
+            if partial && open(&path).is_ok_and(|f| flock(&f, libc::LOCK_EX | libc::LOCK_NB)) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
     for path in files(store) {
         let Ok(mut file) = open(&path) else { continue };
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB) {

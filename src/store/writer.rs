@@ -12,7 +12,11 @@
 //! Kill -9 safety is kept by the front ([`super::StoreRecorder`]): while the store is
 //! healthy, the front waits for each write to land before the chain goes on, so a
 //! started run is on disk before its first task runs; once a write was refused (the
-//! `troubled` flag), it stops waiting until a write succeeds again. While the store is
+//! `troubled` flag, which wakes the front's wait), it stops waiting until a write
+//! succeeds again. When the process exits while the store still refuses writes, this
+//! thread hands what is pending to a finisher ([`super::spool`]) instead of giving up;
+//! [`replay`] is how a finisher (or the job's next run) writes it, skipping what is in
+//! the store already. While the store is
 //! open and healthy and nothing is queued, the front even applies the operation itself
 //! ([`Writer::apply_here`]) instead of handing it over and waiting: the same write,
 //! without two thread switches per state change.

@@ -813,3 +813,41 @@ fn state_dir_from_the_configuration_is_used_when_no_flag_or_env_says_otherwise()
     crate::support::Run::of(cmd).assert_code(0);
     assert!(from_env.join("runner.sqlite3").exists());
 }
+
+#[test]
+fn a_kill_9_of_runner_as_its_chain_ends_on_a_locked_store_leaves_a_sound_record() {
+    let chain = timed_chain();
+    chain.run(&[]).assert_code(0);
+    let (locked, release, locker) = lock_after_first_task(&chain);
+    let mut child = chain.spawn(&[]);
+    locked.recv().expect("locked");
+    let all_ran = wait_for(Duration::from_secs(60), || chain.log_lines().len() >= 12);
+    assert!(all_ran, "{:?}", chain.log_lines());
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+    release.send(()).expect("release");
+    locker.join().expect("locker");
+    // Whatever the kill interrupted, the next run leaves no run unfinished: the killed
+    // one ends as it did if its records were handed on, else as lost.
+    assert!(
+        wait_for(Duration::from_secs(60), || finishers(&chain).is_empty()),
+        "a finisher is left"
+    );
+    chain.run(&[]).assert_code(0);
+    let list = chain.runs_json(&["list"]);
+    let runs = list.as_array().expect("list");
+    assert_eq!(runs.len(), 3, "{list:#}");
+    assert!(
+        runs[1]["status"] == "ok" || runs[1]["status"] == "lost",
+        "{list:#}"
+    );
+    assert_eq!(runs[0]["status"], "ok", "{list:#}");
+    let killed = chain.runs_json(&["show", runs[1]["run_id"].as_str().expect("id")]);
+    for task in killed["tasks"].as_array().expect("tasks") {
+        assert!(
+            task["attempts"].as_array().map_or(0, Vec::len) <= 1,
+            "{killed:#}"
+        );
+    }
+    assert!(spool_files(&chain).is_empty(), "{:?}", spool_files(&chain));
+}
