@@ -43,6 +43,10 @@ const STALL_BUDGET: Duration = Duration::from_millis(100);
 /// How long the process waits at its end for the last records of a healthy store.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
+/// How long the writer goes on retrying at the process's end before it hands on what
+/// the store still refuses.
+const EXIT_GRACE: Duration = Duration::from_millis(250);
+
 /// How long the process waits at its end for the writer to hand on the records a store
 /// in trouble refuses (one busy wait, a file written, a process started).
 const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
@@ -238,10 +242,15 @@ impl Drop for StoreRecorder {
         // A healthy store gets the last records now; one that refuses them (someone
         // else's lock) is not waited out: the writer hands them to a finisher.
         if !self.progress.wait_healthy(self.sent, DRAIN_WAIT) {
+            // One more try at once (a disk the chain freed, a lock just let go), then
+            // whatever is still refused is handed on.
             let (lock, changed) = &*self.closing;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + EXIT_GRACE);
             changed.notify_all();
-            if !self.progress.wait_for(self.sent, HAND_OVER_WAIT) {
+            if !self
+                .progress
+                .wait_for(self.sent, EXIT_GRACE + HAND_OVER_WAIT)
+            {
                 log::warn!("the run store does not answer; the end of this run is not recorded");
             }
         }

@@ -478,12 +478,22 @@ impl Writer {
         }
     }
 
-    /// Sleeps `pause` before a retry; `false` once the front's exit deadline has passed.
+    /// Sleeps `pause` before a retry (less when the front's exit deadline comes first; the
+    /// front setting a deadline ends the sleep, for one more try at once); `false` once
+    /// the deadline has passed.
     fn pause(&self, pause: Duration) -> bool {
         let (lock, changed) = &*self.closing;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *guard;
+        let wait = match before {
+            Some(deadline) => pause.min(deadline.saturating_duration_since(Instant::now())),
+            None => pause,
+        };
+        if wait.is_zero() {
+            return before.is_none();
+        }
         let (guard, _) = changed
-            .wait_timeout(guard, pause)
+            .wait_timeout(guard, wait)
             .unwrap_or_else(|e| e.into_inner());
         guard.is_none_or(|deadline| Instant::now() < deadline)
     }
