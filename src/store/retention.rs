@@ -21,6 +21,10 @@ const BATCH: usize = 200;
 /// (what is left is pruned next time).
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a prune waits for another process's lock on the store: a store locked for
+/// longer is pruned next time, rather than holding runner's exit for [`EXIT_WAIT`].
+const BUSY_WAIT: Duration = Duration::from_millis(200);
+
 /// Which old runs of a job a prune deletes (either store, in batches).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Keep<'a> {
@@ -102,7 +106,8 @@ pub(crate) fn prune_events(location: &Location, days: u64, host: &str) {
             log::debug!("cannot prune old events: {}", crate::logging::one_line(&e));
         }
     }
-    let result = Store::open_at(location).and_then(|mut store| store.prune_events(cutoff));
+    let result = Store::open_file_waiting(location.file(), BUSY_WAIT)
+        .and_then(|mut store| store.prune_events(cutoff));
     match result {
         Ok(0) => {}
         Ok(n) => log::debug!("pruned {n} event(s) older than {days} day(s)"),
@@ -120,7 +125,7 @@ pub(crate) fn prune(
     before: SystemTime,
     host: &str,
 ) -> usize {
-    let mut store = match Store::open_at(location) {
+    let mut store = match Store::open_file_waiting(location.file(), BUSY_WAIT) {
         Ok(store) => store,
         Err(e) => {
             log::debug!("not pruning old runs: {}", crate::logging::one_line(&e));

@@ -458,7 +458,9 @@ pub(crate) fn replay_unheld(store: &Path) {
             continue;
         }
         match read(&mut file) {
-            Ok(spool) => {
+            Ok(mut spool) => {
+                // Its records belong in this store, whatever the file says.
+                spool.store = store.to_owned();
                 if super::writer::replay(spool, Some(Duration::ZERO)) {
                     let _ = std::fs::remove_file(&path);
                 }
@@ -501,6 +503,17 @@ pub(crate) fn start_finisher(path: &Path, file: File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `path` (not followed) is the file open as `file`.
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => {
+            named.file_type().is_file() && open.dev() == named.dev() && open.ino() == named.ino()
+        }
+        _ => false,
+    }
+}
+
 /// `runner internal-finish-records PATH`: writes the spool on fd 3 (locked by the
 /// runner that started this process) once the store is writable, then removes `path`.
 pub(crate) fn finish(path: &Path) -> u8 {
@@ -516,7 +529,10 @@ pub(crate) fn finish(path: &Path) -> u8 {
     };
     let run = spool.run_id.clone().unwrap_or_default();
     if super::writer::replay(spool, Some(FINISH_WAIT)) {
-        let _ = std::fs::remove_file(path);
+        // Only the file it was given, never what a path names otherwise.
+        if is_same_file(&file, path) {
+            let _ = std::fs::remove_file(path);
+        }
         log::info!("the records of run {run} were written once the run store was writable");
         0
     } else {
