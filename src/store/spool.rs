@@ -185,6 +185,16 @@ pub(crate) enum SpoolOp {
         instance: u32,
         status: String,
     },
+    EventsWaited {
+        run_id: String,
+        task: String,
+        file: String,
+        instance: u32,
+        since: Option<SystemTime>,
+        decided: SystemTime,
+        /// Name, kind, event id, fired at, source.
+        events: Vec<(String, String, Option<i64>, Option<f64>, Option<String>)>,
+    },
     RunFinished {
         run_id: String,
         status: String,
@@ -257,6 +267,34 @@ impl SpoolOp {
                 file: file.clone(),
                 instance: *instance,
                 status: status.as_str().to_owned(),
+            },
+            Op::EventsWaited {
+                run_id,
+                task,
+                file,
+                instance,
+                since,
+                decided,
+                events,
+            } => SpoolOp::EventsWaited {
+                run_id: run_id.clone(),
+                task: task.clone(),
+                file: file.clone(),
+                instance: *instance,
+                since: *since,
+                decided: *decided,
+                events: events
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.name.clone(),
+                            e.kind.to_owned(),
+                            e.event_id,
+                            e.fired_at,
+                            e.source.clone(),
+                        )
+                    })
+                    .collect(),
             },
             Op::RunFinished {
                 run_id,
@@ -335,6 +373,38 @@ impl SpoolOp {
                 file,
                 instance,
                 status: status.parse::<InstanceStatus>()?,
+            },
+            SpoolOp::EventsWaited {
+                run_id,
+                task,
+                file,
+                instance,
+                since,
+                decided,
+                events,
+            } => Op::EventsWaited {
+                run_id,
+                task,
+                file,
+                instance,
+                since,
+                decided,
+                events: events
+                    .into_iter()
+                    .map(|(name, kind, event_id, fired_at, source)| {
+                        let kind = ["after", "unless"]
+                            .into_iter()
+                            .find(|k| *k == kind)
+                            .ok_or_else(|| format!("unknown event kind {kind:?}"))?;
+                        Ok(crate::record::EventWait {
+                            name,
+                            kind,
+                            event_id,
+                            fired_at,
+                            source,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
             },
             SpoolOp::RunFinished {
                 run_id,

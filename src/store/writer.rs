@@ -665,6 +665,14 @@ impl Writer {
                 events,
             } => {
                 let instance_id = self.instance(run_id, task, file, *instance)?;
+                if self.replaying
+                    && self.query_exists(
+                        "SELECT 1 FROM instance_events WHERE instance_id = ?1",
+                        [instance_id],
+                    )?
+                {
+                    return Ok(());
+                }
                 self.store()?
                     .record_instance_events(instance_id, *since, *decided, events)?;
             }
