@@ -148,6 +148,9 @@ impl Ending {
     }
 }
 
+/// A [`crate::record::EventWait`] as spooled: name, kind, event id, fired at, source.
+type Waited = (String, String, Option<i64>, Option<f64>, Option<String>);
+
 /// An [`Op`] as spooled.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum SpoolOp {
@@ -192,8 +195,7 @@ pub(crate) enum SpoolOp {
         instance: u32,
         since: Option<SystemTime>,
         decided: SystemTime,
-        /// Name, kind, event id, fired at, source.
-        events: Vec<(String, String, Option<i64>, Option<f64>, Option<String>)>,
+        events: Vec<Waited>,
     },
     RunFinished {
         run_id: String,
