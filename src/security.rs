@@ -49,6 +49,8 @@ pub(crate) enum Kind {
     TaskDir,
     /// An INI file (the main file or one of `include_dir`).
     Config,
+    /// The `include_dir` itself (anyone who can write it can add configuration).
+    IncludeDir,
     /// The `interpreter` a task file is handed to.
     Interpreter,
     /// A hook command (`task_hook`, `post_*_hook`).
@@ -70,6 +72,7 @@ impl Kind {
             Kind::HaltTask => "halt task",
             Kind::TaskDir => "task directory",
             Kind::Config => "configuration file",
+            Kind::IncludeDir => "include directory",
             Kind::Interpreter => "interpreter",
             Kind::Hook => "hook",
             Kind::DaemonConfig => "daemon configuration",

@@ -80,6 +80,11 @@ fn check_ownership(config: &ChainConfig, dir: &TaskDir, plan: &Plan) -> Result<(
     for file in config.doc.files() {
         security::check(Kind::Config, file)?;
     }
+    // The include directory too, empty or not: whoever can write it can add configuration.
+    if let (Some(main), Some(entry)) = (&config.file, config.doc.get("runner", "include_dir")) {
+        let base = main.parent().unwrap_or(std::path::Path::new("."));
+        security::check(Kind::IncludeDir, &base.join(&entry.value))?;
+    }
     security::check(Kind::TaskDir, &dir.path)?;
     for step in &plan.steps {
         security::check(Kind::TaskFile, &step.task.path)?;

@@ -138,6 +138,14 @@ fn every_directory_above_is_checked_and_links_at_their_target() {
     chmod(&inc, 0o777);
     let chain = chain.ini("[runner]\ninclude_dir = conf.d");
     assert_refused(&chain, "conf.d above it is writable by");
+
+    // An empty include_dir everyone may write: a file dropped there later would be read.
+    let chain = a_chain();
+    let inc = chain.path().join("conf.d");
+    fs::create_dir(&inc).expect("mkdir");
+    chmod(&inc, 0o777);
+    let chain = chain.ini("[runner]\ninclude_dir = conf.d");
+    assert_refused(&chain, "include directory");
 }
 
 #[test]
