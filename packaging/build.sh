@@ -66,7 +66,7 @@ bin=target/release/runner
 "$bin" completions fish >"$out/completions/runner.fish"
 ls "$out/completions"
 
-# cargo-deb strips the binary it packs, cargo-generate-rpm does not: the rpm gets this
+# cargo-deb strips the binary it packs, the rpm spec packs what it is given: the rpm gets this
 # stripped copy. The build's own binary keeps its symbols.
 strip --strip-all -o "$out/runner" "$bin"
 
