@@ -894,8 +894,21 @@ unsafe fn sweep(marks: &Marks, sig: libc::c_int) -> usize {
 /// it is gone or a zombie.
 ///
 /// # Safety
-/// Async-signal-safe: openat/read/close on stack memory.
+/// Async-signal-safe: see [`stat_any`].
 unsafe fn stat_of(at: RawFd, dir: &[u8]) -> Option<(libc::pid_t, u64)> {
+    // SAFETY: as the caller's.
+    match unsafe { stat_any(at, dir) } {
+        Some((parent, start, false)) => Some((parent, start)),
+        _ => None,
+    }
+}
+
+/// As [`stat_of`], but a zombie is answered too, with `true` last; `None` only when the
+/// process is gone (reaped).
+///
+/// # Safety
+/// Async-signal-safe: openat/read/close on stack memory.
+unsafe fn stat_any(at: RawFd, dir: &[u8]) -> Option<(libc::pid_t, u64, bool)> {
     let mut path = [0u8; 32];
     let suffix = b"/stat";
     if dir.len() + suffix.len() >= path.len() {
@@ -921,9 +934,7 @@ unsafe fn stat_of(at: RawFd, dir: &[u8]) -> Option<(libc::pid_t, u64)> {
     let mut fields = stat[close + 1..]
         .split(|&b| b == b' ')
         .filter(|f| !f.is_empty());
-    if matches!(fields.next(), Some(b"Z" | b"X")) {
-        return None;
-    }
+    let zombie = matches!(fields.next()?, b"Z" | b"X");
     let number = |field: &[u8]| -> Option<u64> {
         if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
             return None;
@@ -934,7 +945,7 @@ unsafe fn stat_of(at: RawFd, dir: &[u8]) -> Option<(libc::pid_t, u64)> {
     };
     let parent = libc::pid_t::try_from(number(fields.next()?)?).ok()?;
     let start = number(fields.nth(17)?)?;
-    Some((parent, start))
+    Some((parent, start, zombie))
 }
 
 /// `pid` as decimal digits in `out`; returns their number. No allocation.
@@ -962,19 +973,44 @@ fn pid_digits(pid: libc::pid_t, out: &mut [u8; 12]) -> usize {
 /// of a process that is in the middle of an exec, or busy mapping memory, can take a
 /// good part of a second on a loaded machine).
 ///
+/// `name` itself must be alive; an ancestor may be dying. A runner killed with SIGKILL
+/// (a daemon's chain job, once the daemon guardian's grace is over) shows as a zombie
+/// as soon as its main thread has exited, while its other threads are still exiting
+/// (on a loaded machine, for tens of milliseconds): the tasks those threads started
+/// still name it as their parent until the last thread is gone and they are handed to
+/// a reaper. So a zombie ancestor is followed to its own parent, and when an ancestor
+/// has vanished altogether (reaped between two reads) the child is read again, to
+/// follow its new parent.
+///
 /// # Safety
-/// Async-signal-safe: see [`stat_of`].
+/// Async-signal-safe: see [`stat_any`].
 unsafe fn descends(proc_fd: RawFd, name: &[u8], roots: [libc::pid_t; 2], since: u64) -> bool {
     let mut buf = [0u8; 12];
+    let mut child = [0u8; 12];
+    if name.len() > child.len() {
+        return false;
+    }
+    let mut child_len = 0;
     let mut dir: &[u8] = name;
     let mut len;
+    let mut rereads = 0;
     // A task tree is never this deep; a longer chain is not followed.
     for _ in 0..256 {
-        // SAFETY: see `stat_of`.
-        let Some((parent, start)) = (unsafe { stat_of(proc_fd, dir) }) else {
-            return false;
+        // SAFETY: see `stat_any`.
+        let (parent, start, zombie) = match unsafe { stat_any(proc_fd, dir) } {
+            Some(stat) => stat,
+            // An ancestor reaped since its child named it: that child has a new parent.
+            None if child_len > 0 && rereads < 4 => {
+                rereads += 1;
+                buf[..child_len].copy_from_slice(&child[..child_len]);
+                dir = &buf[..child_len];
+                child_len = 0;
+                continue;
+            }
+            None => return false,
         };
-        if start < since {
+        // `dir == name` compares the digits: the process asked about, read again or not.
+        if (zombie && dir == name) || start < since {
             return false;
         }
         if roots.contains(&parent) {
@@ -983,6 +1019,8 @@ unsafe fn descends(proc_fd: RawFd, name: &[u8], roots: [libc::pid_t; 2], since: 
         if parent <= 1 {
             return false;
         }
+        child_len = dir.len();
+        child[..child_len].copy_from_slice(dir);
         len = pid_digits(parent, &mut buf);
         dir = &buf[..len];
     }
@@ -1348,6 +1386,131 @@ mod tests {
             // ...nor from a root that is not among its ancestors.
             assert!(!descends(fd, &name, [-5, -5], 0));
         }
+    }
+
+    /// What the thread of [`an_ancestor_whose_main_thread_exited_is_followed`] needs,
+    /// prepared before the fork.
+    struct Sleeper {
+        path: *const libc::c_char,
+        argv: [*const libc::c_char; 4],
+        envp: [*const libc::c_char; 1],
+        report: RawFd,
+    }
+
+    /// That thread: starts `sleep` (whose parent is then this thread), reports its pid
+    /// and keeps the process alive a while. Raw system calls only: it runs on a bare
+    /// clone in the forked child's memory.
+    extern "C" fn sleeper_thread(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points to the `Sleeper` in the forked child's copy of the test's
+        // frame; only raw system calls follow.
+        unsafe {
+            let sleeper = &*arg.cast::<Sleeper>();
+            let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
+            if pid == 0 {
+                let (argv, envp) = (sleeper.argv.as_ptr(), sleeper.envp.as_ptr());
+                libc::syscall(libc::SYS_execve, sleeper.path, argv, envp);
+                libc::syscall(libc::SYS_exit_group, 127);
+            }
+            let bytes = (pid as i32).to_le_bytes();
+            libc::syscall(libc::SYS_write, sleeper.report, bytes.as_ptr(), 4);
+            let pause = libc::timespec {
+                tv_sec: 30,
+                tv_nsec: 0,
+            };
+            let rest = std::ptr::null_mut::<libc::timespec>();
+            libc::syscall(libc::SYS_nanosleep, &pause, rest);
+            libc::syscall(libc::SYS_exit_group, 0);
+        }
+        0
+    }
+
+    /// The field after the command in parentheses of a `stat` line, and the next.
+    fn state_and_parent(stat: &str) -> (String, String) {
+        let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+        let state = fields.next().unwrap_or("").to_owned();
+        (state, fields.next().unwrap_or("").to_owned())
+    }
+
+    #[test]
+    fn an_ancestor_whose_main_thread_exited_is_followed() {
+        // A runner killed with SIGKILL is a zombie once its main thread is gone, while
+        // a thread that started a task is still exiting and the task still names it as
+        // its parent. Here: a child whose main thread exits, leaving a thread that
+        // started `sleep`.
+        let (read, write) = pipe().expect("pipe");
+        let mut sleeper = Sleeper {
+            path: c"/bin/sh".as_ptr(),
+            argv: [
+                c"sh".as_ptr(),
+                c"-c".as_ptr(),
+                c"exec sleep 30".as_ptr(),
+                std::ptr::null(),
+            ],
+            envp: [std::ptr::null()],
+            report: write.as_raw_fd(),
+        };
+        let mut stack: Vec<u8> = vec![0; 64 * 1024];
+        // SAFETY: the child only clones onto a stack allocated before the fork and makes
+        // raw system calls; the parent reads a pipe and /proc.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: see above.
+            unsafe {
+                // Hold none of the other tests' descriptors.
+                if libc::dup2(sleeper.report, 3) != 3 {
+                    libc::_exit(1);
+                }
+                sleeper.report = 3;
+                close_from(4);
+                let top = stack.as_mut_ptr().add(stack.len());
+                let top = top.sub(top as usize % 16);
+                libc::clone(
+                    sleeper_thread,
+                    top.cast(),
+                    libc::CLONE_VM
+                        | libc::CLONE_FS
+                        | libc::CLONE_FILES
+                        | libc::CLONE_SIGHAND
+                        | libc::CLONE_THREAD
+                        | libc::CLONE_SYSVSEM,
+                    std::ptr::from_ref(&sleeper).cast_mut().cast(),
+                );
+                // Only this thread ends: the process lives on in the other one.
+                libc::syscall(libc::SYS_exit, 0);
+            }
+        }
+        assert!(child > 0, "fork: {}", io::Error::last_os_error());
+        drop(write);
+        let mut report = [0u8; 4];
+        // SAFETY: reading four bytes into a stack buffer from an owned descriptor.
+        let n = unsafe { libc::read(read.as_raw_fd(), report.as_mut_ptr().cast(), 4) };
+        // Never 0 or less: signal_pid would take it for a whole group.
+        let sleep = Some(i32::from_le_bytes(report))
+            .filter(|&pid| n == 4 && pid > 0)
+            .unwrap_or(i32::MAX);
+        let stat =
+            |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let end = Instant::now() + Duration::from_secs(20);
+        while state_and_parent(&stat(child)).0 != "Z" && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (leader, _) = state_and_parent(&stat(child));
+        let (_, parent) = state_and_parent(&stat(sleep));
+        let me = std::process::id() as libc::pid_t;
+        let proc_fd = std::fs::File::open("/proc").expect("open /proc");
+        let name = sleep.to_string();
+        // SAFETY: reading /proc files into stack buffers.
+        let follows = unsafe { descends(proc_fd.as_raw_fd(), name.as_bytes(), [me, me], 0) };
+        signal_pid(sleep, Signal::SIGKILL);
+        signal_pid(child, Signal::SIGKILL);
+        let _ = wait_for(child, true);
+        assert_eq!(n, 4, "no pid reported by the thread");
+        assert_eq!(leader, "Z", "the main thread of {child} never exited");
+        assert_eq!(parent, child.to_string(), "sleep {sleep} is not {child}'s");
+        assert!(
+            follows,
+            "sleep {sleep} not seen to descend from {me} through {child}"
+        );
     }
 
     #[test]
