@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A writer that keeps a copy of an attempt's output, shared between the process's
 /// supervisor, which writes it, and the recorder, which finishes it. Plain std types, so
@@ -45,8 +45,45 @@ impl TaskResult {
     }
 }
 
+/// A word from a fixed set (a result, an event kind), read back by the helpers below.
+/// Named, not spelled `&'static str` in a field, so that serde does not take the field
+/// for one borrowed from its input (which would tie reading it to `'static` input).
+pub(crate) type Word = &'static str;
+
+/// Reads back an attempt's result word (a record spooled for later) as the word
+/// [`TaskResult::as_str`] gives, refusing any other.
+pub(crate) fn result_word<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let known = [
+        TaskResult::Ok,
+        TaskResult::Retry,
+        TaskResult::Exit,
+        TaskResult::Halt,
+    ]
+    .map(TaskResult::as_str);
+    known_word(d, &known, "attempt result")
+}
+
+/// Reads back [`EventWait::kind`], refusing anything but `after` and `unless`.
+fn event_kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    known_word(d, &["after", "unless"], "event kind")
+}
+
+/// The one of `known` that `d` holds; any other word is an error naming `what`.
+fn known_word<'de, D: Deserializer<'de>>(
+    d: D,
+    known: &[&'static str],
+    what: &str,
+) -> Result<&'static str, D::Error> {
+    let word = String::deserialize(d)?;
+    known
+        .iter()
+        .copied()
+        .find(|k| *k == word)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown {what} {word:?}")))
+}
+
 /// The state of a run, as `runs list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RunStatus {
     /// Still in `runs_running` and its process is alive.
@@ -104,7 +141,7 @@ impl FromStr for RunStatus {
 }
 
 /// The state of one task instance within a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum InstanceStatus {
     /// Not reached (yet).
@@ -222,12 +259,13 @@ pub(crate) struct AttemptEnd {
 
 /// One event a task instance waited for (`after`) or watched (`unless`), as it stood
 /// when the instance was decided: started, abandoned, or given up on (`wait_time`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EventWait {
     /// The event's name.
     pub(crate) name: String,
     /// `after` or `unless`.
-    pub(crate) kind: &'static str,
+    #[serde(deserialize_with = "event_kind")]
+    pub(crate) kind: Word,
     /// The firing that counted (its id in the events table), if it was fired.
     pub(crate) event_id: Option<i64>,
     /// When it was fired (epoch seconds), if it was.

@@ -21,13 +21,12 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
-use super::sqlite::{AttemptEnding, Cascade};
+use super::sqlite::AttemptEnding;
 use super::writer::Op;
 
 /// How long a finisher waits for the store to be writable before it gives up.
@@ -55,9 +54,9 @@ pub(crate) struct Spool {
     /// Attempt rows already written: task, instance, try, row id.
     pub(crate) attempts: Vec<(String, u32, u32, i64)>,
     /// Attempt endings held back, not yet written.
-    pub(crate) ended: Vec<Ending>,
+    pub(crate) ended: Vec<AttemptEnding>,
     /// The operations not yet written, in order.
-    pub(crate) ops: Vec<SpoolOp>,
+    pub(crate) ops: Vec<Op>,
 }
 
 impl Spool {
@@ -67,359 +66,6 @@ impl Spool {
             start_ticks: self.owner_start_ticks,
             boot_id: self.owner_boot_id.clone(),
         }
-    }
-}
-
-/// An [`AttemptEnding`] as spooled.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Ending {
-    attempt_id: i64,
-    instance_id: i64,
-    stop_time: SystemTime,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    result: String,
-    note: Option<String>,
-    result_data: Option<serde_json::Value>,
-    leftovers: Option<serde_json::Value>,
-    instance_status: String,
-    has_output: bool,
-    /// Session, name, data, source.
-    cascade: Option<(String, String, serde_json::Value, String)>,
-}
-
-impl Ending {
-    pub(crate) fn of(e: &AttemptEnding) -> Ending {
-        Ending {
-            attempt_id: e.attempt_id,
-            instance_id: e.instance_id,
-            stop_time: e.stop_time,
-            exit_code: e.exit_code,
-            signal: e.signal,
-            result: e.result.to_owned(),
-            note: e.note.clone(),
-            result_data: e.result_data.clone(),
-            leftovers: e.leftovers.clone(),
-            instance_status: e.instance_status.as_str().to_owned(),
-            has_output: e.has_output,
-            cascade: e.cascade.as_ref().map(|c| {
-                (
-                    c.session.clone(),
-                    c.name.clone(),
-                    c.data.clone(),
-                    c.source.clone(),
-                )
-            }),
-        }
-    }
-
-    pub(crate) fn restore(self) -> Result<AttemptEnding, String> {
-        // The results runner writes; anything else is not a spool runner wrote.
-        use crate::record::TaskResult;
-        let result = [
-            TaskResult::Ok,
-            TaskResult::Retry,
-            TaskResult::Exit,
-            TaskResult::Halt,
-        ]
-        .into_iter()
-        .map(TaskResult::as_str)
-        .find(|r| *r == self.result)
-        .ok_or_else(|| format!("unknown attempt result {:?}", self.result))?;
-        Ok(AttemptEnding {
-            attempt_id: self.attempt_id,
-            instance_id: self.instance_id,
-            stop_time: self.stop_time,
-            exit_code: self.exit_code,
-            signal: self.signal,
-            result,
-            note: self.note,
-            result_data: self.result_data,
-            leftovers: self.leftovers,
-            instance_status: self.instance_status.parse::<InstanceStatus>()?,
-            has_output: self.has_output,
-            cascade: self.cascade.map(|(session, name, data, source)| Cascade {
-                session,
-                name,
-                data,
-                source,
-            }),
-        })
-    }
-}
-
-/// A [`crate::record::EventWait`] as spooled: name, kind, event id, fired at, source.
-type Waited = (String, String, Option<i64>, Option<f64>, Option<String>);
-
-/// An [`Op`] as spooled.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum SpoolOp {
-    FinalizeLost,
-    RunStarted {
-        run_id: String,
-        job: String,
-        started: SystemTime,
-        trigger_type: String,
-        trigger_data: serde_json::Value,
-        session: String,
-        output_dir: PathBuf,
-        tasks: Vec<(String, String)>,
-    },
-    AttemptStarted {
-        run_id: String,
-        task: String,
-        file: String,
-        instance: u32,
-        try_num: u32,
-        started: SystemTime,
-        output: Option<PathBuf>,
-    },
-    AttemptFinished {
-        task: String,
-        instance: u32,
-        try_num: u32,
-        ending: Ending,
-    },
-    Flush,
-    InstanceStatus {
-        run_id: String,
-        task: String,
-        file: String,
-        instance: u32,
-        status: String,
-    },
-    EventsWaited {
-        run_id: String,
-        task: String,
-        file: String,
-        instance: u32,
-        since: Option<SystemTime>,
-        decided: SystemTime,
-        events: Vec<Waited>,
-    },
-    RunFinished {
-        run_id: String,
-        status: String,
-        exit_code: i32,
-        stopped: SystemTime,
-    },
-}
-
-impl SpoolOp {
-    pub(crate) fn of(op: &Op) -> SpoolOp {
-        match op {
-            Op::FinalizeLost => SpoolOp::FinalizeLost,
-            Op::RunStarted {
-                run_id,
-                job,
-                started,
-                trigger_type,
-                trigger_data,
-                session,
-                output_dir,
-                tasks,
-            } => SpoolOp::RunStarted {
-                run_id: run_id.clone(),
-                job: job.clone(),
-                started: *started,
-                trigger_type: trigger_type.clone(),
-                trigger_data: trigger_data.clone(),
-                session: session.clone(),
-                output_dir: output_dir.clone(),
-                tasks: tasks.clone(),
-            },
-            Op::AttemptStarted {
-                run_id,
-                task,
-                file,
-                instance,
-                try_num,
-                started,
-                output,
-            } => SpoolOp::AttemptStarted {
-                run_id: run_id.clone(),
-                task: task.clone(),
-                file: file.clone(),
-                instance: *instance,
-                try_num: *try_num,
-                started: *started,
-                output: output.clone(),
-            },
-            Op::AttemptFinished {
-                task,
-                instance,
-                try_num,
-                ending,
-            } => SpoolOp::AttemptFinished {
-                task: task.clone(),
-                instance: *instance,
-                try_num: *try_num,
-                ending: Ending::of(ending),
-            },
-            Op::Flush => SpoolOp::Flush,
-            Op::InstanceStatus {
-                run_id,
-                task,
-                file,
-                instance,
-                status,
-            } => SpoolOp::InstanceStatus {
-                run_id: run_id.clone(),
-                task: task.clone(),
-                file: file.clone(),
-                instance: *instance,
-                status: status.as_str().to_owned(),
-            },
-            Op::EventsWaited {
-                run_id,
-                task,
-                file,
-                instance,
-                since,
-                decided,
-                events,
-            } => SpoolOp::EventsWaited {
-                run_id: run_id.clone(),
-                task: task.clone(),
-                file: file.clone(),
-                instance: *instance,
-                since: *since,
-                decided: *decided,
-                events: events
-                    .iter()
-                    .map(|e| {
-                        (
-                            e.name.clone(),
-                            e.kind.to_owned(),
-                            e.event_id,
-                            e.fired_at,
-                            e.source.clone(),
-                        )
-                    })
-                    .collect(),
-            },
-            Op::RunFinished {
-                run_id,
-                status,
-                exit_code,
-                stopped,
-            } => SpoolOp::RunFinished {
-                run_id: run_id.clone(),
-                status: status.as_str().to_owned(),
-                exit_code: *exit_code,
-                stopped: *stopped,
-            },
-        }
-    }
-
-    pub(crate) fn restore(self) -> Result<Op, String> {
-        Ok(match self {
-            SpoolOp::FinalizeLost => Op::FinalizeLost,
-            SpoolOp::RunStarted {
-                run_id,
-                job,
-                started,
-                trigger_type,
-                trigger_data,
-                session,
-                output_dir,
-                tasks,
-            } => Op::RunStarted {
-                run_id,
-                job,
-                started,
-                trigger_type,
-                trigger_data,
-                session,
-                output_dir,
-                tasks,
-            },
-            SpoolOp::AttemptStarted {
-                run_id,
-                task,
-                file,
-                instance,
-                try_num,
-                started,
-                output,
-            } => Op::AttemptStarted {
-                run_id,
-                task,
-                file,
-                instance,
-                try_num,
-                started,
-                output,
-            },
-            SpoolOp::AttemptFinished {
-                task,
-                instance,
-                try_num,
-                ending,
-            } => Op::AttemptFinished {
-                task,
-                instance,
-                try_num,
-                ending: Box::new(ending.restore()?),
-            },
-            SpoolOp::Flush => Op::Flush,
-            SpoolOp::InstanceStatus {
-                run_id,
-                task,
-                file,
-                instance,
-                status,
-            } => Op::InstanceStatus {
-                run_id,
-                task,
-                file,
-                instance,
-                status: status.parse::<InstanceStatus>()?,
-            },
-            SpoolOp::EventsWaited {
-                run_id,
-                task,
-                file,
-                instance,
-                since,
-                decided,
-                events,
-            } => Op::EventsWaited {
-                run_id,
-                task,
-                file,
-                instance,
-                since,
-                decided,
-                events: events
-                    .into_iter()
-                    .map(|(name, kind, event_id, fired_at, source)| {
-                        let kind = ["after", "unless"]
-                            .into_iter()
-                            .find(|k| *k == kind)
-                            .ok_or_else(|| format!("unknown event kind {kind:?}"))?;
-                        Ok(crate::record::EventWait {
-                            name,
-                            kind,
-                            event_id,
-                            fired_at,
-                            source,
-                        })
-                    })
-                    .collect::<Result<_, String>>()?,
-            },
-            SpoolOp::RunFinished {
-                run_id,
-                status,
-                exit_code,
-                stopped,
-            } => Op::RunFinished {
-                run_id,
-                status: status.parse::<RunStatus>()?,
-                exit_code,
-                stopped,
-            },
-        })
     }
 }
 
@@ -620,6 +266,13 @@ pub(crate) fn finish(path: &Path) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{EventWait, InstanceStatus, RunStatus};
+    use std::time::SystemTime;
+
+    fn through_json(op: &Op) -> Result<Op, String> {
+        let text = serde_json::to_string(op).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    }
 
     #[test]
     fn an_op_survives_the_spool() {
@@ -629,18 +282,84 @@ mod tests {
             exit_code: 0,
             stopped: SystemTime::UNIX_EPOCH + Duration::from_millis(1500),
         };
-        let text = serde_json::to_string(&SpoolOp::of(&op)).expect("serialize");
-        let back: SpoolOp = serde_json::from_str(&text).expect("parse");
         let Ok(Op::RunFinished {
             status, stopped, ..
-        }) = back.restore()
+        }) = through_json(&op)
         else {
-            panic!("not a run end: {text}");
+            panic!("not a run end: {op:?}");
         };
         assert_eq!(status, RunStatus::Ok);
         assert_eq!(
             stopped,
             SystemTime::UNIX_EPOCH + Duration::from_millis(1500)
         );
+    }
+
+    #[test]
+    fn fixed_words_come_back_as_the_known_ones() {
+        let ending = AttemptEnding {
+            attempt_id: 1,
+            instance_id: 2,
+            stop_time: SystemTime::UNIX_EPOCH,
+            exit_code: Some(2),
+            signal: None,
+            result: "HALT",
+            note: None,
+            result_data: None,
+            leftovers: None,
+            instance_status: InstanceStatus::Failed,
+            has_output: true,
+            cascade: None,
+        };
+        let op = Op::AttemptFinished {
+            task: "t".to_owned(),
+            instance: 1,
+            try_num: 1,
+            ending: Box::new(ending),
+        };
+        let Ok(Op::AttemptFinished { ending, .. }) = through_json(&op) else {
+            panic!("not an attempt end: {op:?}");
+        };
+        assert_eq!(ending.result, "HALT");
+        assert_eq!(ending.instance_status, InstanceStatus::Failed);
+        let op = Op::EventsWaited {
+            run_id: "r".to_owned(),
+            task: "t".to_owned(),
+            file: "10-t".to_owned(),
+            instance: 1,
+            since: None,
+            decided: SystemTime::UNIX_EPOCH,
+            events: vec![EventWait {
+                name: "e".to_owned(),
+                kind: "unless",
+                event_id: Some(3),
+                fired_at: Some(1.5),
+                source: None,
+            }],
+        };
+        let Ok(Op::EventsWaited { events, .. }) = through_json(&op) else {
+            panic!("not an events decision: {op:?}");
+        };
+        assert_eq!(events[0].kind, "unless");
+    }
+
+    #[test]
+    fn unknown_words_are_refused_by_name() {
+        let bad_result = r#"{"attempt_id":1,"instance_id":2,"stop_time":{"secs_since_epoch":0,"nanos_since_epoch":0},"exit_code":null,"signal":null,"result":"MAYBE","note":null,"result_data":null,"leftovers":null,"instance_status":"failed","has_output":false,"cascade":null}"#;
+        let e = serde_json::from_str::<AttemptEnding>(bad_result).expect_err("MAYBE accepted");
+        assert!(
+            e.to_string().contains("unknown attempt result \"MAYBE\""),
+            "{e}"
+        );
+        let bad_kind =
+            r#"{"name":"e","kind":"before","event_id":null,"fired_at":null,"source":null}"#;
+        let e = serde_json::from_str::<EventWait>(bad_kind).expect_err("before accepted");
+        assert!(
+            e.to_string().contains("unknown event kind \"before\""),
+            "{e}"
+        );
+        let bad_status = r#"{"RunFinished":{"run_id":"r","status":"meh","exit_code":0,"stopped":{"secs_since_epoch":0,"nanos_since_epoch":0}}}"#;
+        let e = serde_json::from_str::<Op>(bad_status).expect_err("meh accepted");
+        assert!(e.to_string().contains("meh"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
 
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
@@ -141,7 +142,7 @@ pub(crate) struct RunEnd<'a> {
 }
 
 /// An attempt's end, as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AttemptEnding {
     /// The attempt's row.
     pub(crate) attempt_id: i64,
@@ -154,7 +155,8 @@ pub(crate) struct AttemptEnding {
     /// Signal, if one ended it.
     pub(crate) signal: Option<i32>,
     /// `OK`, `RETRY`, `HALT`, `EXIT`.
-    pub(crate) result: &'static str,
+    #[serde(deserialize_with = "crate::record::result_word")]
+    pub(crate) result: crate::record::Word,
     /// Why runner ended it.
     pub(crate) note: Option<String>,
     /// What the task wrote to `RUNNER_RESULT`.
@@ -170,7 +172,7 @@ pub(crate) struct AttemptEnding {
 }
 
 /// A cascade event: a task that ended `OK` fires an event named after itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Cascade {
     /// The run's session.
     pub(crate) session: String,

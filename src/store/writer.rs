@@ -35,13 +35,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use super::backend::RunStore;
 use super::fleet_sync;
 use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::postgres::PgStore;
-use super::spool::{self, Ending, Spool, SpoolOp};
+use super::spool::{self, Spool};
 use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
 
 /// The first pause before retrying a failed write; it doubles up to [`MAX_PAUSE`].
@@ -56,8 +58,9 @@ const BUSY_WAIT: Duration = Duration::from_millis(50);
 /// a lock held longer than a normal transaction hands the write to this thread.
 const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
 
-/// One state change of a chain, with everything it needs owned.
-#[derive(Debug)]
+/// One state change of a chain, with everything it needs owned; a finisher reads it
+/// back from a spool file ([`super::spool`]) as it was written.
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
     /// Finalize the job's runs whose recorder died.
     FinalizeLost,
@@ -340,7 +343,7 @@ impl Writer {
                     let mut pending = vec![op];
                     pending.extend(ops.iter());
                     handed = pending.len();
-                    this.hand_over(&pending);
+                    this.hand_over(pending);
                 }
             }
             let progress = Arc::clone(&this.progress);
@@ -353,7 +356,7 @@ impl Writer {
 
     /// Writes `pending` (and what this writer knows) to a spool file and starts the
     /// finisher that writes them once the store is writable ([`super::spool`]).
-    fn hand_over(&mut self, pending: &[Op]) {
+    fn hand_over(&mut self, pending: Vec<Op>) {
         let spool = Spool {
             store: self.store_path.clone(),
             job: self.job.clone(),
@@ -374,8 +377,8 @@ impl Writer {
                 .iter()
                 .map(|((task, n, t), id)| (task.clone(), *n, *t, *id))
                 .collect(),
-            ended: self.ended.iter().map(Ending::of).collect(),
-            ops: pending.iter().map(SpoolOp::of).collect(),
+            ended: self.ended.clone(),
+            ops: pending,
         };
         let started = spool::write(&spool)
             .and_then(|(path, file)| spool::start_finisher(&path, file).map(|()| path));
@@ -733,20 +736,8 @@ pub(crate) fn replay(spool: Spool, wait: Option<Duration>) -> bool {
         .into_iter()
         .map(|(task, n, t, id)| ((task, n, t), id))
         .collect();
-    for ending in spool.ended {
-        match ending.restore() {
-            Ok(e) => writer.ended.push(e),
-            Err(e) => log::warn!("skipping a pending attempt ending: {e}"),
-        }
-    }
+    writer.ended = spool.ended;
     for op in spool.ops {
-        let op = match op.restore() {
-            Ok(op) => op,
-            Err(e) => {
-                log::warn!("skipping a pending record: {e}");
-                continue;
-            }
-        };
         // The job's lost runs are finalized by its next chain (this one is not lost).
         if matches!(op, Op::FinalizeLost) {
             continue;
