@@ -565,30 +565,21 @@ impl Writer {
                     self.attempts.clear();
                     self.ended.clear();
                 }
-                let tasks: Vec<(&str, &str)> = tasks
-                    .iter()
-                    .map(|(n, f)| (n.as_str(), f.as_str()))
-                    .collect();
-                if self.resumed {
-                    // Its run, instances and earlier attempts are recorded already.
-                } else if self.attached {
-                    self.store()?.add_instances(run_id, &tasks)?;
-                } else {
-                    let owner = self.owner.clone();
-                    let host = self.host.clone();
-                    self.store()?.begin_run(&NewRun {
+                // Resumed, its run, instances and earlier attempts are recorded already.
+                if !self.resumed {
+                    let (attached, owner, host) =
+                        (self.attached, self.owner.clone(), self.host.clone());
+                    let start = RunStart {
                         run_id,
                         job,
-                        schedule_time: *started,
-                        start_time: *started,
+                        started: *started,
                         trigger_type,
                         trigger_data,
                         session,
                         output_dir,
-                        owner: &owner,
-                        tasks: &tasks,
-                        host: &host,
-                    })?;
+                        tasks,
+                    };
+                    start.record(self.store()?, attached, &owner, &host)?;
                 }
             }
             Op::AttemptStarted {
@@ -1008,29 +999,20 @@ impl Writer {
                 output_dir,
                 tasks,
             } => {
-                let tasks: Vec<(&str, &str)> = tasks
-                    .iter()
-                    .map(|(n, f)| (n.as_str(), f.as_str()))
-                    .collect();
-                let m = self.fleet.as_mut().expect("checked");
-                if resumed {
-                    // Its rows are in the fleet already (or it is marked to be sent).
-                } else if attached {
-                    m.store.add_instances(run_id, &tasks)?;
-                } else {
-                    m.store.begin_run(&NewRun {
+                // Resumed, its rows are in the fleet already (or it is marked to be sent).
+                if !resumed {
+                    let m = self.fleet.as_mut().expect("checked");
+                    let start = RunStart {
                         run_id,
                         job,
-                        schedule_time: *started,
-                        start_time: *started,
+                        started: *started,
                         trigger_type,
                         trigger_data,
                         session,
                         output_dir,
-                        owner: &owner,
-                        tasks: &tasks,
-                        host: &host,
-                    })?;
+                        tasks,
+                    };
+                    start.record(&mut m.store, attached, &owner, &host)?;
                 }
             }
             Op::AttemptStarted {
@@ -1137,5 +1119,51 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+/// The start of a run as an [`Op::RunStarted`] carries it, recorded the same way in the
+/// local store and in the fleet's.
+struct RunStart<'a> {
+    run_id: &'a str,
+    job: &'a str,
+    started: SystemTime,
+    trigger_type: &'a str,
+    trigger_data: &'a serde_json::Value,
+    session: &'a str,
+    output_dir: &'a std::path::Path,
+    tasks: &'a [(String, String)],
+}
+
+impl RunStart<'_> {
+    /// Attached (the daemon recorded the run), only its task instances; otherwise the run.
+    fn record(
+        &self,
+        store: &mut dyn RunStore,
+        attached: bool,
+        owner: &Owner,
+        host: &str,
+    ) -> Result<(), StoreError> {
+        let tasks: Vec<(&str, &str)> = self
+            .tasks
+            .iter()
+            .map(|(n, f)| (n.as_str(), f.as_str()))
+            .collect();
+        if attached {
+            return store.add_instances(self.run_id, &tasks);
+        }
+        store.begin_run(&NewRun {
+            run_id: self.run_id,
+            job: self.job,
+            schedule_time: self.started,
+            start_time: self.started,
+            trigger_type: self.trigger_type,
+            trigger_data: self.trigger_data,
+            session: self.session,
+            output_dir: self.output_dir,
+            owner,
+            tasks: &tasks,
+            host,
+        })
     }
 }
