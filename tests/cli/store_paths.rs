@@ -126,21 +126,25 @@ fn a_stored_output_path_outside_the_run_dir_is_never_read() {
     assert_no_file_holds(&out, "SECRET-FILE");
 }
 
-#[test]
-fn a_run_id_with_a_slash_is_refused() {
-    let (chain, id) = recorded();
-    let bad = "../../x";
+/// Gives run `id` the id `bad` in every table that names it, with no stored output dir.
+fn rename_run(chain: &Chain, id: &str, bad: &str) {
     let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("db");
     for table in ["runs", "run_meta", "task_instances"] {
         db.execute(
             &format!("UPDATE {table} SET run_id = ?2 WHERE run_id = ?1"),
-            [&id, bad],
+            [id, bad],
         )
         .expect("update");
     }
     db.execute("UPDATE run_meta SET output_dir = NULL", [])
         .expect("update");
-    drop(db);
+}
+
+#[test]
+fn a_run_id_with_a_slash_is_refused() {
+    let (chain, id) = recorded();
+    let bad = "../../x";
+    rename_run(&chain, &id, bad);
     chain
         .runner(&["runs", "output", bad])
         .assert_code(1)
@@ -250,17 +254,7 @@ fn replay_refuses_a_run_whose_id_climbs_out() {
         .expect("run id")
         .to_owned();
     let bad = "../../x";
-    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("db");
-    for table in ["runs", "run_meta", "task_instances"] {
-        db.execute(
-            &format!("UPDATE {table} SET run_id = ?2 WHERE run_id = ?1"),
-            [&id, bad],
-        )
-        .expect("update");
-    }
-    db.execute("UPDATE run_meta SET output_dir = NULL", [])
-        .expect("update");
-    drop(db);
+    rename_run(&chain, &id, bad);
     chain
         .runner(&["replay", bad])
         .assert_code(1)
