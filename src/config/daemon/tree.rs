@@ -287,10 +287,11 @@ mod tests {
             e.to_string(),
             "runner.yaml:1:15: mapping key 1 is not a string; quote it"
         );
+        // At the value the tag is on.
         let e = parse("jobs: !custom {}\n", &origin).expect_err("tag");
         assert_eq!(
             e.to_string(),
-            "runner.yaml:1:7: YAML tag !custom is not supported"
+            "runner.yaml:1:15: YAML tag !custom is not supported"
         );
     }
 

@@ -1,364 +1,242 @@
 //! YAML text into the configuration tree, with the line and column of every key and value.
 //!
-//! The events come from saphyr-parser, a maintained YAML 1.2 parser that marks each event
-//! with its span (serde_yaml, used before, is deprecated upstream and keeps no positions in
-//! its values). Building the tree is the part written here: plain scalars are typed by the
-//! YAML 1.2 core schema, as serde_yaml typed them; anchors and aliases are resolved, with a
-//! bound on how much the aliases of one file may copy; `<<` merge keys are applied as
-//! PyYAML, dsari's reader, applies them.
+//! serde-saphyr reads the YAML: the syntax, the YAML 1.2 core schema for plain scalars (as
+//! serde_yaml typed them, which runner used before), anchors and aliases with a bound on
+//! what aliases may copy, PyYAML's `<<` merge keys (dsari reads YAML with PyYAML), and
+//! duplicate keys refused. Each value arrives in a `Spanned` that tells where its text is.
+//! Written here is only what turns that into the tree: keys must be strings, every value
+//! is tagged with its file, and the errors runner words itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
-use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Error, Location, MessageFormatter, NonFiniteFloatPolicy, Spanned};
 
 use super::tree::{Node, SourceFile, Value};
 use crate::config::{ConfigError, Position};
 
-/// At most this many values may be copied by the aliases of one file (a "billion laughs"
-/// file is refused, not expanded).
-const MAX_ALIAS_COPIES: usize = 100_000;
+/// At most this many parser events (a scalar is one, a list or mapping two) may be copied
+/// by the aliases of one file: a "billion laughs" file is refused, not expanded. Twice the
+/// 100,000 values allowed before, and a little more, so no file that loaded then is refused.
+const MAX_ALIAS_EVENTS: usize = 250_000;
 
 /// Parses one YAML document into a tree tagged with `origin`; an empty file is null.
 pub(super) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
-    let mut builder = Builder {
-        origin,
-        stack: Vec::new(),
-        anchors: HashMap::new(),
-        copies: 0,
-        root: None,
-        documents: 0,
+    let options = serde_saphyr::options! {
+        // Size and depth are bounded before parsing (`source`, `nesting`); the budget's
+        // other caps (aliases per anchor) would refuse one template shared by many jobs.
+        budget: None,
+        // `yes` and `off` stay text here: bool keys read YAML 1.1's spellings (see `de`).
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+        non_finite_float_policy: NonFiniteFloatPolicy::PassThrough,
+        reject_unsupported_tags: true,
+        with_snippet: false,
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_EVENTS,
+        },
     };
-    for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| {
-            builder.error(
-                Some(position(e.marker())),
-                format!("invalid YAML: {}", e.info()),
-            )
-        })?;
-        builder.event(event, position(&span.start))?;
-    }
-    Ok(builder.root.unwrap_or_else(|| Node {
-        value: Value::Null,
-        origin: Arc::clone(origin),
-        at: Position::default(),
-        key_at: Position::default(),
-    }))
+    let tree: Spanned<Yaml> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| ConfigError::whole(&origin.path, message(&e)).at(position(e.location())))?;
+    node(tree, None, text, origin)
 }
 
-fn position(mark: &Marker) -> Position {
-    Position {
-        line: mark.line(),
-        column: Some(mark.col() + 1),
-    }
+/// A value as serde-saphyr types it; keys are values too until they are checked.
+enum Yaml {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    String(String),
+    List(Vec<Spanned<Yaml>>),
+    Map(Vec<(Spanned<Yaml>, Spanned<Yaml>)>),
 }
 
-/// A mapping or list being read.
-enum Frame {
-    List {
-        at: Position,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        at: Position,
-        anchor: usize,
-        entries: BTreeMap<String, Node>,
-        /// The key read, waiting for its value.
-        key: Option<(String, Position)>,
-        /// The values of `<<` keys, merged in when the mapping ends.
-        merges: Vec<Node>,
-    },
-}
-
-struct Builder<'a> {
-    origin: &'a Arc<SourceFile>,
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
-    copies: usize,
-    root: Option<Node>,
-    documents: usize,
-}
-
-impl Builder<'_> {
-    fn error(&self, at: Option<Position>, message: String) -> ConfigError {
-        ConfigError::whole(&self.origin.path, message).at(at)
-    }
-
-    fn node(&self, value: Value, at: Position) -> Node {
-        Node {
-            value,
-            origin: Arc::clone(self.origin),
-            at,
-            key_at: at,
-        }
-    }
-
-    fn event(&mut self, event: Event<'_>, at: Position) -> Result<(), ConfigError> {
-        match event {
-            Event::DocumentStart(_) => {
-                self.documents += 1;
-                if self.documents > 1 {
-                    return Err(self.error(
-                        Some(at),
-                        "invalid YAML: a configuration file holds one document".to_owned(),
-                    ));
-                }
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                let value = self.scalar(&text, style, tag.as_deref(), at)?;
-                self.complete(self.node(value, at), anchor)?;
-            }
-            Event::SequenceStart(anchor, tag) => {
-                self.check_collection_tag(tag.as_deref(), "seq", at)?;
-                self.stack.push(Frame::List {
-                    at,
-                    anchor,
-                    items: Vec::new(),
-                });
-            }
-            Event::MappingStart(anchor, tag) => {
-                self.check_collection_tag(tag.as_deref(), "map", at)?;
-                self.stack.push(Frame::Map {
-                    at,
-                    anchor,
-                    entries: BTreeMap::new(),
-                    key: None,
-                    merges: Vec::new(),
-                });
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::List { at, anchor, items }) => {
-                        (self.node(Value::List(items), at), anchor)
-                    }
-                    Some(Frame::Map {
-                        at,
-                        anchor,
-                        mut entries,
-                        merges,
-                        ..
-                    }) => {
-                        for merge in merges {
-                            merge_into(&mut entries, merge)?;
-                        }
-                        (self.node(Value::Map(entries), at), anchor)
-                    }
-                    None => return Ok(()),
-                };
-                self.complete(node, anchor)?;
-            }
-            Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id) else {
-                    return Err(self.error(
-                        Some(at),
-                        "invalid YAML: an alias refers to a value that contains it".to_owned(),
-                    ));
-                };
-                self.copies += size;
-                if self.copies > MAX_ALIAS_COPIES {
-                    return Err(self.error(
-                        Some(at),
-                        format!("invalid YAML: aliases copy more than {MAX_ALIAS_COPIES} values"),
-                    ));
-                }
-                let mut node = node.clone();
-                node.at = at;
-                node.key_at = at;
-                self.complete(node, 0)?;
-            }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
-        }
-        Ok(())
-    }
-
-    /// A scalar's value: typed by the core schema when plain, text when quoted or a block.
-    fn scalar(
-        &self,
-        text: &str,
-        style: ScalarStyle,
-        tag: Option<&Tag>,
-        at: Position,
-    ) -> Result<Value, ConfigError> {
-        match tag {
-            None if style == ScalarStyle::Plain => Ok(plain(text)),
-            None => Ok(Value::String(text.to_owned())),
-            Some(tag) if tag.is_yaml_core_schema() && tag.suffix == "str" => {
-                Ok(Value::String(text.to_owned()))
-            }
-            Some(tag)
-                if tag.is_yaml_core_schema()
-                    && ["int", "float", "bool", "null"].contains(&tag.suffix.as_str()) =>
-            {
-                Ok(plain(text))
-            }
-            Some(tag) => Err(self.error(Some(at), format!("YAML tag {tag} is not supported"))),
-        }
-    }
-
-    fn check_collection_tag(
-        &self,
-        tag: Option<&Tag>,
-        core: &str,
-        at: Position,
-    ) -> Result<(), ConfigError> {
-        match tag {
-            Some(tag) if !(tag.is_yaml_core_schema() && tag.suffix == core) => {
-                Err(self.error(Some(at), format!("YAML tag {tag} is not supported")))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Puts a finished value where it belongs: the root, a list, a mapping's key or value.
-    fn complete(&mut self, node: Node, anchor: usize) -> Result<(), ConfigError> {
-        if anchor != 0 {
-            let size = count(&node);
-            self.anchors.insert(anchor, (node.clone(), size));
-        }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::List { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                key,
-                merges,
-                ..
-            }) => match key.take() {
-                None => {
-                    let Value::String(text) = node.value else {
-                        let what = key_text(&node.value);
-                        return Err(self.error(
-                            Some(node.at),
-                            format!("mapping key {what} is not a string; quote it"),
-                        ));
-                    };
-                    *key = Some((text, node.at));
-                }
-                Some((name, _)) if name == "<<" => merges.push(node),
-                Some((name, key_at)) => {
-                    if entries.contains_key(&name) {
-                        return Err(self.error(
-                            Some(key_at),
-                            format!("invalid YAML: duplicate key \"{name}\""),
-                        ));
-                    }
-                    entries.insert(name, Node { key_at, ..node });
-                }
-            },
-        }
-        Ok(())
+impl<'de> Deserialize<'de> for Yaml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Yaml, D::Error> {
+        d.deserialize_any(YamlVisitor)
     }
 }
 
-/// PyYAML's merge: the keys of a merged mapping (or of each in a list, earlier ones first)
-/// that the mapping does not set itself.
-fn merge_into(entries: &mut BTreeMap<String, Node>, merge: Node) -> Result<(), ConfigError> {
-    match merge.value {
-        Value::Map(map) => {
-            for (k, v) in map {
-                entries.entry(k).or_insert(v);
-            }
-            Ok(())
+/// Integers stay exact when they fit an i64; anything else becomes a float, as in Python.
+fn integer(i: impl TryInto<i64> + Copy + Into<i128>) -> Yaml {
+    i.try_into()
+        .map_or_else(|_| Yaml::Float(Into::<i128>::into(i) as f64), Yaml::Integer)
+}
+
+struct YamlVisitor;
+
+impl<'de> Visitor<'de> for YamlVisitor {
+    type Value = Yaml;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Yaml, E> {
+        Ok(Yaml::Null)
+    }
+    fn visit_none<E>(self) -> Result<Yaml, E> {
+        Ok(Yaml::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Yaml, D::Error> {
+        Yaml::deserialize(d)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Yaml, E> {
+        Ok(Yaml::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Yaml, E> {
+        Ok(Yaml::Integer(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Yaml, E> {
+        Ok(integer(u))
+    }
+    fn visit_i128<E>(self, i: i128) -> Result<Yaml, E> {
+        Ok(integer(i))
+    }
+    fn visit_u128<E>(self, u: u128) -> Result<Yaml, E> {
+        Ok(i128::try_from(u).map_or(Yaml::Float(u as f64), integer))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Yaml, E> {
+        Ok(Yaml::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Yaml, E> {
+        Ok(Yaml::String(s.to_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Yaml, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
         }
-        Value::List(items) => {
-            for item in items {
-                if !matches!(item.value, Value::Map(_)) {
-                    return Err(merge_error(&item));
-                }
-                merge_into(entries, item)?;
-            }
-            Ok(())
+        Ok(Yaml::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Yaml, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
         }
-        _ => Err(merge_error(&merge)),
+        Ok(Yaml::Map(entries))
     }
 }
 
-fn merge_error(node: &Node) -> ConfigError {
-    ConfigError::whole(
-        &node.origin.path,
-        format!(
-            "invalid YAML merge key: << takes a mapping or a list of mappings, not {}",
-            node.value.describe()
+/// The tree of `tree`. A value is placed where its text is: for a value that an alias or
+/// a merge key copies, that is its anchor's definition.
+fn node(
+    tree: Spanned<Yaml>,
+    key_at: Option<Position>,
+    text: &str,
+    origin: &Arc<SourceFile>,
+) -> Result<Node, ConfigError> {
+    let at = position(Some(tree.defined)).unwrap_or_default();
+    let value = match tree.value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::Integer(i),
+        Yaml::Float(f) => match overflowed(f, text, &tree.defined) {
+            Some(written) => Value::String(written.to_owned()),
+            None => Value::Float(f),
+        },
+        Yaml::String(s) => Value::String(s),
+        Yaml::List(items) => Value::List(
+            items
+                .into_iter()
+                .map(|item| node(item, None, text, origin))
+                .collect::<Result<_, _>>()?,
         ),
-    )
-    .at(Some(node.at))
+        Yaml::Map(entries) => {
+            let mut map = BTreeMap::new();
+            for (key, value) in entries {
+                let key_at = position(Some(key.defined));
+                let Yaml::String(name) = key.value else {
+                    let what = key_text(&key.value);
+                    return Err(ConfigError::whole(
+                        &origin.path,
+                        format!("mapping key {what} is not a string; quote it"),
+                    )
+                    .at(key_at));
+                };
+                map.insert(name, node(value, key_at, text, origin)?);
+            }
+            Value::Map(map)
+        }
+    };
+    Ok(Node {
+        value,
+        origin: Arc::clone(origin),
+        at,
+        key_at: key_at.unwrap_or(at),
+    })
 }
 
-/// How many values `node` holds, itself included: what an alias to it copies.
-fn count(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::List(items) => items.iter().map(count).sum(),
-        Value::Map(map) => map.values().map(count).sum(),
-        _ => 0,
+/// The text of a decimal too large for a float, which serde-saphyr makes infinite: PyYAML
+/// keeps it as text (YAML spells infinity `.inf`), and so did runner before.
+fn overflowed<'t>(f: f64, text: &'t str, at: &Location) -> Option<&'t str> {
+    if !f.is_infinite() {
+        return None;
+    }
+    let span = at.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let written = text.get(start..start + usize::try_from(span.byte_len()?).ok()?)?;
+    let spelt_inf = matches!(
+        written.trim_start_matches(['+', '-']),
+        ".inf" | ".Inf" | ".INF"
+    );
+    (!spelt_inf).then_some(written)
+}
+
+/// A known location (serde-saphyr's lines and columns count from 1, in characters).
+fn position(location: Option<Location>) -> Option<Position> {
+    let location = location.filter(|l| l.line() > 0)?;
+    Some(Position {
+        line: usize::try_from(location.line()).ok()?,
+        column: usize::try_from(location.column()).ok(),
+    })
+}
+
+/// The message of a YAML error, without the location the error shows up front.
+fn message(e: &Error) -> Cow<'static, str> {
+    let mut e = e.without_snippet();
+    while let Error::AliasError { error, .. } = e {
+        e = error;
+    }
+    match e {
+        Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("invalid YAML: duplicate key \"{key}\"").into()
+        }
+        Error::MultipleDocuments { .. } => {
+            "invalid YAML: a configuration file holds one document".into()
+        }
+        Error::UnsupportedTag { tag, .. } => format!("YAML tag {tag} is not supported").into(),
+        Error::MergeValueNotMapOrSeqOfMaps { .. } => {
+            "invalid YAML merge key: << takes a mapping or a list of mappings".into()
+        }
+        Error::UnknownAnchor { .. } => "invalid YAML: an alias names no anchor before it".into(),
+        Error::RecursiveReferencesRequireWeakTypes { .. } => {
+            "invalid YAML: an alias refers to a value that contains it".into()
+        }
+        Error::AliasReplayLimitExceeded { .. } => {
+            format!("invalid YAML: aliases copy more than {MAX_ALIAS_EVENTS} parser events").into()
+        }
+        other => format!(
+            "invalid YAML: {}",
+            serde_saphyr::UserMessageFormatter.format_message(other)
+        )
+        .into(),
     }
 }
 
-fn key_text(value: &Value) -> String {
+fn key_text(value: &Yaml) -> String {
     match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::List(_) => "of type list".to_owned(),
-        Value::Map(_) => "of type mapping".to_owned(),
-        Value::String(s) => format!("{s:?}"),
-    }
-}
-
-/// A plain scalar typed by the YAML 1.2 core schema: null, bool, integer (decimal, `0x`,
-/// `0o`, `0b`), float (`.inf`, `.nan` too), else text. A leading zero before digits
-/// (`0755`) is text, as YAML 1.2 says.
-fn plain(text: &str) -> Value {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
-    }
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let radix = [("0x", 16), ("0o", 8), ("0b", 2)]
-        .into_iter()
-        .find_map(|(prefix, radix)| unsigned.strip_prefix(prefix).map(|d| (d, radix)));
-    let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let leading_zero = unsigned.len() > 1
-        && unsigned.starts_with('0')
-        && unsigned.bytes().all(|b| b.is_ascii_digit());
-    let magnitude = match radix {
-        Some((digits, radix)) if digits_only(digits) => u128::from_str_radix(digits, radix).ok(),
-        Some(_) => None,
-        None if !leading_zero && unsigned.bytes().all(|b| b.is_ascii_digit()) => {
-            unsigned.parse::<u128>().ok()
-        }
-        None => None,
-    };
-    if let Some(m) = magnitude {
-        let signed = i128::try_from(m).map(|m| if negative { -m } else { m });
-        return match signed.ok().and_then(|i| i64::try_from(i).ok()) {
-            Some(i) => Value::Integer(i),
-            None => Value::Float(if negative { -(m as f64) } else { m as f64 }),
-        };
-    }
-    if radix.is_some() || leading_zero {
-        return Value::String(text.to_owned());
-    }
-    let sign = if negative { -1.0 } else { 1.0 };
-    match unsigned {
-        ".inf" | ".Inf" | ".INF" => return Value::Float(sign * f64::INFINITY),
-        ".nan" | ".NaN" | ".NAN" if text == unsigned => return Value::Float(f64::NAN),
-        _ => {}
-    }
-    let numeric = unsigned
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
-    match unsigned.parse::<f64>() {
-        Ok(f) if numeric && f.is_finite() && !unsigned.starts_with(['+', '-']) => {
-            Value::Float(sign * f)
-        }
-        _ => Value::String(text.to_owned()),
+        Yaml::Null => "null".to_owned(),
+        Yaml::Bool(b) => b.to_string(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Float(f) => f.to_string(),
+        Yaml::List(_) => "of type list".to_owned(),
+        Yaml::Map(_) => "of type mapping".to_owned(),
+        Yaml::String(s) => format!("{s:?}"),
     }
 }
 
@@ -392,14 +270,20 @@ mod tests {
             ("-2.5e1", "Float(-25.0)"),
             (".inf", "Float(inf)"),
             ("1e400", "String(\"1e400\")"),
+            ("-.inf", "Float(-inf)"),
+            (".nan", "Float(NaN)"),
             ("9223372036854775808", "Float(9.223372036854776e18)"),
             ("inf", "String(\"inf\")"),
             ("1_000", "String(\"1_000\")"),
             ("H/5 * * * *", "String(\"H/5 * * * *\")"),
             ("0x", "String(\"0x\")"),
             ("--1", "String(\"--1\")"),
+            ("'5'", "String(\"5\")"),
+            ("!!int 5", "Integer(5)"),
         ] {
-            assert_eq!(format!("{:?}", plain(text)), want, "{text:?}");
+            let node = parse(&format!("a: {text}\n"), &origin()).expect(text);
+            let got = format!("{:?}", at_path(&node, &["a"]).value);
+            assert_eq!(got, want, "{text:?}");
         }
     }
 
@@ -420,8 +304,10 @@ mod tests {
     #[test]
     fn aliases_copy_within_a_bound() {
         let node = parse("a: &x [1, 2]\nb: *x\n", &origin()).expect("alias");
-        let b = &at_path(&node, &["b"]).value;
-        assert!(matches!(b, Value::List(items) if items.len() == 2));
+        let b = at_path(&node, &["b"]);
+        assert!(matches!(&b.value, Value::List(items) if items.len() == 2));
+        // Where the copied text is.
+        assert_eq!((b.key_at, b.at), (pos(2, 1), pos(1, 7)));
 
         let mut laughs = String::from("a: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
@@ -437,7 +323,7 @@ mod tests {
     #[test]
     fn merge_keys_duplicates_and_documents() {
         let node = parse(
-            "base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  <<: [*b, *o]\n  x: 9\n",
+            "base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  x: 9\n  <<: [*b, *o]\n",
             &origin(),
         )
         .expect("merge");
@@ -446,9 +332,9 @@ mod tests {
         };
         let got: Vec<_> = m
             .iter()
-            .map(|(k, v)| format!("{k}={:?}", v.value))
+            .map(|(k, v)| format!("{k}={:?}@{}", v.value, v.at.line))
             .collect();
-        assert_eq!(got, ["x=Integer(9)", "y=Integer(2)", "z=Integer(4)"]);
+        assert_eq!(got, ["x=Integer(9)@4", "y=Integer(2)@1", "z=Integer(4)@2"]);
 
         let e = parse("a: 1\nb: 2\na: 3\n", &origin()).expect_err("duplicate");
         assert_eq!(
@@ -463,6 +349,9 @@ mod tests {
                 .starts_with("runner.yaml:2:7: invalid YAML merge key"),
             "{e}"
         );
+        let e = parse("jobs: [x\n", &origin()).expect_err("syntax");
+        assert!(e.to_string().starts_with("runner.yaml:1:7: invalid YAML: "));
+        assert!(!e.to_string().contains(" at line "), "{e}");
         assert!(matches!(
             parse("", &origin()).expect("empty").value,
             Value::Null
