@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
 use super::tree::{Format, Node, Value};
+use crate::config::names::check_daemon;
 use crate::config::near_miss::suggest;
 use crate::config::{ConfigError, ErrorKind, Scope, duration};
 
@@ -379,24 +380,49 @@ impl De<'_, '_> {
     /// A key no field names: an error when it is a near miss of one, else a warning.
     fn unknown(&self, key: &str, node: &Node, fields: &[&'static str]) -> Result<(), DeError> {
         let suggestion = suggest(key, fields);
-        let error = ConfigError::new(
-            &node.origin.path,
-            self.ctx.scope.clone(),
-            ErrorKind::UnknownKey {
-                key: format!("{}{key}", self.prefix),
-                suggestion,
-            },
-        )
-        .at(Some(node.key_at));
-        if suggestion.is_some() {
-            return Err(DeError::Located(error));
+        let error = self
+            .ctx
+            .unknown(format!("{}{key}", self.prefix), node, suggestion);
+        match suggestion {
+            Some(_) => Err(DeError::Located(error)),
+            None => {
+                self.ctx.ignored(error);
+                Ok(())
+            }
         }
-        self.ctx
-            .warnings
-            .borrow_mut()
-            .push(format!("{error}, ignored (dsari ignores it too)"));
-        Ok(())
     }
+}
+
+impl Ctx<'_> {
+    /// The error for `key`, set at `node`, that no field names.
+    pub(crate) fn unknown(
+        &self,
+        key: String,
+        node: &Node,
+        suggestion: Option<&'static str>,
+    ) -> ConfigError {
+        let kind = ErrorKind::UnknownKey { key, suggestion };
+        ConfigError::new(&node.origin.path, self.scope.clone(), kind).at(Some(node.key_at))
+    }
+
+    /// Warns about a key that is ignored, as dsari ignores it.
+    pub(crate) fn ignored(&self, error: ConfigError) {
+        let warning = format!("{error}, ignored (dsari ignores it too)");
+        self.warnings.borrow_mut().push(warning);
+    }
+}
+
+/// The name of the job or group `node` is the value of, checked as dsari checks it; an
+/// error is at the name.
+pub(crate) fn check_name(name: &str, node: &Node, scope: &Scope) -> Result<(), ConfigError> {
+    check_daemon(name).map_err(|reason| {
+        ConfigError::new(
+            &node.origin.path,
+            scope.clone(),
+            ErrorKind::InvalidName { reason },
+        )
+        .at(Some(node.key_at))
+    })
 }
 
 struct Items<'a, 'b, 'w> {

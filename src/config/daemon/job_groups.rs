@@ -26,36 +26,22 @@ pub(crate) fn build_jobs(
             name: name.clone(),
             group: None,
         };
-        check_name(name, node, &scope)?;
-        let keys: JobKeys = de::read(
-            node,
-            "jobs",
-            &Ctx {
-                scope: scope.clone(),
-                warnings,
-            },
-        )?;
+        de::check_name(name, node, &scope)?;
+        let ctx = Ctx {
+            scope: scope.clone(),
+            warnings,
+        };
+        let keys: JobKeys = de::read(node, "jobs", &ctx)?;
         if let Some(names) = de::entry(node, "job_names").filter(|_| keys.job_names.is_some()) {
             // As dsari does with any key it does not know in a job.
-            let error = ConfigError::new(
-                &names.origin.path,
-                scope.clone(),
-                ErrorKind::UnknownKey {
-                    key: "job_names".to_owned(),
-                    suggestion: None,
-                },
-            )
-            .at(Some(names.key_at));
-            warnings
-                .borrow_mut()
-                .push(format!("{error}, ignored (dsari ignores it too)"));
+            ctx.ignored(ctx.unknown("job_names".to_owned(), names, None));
         }
         out.insert(name.clone(), build_job(name.clone(), keys, node, &scope)?);
     }
     let mut group_of: BTreeMap<String, String> = BTreeMap::new();
     for (group, node) in de::mapping(job_groups, "job_groups")? {
         let scope = Scope::JobGroup(group.clone());
-        check_name(group, node, &scope)?;
+        de::check_name(group, node, &scope)?;
         let template: JobKeys = de::read(
             node,
             "job_groups",
@@ -114,17 +100,6 @@ pub(crate) fn build_jobs(
         }
     }
     Ok(out)
-}
-
-fn check_name(name: &str, node: &Node, scope: &Scope) -> Result<(), ConfigError> {
-    check_daemon(name).map_err(|reason| {
-        ConfigError::new(
-            &node.origin.path,
-            scope.clone(),
-            ErrorKind::InvalidName { reason },
-        )
-        .at(Some(node.key_at))
-    })
 }
 
 /// For tests: builds the jobs of a YAML document with `jobs` and `job_groups` at the top.

@@ -17,8 +17,7 @@ use super::job::Job;
 use super::job_groups::build_jobs;
 use super::source;
 use super::tree::{Node, Value};
-use crate::config::error::{ConfigError, ErrorKind, Scope};
-use crate::config::names::check_daemon;
+use crate::config::error::{ConfigError, Scope};
 
 /// A loaded, checked daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,14 +251,7 @@ fn declared_groups(
     let mut out = BTreeMap::new();
     for (name, node) in de::mapping(node, "concurrency_groups")? {
         let scope = Scope::ConcurrencyGroup(name.clone());
-        if let Err(reason) = check_daemon(name) {
-            return Err(ConfigError::new(
-                &node.origin.path,
-                scope,
-                ErrorKind::InvalidName { reason },
-            )
-            .at(Some(node.key_at)));
-        }
+        de::check_name(name, node, &scope)?;
         let ctx = Ctx {
             scope: scope.clone(),
             warnings,
