@@ -2,7 +2,8 @@
 //!
 //! YAML and JSON are read into the same small tree, because after config.d merging the keys
 //! of one job may come from several files, and an error must name the file, line and column
-//! that set the key. serde's own `Value` types keep neither, hence this one.
+//! that set the key. serde's own `Value` types keep neither, hence this one. Both syntaxes
+//! are read into it by `yaml` (JSON is YAML), JSON once serde_json has found it valid.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
