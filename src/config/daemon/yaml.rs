@@ -1,5 +1,4 @@
-//! YAML text into the configuration tree, with the line and column of every key and value;
-//! JSON text too, once serde_json has found it valid, since YAML reads JSON.
+//! YAML text into the configuration tree, with the line and column of every key and value.
 //!
 //! serde-saphyr reads the YAML: the syntax, the YAML 1.2 core schema for plain scalars (as
 //! serde_yaml typed them, which runner used before), anchors and aliases with a bound on
@@ -14,12 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{
-    DuplicateKeyPolicy, Error, Location, MergeKeyPolicy, MessageFormatter, NonFiniteFloatPolicy,
-    Spanned,
-};
+use serde_saphyr::{Error, Location, MessageFormatter, NonFiniteFloatPolicy, Spanned};
 
-use super::tree::{Format, Node, SourceFile, Value};
+use super::tree::{Node, SourceFile, Value};
 use crate::config::{ConfigError, Position};
 
 /// At most this many parser events (a scalar is one, a list or mapping two) may be copied
@@ -27,10 +23,9 @@ use crate::config::{ConfigError, Position};
 /// 100,000 values allowed before, and a little more, so no file that loaded then is refused.
 const MAX_ALIAS_EVENTS: usize = 250_000;
 
-/// Parses one YAML document, or a JSON text serde_json has found valid, into a tree tagged
-/// with `origin`; an empty file is null.
+/// Parses one YAML document into a tree tagged with `origin`; an empty file is null.
 pub(super) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, ConfigError> {
-    let mut options = serde_saphyr::options! {
+    let options = serde_saphyr::options! {
         // Size and depth are bounded before parsing (`source`, `nesting`); the budget's
         // other caps (aliases per anchor) would refuse one template shared by many jobs.
         budget: None,
@@ -45,18 +40,8 @@ pub(super) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, Config
             max_total_replayed_events: MAX_ALIAS_EVENTS,
         },
     };
-    let syntax = match origin.format {
-        Format::Yaml => "YAML",
-        // JSON as serde_json reads it: the last of duplicate keys wins, `<<` is a key.
-        Format::Json => {
-            options.duplicate_keys = DuplicateKeyPolicy::LastWins;
-            options.merge_keys = MergeKeyPolicy::AsOrdinary;
-            "JSON"
-        }
-    };
-    let tree: Spanned<Yaml> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        ConfigError::whole(&origin.path, message(&e, syntax)).at(position(e.location()))
-    })?;
+    let tree: Spanned<Yaml> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| ConfigError::whole(&origin.path, message(&e)).at(position(e.location())))?;
     node(tree, None, text, origin)
 }
 
@@ -212,7 +197,7 @@ fn position(location: Option<Location>) -> Option<Position> {
 }
 
 /// The message of a YAML error, without the location the error shows up front.
-fn message(e: &Error, syntax: &str) -> Cow<'static, str> {
+fn message(e: &Error) -> Cow<'static, str> {
     let mut e = e.without_snippet();
     while let Error::AliasError { error, .. } = e {
         e = error;
@@ -236,7 +221,7 @@ fn message(e: &Error, syntax: &str) -> Cow<'static, str> {
             format!("invalid YAML: aliases copy more than {MAX_ALIAS_EVENTS} parser events").into()
         }
         other => format!(
-            "invalid {syntax}: {}",
+            "invalid YAML: {}",
             serde_saphyr::UserMessageFormatter.format_message(other)
         )
         .into(),
@@ -258,7 +243,7 @@ fn key_text(value: &Yaml) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::daemon::tree::{at_path, pos};
+    use crate::config::daemon::tree::{Format, at_path, pos};
     use std::path::PathBuf;
 
     fn origin() -> Arc<SourceFile> {
