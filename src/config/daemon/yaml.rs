@@ -13,7 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Error, Location, MessageFormatter, NonFiniteFloatPolicy, Spanned};
+use serde_saphyr::{
+    DuplicateKeyPolicy, Error, Location, MessageFormatter, NonFiniteFloatPolicy, Spanned,
+};
 
 use super::tree::{Node, SourceFile, Value};
 use crate::config::{ConfigError, Position};
@@ -35,6 +37,9 @@ pub(super) fn parse(text: &str, origin: &Arc<SourceFile>) -> Result<Node, Config
         underscored_numbers_as_strings: true,
         non_finite_float_policy: NonFiniteFloatPolicy::PassThrough,
         reject_unsupported_tags: true,
+        // Duplicate keys are refused below, where the key's place is known; serde-saphyr's
+        // own check hashes every key a second time.
+        duplicate_keys: DuplicateKeyPolicy::PassThrough,
         with_snippet: false,
         alias_limits: serde_saphyr::alias_limits! {
             max_total_replayed_events: MAX_ALIAS_EVENTS,
@@ -158,6 +163,10 @@ fn node(
                     )
                     .at(key_at));
                 };
+                if map.contains_key(&name) {
+                    let message = format!("invalid YAML: duplicate key \"{name}\"");
+                    return Err(ConfigError::whole(&origin.path, message).at(key_at));
+                }
                 map.insert(name, node(value, key_at, text, origin)?);
             }
             Value::Map(map)
@@ -203,9 +212,6 @@ fn message(e: &Error) -> Cow<'static, str> {
         e = error;
     }
     match e {
-        Error::DuplicateMappingKey { key: Some(key), .. } => {
-            format!("invalid YAML: duplicate key \"{key}\"").into()
-        }
         Error::MultipleDocuments { .. } => {
             "invalid YAML: a configuration file holds one document".into()
         }
