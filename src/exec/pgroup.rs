@@ -8,19 +8,19 @@
 //! `PR_SET_PDEATHSIG` is not enough for "a `kill -9` of runner leaves no task behind": it
 //! only reaches the direct child, and it fires when the spawning *thread* exits, which
 //! with parallel tasks is not runner's death. Instead, a tiny forked guardian process
-//! holds the read end of a pipe and learns the groups runner starts and reaps. When the
-//! pipe reaches end-of-file, runner is gone (however it died): the guardian sends SIGTERM
-//! to every group still listed, waits the grace time, sends SIGKILL, removes runner's
-//! scratch directory (which a `kill -9` would otherwise leak) and exits.
+//! holds the read end of a pipe, and shares with runner a table (see [`Table`]) of the
+//! groups runner starts and has not reaped yet. When the pipe reaches end-of-file, runner
+//! is gone (however it died): the guardian sends SIGTERM to every group still listed,
+//! waits the grace time, sends SIGKILL, removes runner's scratch directory (which a
+//! `kill -9` would otherwise leak) and exits.
 //!
 //! A group is not all of a task: a child that calls `setsid` (or a daemon that double
 //! forks into a new session) leaves it, and once runner is dead nothing links it to the
 //! task any more. So every attempt also carries a mark in its environment,
 //! [`MARK_VAR`]`=NONCE-SEQ` (the nonce random per guardian, the sequence number per
 //! attempt; after the marks of enclosing runners, comma-separated), which its
-//! descendants inherit whatever group or session they move to. The
-//! guardian learns which marks are live as it learns groups; when runner dies it also
-//! signals every process whose `/proc/PID/environ` carries a live mark, and sweeps again
+//! descendants inherit whatever group or session they move to. The live marks are
+//! listed in the same table; when runner dies the guardian also signals every process whose `/proc/PID/environ` carries a live mark, and sweeps again
 //! after the SIGKILL until no such process is left. A kept leftover's attempt is
 //! forgotten when the attempt ends, so it survives runner as it always did.
 //!
@@ -30,11 +30,12 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -142,9 +143,45 @@ const MARK_PREFIX: &[u8] = b"RUNNER_ATTEMPT_TOKEN=";
 /// kills what the previous one missed (a process forked while the sweep ran).
 const KILL_SWEEPS: usize = 200;
 
-/// The mark of one attempt, handed back to [`Guardian::unmark`] when it ended.
+/// The mark of one attempt, handed back to [`Guardian::unmark`] when it ended: the slot
+/// of the table that lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Mark(u32);
+pub(crate) struct Mark(usize);
+
+/// A slot of the guardian's table of groups, reserved for one attempt before its spawn;
+/// the child writes its pid there (its group's id) before it execs. Handed back to
+/// [`Guardian::forget`] once runner has reaped the group.
+#[derive(Debug)]
+pub(crate) struct GroupSlot<'a> {
+    cell: &'a AtomicI32,
+}
+
+impl GroupSlot<'_> {
+    /// The cell the child of [`spawn_process`] stores its pid in.
+    pub(crate) fn cell(&self) -> &AtomicI32 {
+        self.cell
+    }
+}
+
+/// What the guardian watches, in memory runner shares with it (`MAP_SHARED`, mapped
+/// before the fork): the groups (pids, 0 when free, [`RESERVED`] between a reservation
+/// and the child's store) and the marks' sequence numbers (0 when free). runner and its
+/// spawning children write it with atomic stores; the guardian reads it once runner is
+/// gone. No message per attempt goes through the pipe, so listing and forgetting an
+/// attempt costs no system call and never wakes the guardian.
+///
+/// Reading it only after the end-of-file is as safe as the messages were: the pipe ends
+/// when the last copy of its write end closes, and a child between its clone and its
+/// exec holds one (close-on-exec), so every store that runner or a child made before it
+/// died or exec'd is in the table by then.
+#[repr(C)]
+struct Table {
+    groups: [AtomicI32; GUARDIAN_SLOTS],
+    marks: [AtomicU32; GUARDIAN_SLOTS],
+}
+
+/// A group slot taken by a spawn under way, whose child has not stored its pid yet.
+const RESERVED: i32 = -1;
 
 /// The handle runner keeps on its guardian process. Dropping it (or runner dying) closes
 /// the pipe, which tells the guardian to clean up whatever is still listed.
@@ -152,11 +189,19 @@ pub(crate) struct Mark(u32);
 pub(crate) struct Guardian {
     pipe: Option<File>,
     pid: i32,
+    /// The table shared with the guardian; null without one.
+    table: *const Table,
     /// The random half of every mark this guardian knows.
     nonce: u64,
     /// The next attempt's sequence number.
     next: AtomicU32,
 }
+
+// SAFETY: the table is only accessed through atomics, and the mapping lives as long as
+// the handle (it is unmapped in `drop`, once the guardian is reaped).
+unsafe impl Send for Guardian {}
+// SAFETY: as above.
+unsafe impl Sync for Guardian {}
 
 impl Drop for Guardian {
     /// Closes the pipe and reaps the guardian, which exits at once when no group is
@@ -164,6 +209,13 @@ impl Drop for Guardian {
     fn drop(&mut self) {
         if self.pipe.take().is_some() {
             let _ = waitpid(Pid::from_raw(self.pid), None);
+        }
+        if !self.table.is_null() {
+            // SAFETY: the mapping was made by `map_table` with this size, and nothing
+            // refers to it any more (slots borrow the guardian, which is being dropped).
+            unsafe {
+                libc::munmap(self.table.cast_mut().cast(), std::mem::size_of::<Table>());
+            }
         }
     }
 }
@@ -174,8 +226,9 @@ impl Guardian {
         Guardian {
             pipe: None,
             pid: 0,
+            table: std::ptr::null(),
             nonce: 0,
-            next: AtomicU32::new(0),
+            next: AtomicU32::new(1),
         }
     }
 
@@ -184,12 +237,24 @@ impl Guardian {
     pub(crate) fn start(grace: Duration, scratch: Option<&Path>) -> Guardian {
         let scratch = scratch.and_then(|p| CString::new(p.as_os_str().as_bytes()).ok());
         let nonce = rand::random::<u64>();
-        match fork_guardian(grace, scratch.as_ref(), nonce) {
-            Ok((pipe, pid)) => Guardian {
+        let started = map_table().and_then(|table| {
+            // SAFETY: the mapping is fresh, zeroed and of the table's size.
+            match fork_guardian(grace, scratch.as_ref(), nonce, unsafe { &*table }) {
+                Ok(forked) => Ok((forked, table)),
+                Err(e) => {
+                    // SAFETY: nothing else has seen the mapping.
+                    unsafe { libc::munmap(table.cast_mut().cast(), std::mem::size_of::<Table>()) };
+                    Err(e)
+                }
+            }
+        });
+        match started {
+            Ok(((pipe, pid), table)) => Guardian {
                 pipe: Some(pipe),
                 pid,
+                table,
                 nonce,
-                next: AtomicU32::new(0),
+                next: AtomicU32::new(1),
             },
             Err(e) => {
                 log::warn!(
@@ -200,9 +265,28 @@ impl Guardian {
         }
     }
 
-    /// Removes a group that runner has reaped itself.
-    pub(crate) fn forget(&self, group: ProcessGroup) {
-        self.send(b'-', group);
+    fn table(&self) -> Option<&Table> {
+        // SAFETY: non-null only when mapped by `start`, unmapped only in `drop`.
+        (!self.table.is_null()).then(|| unsafe { &*self.table })
+    }
+
+    /// Reserves the slot an attempt's group is listed in; its child fills it in before
+    /// it execs. `None` without a guardian, or (with a warning) when the table is full.
+    pub(crate) fn reserve(&self) -> Option<GroupSlot<'_>> {
+        let table = self.table()?;
+        let cell = table.groups.iter().find(|cell| {
+            cell.compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        if cell.is_none() {
+            log::warn!("the guardian's table is full; a task may outlive a killed runner");
+        }
+        cell.map(|cell| GroupSlot { cell })
+    }
+
+    /// Removes a group that runner has reaped itself (or whose spawn failed).
+    pub(crate) fn forget(&self, slot: GroupSlot<'_>) {
+        slot.cell.store(0, Ordering::Release);
     }
 
     /// Marks the environment of `cmd` as one attempt's and lists the mark, before the
@@ -213,8 +297,21 @@ impl Guardian {
     /// is a daemon's chain job) is kept in front of this one, comma-separated, so the
     /// outer guardian also finds what this attempt starts.
     pub(crate) fn mark(&self, cmd: &mut Command) -> Option<Mark> {
-        self.pipe.as_ref()?;
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let table = self.table()?;
+        // 0 marks a free slot, so no attempt has the sequence number 0.
+        let seq = loop {
+            let seq = self.next.fetch_add(1, Ordering::Relaxed);
+            if seq != 0 {
+                break seq;
+            }
+        };
+        let Some(slot) = table.marks.iter().position(|cell| {
+            cell.compare_exchange(0, seq, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            log::warn!("the guardian's table is full; a task may outlive a killed runner");
+            return None;
+        };
         let own = format!("{:016x}-{seq}", self.nonce);
         let outer = cmd
             .get_envs()
@@ -227,37 +324,35 @@ impl Guardian {
             Some(outer) => cmd.env(MARK_VAR, format!("{outer},{own}")),
             None => cmd.env(MARK_VAR, own),
         };
-        self.send_raw(b'a', seq.to_le_bytes());
-        Some(Mark(seq))
+        Some(Mark(slot))
     }
 
     /// Takes back a mark once its attempt has ended: what it left behind and runner
     /// kept is no longer the guardian's to stop.
     pub(crate) fn unmark(&self, mark: Mark) {
-        self.send_raw(b'f', mark.0.to_le_bytes());
-    }
-
-    fn send(&self, op: u8, group: ProcessGroup) {
-        self.send_raw(op, group.0.to_le_bytes());
-    }
-
-    fn send_raw(&self, op: u8, value: [u8; 4]) {
-        if let Some(mut pipe) = self.pipe.as_ref() {
-            let mut message = [op, 0, 0, 0, 0];
-            message[1..].copy_from_slice(&value);
-            // Five bytes are below PIPE_BUF, so the write is atomic even with parallel
-            // tasks writing from several threads. A dead guardian only costs the cleanup.
-            let _ = pipe.write_all(&message);
+        if let Some(table) = self.table() {
+            table.marks[mark.0].store(0, Ordering::Release);
         }
     }
 }
 
-impl Guardian {
-    /// The pipe a task's child writes its own listing to before it execs (see
-    /// `spawn.rs`); `None` without a guardian.
-    pub(crate) fn fd(&self) -> Option<RawFd> {
-        self.pipe.as_ref().map(|p| p.as_raw_fd())
+/// The table shared with the guardian: anonymous shared memory, zeroed by the kernel.
+fn map_table() -> io::Result<*const Table> {
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let table = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<Table>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if table == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
     }
+    Ok(table.cast_const().cast())
 }
 
 /// Stack of the child between `clone` and `exec`: it only makes a few system calls.
@@ -289,19 +384,83 @@ struct ChildArgs {
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     stdio: [RawFd; 3],
-    guardian: RawFd,
+    /// The guardian's slot for the child's group, or null.
+    listing: *const AtomicI32,
+    /// The signals to give back their default action (see [`Dispositions`]).
+    dispositions: Dispositions,
     error: RawFd,
+}
+
+/// Which signals the child of [`spawn_process`] must give back their default action
+/// before it unblocks signals: those with one of runner's handlers, which would
+/// otherwise run in the child, in runner's memory, should such a signal arrive before the
+/// exec (the exec itself resets handled signals; only ignored ones stay ignored, as they
+/// should). Bits by signal number.
+#[derive(Debug, Clone, Copy)]
+struct Dispositions {
+    /// Signals seen with a handler: reset without asking.
+    handled: u64,
+    /// Signals runner may give a handler later (or only in some modes): asked, and reset
+    /// when they have one.
+    maybe: u64,
+}
+
+/// The signals runner's own code or std may handle; see [`dispositions`].
+const MAYBE_HANDLED: [libc::c_int; 11] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCHLD,
+    libc::SIGALRM,
+    libc::SIGWINCH,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+];
+
+/// The signals handled now, read once (one `sigaction` per signal), and the ones runner's
+/// code may handle later. Resetting every signal in each child, as it was done, cost some
+/// seventy system calls per task; a handler installed after the first spawn for a signal
+/// outside [`MAYBE_HANDLED`] (runner has none) would not be reset.
+fn dispositions() -> Dispositions {
+    static SEEN: OnceLock<u64> = OnceLock::new();
+    let handled = *SEEN.get_or_init(|| {
+        let mut handled = 0u64;
+        for sig in 1..=libc::SIGRTMAX().min(64) {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: sigaction only reads the disposition into a local struct.
+            let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut current) } == 0
+                && current.sa_sigaction != libc::SIG_DFL
+                && current.sa_sigaction != libc::SIG_IGN
+            {
+                handled |= 1 << (sig - 1);
+            }
+        }
+        handled
+    });
+    let maybe = MAYBE_HANDLED
+        .iter()
+        .fold(0u64, |bits, &sig| bits | 1 << (sig - 1));
+    Dispositions {
+        handled,
+        maybe: maybe & !handled,
+    }
 }
 
 /// Starts `plan` as a new process that leads its own process group, with `stdio`
 /// (`None` keeps runner's descriptor) as fds 0-2, and returns its pid once it has exec'd.
-/// Before the exec the child writes `+pid` to `guardian`, so the guardian knows the group
-/// before the program runs. A failure before or at the exec (a missing program, a
+/// Before the exec the child stores its pid in `listing` (a guardian's slot), so the
+/// guardian knows the group before the program runs. A failure before or at the exec (a missing program, a
 /// working directory that is gone) is returned as that error, the child reaped.
 pub(crate) fn spawn_process(
     plan: &ExecPlan,
     stdio: [Option<RawFd>; 3],
-    guardian: Option<RawFd>,
+    listing: Option<&AtomicI32>,
 ) -> io::Result<i32> {
     let paths: Vec<*const libc::c_char> = plan.paths.iter().map(|p| p.as_ptr()).collect();
     let argv: Vec<*const libc::c_char> = plan
@@ -328,7 +487,8 @@ pub(crate) fn spawn_process(
         envp: plan.envp.as_ptr(),
         cwd: plan.cwd.map_or(std::ptr::null(), |c| c.as_ptr()),
         stdio: stdio.map(|fd| fd.unwrap_or(-1)),
-        guardian: guardian.unwrap_or(-1),
+        listing: listing.map_or(std::ptr::null(), std::ptr::from_ref),
+        dispositions: dispositions(),
         error: error_write.as_raw_fd(),
     };
     // Not zeroed: the child only pushes onto it.
@@ -371,15 +531,13 @@ pub(crate) fn spawn_process(
     };
     drop(stack);
     if n == 4 {
-        let _ = wait_for(pid, true);
-        // The child may have listed itself before the exec failed: take it back, or the
-        // guardian would one day signal whatever group reuses the pid.
-        if let Some(guardian) = guardian {
-            let pid = pid.to_le_bytes();
-            // SAFETY: a five-byte write from the stack to the guardian's pipe, which the
-            // caller keeps open for the call.
-            unsafe { write_all(guardian, &[b'-', pid[0], pid[1], pid[2], pid[3]]) };
+        // The child may have listed itself before the exec failed: take it back before
+        // the pid is free again, or the guardian could one day signal whatever group
+        // reuses it. The slot stays reserved for its owner, who forgets it.
+        if let Some(listing) = listing {
+            listing.store(RESERVED, Ordering::Release);
         }
+        let _ = wait_for(pid, true);
         return Err(io::Error::from_raw_os_error(i32::from_le_bytes(report)));
     }
     Ok(pid)
@@ -395,19 +553,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // async-signal-safe and works on descriptors and memory that `spawn_process` set up.
     unsafe {
         let args = &*arg.cast::<ChildArgs>();
-        // runner's handlers must not run here, in its memory: back to the default,
-        // except what is ignored (which stays ignored across exec, as with std).
-        let mut current: libc::sigaction = std::mem::zeroed();
+        // runner's handlers must not run here, in its memory: back to the default.
+        // What is ignored stays ignored across exec, as with std.
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
-                && current.sa_sigaction != libc::SIG_DFL
-                && current.sa_sigaction != libc::SIG_IGN
-            {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        let Dispositions { handled, maybe } = args.dispositions;
+        for sig in 1..=64 {
+            let bit = 1u64 << (sig - 1);
+            let reset = handled & bit != 0
+                || (maybe & bit != 0
+                    && libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                    && current.sa_sigaction != libc::SIG_DFL
+                    && current.sa_sigaction != libc::SIG_IGN);
+            if reset {
                 libc::sigaction(sig, &default, std::ptr::null_mut());
             }
         }
@@ -433,16 +592,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
             fail(*libc::__errno_location());
         }
-        if args.guardian >= 0 {
-            // SIGPIPE is blocked and ignored here: a dead guardian only fails the write.
-            let pid = libc::getpid().to_le_bytes();
-            write_all(args.guardian, &[b'+', pid[0], pid[1], pid[2], pid[3]]);
+        if let Some(listing) = args.listing.as_ref() {
+            // Shared memory, which the guardian reads once runner is gone: this child
+            // holds a copy of the guardian's pipe until it execs, so that is after this.
+            listing.store(libc::getpid(), Ordering::Release);
         }
-        // std gives programs SIGPIPE at its default; setting it to ignored first drops
-        // one a failed write above left pending, which would otherwise kill the child.
-        let mut ignore: libc::sigaction = std::mem::zeroed();
-        ignore.sa_sigaction = libc::SIG_IGN;
-        libc::sigaction(libc::SIGPIPE, &ignore, std::ptr::null_mut());
+        // std gives programs SIGPIPE at its default (runner ignores it).
         libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
@@ -540,6 +695,7 @@ fn fork_guardian(
     grace: Duration,
     scratch: Option<&CString>,
     nonce: u64,
+    table: &Table,
 ) -> io::Result<(File, i32)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
@@ -561,7 +717,7 @@ fn fork_guardian(
         }
         0 => {
             // SAFETY: we are the freshly forked child; see `guard`.
-            unsafe { guard(read_end, write_end, grace, scratch, nonce) }
+            unsafe { guard(read_end, write_end, grace, scratch, nonce, table) }
         }
         pid => {
             super::reaper::add_helper(pid);
@@ -584,6 +740,7 @@ unsafe fn guard(
     grace: Duration,
     scratch: Option<&CString>,
     nonce: u64,
+    table: &Table,
 ) -> ! {
     // SAFETY: only async-signal-safe libc calls on descriptors and memory this freshly
     // forked process owns (see the function's contract).
@@ -621,51 +778,34 @@ unsafe fn guard(
             Some((parent, start)) => (parent, start),
             None => (libc::getppid(), 0),
         };
-        let mut groups = [0i32; GUARDIAN_SLOTS];
-        let mut count = 0usize;
-        let mut marks = [0u32; GUARDIAN_SLOTS];
-        let mut marked = 0usize;
-        let mut buf = [0u8; 5 * 64];
-        let mut have = 0usize;
+        // runner writes nothing: the pipe only ends when runner is gone.
+        let mut buf = [0u8; 64];
         loop {
-            let n = libc::read(3, buf.as_mut_ptr().add(have).cast(), buf.len() - have);
+            let n = libc::read(3, buf.as_mut_ptr().cast(), buf.len());
             if n == 0 {
                 break;
             }
-            if n < 0 {
-                if *libc::__errno_location() == libc::EINTR {
-                    continue;
-                }
+            if n < 0 && *libc::__errno_location() != libc::EINTR {
                 break;
             }
-            have += n as usize;
-            let whole = have - have % 5;
-            for message in buf[..whole].chunks_exact(5) {
-                let value = [message[1], message[2], message[3], message[4]];
-                let pgid = i32::from_le_bytes(value);
-                if message[0] == b'a' {
-                    if marked < GUARDIAN_SLOTS {
-                        marks[marked] = u32::from_le_bytes(value);
-                        marked += 1;
-                    }
-                } else if message[0] == b'f' {
-                    let seq = u32::from_le_bytes(value);
-                    if let Some(i) = marks[..marked].iter().position(|&m| m == seq) {
-                        marks[i] = marks[marked - 1];
-                        marked -= 1;
-                    }
-                } else if message[0] == b'+' {
-                    if count < GUARDIAN_SLOTS {
-                        groups[count] = pgid;
-                        count += 1;
-                    }
-                } else if let Some(i) = groups[..count].iter().position(|&g| g == pgid) {
-                    groups[i] = groups[count - 1];
-                    count -= 1;
-                }
+        }
+        let mut groups = [0i32; GUARDIAN_SLOTS];
+        let mut count = 0usize;
+        for cell in &table.groups {
+            let pgid = cell.load(Ordering::Acquire);
+            if pgid > 0 {
+                groups[count] = pgid;
+                count += 1;
             }
-            buf.copy_within(whole..have, 0);
-            have -= whole;
+        }
+        let mut marks = [0u32; GUARDIAN_SLOTS];
+        let mut marked = 0usize;
+        for cell in &table.marks {
+            let seq = cell.load(Ordering::Acquire);
+            if seq != 0 {
+                marks[marked] = seq;
+                marked += 1;
+            }
         }
         if count > 0 || marked > 0 {
             let mut prefix = [0u8; 64];

@@ -193,9 +193,12 @@ pub(crate) struct Tracker {
     leader: i32,
 }
 
-/// Spawns `cmd` (see `spawn.rs`; the child lists its group on `guardian`) and starts
-/// tracking its processes.
-pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, Tracker)> {
+/// Spawns `cmd` (see `spawn.rs`; the child lists its group in `listing`, a guardian's
+/// slot) and starts tracking its processes.
+pub(crate) fn spawn(
+    cmd: &Command,
+    listing: Option<&std::sync::atomic::AtomicI32>,
+) -> io::Result<(Child, Tracker)> {
     // Until the child is listed below, whoever looks at runner's children waits for it
     // (see `settle`); other threads spawn, reap and look up members meanwhile.
     let spawn_id = with(|r| {
@@ -203,7 +206,7 @@ pub(crate) fn spawn(cmd: &Command, guardian: Option<i32>) -> io::Result<(Child, 
         r.in_flight.insert(r.next_spawn);
         r.next_spawn
     });
-    let spawned = spawn::spawn(cmd, guardian);
+    let spawned = spawn::spawn(cmd, listing);
     let since = spawned.as_ref().ok().and_then(|child| {
         let leader = child.id() as i32;
         std::fs::read_to_string(format!("/proc/{leader}/stat"))

@@ -26,6 +26,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, ExitStatus};
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicI32;
 
 use super::pgroup::{self, ExecPlan};
 
@@ -314,9 +315,9 @@ impl Child {
 }
 
 /// Starts `cmd` with stdin from `/dev/null`, leading a new process group that the child
-/// itself lists with the guardian through `guardian_fd` (when there is one) before it
-/// execs. Returns once the program runs, or with the reason it could not.
-pub(crate) fn spawn(cmd: &Command, guardian_fd: Option<i32>) -> io::Result<Child> {
+/// itself lists with the guardian in `listing` (a guardian's slot, when there is one)
+/// before it execs. Returns once the program runs, or with the reason it could not.
+pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Child> {
     let prepared = cmd.plan()?;
     let plan = ExecPlan {
         paths: &prepared.paths,
@@ -344,7 +345,7 @@ pub(crate) fn spawn(cmd: &Command, guardian_fd: Option<i32>) -> io::Result<Child
                 _ => None,
             }),
     ];
-    let pid = pgroup::spawn_process(&plan, stdio, guardian_fd)?;
+    let pid = pgroup::spawn_process(&plan, stdio, listing)?;
     // The child has exec'd (or failed): runner's copies of the write ends go.
     drop(stdout_fd);
     drop(stderr_fd);
@@ -373,33 +374,17 @@ mod tests {
 
     use super::*;
 
-    /// Reads what is in the pipe now, without waiting.
-    fn pending(pipe: &OwnedFd) -> Vec<u8> {
-        let fd = pipe.try_clone().expect("dup");
-        nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .expect("nonblocking");
-        let mut buf = Vec::new();
-        let _ = File::from(fd).read_to_end(&mut buf);
-        buf
-    }
-
     #[test]
     fn the_child_lists_its_group_before_its_program_runs() {
-        // Nothing but the child writes to this "guardian" pipe, and spawn returns only
+        // Nothing but the child writes to this "guardian" slot, and spawn returns only
         // once the program runs: the listing must already be there, naming the child,
         // which leads its own group.
-        let (read, write) = pgroup::pipe().expect("pipe");
+        let slot = AtomicI32::new(-1);
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "exec sleep 5"]);
-        let mut child = spawn(&cmd, Some(write.as_raw_fd())).expect("spawn");
-        let listed = pending(&read);
+        let mut child = spawn(&cmd, Some(&slot)).expect("spawn");
         let pid = child.id() as i32;
-        let mut expected = vec![b'+'];
-        expected.extend_from_slice(&pid.to_le_bytes());
-        assert_eq!(listed, expected);
+        assert_eq!(slot.load(std::sync::atomic::Ordering::Acquire), pid);
         assert_eq!(
             nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok(),
             Some(nix::unistd::Pid::from_raw(pid))
@@ -424,13 +409,39 @@ mod tests {
 
     #[test]
     fn a_child_that_listed_itself_and_could_not_exec_is_taken_back() {
-        let (read, write) = pgroup::pipe().expect("pipe");
+        let slot = AtomicI32::new(-1);
         let cmd = Command::new("/nonexistent/program");
-        spawn(&cmd, Some(write.as_raw_fd())).expect_err("no such program");
-        let said = pending(&read);
-        assert_eq!(said.len(), 10, "{said:?}");
-        assert_eq!((said[0], said[5]), (b'+', b'-'));
-        assert_eq!(said[1..5], said[6..10], "the same pid");
+        spawn(&cmd, Some(&slot)).expect_err("no such program");
+        // Back to reserved: still its owner's, naming no group.
+        assert_eq!(slot.load(std::sync::atomic::Ordering::Acquire), -1);
+    }
+
+    #[test]
+    fn an_ignored_signal_stays_ignored_and_sigpipe_is_at_its_default() {
+        // The child resets only the signals runner handles; what runner's own parent had
+        // ignored stays ignored for the program, as with std, and SIGPIPE (which std
+        // ignores in runner) is back at its default.
+        // SAFETY: setting a disposition; restored below.
+        let old = unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = File::create(dir.path().join("out")).expect("out");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "grep '^SigIgn:' /proc/self/status"]);
+        cmd.stdout = Stdio::File(out);
+        let mut child = spawn(&cmd, None).expect("spawn");
+        let status = child.wait().expect("wait");
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGUSR2, old) };
+        assert!(status.success());
+        let text = std::fs::read_to_string(dir.path().join("out")).expect("read");
+        let ignored = text
+            .trim()
+            .strip_prefix("SigIgn:")
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no SigIgn in {text:?}"));
+        let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+        assert_ne!(ignored & bit(libc::SIGUSR2), 0, "{text}");
+        assert_eq!(ignored & bit(libc::SIGPIPE), 0, "{text}");
     }
 
     #[test]

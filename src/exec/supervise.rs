@@ -166,10 +166,14 @@ impl Supervisor {
         // Listed before the spawn, so no moment of the attempt goes unmarked.
         let mark = self.guardian.mark(&mut cmd);
         // The child lists its group with the guardian itself, before its program runs.
-        let spawned = reaper::spawn(&cmd, self.guardian.fd());
+        let slot = self.guardian.reserve();
+        let spawned = reaper::spawn(&cmd, slot.as_ref().map(|s| s.cell()));
         let (mut child, tracker) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
+                if let Some(slot) = slot {
+                    self.guardian.forget(slot);
+                }
                 if let Some(mark) = mark {
                     self.guardian.unmark(mark);
                 }
@@ -252,7 +256,9 @@ impl Supervisor {
                 }
             }
         }
-        self.guardian.forget(group);
+        if let Some(slot) = slot {
+            self.guardian.forget(slot);
+        }
         if let Some(mark) = mark {
             self.guardian.unmark(mark);
         }
