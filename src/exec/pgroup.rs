@@ -89,6 +89,35 @@ pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The time since boot in the clock ticks of `/proc/PID/stat`'s start time, which the
+/// kernel takes from the same clock (`CLOCK_BOOTTIME`, in a time namespace too) and
+/// rounds down the same way: a process created between two readings started in the
+/// ticks between them. `None` if the clock or the tick rate cannot be read.
+pub(crate) fn boot_ticks() -> Option<u64> {
+    static TICK_NS: OnceLock<u64> = OnceLock::new();
+    let tick = *TICK_NS.get_or_init(|| {
+        // SAFETY: sysconf only reads a constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(hz)
+            .ok()
+            .filter(|hz| *hz > 0 && 1_000_000_000 % hz == 0)
+            .map_or(0, |hz| 1_000_000_000 / hz)
+    });
+    if tick == 0 {
+        return None;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a local timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?;
+    Some(ns / tick)
+}
+
 /// Whether any process (a zombie included) is left in group `pgid`.
 pub(crate) fn group_exists(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
@@ -1650,6 +1679,25 @@ mod tests {
         assert!(
             follows,
             "sleep {sleep} not seen to descend from {me} through {child}"
+        );
+    }
+
+    #[test]
+    fn a_process_started_between_two_clock_readings_has_its_start_between_them() {
+        let before = boot_ticks().expect("clock");
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn");
+        let after = boot_ticks().expect("clock");
+        let pid = child.id() as i32;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let start = crate::exec::tree::start_of(pid, &stat).expect("start");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            (before..=after).contains(&start),
+            "{before} {start} {after}"
         );
     }
 

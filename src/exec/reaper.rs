@@ -45,6 +45,8 @@ struct Registry {
     /// Spawns under way, by number: their children may exist, not listed yet.
     in_flight: HashSet<u64>,
     next_spawn: u64,
+    /// Threads waiting in [`settle`]: a spawn wakes them only when there are some.
+    settling: usize,
 }
 
 /// Signalled whenever a spawn under way has listed its child.
@@ -54,8 +56,11 @@ static SETTLED: Condvar = Condvar::new();
 struct Track {
     leader: i32,
     pgid: i32,
-    /// The leader's start time: an orphan older than this cannot be the attempt's.
+    /// The leader's start time (clock ticks after boot) lies in `since..=until`: read
+    /// from the clock just before and just after its spawn, which spares reading its
+    /// `stat` for each attempt. An orphan older than `since` cannot be the attempt's.
     since: u64,
+    until: u64,
     known: HashSet<ProcKey>,
     groups: HashSet<i32>,
 }
@@ -89,8 +94,11 @@ fn settle_for(children: &[i32]) {
 /// is either in `spawned` by then or no supervisor's.
 fn settle() {
     let mut guard = registry();
-    let waiting: Vec<u64> = match guard.as_ref() {
-        Some(r) if !r.in_flight.is_empty() => r.in_flight.iter().copied().collect(),
+    let waiting: Vec<u64> = match guard.as_mut() {
+        Some(r) if !r.in_flight.is_empty() => {
+            r.settling += 1;
+            r.in_flight.iter().copied().collect()
+        }
         _ => return,
     };
     while guard
@@ -98,6 +106,9 @@ fn settle() {
         .is_some_and(|r| waiting.iter().any(|id| r.in_flight.contains(id)))
     {
         guard = SETTLED.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
+    if let Some(r) = guard.as_mut() {
+        r.settling -= 1;
     }
 }
 
@@ -145,7 +156,7 @@ fn start_reaping() -> io::Result<()> {
 /// Runner's orphans are read from its main thread's `children` file (see `own_children`);
 /// the whole table is only read when there are kept processes to forget.
 fn sweep() {
-    let me = std::process::id() as i32;
+    let me = super::tree::own_pid();
     let children = super::tree::own_children();
     let needs_table = children.is_none() || with(|r| !r.kept.is_empty());
     let snapshot = if needs_table {
@@ -206,15 +217,23 @@ pub(crate) fn spawn(
         r.in_flight.insert(r.next_spawn);
         r.next_spawn
     });
+    let before = pgroup::boot_ticks();
     let spawned = spawn::spawn(cmd, listing);
-    let since = spawned.as_ref().ok().and_then(|child| {
-        let leader = child.id() as i32;
-        std::fs::read_to_string(format!("/proc/{leader}/stat"))
-            .ok()
-            .and_then(|s| super::tree::start_of(leader, &s))
-    });
+    let (since, until) = match (before, pgroup::boot_ticks(), &spawned) {
+        (Some(before), Some(after), _) => (before, after),
+        (_, _, Ok(child)) => {
+            let leader = child.id() as i32;
+            let start = std::fs::read_to_string(format!("/proc/{leader}/stat"))
+                .ok()
+                .and_then(|s| super::tree::start_of(leader, &s));
+            (start.unwrap_or(0), start.unwrap_or(u64::MAX))
+        }
+        _ => (0, u64::MAX),
+    };
+    let mut wake = false;
     let tracked = with(|r| {
         r.in_flight.remove(&spawn_id);
+        wake = r.settling > 0;
         spawned.map(|child| {
             let leader = child.id() as i32;
             r.spawned.insert(leader);
@@ -225,7 +244,8 @@ pub(crate) fn spawn(
                 Track {
                     leader,
                     pgid: leader,
-                    since: since.unwrap_or(0),
+                    since,
+                    until,
                     known: HashSet::new(),
                     groups: HashSet::from([leader]),
                 },
@@ -233,7 +253,9 @@ pub(crate) fn spawn(
             (child, Tracker { id, leader })
         })
     });
-    SETTLED.notify_all();
+    if wake {
+        SETTLED.notify_all();
+    }
     tracked
 }
 
@@ -242,7 +264,7 @@ impl Tracker {
     /// excluded; zombie orphans met on the way are reaped.
     pub(crate) fn members(&self) -> Vec<Proc> {
         let snapshot = Snapshot::take();
-        let me = std::process::id() as i32;
+        let me = super::tree::own_pid();
         settle_for(&snapshot.children(me).map(|p| p.pid).collect::<Vec<_>>());
         let (own_pgid, own_sid) = own_ids();
         with(|r| {
@@ -257,7 +279,7 @@ impl Tracker {
             let mut roots: Vec<i32> = Vec::new();
             if snapshot
                 .get(track.leader)
-                .is_some_and(|p| p.start == track.since)
+                .is_some_and(|p| (track.since..=track.until).contains(&p.start))
             {
                 roots.push(track.leader);
             }
@@ -384,7 +406,7 @@ pub(crate) fn shutdown_as_init(grace: std::time::Duration) {
     if !pgroup::is_init() {
         return;
     }
-    let me = std::process::id() as i32;
+    let me = super::tree::own_pid();
     let others = || -> Vec<i32> {
         sweep();
         let snapshot = Snapshot::take();

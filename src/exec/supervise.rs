@@ -192,6 +192,7 @@ impl Supervisor {
             pump: output.pump(child.stdout.take(), child.stderr.take()),
             child,
             status: None,
+            looked: false,
         };
         // Durations are validated to a sane range; a deadline past what the clock can
         // express would simply never come.
@@ -428,6 +429,8 @@ struct Waiter {
     exit_fd: Option<OwnedFd>,
     pump: Option<Pump>,
     status: Option<ExitStatus>,
+    /// Whether `wait` has looked at the child before.
+    looked: bool,
 }
 
 impl Waiter {
@@ -436,7 +439,10 @@ impl Waiter {
     fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         let end = Instant::now() + timeout;
         loop {
-            if self.reap()? {
+            // A child that has just exec'd has not exited: with a pidfd, the poll says
+            // when it does, and the first look costs no `wait4`.
+            let first = !std::mem::replace(&mut self.looked, true);
+            if !(first && self.exit_fd.is_some()) && self.reap()? {
                 return Ok(true);
             }
             let left = end.saturating_duration_since(Instant::now());

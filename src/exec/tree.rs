@@ -9,6 +9,7 @@
 //! attributing processes to attempts is `reaper.rs`'s job.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// One process as `/proc/PID/stat` describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +58,10 @@ impl Snapshot {
             let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Ok(stat) = read_small(&format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            if let Some(proc) = parse_stat(pid, &stat) {
+            if let Some(proc) = parse_stat(pid, &String::from_utf8_lossy(&stat)) {
                 snapshot.children.entry(proc.ppid).or_default().push(pid);
                 snapshot.procs.insert(pid, proc);
             }
@@ -116,13 +117,43 @@ fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
 /// cost a file per thread for each ended run, with a thread per run in the daemon: at
 /// 1,000 runs a second, three quarters of the daemon's CPU.
 pub(crate) fn own_children() -> Option<Vec<i32>> {
-    let me = std::process::id();
-    let text = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
+    static PATH: OnceLock<String> = OnceLock::new();
+    let path = PATH.get_or_init(|| format!("/proc/self/task/{}/children", own_pid()));
+    let text = read_small(path).ok()?;
     Some(
-        text.split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
+        text.split(|b| b.is_ascii_whitespace())
+            .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
             .collect(),
     )
+}
+
+/// runner's pid, asked once: nothing that calls this runs in a forked copy of runner.
+pub(crate) fn own_pid() -> i32 {
+    static PID: OnceLock<i32> = OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
+}
+
+/// A small `/proc` file whole: reads into a buffer of a kilobyte (grown as needed), without the `statx` that
+/// `fs::read` spends on a size `/proc` does not know, nor the reads that a buffer
+/// grown from 32 bytes takes.
+fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// The start time (clock ticks since boot) in one `/proc/PID/stat` line.
