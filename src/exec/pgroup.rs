@@ -134,6 +134,35 @@ pub(crate) fn become_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
+/// Writes a byte to `wake` at each SIGCHLD, unless it tells of the exit of one of
+/// `leaders` (see `reaper.rs`): the thread reading `wake` reaps the orphans.
+pub(crate) fn wake_on_sigchld(
+    wake: std::os::unix::net::UnixStream,
+    leaders: &'static [AtomicI32],
+) -> io::Result<()> {
+    wake.set_nonblocking(true)?;
+    let fd = wake.as_raw_fd();
+    // SAFETY: the handler only reads its siginfo and atomics, and calls `send` (which is
+    // async-signal-safe) on a socket it owns from here on: `wake` is kept open for the
+    // life of the process by the handler's closure.
+    unsafe {
+        signal_hook_registry::register_sigaction(libc::SIGCHLD, move |info| {
+            let _keep = &wake;
+            let exited = matches!(
+                info.si_code,
+                libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
+            );
+            let pid = info.si_pid();
+            if exited && pid > 0 && leaders.iter().any(|c| c.load(Ordering::Relaxed) == pid) {
+                return;
+            }
+            let byte = [b'X'];
+            libc::send(fd, byte.as_ptr().cast(), 1, libc::MSG_DONTWAIT);
+        })?;
+    }
+    Ok(())
+}
+
 /// Whether runner is PID 1 (of a container or a PID namespace): then every orphan of
 /// the namespace is its child, and nobody else reaps them.
 pub(crate) fn is_init() -> bool {

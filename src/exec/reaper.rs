@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
 
 use super::pgroup;
@@ -135,9 +136,41 @@ pub(crate) fn init() {
     });
 }
 
+/// The leaders whose supervisors reap them, for the SIGCHLD handler (which may not
+/// lock): the exit of one of them does not wake the reaping thread, since its
+/// supervisor reaps it and then looks at runner's children itself
+/// ([`Tracker::may_have_members`], which also reaps the zombie orphans it meets). That
+/// spares a wakeup of the thread and a read of the children list for each attempt.
+///
+/// SIGCHLDs that arrive together are delivered as one, with the first one's pid: an
+/// orphan that died along with a leader is then reaped by that leader's supervisor, when
+/// it looks at runner's children after its attempt, and not later than that.
+static LEADERS: [AtomicI32; LEADER_SLOTS] = [const { AtomicI32::new(0) }; LEADER_SLOTS];
+
+/// Leaders listed in [`LEADERS`] at once; more still run, and wake the thread.
+const LEADER_SLOTS: usize = 1024;
+
+/// Lists `pid` in [`LEADERS`], if there is room.
+fn list_leader(pid: i32) {
+    let _ = LEADERS.iter().any(|cell| {
+        cell.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+}
+
+/// Takes `pid` out of [`LEADERS`].
+fn unlist_leader(pid: i32) {
+    if let Some(cell) = LEADERS
+        .iter()
+        .find(|cell| cell.load(Ordering::Acquire) == pid)
+    {
+        let _ = cell.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 fn start_reaping() -> io::Result<()> {
     let (mut read, write) = UnixStream::pair()?;
-    signal_hook::low_level::pipe::register(signal_hook::consts::SIGCHLD, write)?;
+    pgroup::wake_on_sigchld(write, &LEADERS)?;
     std::thread::Builder::new()
         .name("reaper".to_owned())
         .spawn(move || {
@@ -237,6 +270,7 @@ pub(crate) fn spawn(
         spawned.map(|child| {
             let leader = child.id() as i32;
             r.spawned.insert(leader);
+            list_leader(leader);
             r.next_id += 1;
             let id = r.next_id;
             r.attempts.insert(
@@ -348,7 +382,11 @@ impl Tracker {
     /// The leader was reaped by its supervisor: the reaper may reap its pid from now on
     /// (should it ever be reused by an orphan).
     pub(crate) fn leader_reaped(&self) {
-        with(|r| r.spawned.remove(&self.leader));
+        with(|r| {
+            if r.spawned.remove(&self.leader) {
+                unlist_leader(self.leader);
+            }
+        });
     }
 
     /// Remembers `procs` as kept leftovers, nobody's members from now on.
@@ -371,7 +409,9 @@ impl Drop for Tracker {
     fn drop(&mut self) {
         with(|r| {
             r.attempts.remove(&self.id);
-            r.spawned.remove(&self.leader);
+            if r.spawned.remove(&self.leader) {
+                unlist_leader(self.leader);
+            }
         });
     }
 }
