@@ -35,7 +35,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -446,8 +446,24 @@ struct ChildArgs {
     listing: *const AtomicI32,
     /// The signals to give back their default action (see [`Dispositions`]).
     dispositions: Dispositions,
+    /// Set by the child as it starts: the parent sees it only if the child shares its
+    /// memory (see [`SHARES_MEMORY`]).
+    started: AtomicBool,
+    /// The errno of a failure before or at the exec, stored by the child before it exits;
+    /// 0 while there is none.
+    errno: AtomicI32,
+    /// The error pipe's write end, or -1 when the parent reads `errno` instead.
     error: RawFd,
 }
+
+/// Whether the child of a spawn shares runner's memory until it execs or exits, as
+/// `CLONE_VM | CLONE_VFORK` promise: 0 until the first spawn tells, then 1 (yes) or 2
+/// (no: valgrind runs the clone as a fork). When it does, the clone returns only once the
+/// child has exec'd or exited, and a failure is read from `ChildArgs::errno`, as glibc's
+/// `posix_spawn` does; otherwise (and for the first spawn, which finds out) from a
+/// close-on-exec pipe, whose end-of-file is the exec. The pipe cost four system calls
+/// per task.
+static SHARES_MEMORY: AtomicU8 = AtomicU8::new(0);
 
 /// Which signals the child of [`spawn_process`] must give back their default action
 /// before it unblocks signals: those with one of runner's handlers, which would
@@ -536,7 +552,10 @@ pub(crate) fn spawn_process(
             "the environment of a spawn is not null-terminated",
         ));
     }
-    let (error_read, error_write) = pipe()?;
+    let error_pipe = match SHARES_MEMORY.load(Ordering::Relaxed) {
+        1 => None,
+        _ => Some(pipe()?),
+    };
     let args = ChildArgs {
         paths: paths.as_ptr(),
         path_count: paths.len(),
@@ -547,7 +566,11 @@ pub(crate) fn spawn_process(
         stdio: stdio.map(|fd| fd.unwrap_or(-1)),
         listing: listing.map_or(std::ptr::null(), std::ptr::from_ref),
         dispositions: dispositions(),
-        error: error_write.as_raw_fd(),
+        started: AtomicBool::new(false),
+        errno: AtomicI32::new(0),
+        error: error_pipe
+            .as_ref()
+            .map_or(-1, |(_, write)| write.as_raw_fd()),
     };
     // Not zeroed: the child only pushes onto it.
     let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(CHILD_STACK);
@@ -576,19 +599,34 @@ pub(crate) fn spawn_process(
         }
         pid
     };
-    drop(error_write);
     // Under CLONE_VFORK the child has exec'd or exited by now; elsewhere (valgrind turns
     // the clone into a fork) the read waits for the exec to close the pipe.
-    let mut report = [0u8; 4];
-    let n = loop {
-        // SAFETY: reading into a stack buffer of the stated length from an owned fd.
-        let n = unsafe { libc::read(error_read.as_raw_fd(), report.as_mut_ptr().cast(), 4) };
-        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break n;
+    let errno = match error_pipe {
+        None => args.errno.load(Ordering::Acquire),
+        Some((error_read, error_write)) => {
+            drop(error_write);
+            let mut report = [0u8; 4];
+            let n = loop {
+                // SAFETY: reading into a stack buffer of the stated length from an owned fd.
+                let n =
+                    unsafe { libc::read(error_read.as_raw_fd(), report.as_mut_ptr().cast(), 4) };
+                if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    break n;
+                }
+            };
+            if SHARES_MEMORY.load(Ordering::Relaxed) == 0 {
+                let shared = args.started.load(Ordering::Acquire);
+                SHARES_MEMORY.store(if shared { 1 } else { 2 }, Ordering::Relaxed);
+            }
+            if n == 4 {
+                i32::from_le_bytes(report)
+            } else {
+                0
+            }
         }
     };
     drop(stack);
-    if n == 4 {
+    if errno != 0 {
         // The child may have listed itself before the exec failed: take it back before
         // the pid is free again, or the guardian could one day signal whatever group
         // reuses it. The slot stays reserved for its owner, who forgets it.
@@ -596,7 +634,7 @@ pub(crate) fn spawn_process(
             listing.store(RESERVED, Ordering::Release);
         }
         let _ = wait_for(pid, true);
-        return Err(io::Error::from_raw_os_error(i32::from_le_bytes(report)));
+        return Err(io::Error::from_raw_os_error(errno));
     }
     Ok(pid)
 }
@@ -604,13 +642,14 @@ pub(crate) fn spawn_process(
 /// The child of [`spawn_process`], on its own stack in runner's memory, with every
 /// signal blocked: resets the handlers, takes its group, stdio and working directory,
 /// lists itself with the guardian, and execs. Only async-signal-safe calls, no
-/// allocation; a failure is written to the error pipe and ends the child with 127.
+/// allocation; a failure is reported (see [`fail`]) and ends the child with 127.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the parent's `ChildArgs`, alive while the parent is suspended
     // (or copied with the whole memory when the clone became a fork); every call below is
     // async-signal-safe and works on descriptors and memory that `spawn_process` set up.
     unsafe {
         let args = &*arg.cast::<ChildArgs>();
+        args.started.store(true, Ordering::Release);
         // runner's handlers must not run here, in its memory: back to the default.
         // What is ignored stays ignored across exec, as with std.
         let mut default: libc::sigaction = std::mem::zeroed();
@@ -628,7 +667,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::sigaction(sig, &default, std::ptr::null_mut());
             }
         }
-        let fail = |errno: libc::c_int| fail(args.error, errno);
+        let fail = |errno: libc::c_int| fail(args, errno);
         if libc::setpgid(0, 0) != 0 {
             fail(*libc::__errno_location());
         }
@@ -690,14 +729,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// Reports `errno` on the error pipe and ends the child of [`spawn_process`].
+/// Reports `errno` (in the parent's memory, and on the error pipe when there is one)
+/// and ends the child of [`spawn_process`].
 ///
 /// # Safety
-/// Only in that child: `write` and `_exit`.
-unsafe fn fail(error: RawFd, errno: libc::c_int) -> ! {
+/// Only in that child: an atomic store, `write` and `_exit`.
+unsafe fn fail(args: &ChildArgs, errno: libc::c_int) -> ! {
+    // A failure with errno 0 would read as a success.
+    let errno = if errno == 0 { libc::EINVAL } else { errno };
+    args.errno.store(errno, Ordering::Release);
     // SAFETY: writing a stack buffer to the child's own descriptor, then exiting.
     unsafe {
-        write_all(error, &errno.to_le_bytes());
+        if args.error >= 0 {
+            write_all(args.error, &errno.to_le_bytes());
+        }
         libc::_exit(127)
     }
 }
