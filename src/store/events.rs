@@ -81,7 +81,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
 
 /// Inserts `event` inside an open transaction; returns its id.
 pub(super) fn insert_event(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     event: &NewEvent<'_>,
     at: SystemTime,
 ) -> rusqlite::Result<i64> {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::backend::RunStore;
+use super::checkpoint::{COMMITS_PER_CHECKPOINT, Checkpointer};
 use super::fleet_sync;
 use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
@@ -204,6 +205,11 @@ pub(crate) struct Writer {
     pub(crate) progress: Arc<Progress>,
     /// Set by the front when the process is about to exit: give up retrying then.
     pub(crate) closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
+    /// Checkpoints the store off the chain's thread (see [`super::checkpoint`]); declared
+    /// before `store` so that it is dropped, and its connection closed, first.
+    checkpointer: Option<Checkpointer>,
+    /// Commits since the last checkpoint was asked for.
+    commits: u32,
     store: Option<Store>,
     instances: HashMap<(String, u32), i64>,
     attempts: HashMap<(String, u32, u32), i64>,
@@ -311,6 +317,8 @@ impl Writer {
             resumed,
             progress,
             closing,
+            checkpointer: None,
+            commits: 0,
             store: None,
             instances: HashMap::new(),
             attempts: HashMap::new(),
@@ -505,9 +513,29 @@ impl Writer {
         if self.store.is_none() {
             // A short busy timeout, opening too: this thread retries by itself, and a
             // locked store should be noticed (and the chain stop waiting) at once.
-            self.store = Some(Store::open_file_waiting(&self.store_path, BUSY_WAIT)?);
+            let store = Store::open_file_waiting(&self.store_path, BUSY_WAIT)?;
+            self.checkpointer = Checkpointer::start(&self.store_path).filter(|_| {
+                // Without SQLite's own checkpoints on this connection, or without the thread.
+                store
+                    .conn
+                    .pragma_update_and_check(None, "wal_autocheckpoint", 0, |r| r.get::<_, i64>(0))
+                    .map_err(|e| log::debug!("cannot leave checkpoints to their thread: {e}"))
+                    .is_ok()
+            });
+            self.store = Some(store);
         }
         Ok(self.store.as_mut().expect("just opened"))
+    }
+
+    /// Counts a commit, asking for a checkpoint every [`COMMITS_PER_CHECKPOINT`].
+    fn committed(&mut self) {
+        self.commits += 1;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.commits = 0;
+            if let Some(checkpointer) = &self.checkpointer {
+                checkpointer.wake();
+            }
+        }
     }
 
     fn instance(
@@ -526,7 +554,22 @@ impl Writer {
         Ok(id)
     }
 
+    /// Learns the ids of the run's task instances at once, rather than one query for
+    /// each attempt's first start.
+    fn known_instances(&mut self, run_id: &str) -> Result<(), StoreError> {
+        for (task, n, id) in self.store()?.instance_ids(run_id)? {
+            self.instances.insert((task, n), id);
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
+        self.apply_op(op)?;
+        self.committed();
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<(), StoreError> {
         match op {
             Op::FinalizeLost => {
                 let job = self.job.clone();
@@ -581,6 +624,7 @@ impl Writer {
                     };
                     start.record(self.store()?, attached, &owner, &host)?;
                 }
+                self.known_instances(run_id)?;
             }
             Op::AttemptStarted {
                 run_id,
