@@ -59,6 +59,9 @@ const BUSY_WAIT: Duration = Duration::from_millis(50);
 /// a lock held longer than a normal transaction hands the write to this thread.
 const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
 
+/// The recorder connection's page cache: 256 KiB (a negative `cache_size` counts KiB).
+const WRITER_CACHE: i64 = -256;
+
 /// One state change of a chain, with everything it needs owned; a finisher reads it
 /// back from a spool file ([`super::spool`]) as it was written.
 #[derive(Debug, Serialize, Deserialize)]
@@ -514,6 +517,11 @@ impl Writer {
             // A short busy timeout, opening too: this thread retries by itself, and a
             // locked store should be noticed (and the chain stop waiting) at once.
             let store = Store::open_file_waiting(&self.store_path, BUSY_WAIT)?;
+            // A chain step touches a few dozen pages (the ends of five B-trees); SQLite's
+            // default 2 MiB cache only ever fills with the pages the chain appended.
+            if let Err(e) = store.conn.pragma_update(None, "cache_size", WRITER_CACHE) {
+                log::debug!("cannot size the run store's page cache: {e}");
+            }
             self.checkpointer = Checkpointer::start(&self.store_path).filter(|_| {
                 // Without SQLite's own checkpoints on this connection, or without the thread.
                 store
