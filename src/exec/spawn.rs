@@ -37,6 +37,8 @@ pub(crate) enum Stdio {
     Inherit,
     /// A new pipe, read by runner.
     Piped,
+    /// For stderr: stdout's pipe, one pipe for both streams (stdout is `Piped`).
+    SameAsStdout,
     /// This file.
     File(File),
 }
@@ -341,6 +343,7 @@ pub(crate) fn spawn(cmd: &Command, guardian_fd: Option<i32>) -> io::Result<Child
             .map(|fd| fd.as_raw_fd())
             .or(match &cmd.stderr {
                 Stdio::File(f) => Some(f.as_raw_fd()),
+                Stdio::SameAsStdout => stdout_fd.as_ref().map(|fd| fd.as_raw_fd()),
                 _ => None,
             }),
     ];
