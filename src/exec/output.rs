@@ -2,7 +2,8 @@
 //!
 //! The fast path hands the task runner's own descriptors (or a daemon run's
 //! `output.txt`), costing nothing. When output must also be captured, or prefixed because
-//! several tasks run at once, each stream gets a pipe that the supervising thread itself
+//! several tasks run at once, each stream gets a pipe (one for both when runner's stdout
+//! and stderr are one place, [`streams_are_one`]) that the supervising thread itself
 //! drains whenever `poll` says so ([`Pump`]): no reader threads, and memory stays flat
 //! because fixed-size chunks are moved and no whole line is ever held.
 //!
