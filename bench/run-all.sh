@@ -4,6 +4,7 @@ set -eu
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 python3 bench/chain.py "$@"
+python3 bench/chain_cost.py
 python3 bench/records.py
 python3 bench/daemon.py
 python3 bench/observe.py

@@ -2,7 +2,8 @@
 //!
 //! The fast path hands the task runner's own descriptors (or a daemon run's
 //! `output.txt`), costing nothing. When output must also be captured, or prefixed because
-//! several tasks run at once, each stream gets a pipe that the supervising thread itself
+//! several tasks run at once, each stream gets a pipe (one for both when runner's stdout
+//! and stderr are one place, [`streams_are_one`]) that the supervising thread itself
 //! drains whenever `poll` says so ([`Pump`]): no reader threads, and memory stays flat
 //! because fixed-size chunks are moved and no whole line is ever held.
 //!
@@ -68,7 +69,13 @@ impl Output {
         }
         if self.needs_pipes() {
             cmd.stdout = Stdio::Piped;
-            cmd.stderr = Stdio::Piped;
+            // Both streams end in the same place anyway: one pipe carries both, in the
+            // order they were written.
+            cmd.stderr = if streams_are_one() {
+                Stdio::SameAsStdout
+            } else {
+                Stdio::Piped
+            };
         } else {
             cmd.stdout = Stdio::Inherit;
             cmd.stderr = Stdio::Inherit;
@@ -120,6 +127,26 @@ impl Output {
             decorated: Vec::new(),
         })
     }
+}
+
+/// Whether runner's stdout and stderr are one terminal, pipe, socket or device (a shell's
+/// `2>&1`, a service's journal, `/dev/null` for both): then what a task writes to either
+/// lands in the same place, and the copy to runner's stdout stands for both. Regular
+/// files are never taken as one: two opens of a file write at offsets of their own.
+fn streams_are_one() -> bool {
+    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE.get_or_init(|| {
+        use nix::sys::stat::{SFlag, fstat};
+        let (Ok(out), Ok(err)) = (
+            fstat(io::stdout().as_raw_fd()),
+            fstat(io::stderr().as_raw_fd()),
+        ) else {
+            return false;
+        };
+        let kind = SFlag::from_bits_truncate(out.st_mode) & SFlag::S_IFMT;
+        let shared = [SFlag::S_IFCHR, SFlag::S_IFIFO, SFlag::S_IFSOCK].contains(&kind);
+        shared && (out.st_dev, out.st_ino, out.st_rdev) == (err.st_dev, err.st_ino, err.st_rdev)
+    })
 }
 
 /// A pipe end the pump can poll and read.

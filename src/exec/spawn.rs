@@ -38,6 +38,8 @@ pub(crate) enum Stdio {
     Inherit,
     /// A new pipe, read by runner.
     Piped,
+    /// For stderr: stdout's pipe, one pipe for both streams (stdout is `Piped`).
+    SameAsStdout,
     /// This file.
     File(File),
 }
@@ -342,6 +344,7 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
             .map(|fd| fd.as_raw_fd())
             .or(match &cmd.stderr {
                 Stdio::File(f) => Some(f.as_raw_fd()),
+                Stdio::SameAsStdout => stdout_fd.as_ref().map(|fd| fd.as_raw_fd()),
                 _ => None,
             }),
     ];

@@ -81,7 +81,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
 
 /// Inserts `event` inside an open transaction; returns its id.
 pub(super) fn insert_event(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     event: &NewEvent<'_>,
     at: SystemTime,
 ) -> rusqlite::Result<i64> {
@@ -307,8 +307,10 @@ pub(crate) fn open_events_for_reading(
     Ok(Store::read_only(location)?.map(|s| Box::new(s) as Box<dyn EventStore>))
 }
 
-/// Tells waiting chains that an event was committed: writes and closes
-/// `events.notify` in `dir`, the database file's directory (never through a symlink).
+/// Tells waiting chains that an event was committed: opens `events.notify` in `dir`, the
+/// database file's directory, for writing (never through a symlink) and closes it, which
+/// inotify reports as `IN_CLOSE_WRITE`. The file stays empty, so it is not truncated: that
+/// would update its inode at every cascade, once for each task of a chain.
 /// Failure only delays waiters until their next wake-up, so it is logged at debug level
 /// and otherwise ignored.
 pub(crate) fn notify(dir: &Path) {
@@ -316,7 +318,6 @@ pub(crate) fn notify(dir: &Path) {
     let opened = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path);

@@ -3,6 +3,7 @@
 
 mod backend;
 mod capture;
+mod checkpoint;
 mod events;
 mod fleet_lock;
 mod fleet_sync;

@@ -128,34 +128,34 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub(crate) const CURRENT: usize = MIGRATIONS.len();
 
-/// Brings the database up to [`CURRENT`], one transaction per migration.
+/// Brings the database up to [`CURRENT`], every pending migration in one transaction.
 ///
-/// The version is read inside each write transaction, so two processes opening a new
+/// The version is read inside the write transaction, so two processes opening a new
 /// store at once never both apply the same migration. A database newer than this build
 /// is refused rather than guessed at.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), usize>> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    loop {
-        let tx: Transaction<'_> = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version = tx
-            .query_row("SELECT max(version) FROM schema_version", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })?
-            .unwrap_or(0) as usize;
-        if version > CURRENT {
-            return Ok(Err(version));
-        }
-        if version == CURRENT {
-            tx.commit()?;
-            return Ok(Ok(()));
-        }
-        tx.execute_batch(MIGRATIONS[version])?;
+    // Every migration still to apply, in one transaction: a reader of a file being
+    // created sees none of runner's tables (and stands in for them) or all of them as
+    // they are now, never a table from one migration without the column of the next.
+    let tx: Transaction<'_> = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version = tx
+        .query_row("SELECT max(version) FROM schema_version", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .unwrap_or(0) as usize;
+    if version > CURRENT {
+        return Ok(Err(version));
+    }
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(migration)?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",
-            [version as i64 + 1],
+            [done as i64 + 1],
         )?;
-        tx.commit()?;
     }
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 /// Makes a read-only connection able to run every query of the store without changing

@@ -309,6 +309,26 @@ impl Store {
         }
     }
 
+    /// Runs `write` in an `IMMEDIATE` transaction whose `BEGIN` and `COMMIT` are cached
+    /// statements (a chain step's transaction, where parsing them each time showed), and
+    /// rolls it back when `write` or the commit fails.
+    fn immediate<T>(
+        &self,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = write(&self.conn).and_then(|value| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(value)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                log::debug!("cannot roll back in {}: {e}", self.path.display());
+            }
+        }
+        result
+    }
+
     /// Records a starting run: `runs_running`, its owner and its task instances, at once.
     pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
         let result = (|| {
@@ -426,6 +446,18 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The ids of every task instance of a run: (name, instance, id).
+    pub(crate) fn instance_ids(&self, run_id: &str) -> Result<Vec<(String, u32, i64)>, StoreError> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT name, instance, id FROM task_instances WHERE run_id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            });
+        found.map_err(|e| self.wrap(e))
+    }
+
     /// Sets an instance's status (waiting, skipped, abandoned, ...).
     pub(crate) fn set_instance_status(
         &mut self,
@@ -483,10 +515,7 @@ impl Store {
         ended: &[AttemptEnding],
         starting: Option<(i64, u32, SystemTime, Option<&Path>)>,
     ) -> Result<Option<i64>, StoreError> {
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = self.immediate(|tx| {
             for end in ended {
                 tx.prepare_cached(
                     "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3,
@@ -509,7 +538,7 @@ impl Store {
                     .execute(params![end.instance_status.as_str(), end.instance_id])?;
                 if let Some(cascade) = &end.cascade {
                     super::events::insert_event(
-                        &tx,
+                        tx,
                         &super::events::NewEvent {
                             session: &cascade.session,
                             name: &cascade.name,
@@ -536,9 +565,8 @@ impl Store {
                 tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
                     .execute([instance_id])?;
             }
-            tx.commit()?;
             Ok(id)
-        })();
+        });
         let id = result.map_err(|e| self.wrap(e))?;
         if ended.iter().any(|e| e.cascade.is_some()) {
             super::events::notify(self.notify_dir());

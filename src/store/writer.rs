@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::backend::RunStore;
+use super::checkpoint::{COMMITS_PER_CHECKPOINT, Checkpointer};
 use super::fleet_sync;
 use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
@@ -57,6 +58,9 @@ const BUSY_WAIT: Duration = Duration::from_millis(50);
 /// SQLite's wait for a lock when the chain's thread writes itself ([`Writer::apply_here`]):
 /// a lock held longer than a normal transaction hands the write to this thread.
 const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
+
+/// The recorder connection's page cache: 256 KiB (a negative `cache_size` counts KiB).
+const WRITER_CACHE: i64 = -256;
 
 /// One state change of a chain, with everything it needs owned; a finisher reads it
 /// back from a spool file ([`super::spool`]) as it was written.
@@ -204,6 +208,11 @@ pub(crate) struct Writer {
     pub(crate) progress: Arc<Progress>,
     /// Set by the front when the process is about to exit: give up retrying then.
     pub(crate) closing: Arc<(Mutex<Option<Instant>>, Condvar)>,
+    /// Checkpoints the store off the chain's thread (see [`super::checkpoint`]); declared
+    /// before `store` so that it is dropped, and its connection closed, first.
+    checkpointer: Option<Checkpointer>,
+    /// Commits since the last checkpoint was asked for.
+    commits: u32,
     store: Option<Store>,
     instances: HashMap<(String, u32), i64>,
     attempts: HashMap<(String, u32, u32), i64>,
@@ -311,6 +320,8 @@ impl Writer {
             resumed,
             progress,
             closing,
+            checkpointer: None,
+            commits: 0,
             store: None,
             instances: HashMap::new(),
             attempts: HashMap::new(),
@@ -505,9 +516,34 @@ impl Writer {
         if self.store.is_none() {
             // A short busy timeout, opening too: this thread retries by itself, and a
             // locked store should be noticed (and the chain stop waiting) at once.
-            self.store = Some(Store::open_file_waiting(&self.store_path, BUSY_WAIT)?);
+            let store = Store::open_file_waiting(&self.store_path, BUSY_WAIT)?;
+            // A chain step touches a few dozen pages (the ends of five B-trees); SQLite's
+            // default 2 MiB cache only ever fills with the pages the chain appended.
+            if let Err(e) = store.conn.pragma_update(None, "cache_size", WRITER_CACHE) {
+                log::debug!("cannot size the run store's page cache: {e}");
+            }
+            self.checkpointer = Checkpointer::start(&self.store_path).filter(|_| {
+                // Without SQLite's own checkpoints on this connection, or without the thread.
+                store
+                    .conn
+                    .pragma_update_and_check(None, "wal_autocheckpoint", 0, |r| r.get::<_, i64>(0))
+                    .map_err(|e| log::debug!("cannot leave checkpoints to their thread: {e}"))
+                    .is_ok()
+            });
+            self.store = Some(store);
         }
         Ok(self.store.as_mut().expect("just opened"))
+    }
+
+    /// Counts a commit, asking for a checkpoint every [`COMMITS_PER_CHECKPOINT`].
+    fn committed(&mut self) {
+        self.commits += 1;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.commits = 0;
+            if let Some(checkpointer) = &self.checkpointer {
+                checkpointer.wake();
+            }
+        }
     }
 
     fn instance(
@@ -526,7 +562,22 @@ impl Writer {
         Ok(id)
     }
 
+    /// Learns the ids of the run's task instances at once, rather than one query for
+    /// each attempt's first start.
+    fn known_instances(&mut self, run_id: &str) -> Result<(), StoreError> {
+        for (task, n, id) in self.store()?.instance_ids(run_id)? {
+            self.instances.insert((task, n), id);
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
+        self.apply_op(op)?;
+        self.committed();
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<(), StoreError> {
         match op {
             Op::FinalizeLost => {
                 let job = self.job.clone();
@@ -581,6 +632,7 @@ impl Writer {
                     };
                     start.record(self.store()?, attached, &owner, &host)?;
                 }
+                self.known_instances(run_id)?;
             }
             Op::AttemptStarted {
                 run_id,

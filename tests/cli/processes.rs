@@ -190,6 +190,39 @@ fn task_output_passes_through_separately() {
 }
 
 #[test]
+fn output_to_one_pipe_keeps_the_order_it_was_written_in() {
+    // runner's stdout and stderr are one pipe (`2>&1`): both streams of a recorded task
+    // come through it, and into the capture, in the order the task wrote them.
+    let chain = Chain::new().task(
+        "10-a.sh",
+        "echo out-1; echo err-1 >&2; echo out-2; echo err-2 >&2",
+    );
+    let (read, write) = std::io::pipe().expect("pipe");
+    let mut cmd = chain.command(&[]);
+    cmd.stdout(write.try_clone().expect("dup")).stderr(write);
+    let status = cmd.status().expect("run");
+    drop(cmd);
+    assert!(status.success());
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut { read }, &mut all).expect("read");
+    let written = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("out-") || l.starts_with("err-"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(written(&all), ["out-1", "err-1", "out-2", "err-2"], "{all}");
+    let run = chain.last_run();
+    let id = run["run_id"].as_str().expect("run id");
+    let output = chain.runner(&["runs", "output", id]);
+    output.assert_code(0);
+    assert_eq!(
+        written(&output.stdout()),
+        ["out-1", "err-1", "out-2", "err-2"]
+    );
+}
+
+#[test]
 fn stdin_is_dev_null() {
     let chain = Chain::new().task(
         "10-a.sh",

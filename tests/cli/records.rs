@@ -851,3 +851,31 @@ fn a_kill_9_of_runner_as_its_chain_ends_on_a_locked_store_leaves_a_sound_record(
     }
     assert!(spool_files(&chain).is_empty(), "{:?}", spool_files(&chain));
 }
+
+#[test]
+fn a_long_chain_checkpoints_its_store_while_it_runs() {
+    // The recorder leaves checkpoints to a thread of their own: pages reach the database
+    // file during the chain, not only when the last connection closes at its end.
+    let mut chain = Chain::new();
+    for i in 0..450 {
+        chain = chain.task(&format!("t{i:03}"), "");
+    }
+    let chain = chain.task(
+        "t999",
+        "stat -c %s \"$(dirname \"$LOG\")/state/runner.sqlite3\" > \"$LOG.size\"",
+    );
+    chain.run(&[]).assert_code(0);
+    let size: u64 = chain
+        .read("log.size")
+        .trim()
+        .parse()
+        .expect("the database's size");
+    // A file that no checkpoint reached is one page: everything else is in the WAL. The
+    // schema alone is more than 16 pages, the first 200 steps' records more still.
+    assert!(size > 64 * 1024, "the database file is {size} bytes");
+    let run = chain.last_run();
+    assert_eq!(run["status"], "ok");
+    let tasks = run["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 451);
+    assert!(tasks.iter().all(|t| t["status"] == "finished"), "{run}");
+}
