@@ -217,7 +217,7 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
 
 fn load(path: &Path) -> Result<(DaemonConfig, Vec<ScheduledJob>), Error> {
     let config = DaemonConfig::load(path)?;
-    let jobs = jobs::prepare(&config)?.into_values().collect();
+    let jobs = jobs::prepare(&config)?.to_vec();
     Ok((config, jobs))
 }
 

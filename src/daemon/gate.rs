@@ -12,9 +12,7 @@
 //! after the daemon started request one more run. The loop is woken by the same inotify
 //! watch as a waiting chain, so a job that waits costs nothing until something is fired.
 
-use std::collections::BTreeMap;
-
-use super::jobs::ScheduledJob;
+use super::jobs::{JobTable, ScheduledJob};
 use super::launch::Request;
 use super::planner::Admission;
 use crate::config::daemon::Job;
@@ -157,7 +155,7 @@ impl Gates {
     pub(crate) fn new_firings(
         &mut self,
         store: &dyn EventStore,
-        jobs: &BTreeMap<String, ScheduledJob>,
+        jobs: &JobTable,
     ) -> Vec<(String, EventRecord)> {
         let names: Vec<String> = jobs
             .values()
@@ -210,7 +208,7 @@ mod tests {
     use crate::config::daemon::DaemonConfig;
     use crate::store::{NewEvent, Store};
 
-    fn setup(yaml: &str) -> (tempfile::TempDir, Store, BTreeMap<String, ScheduledJob>) {
+    fn setup(yaml: &str) -> (tempfile::TempDir, Store, JobTable) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("runner.yaml");
         std::fs::write(&path, yaml).expect("write");

@@ -20,8 +20,9 @@ pub(crate) struct Request {
     pub(crate) job: String,
     /// When it was due.
     pub(crate) schedule_time: DateTime<Utc>,
-    /// `schedule`, `file` (a trigger file) or `catch_up`.
-    pub(crate) trigger_type: String,
+    /// `schedule`, `file` (a trigger file), `catch_up` or `event`: always one of those
+    /// constants, so planning a run copies no string.
+    pub(crate) trigger_type: &'static str,
     /// Recorded as the run's `trigger_data`.
     pub(crate) trigger_data: serde_json::Value,
     /// The trigger's environment, which wins over everything else.
@@ -117,7 +118,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     set("RUN_DIR", run_dir.clone());
     set("SCHEDULE_TIME", epoch(ctx.request.schedule_time));
     set("START_TIME", epoch(ctx.start_time));
-    set("TRIGGER_TYPE", ctx.request.trigger_type.clone());
+    set("TRIGGER_TYPE", ctx.request.trigger_type.to_owned());
     // The base directory, as dsari sets it: `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
     set(
         "TRIGGER_DIR",
