@@ -37,13 +37,13 @@ pub(crate) enum Gate {
 
 /// Whether `job` uses events at all.
 pub(crate) fn has_events(job: &Job) -> bool {
-    !job.after.is_empty() || !job.unless.is_empty() || job.and_every.is_some()
+    !job.after().is_empty() || !job.unless().is_empty() || job.and_every().is_some()
 }
 
 /// Whether a job's run needs an initial request to wait for its `after` events: a job
 /// with `after` and neither a schedule nor `and_every` runs once they are fired.
 pub(crate) fn runs_once_after(job: &ScheduledJob) -> bool {
-    !job.job.after.is_empty() && job.schedule().is_none() && job.job.and_every.is_none()
+    !job.job.after().is_empty() && job.schedule().is_none() && job.job.and_every().is_none()
 }
 
 /// What the event rules of the daemon's session need to remember.
@@ -78,7 +78,12 @@ impl Gates {
         job: &Job,
         every: Option<&EventRecord>,
     ) -> Gate {
-        let names: Vec<String> = job.after.iter().chain(job.unless.iter()).cloned().collect();
+        let names: Vec<String> = job
+            .after()
+            .iter()
+            .chain(job.unless().iter())
+            .cloned()
+            .collect();
         let fired = if names.is_empty() {
             Default::default()
         } else {
@@ -90,11 +95,11 @@ impl Gates {
                 }
             }
         };
-        if let Some(event) = job.unless.iter().find(|n| fired.contains_key(*n)) {
+        if let Some(event) = job.unless().iter().find(|n| fired.contains_key(*n)) {
             return Gate::Closed(event.clone());
         }
         let mut data = serde_json::Map::new();
-        for name in &job.after {
+        for name in job.after() {
             match fired.get(name) {
                 Some(event) => {
                     data.insert(name.clone(), with_params(&event.data, job));
@@ -123,7 +128,7 @@ impl Gates {
         // A run asked for by an `and_every` firing carries that firing's id.
         let every = request.trigger_data.get("event_id").and_then(|id| {
             let id = id.as_i64()?;
-            let name = job.and_every.clone()?;
+            let name = job.and_every()?.to_owned();
             store
                 .events_since(&self.session, &[name], id - 1)
                 .ok()?
@@ -159,7 +164,7 @@ impl Gates {
     ) -> Vec<(String, EventRecord)> {
         let names: Vec<String> = jobs
             .values()
-            .filter_map(|j| j.job.and_every.clone())
+            .filter_map(|j| j.job.and_every().map(str::to_owned))
             .collect();
         if names.is_empty() {
             return Vec::new();
@@ -180,7 +185,7 @@ impl Gates {
         for event in found {
             self.seen = Some(self.seen.unwrap_or(seen).max(event.id));
             for (name, job) in jobs {
-                if job.job.and_every.as_deref() == Some(event.name.as_str()) {
+                if job.job.and_every().as_deref() == Some(event.name.as_str()) {
                     runs.push((name.clone(), event.clone()));
                 }
             }
@@ -196,7 +201,7 @@ fn with_params(data: &serde_json::Value, job: &Job) -> serde_json::Value {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    for (k, v) in &job.with_params {
+    for (k, v) in job.with_params() {
         merged.insert(k.clone(), v.clone());
     }
     serde_json::Value::Object(merged)

@@ -144,7 +144,7 @@ pub(crate) fn check_ownership(config: &DaemonConfig) -> Result<(), UnsafeError> 
     let mut checked = std::collections::HashSet::new();
     for job in config.jobs.values() {
         if let Some(program) = job.command.as_ref().and_then(|argv| argv.first()) {
-            let search_path = job.environment.get("PATH");
+            let search_path = job.environment().get("PATH");
             if checked.insert((program, search_path)) {
                 security::check_program(
                     Kind::Command,
@@ -177,7 +177,7 @@ fn check(config: &DaemonConfig) -> Result<(), ConfigError> {
         let bad = |key: &str, reason: String| {
             let scope = Scope::Job {
                 name: name.clone(),
-                group: job.job_group.clone(),
+                group: job.job_group().map(str::to_owned),
             };
             ConfigError::new(
                 &config.path,
@@ -190,7 +190,7 @@ fn check(config: &DaemonConfig) -> Result<(), ConfigError> {
         };
         // `with_params` is merged into the data of the events a run waited for; without
         // `after` or `and_every` there are none, so it would do nothing.
-        if !job.with_params.is_empty() && job.after.is_empty() && job.and_every.is_none() {
+        if !job.with_params().is_empty() && job.after().is_empty() && job.and_every().is_none() {
             log::warn!(
                 "{}: job \"{name}\": key \"with_params\" does nothing without \"after\" or \"and_every\"",
                 config.path.display()
@@ -198,7 +198,7 @@ fn check(config: &DaemonConfig) -> Result<(), ConfigError> {
         }
         // A chain job whose directory or configuration is missing would fail every run:
         // say so now, like any other configuration error.
-        if let Some(taskdir) = &job.taskdir {
+        if let Some(taskdir) = &job.taskdir() {
             if !taskdir.is_dir() {
                 return Err(bad(
                     "taskdir",
@@ -206,7 +206,7 @@ fn check(config: &DaemonConfig) -> Result<(), ConfigError> {
                 ));
             }
         }
-        if let Some(chain_config) = &job.config {
+        if let Some(chain_config) = &job.config() {
             if !chain_config.is_file() {
                 return Err(bad(
                     "config",

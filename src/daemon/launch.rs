@@ -129,8 +129,8 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     if let Some(group) = ctx.group {
         set("CONCURRENCY_GROUP", group.to_owned());
     }
-    if let Some(group) = &ctx.job.job_group {
-        set("JOB_GROUP", group.clone());
+    if let Some(group) = ctx.job.job_group() {
+        set("JOB_GROUP", group.to_owned());
     }
     for (prefix, run) in ["PREVIOUS", "PREVIOUS_GOOD", "PREVIOUS_BAD"]
         .iter()
@@ -167,7 +167,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     }
     for layer in [
         ctx.global_env,
-        &ctx.job.environment,
+        &ctx.job.environment(),
         &ctx.request.environment,
     ] {
         for (k, v) in layer {
@@ -219,7 +219,7 @@ pub(crate) fn command(
     database: &Location,
 ) -> Command {
     let mut fleet = None;
-    let argv: Vec<OsString> = match (&job.command, &job.taskdir) {
+    let argv: Vec<OsString> = match (&job.command, job.taskdir()) {
         (Some(command), _) => {
             let mut argv: Vec<OsString> = command.iter().map(OsString::from).collect();
             if job.command_append_run {
@@ -254,11 +254,11 @@ pub(crate) fn command(
             if crate::security::is_relaxed() {
                 argv.push("--insecure".into());
             }
-            if let Some(config) = &job.config {
+            if let Some(config) = job.config() {
                 argv.push("-c".into());
-                argv.push(config.clone().into());
+                argv.push(config.into());
             }
-            argv.push(taskdir.clone().into());
+            argv.push(taskdir.into());
             argv
         }
         // The loader requires one of the two.

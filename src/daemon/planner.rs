@@ -238,10 +238,10 @@ impl Planner {
                 waiting.push(id);
                 continue;
             }
-            let group = if job.job.concurrency_groups.is_empty() {
+            let group = if job.job.concurrency_groups().is_empty() {
                 None
             } else {
-                let free = job.job.concurrency_groups.iter().find(|g| {
+                let free = job.job.concurrency_groups().iter().find(|g| {
                     let max = self.limits.get(*g).copied().unwrap_or(1);
                     self.group_use.get(*g).copied().unwrap_or(0) < max
                 });

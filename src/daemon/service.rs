@@ -661,7 +661,7 @@ impl Service {
             None => match self.store.previous_runs(&job.name) {
                 Ok(previous) => {
                     // A chain job's run is also written by the chain: always asked for.
-                    if job.taskdir.is_none() {
+                    if job.taskdir().is_none() {
                         self.previous.insert(job.name.clone(), previous.clone());
                     }
                     previous
@@ -718,7 +718,7 @@ impl Service {
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {
-            max_time: job.max_execution,
+            max_time: job.max_execution(),
             kill_grace: job.max_execution_grace,
             interrupt_grace: Some(
                 self.config
