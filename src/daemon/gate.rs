@@ -185,7 +185,7 @@ impl Gates {
         for event in found {
             self.seen = Some(self.seen.unwrap_or(seen).max(event.id));
             for (name, job) in jobs {
-                if job.job.and_every().as_deref() == Some(event.name.as_str()) {
+                if job.job.and_every() == Some(event.name.as_str()) {
                     runs.push((name.clone(), event.clone()));
                 }
             }

@@ -167,7 +167,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     }
     for layer in [
         ctx.global_env,
-        &ctx.job.environment(),
+        ctx.job.environment(),
         &ctx.request.environment,
     ] {
         for (k, v) in layer {

@@ -485,7 +485,7 @@ impl Service {
         let count = jobs.len();
         let added: Vec<String> = jobs
             .keys()
-            .filter(|name| !self.planner.jobs().contains_key(*name))
+            .filter(|name| !self.planner.jobs().contains_key(name))
             .cloned()
             .collect();
         self.event_jobs = event_jobs(&jobs);

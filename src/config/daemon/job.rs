@@ -403,18 +403,12 @@ mod tests {
         .expect("loads");
         let j = &jobs["chain"];
         assert_eq!(j.command, None);
-        assert_eq!(
-            j.taskdir().as_deref(),
-            Some(Path::new("/etc/runner/tasks/nightly"))
-        );
-        assert_eq!(
-            j.config().as_deref(),
-            Some(Path::new("/etc/runner/nightly.ini"))
-        );
+        assert_eq!(j.taskdir(), Some(Path::new("/etc/runner/tasks/nightly")));
+        assert_eq!(j.config(), Some(Path::new("/etc/runner/nightly.ini")));
         assert_eq!(j.catch_up, CatchUp::Once);
         assert_eq!(j.after(), ["fetched", "built"]);
         assert_eq!(j.unless(), ["holiday"]);
-        assert_eq!(j.and_every().as_deref(), Some("fetched"));
+        assert_eq!(j.and_every(), Some("fetched"));
         assert_eq!(j.with_params()["n"], serde_json::json!(3));
         assert_eq!(j.max_execution(), Some(Duration::from_secs(3600)));
         assert_eq!(j.max_execution_grace, Duration::from_secs(5));

@@ -141,7 +141,7 @@ mod tests {
         for name in ["sample-job-1", "sample-job-2"] {
             let j = &jobs[name];
             assert_eq!(j.name, name);
-            assert_eq!(j.job_group().as_deref(), Some("sample-jobs"));
+            assert_eq!(j.job_group(), Some("sample-jobs"));
             assert_eq!(j.schedule.as_deref(), Some("H H * * *"));
             assert_eq!(j.command.as_deref(), Some(&["job-wrapper".to_owned()][..]));
             assert_eq!(j.environment()["A"], "b");

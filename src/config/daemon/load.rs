@@ -362,7 +362,7 @@ mod tests {
         let expanded = load_text("dsari.json", DSARI_JOB_GROUPS_EXPANDED).expect("expanded");
         assert_eq!(grouped.jobs, expanded.jobs);
         assert_eq!(
-            grouped.jobs["sample-job-2"].job_group().as_deref(),
+            grouped.jobs["sample-job-2"].job_group(),
             Some("sample-jobs")
         );
     }
@@ -427,7 +427,7 @@ mod tests {
         assert!(!j.render_reports);
         assert_eq!(j.max_execution(), Some(Duration::from_secs(300)));
         assert_eq!(j.max_execution_grace, Duration::from_secs(60));
-        assert_eq!(j.job_group().as_deref(), Some("sample-job"));
+        assert_eq!(j.job_group(), Some("sample-job"));
         assert_eq!(j.catch_up, CatchUp::None);
         assert!(c.concurrency_groups["group-b"].is_implicit);
     }
