@@ -72,7 +72,9 @@ pub(super) enum Added {
 
 #[derive(Debug)]
 struct Planned {
-    request: Request,
+    /// Boxed: the map of planned runs has a slot for every run planned and a third as
+    /// many again empty, each slot as large as its value.
+    request: Box<Request>,
     /// Whether starting it plans the job's next scheduled run.
     respawn: bool,
     /// Whether its time has come (it is in `due`).
@@ -134,7 +136,7 @@ impl Planner {
         let mut out: Vec<(&Request, bool)> = self
             .planned
             .values()
-            .map(|p| (&p.request, p.is_due))
+            .map(|p| (&*p.request, p.is_due))
             .collect();
         out.sort_by(|a, b| (&a.0.job, a.0.schedule_time).cmp(&(&b.0.job, b.0.schedule_time)));
         out
@@ -179,7 +181,7 @@ impl Planner {
                     return Added::UnknownJob;
                 };
                 self.plan(request, old.respawn);
-                return Added::Replaced(old.request);
+                return Added::Replaced(*old.request);
             }
         }
         self.plan(request, false);
@@ -272,7 +274,7 @@ impl Planner {
             let Some(planned) = self.unplan(id) else {
                 continue;
             };
-            let request = planned.request;
+            let request = *planned.request;
             let merged_from = if planned.respawn {
                 self.plan_next(&request, now)
             } else {
@@ -417,7 +419,7 @@ impl Planner {
         self.planned.insert(
             id,
             Planned {
-                request,
+                request: Box::new(request),
                 respawn,
                 is_due: false,
             },
