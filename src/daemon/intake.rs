@@ -75,8 +75,9 @@ fn read(path: &Path) -> Result<Loaded, Error> {
 }
 
 /// Gives the memory freed after reading a configuration back to the system (all free
-/// pages of every arena, not only the top of the main one).
-fn release_freed_memory() {
+/// pages of every arena, not only the top of the main one); also after a reload, once
+/// the loop has dropped the jobs it replaced.
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {

@@ -491,6 +491,9 @@ impl Service {
         self.event_jobs = event_jobs(&jobs);
         self.planner.reload(jobs, limits(&config), Utc::now());
         self.config = config;
+        // The jobs replaced are gone: their pages too (a daemon reloaded daily would
+        // otherwise hold one more configuration's worth of holes after each).
+        intake::release_freed_memory();
         self.watch_events(Some(&added));
         log::info!("configuration reloaded: {count} job(s)");
     }
