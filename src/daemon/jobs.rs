@@ -117,6 +117,7 @@ impl<'a> IntoIterator for &'a JobTable {
     }
 }
 
+#[cfg(test)]
 impl std::ops::Index<&str> for JobTable {
     type Output = ScheduledJob;
 
