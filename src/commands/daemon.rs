@@ -83,34 +83,34 @@ struct JobEvents {
 impl JobEvents {
     fn of(job: &ScheduledJob, store: Option<&dyn EventStore>) -> Option<JobEvents> {
         let j = &job.job;
-        if j.after.is_empty() && j.unless.is_empty() && j.and_every.is_none() {
+        if j.after().is_empty() && j.unless().is_empty() && j.and_every().is_none() {
             return None;
         }
         // In the session a daemon started from here would be in.
         let fired = store.map(|store| {
             let session = crate::events::resolve_session(None, None);
-            let names: Vec<String> = j.after.iter().chain(&j.unless).cloned().collect();
+            let names: Vec<String> = j.after().iter().chain(j.unless()).cloned().collect();
             store.latest_events(&session, &names).unwrap_or_default()
         });
         let waiting_for = fired.as_ref().map(|fired| {
-            j.after
+            j.after()
                 .iter()
                 .filter(|n| !fired.contains_key(*n))
                 .cloned()
                 .collect()
         });
         let unless_fired = fired.as_ref().map(|fired| {
-            j.unless
+            j.unless()
                 .iter()
                 .filter(|n| fired.contains_key(*n))
                 .cloned()
                 .collect()
         });
         Some(JobEvents {
-            after: j.after.clone(),
-            unless: j.unless.clone(),
-            and_every: j.and_every.clone(),
-            with_params: j.with_params.clone(),
+            after: j.after().to_vec(),
+            unless: j.unless().to_vec(),
+            and_every: j.and_every().map(str::to_owned),
+            with_params: j.with_params().clone(),
             waiting_for,
             unless_fired,
         })
@@ -157,11 +157,11 @@ fn view(job: &ScheduledJob, last_run: Option<LastRun>, store: Option<&dyn EventS
     JobView {
         name: job.job.name.clone(),
         schedule: job.job.schedule.clone(),
-        schedule_timezone: job.job.schedule_timezone.clone(),
+        schedule_timezone: job.job.schedule_timezone.map(|tz| tz.name().to_owned()),
         next,
         command: job.job.command.clone(),
-        taskdir: job.job.taskdir.clone(),
-        concurrency_groups: job.job.concurrency_groups.clone(),
+        taskdir: job.job.taskdir().map(Path::to_owned),
+        concurrency_groups: job.job.concurrency_groups().to_vec(),
         last_run,
         events: JobEvents::of(job, store),
     }
@@ -217,7 +217,7 @@ fn table(views: &[JobView], style: &Style, with_last: bool) -> String {
 
 fn load(path: &Path) -> Result<(DaemonConfig, Vec<ScheduledJob>), Error> {
     let config = DaemonConfig::load(path)?;
-    let jobs = jobs::prepare(&config)?.into_values().collect();
+    let jobs = jobs::prepare(&config)?.to_vec();
     Ok((config, jobs))
 }
 

@@ -12,9 +12,7 @@
 //! after the daemon started request one more run. The loop is woken by the same inotify
 //! watch as a waiting chain, so a job that waits costs nothing until something is fired.
 
-use std::collections::BTreeMap;
-
-use super::jobs::ScheduledJob;
+use super::jobs::{JobTable, ScheduledJob};
 use super::launch::Request;
 use super::planner::Admission;
 use crate::config::daemon::Job;
@@ -39,13 +37,13 @@ pub(crate) enum Gate {
 
 /// Whether `job` uses events at all.
 pub(crate) fn has_events(job: &Job) -> bool {
-    !job.after.is_empty() || !job.unless.is_empty() || job.and_every.is_some()
+    !job.after().is_empty() || !job.unless().is_empty() || job.and_every().is_some()
 }
 
 /// Whether a job's run needs an initial request to wait for its `after` events: a job
 /// with `after` and neither a schedule nor `and_every` runs once they are fired.
 pub(crate) fn runs_once_after(job: &ScheduledJob) -> bool {
-    !job.job.after.is_empty() && job.schedule().is_none() && job.job.and_every.is_none()
+    !job.job.after().is_empty() && job.schedule().is_none() && job.job.and_every().is_none()
 }
 
 /// What the event rules of the daemon's session need to remember.
@@ -80,7 +78,12 @@ impl Gates {
         job: &Job,
         every: Option<&EventRecord>,
     ) -> Gate {
-        let names: Vec<String> = job.after.iter().chain(job.unless.iter()).cloned().collect();
+        let names: Vec<String> = job
+            .after()
+            .iter()
+            .chain(job.unless().iter())
+            .cloned()
+            .collect();
         let fired = if names.is_empty() {
             Default::default()
         } else {
@@ -92,11 +95,11 @@ impl Gates {
                 }
             }
         };
-        if let Some(event) = job.unless.iter().find(|n| fired.contains_key(*n)) {
+        if let Some(event) = job.unless().iter().find(|n| fired.contains_key(*n)) {
             return Gate::Closed(event.clone());
         }
         let mut data = serde_json::Map::new();
-        for name in &job.after {
+        for name in job.after() {
             match fired.get(name) {
                 Some(event) => {
                     data.insert(name.clone(), with_params(&event.data, job));
@@ -125,7 +128,7 @@ impl Gates {
         // A run asked for by an `and_every` firing carries that firing's id.
         let every = request.trigger_data.get("event_id").and_then(|id| {
             let id = id.as_i64()?;
-            let name = job.and_every.clone()?;
+            let name = job.and_every()?.to_owned();
             store
                 .events_since(&self.session, &[name], id - 1)
                 .ok()?
@@ -157,11 +160,11 @@ impl Gates {
     pub(crate) fn new_firings(
         &mut self,
         store: &dyn EventStore,
-        jobs: &BTreeMap<String, ScheduledJob>,
+        jobs: &JobTable,
     ) -> Vec<(String, EventRecord)> {
         let names: Vec<String> = jobs
             .values()
-            .filter_map(|j| j.job.and_every.clone())
+            .filter_map(|j| j.job.and_every().map(str::to_owned))
             .collect();
         if names.is_empty() {
             return Vec::new();
@@ -182,7 +185,7 @@ impl Gates {
         for event in found {
             self.seen = Some(self.seen.unwrap_or(seen).max(event.id));
             for (name, job) in jobs {
-                if job.job.and_every.as_deref() == Some(event.name.as_str()) {
+                if job.job.and_every() == Some(event.name.as_str()) {
                     runs.push((name.clone(), event.clone()));
                 }
             }
@@ -198,7 +201,7 @@ fn with_params(data: &serde_json::Value, job: &Job) -> serde_json::Value {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    for (k, v) in &job.with_params {
+    for (k, v) in job.with_params() {
         merged.insert(k.clone(), v.clone());
     }
     serde_json::Value::Object(merged)
@@ -210,7 +213,7 @@ mod tests {
     use crate::config::daemon::DaemonConfig;
     use crate::store::{NewEvent, Store};
 
-    fn setup(yaml: &str) -> (tempfile::TempDir, Store, BTreeMap<String, ScheduledJob>) {
+    fn setup(yaml: &str) -> (tempfile::TempDir, Store, JobTable) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("runner.yaml");
         std::fs::write(&path, yaml).expect("write");

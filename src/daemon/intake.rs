@@ -7,12 +7,11 @@
 //! without inotify it lists `DATA_DIR/trigger` once a second and looks into the
 //! directories of configured jobs there.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use super::jobs::{self, ScheduledJob};
+use super::jobs::{self, JobTable};
 use super::service::Event;
 use super::watch::Watcher;
 use crate::config::daemon::DaemonConfig;
@@ -31,18 +30,59 @@ pub(super) struct Loaded {
     /// The configuration; its `jobs` are emptied, `jobs` below holds them.
     pub(super) config: DaemonConfig,
     /// The jobs, ready to schedule.
-    pub(super) jobs: BTreeMap<String, ScheduledJob>,
+    pub(super) jobs: JobTable,
 }
 
 /// Loads the configuration at `path` (at start, and for a reload on the intake thread).
+///
+/// The files are read on a thread of their own, and what is kept is copied back here.
+/// Reading builds every file's whole tree, several times the size of the jobs taken out
+/// of it, and the jobs' memory lies between the tree's: were it read here, the pages of
+/// the freed tree that also hold a job could never be given back, and a daemon with ten
+/// thousand jobs would keep most of its peak for as long as it runs. The reading thread
+/// has an allocator arena of its own (glibc gives each new thread one), which is all
+/// free once the copies are made and the originals dropped.
 pub(super) fn load(path: &Path) -> Result<Loaded, Error> {
+    let outcome = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("config".to_owned())
+            .spawn_scoped(scope, || read(path))
+            .map(|reader| reader.join())
+    });
+    let loaded = match outcome {
+        Ok(Ok(loaded)) => loaded?,
+        // The reader panicked: that panic is the caller's.
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread to be had: read here, at the cost of the memory kept.
+        Err(_) => return read(path),
+    };
+    let copy = Loaded {
+        config: loaded.config.clone(),
+        jobs: loaded.jobs.deep_copy(),
+    };
+    drop(loaded);
+    release_freed_memory();
+    Ok(copy)
+}
+
+/// Reads the configuration at `path` and checks it, its jobs taken out into the table.
+fn read(path: &Path) -> Result<Loaded, Error> {
     let mut config = DaemonConfig::load(path)?;
     jobs::check_ownership(&config)?;
-    let jobs = jobs::prepare(&config)?;
-    // The prepared jobs are the ones the daemon uses; keeping a second copy of every
-    // job in the configuration would double the memory of a large daemon.
-    config.jobs.clear();
+    // The configuration keeps no second copy of every job.
+    let jobs = jobs::take(&mut config)?;
     Ok(Loaded { config, jobs })
+}
+
+/// Gives the memory freed after reading a configuration back to the system (all free
+/// pages of every arena, not only the top of the main one); also after a reload, once
+/// the loop has dropped the jobs it replaced.
+pub(super) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 enum Work {
@@ -69,7 +109,7 @@ impl Intake {
     pub(super) fn start(
         data_dir: &Path,
         config_path: &Path,
-        jobs: impl Iterator<Item = String>,
+        jobs: JobTable,
         events: Sender<Event>,
     ) -> std::io::Result<Intake> {
         let (work, inbox) = mpsc::channel();
@@ -77,7 +117,7 @@ impl Intake {
         let mut reader = Reader {
             data_dir: data_dir.to_owned(),
             config_path: config_path.to_owned(),
-            jobs: jobs.collect(),
+            jobs,
             created: Vec::new(),
             watcher: Watcher::start(data_dir, move |job, complete| {
                 let work = if complete {
@@ -120,8 +160,9 @@ impl Intake {
 struct Reader {
     data_dir: PathBuf,
     config_path: PathBuf,
-    /// The jobs whose trigger files are read: those of the configuration last loaded.
-    jobs: BTreeSet<String>,
+    /// The jobs whose trigger files are read: those of the configuration last loaded
+    /// (shared with the scheduling loop, not copied).
+    jobs: JobTable,
     /// Jobs whose directory got a file only created, and when to look into it.
     created: Vec<(Instant, String)>,
     watcher: Option<Watcher>,
@@ -186,7 +227,7 @@ impl Reader {
 
     /// Sends the triggers of `job`; `false` once the loop is gone.
     fn look(&self, job: &str) -> bool {
-        if !self.jobs.contains(job) {
+        if !self.jobs.contains_key(job) {
             return true;
         }
         for trigger in triggers::take(&self.data_dir, job) {
@@ -210,9 +251,13 @@ impl Reader {
         if let Ok(loaded) = &loaded {
             // Triggers of the new jobs are read from now on; the loop gets the new
             // configuration before any of them, as the channel keeps the order.
-            let names: BTreeSet<String> = loaded.jobs.keys().cloned().collect();
-            added = names.difference(&self.jobs).cloned().collect();
-            self.jobs = names;
+            added = loaded
+                .jobs
+                .keys()
+                .filter(|name| !self.jobs.contains_key(name))
+                .cloned()
+                .collect();
+            self.jobs = loaded.jobs.clone();
         }
         if self.events.send(Event::Reloaded(Box::new(loaded))).is_err() {
             return false;

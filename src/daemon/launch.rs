@@ -20,8 +20,9 @@ pub(crate) struct Request {
     pub(crate) job: String,
     /// When it was due.
     pub(crate) schedule_time: DateTime<Utc>,
-    /// `schedule`, `file` (a trigger file) or `catch_up`.
-    pub(crate) trigger_type: String,
+    /// `schedule`, `file` (a trigger file), `catch_up` or `event`: always one of those
+    /// constants, so planning a run copies no string.
+    pub(crate) trigger_type: &'static str,
     /// Recorded as the run's `trigger_data`.
     pub(crate) trigger_data: serde_json::Value,
     /// The trigger's environment, which wins over everything else.
@@ -117,7 +118,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     set("RUN_DIR", run_dir.clone());
     set("SCHEDULE_TIME", epoch(ctx.request.schedule_time));
     set("START_TIME", epoch(ctx.start_time));
-    set("TRIGGER_TYPE", ctx.request.trigger_type.clone());
+    set("TRIGGER_TYPE", ctx.request.trigger_type.to_owned());
     // The base directory, as dsari sets it: `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
     set(
         "TRIGGER_DIR",
@@ -128,8 +129,8 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     if let Some(group) = ctx.group {
         set("CONCURRENCY_GROUP", group.to_owned());
     }
-    if let Some(group) = &ctx.job.job_group {
-        set("JOB_GROUP", group.clone());
+    if let Some(group) = ctx.job.job_group() {
+        set("JOB_GROUP", group.to_owned());
     }
     for (prefix, run) in ["PREVIOUS", "PREVIOUS_GOOD", "PREVIOUS_BAD"]
         .iter()
@@ -166,7 +167,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     }
     for layer in [
         ctx.global_env,
-        &ctx.job.environment,
+        ctx.job.environment(),
         &ctx.request.environment,
     ] {
         for (k, v) in layer {
@@ -218,7 +219,7 @@ pub(crate) fn command(
     database: &Location,
 ) -> Command {
     let mut fleet = None;
-    let argv: Vec<OsString> = match (&job.command, &job.taskdir) {
+    let argv: Vec<OsString> = match (&job.command, job.taskdir()) {
         (Some(command), _) => {
             let mut argv: Vec<OsString> = command.iter().map(OsString::from).collect();
             if job.command_append_run {
@@ -253,11 +254,11 @@ pub(crate) fn command(
             if crate::security::is_relaxed() {
                 argv.push("--insecure".into());
             }
-            if let Some(config) = &job.config {
+            if let Some(config) = job.config() {
                 argv.push("-c".into());
-                argv.push(config.clone().into());
+                argv.push(config.into());
             }
-            argv.push(taskdir.clone().into());
+            argv.push(taskdir.into());
             argv
         }
         // The loader requires one of the two.

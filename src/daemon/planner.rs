@@ -20,11 +20,11 @@
 //!   in the job's order). Due runs start in the order they fell due.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::jobs::ScheduledJob;
+use super::jobs::{JobTable, ScheduledJob};
 use super::launch::Request;
 
 /// The trigger type of a run planned by a schedule.
@@ -72,7 +72,9 @@ pub(super) enum Added {
 
 #[derive(Debug)]
 struct Planned {
-    request: Request,
+    /// Boxed: the map of planned runs has a slot for every run planned and a third as
+    /// many again empty, each slot as large as its value.
+    request: Box<Request>,
     /// Whether starting it plans the job's next scheduled run.
     respawn: bool,
     /// Whether its time has come (it is in `due`).
@@ -88,12 +90,14 @@ struct Held {
 /// The scheduling state of the daemon; see the module comment for its rules.
 #[derive(Debug, Default)]
 pub(super) struct Planner {
-    jobs: BTreeMap<String, ScheduledJob>,
+    jobs: JobTable,
     /// `max` of every concurrency group a job names.
     limits: BTreeMap<String, usize>,
     planned: HashMap<u64, Planned>,
-    /// The planned runs of each job, in the order they were asked for.
-    by_job: HashMap<String, Vec<u64>>,
+    /// The planned runs of each job, by the job's place in `jobs` and then in the order
+    /// they were asked for (ids grow). One set for all jobs, not a list per job: a
+    /// daemon with ten thousand jobs plans ten thousand runs.
+    by_job: BTreeSet<(usize, u64)>,
     /// When each planned run falls due. Entries of runs replaced since stay in the heap
     /// and are dropped when they come up.
     timers: BinaryHeap<Reverse<(DateTime<Utc>, u64)>>,
@@ -108,10 +112,7 @@ pub(super) struct Planner {
 impl Planner {
     /// A planner for `jobs`, with each concurrency group's `max` in `limits` (a group
     /// missing there admits one run). Nothing is planned yet: see [`Planner::plan_schedules`].
-    pub(super) fn new(
-        jobs: BTreeMap<String, ScheduledJob>,
-        limits: BTreeMap<String, usize>,
-    ) -> Planner {
+    pub(super) fn new(jobs: JobTable, limits: BTreeMap<String, usize>) -> Planner {
         Planner {
             jobs,
             limits,
@@ -120,7 +121,7 @@ impl Planner {
     }
 
     /// The jobs, by name.
-    pub(super) fn jobs(&self) -> &BTreeMap<String, ScheduledJob> {
+    pub(super) fn jobs(&self) -> &JobTable {
         &self.jobs
     }
 
@@ -135,7 +136,7 @@ impl Planner {
         let mut out: Vec<(&Request, bool)> = self
             .planned
             .values()
-            .map(|p| (&p.request, p.is_due))
+            .map(|p| (&*p.request, p.is_due))
             .collect();
         out.sort_by(|a, b| (&a.0.job, a.0.schedule_time).cmp(&(&b.0.job, b.0.schedule_time)));
         out
@@ -144,21 +145,25 @@ impl Planner {
     /// Plans the next scheduled run, after `now`, of every job with a schedule that has
     /// none planned.
     pub(super) fn plan_schedules(&mut self, now: DateTime<Utc>) {
-        let wanting: Vec<(String, DateTime<Utc>)> = self
-            .jobs
-            .iter()
-            .filter(|(name, _)| !self.has_respawn(name))
-            .filter_map(|(name, job)| Some((name.clone(), first_after(job, now)?)))
-            .collect();
-        for (job, due) in wanting {
-            self.plan(scheduled(&job, due, SCHEDULE), true);
+        let jobs = self.jobs.clone();
+        for (index, job) in jobs.values().enumerate() {
+            if self.has_respawn(index) {
+                continue;
+            }
+            if let Some(due) = first_after(job, now) {
+                self.plan(scheduled(&job.job.name, due, SCHEDULE), true);
+            }
         }
     }
 
     /// `catch_up: once`: plans the job's scheduled run at `missed`, a time that passed while
     /// the daemon was down, recorded with trigger type `catch_up`. Its start plans the next.
     pub(super) fn catch_up(&mut self, job: &str, missed: DateTime<Utc>) {
-        if self.jobs.contains_key(job) && !self.has_respawn(job) {
+        if self
+            .jobs
+            .index_of(job)
+            .is_some_and(|i| !self.has_respawn(i))
+        {
             self.plan(scheduled(job, missed, "catch_up"), true);
         }
     }
@@ -166,17 +171,17 @@ impl Planner {
     /// Plans a triggered run at `request.schedule_time` (see the module comment for when
     /// it replaces one).
     pub(super) fn trigger(&mut self, request: Request) -> Added {
-        let Some(job) = self.jobs.get(&request.job) else {
+        let Some(index) = self.jobs.index_of(&request.job) else {
             return Added::UnknownJob;
         };
-        if !job.job.concurrent_runs {
-            let first = self.by_job.get(&request.job).and_then(|ids| ids.first());
-            if let Some(&old) = first {
+        if !self.jobs.at(index).job.concurrent_runs {
+            let first = self.ids_of(index).next();
+            if let Some(old) = first {
                 let Some(old) = self.unplan(old) else {
                     return Added::UnknownJob;
                 };
                 self.plan(request, old.respawn);
-                return Added::Replaced(old.request);
+                return Added::Replaced(*old.request);
             }
         }
         self.plan(request, false);
@@ -235,10 +240,10 @@ impl Planner {
                 waiting.push(id);
                 continue;
             }
-            let group = if job.job.concurrency_groups.is_empty() {
+            let group = if job.job.concurrency_groups().is_empty() {
                 None
             } else {
-                let free = job.job.concurrency_groups.iter().find(|g| {
+                let free = job.job.concurrency_groups().iter().find(|g| {
                     let max = self.limits.get(*g).copied().unwrap_or(1);
                     self.group_use.get(*g).copied().unwrap_or(0) < max
                 });
@@ -269,7 +274,7 @@ impl Planner {
             let Some(planned) = self.unplan(id) else {
                 continue;
             };
-            let request = planned.request;
+            let request = *planned.request;
             let merged_from = if planned.respawn {
                 self.plan_next(&request, now)
             } else {
@@ -355,12 +360,18 @@ impl Planner {
     /// a trigger file, once consumed, is not lost here). Runs in progress keep their slots until they end.
     pub(super) fn reload(
         &mut self,
-        jobs: BTreeMap<String, ScheduledJob>,
+        jobs: JobTable,
         limits: BTreeMap<String, usize>,
         now: DateTime<Utc>,
     ) {
         self.jobs = jobs;
         self.limits = limits;
+        // The jobs' places changed: index the planned runs again.
+        self.by_job = self
+            .planned
+            .iter()
+            .filter_map(|(id, p)| Some((self.jobs.index_of(&p.request.job)?, *id)))
+            .collect();
         let dropped: Vec<u64> = self
             .planned
             .iter()
@@ -386,21 +397,29 @@ impl Planner {
         self.due.clear();
     }
 
-    fn has_respawn(&self, job: &str) -> bool {
+    /// The planned runs of the job at `index` in `jobs`, in the order they were asked for.
+    fn ids_of(&self, index: usize) -> impl Iterator<Item = u64> + '_ {
         self.by_job
-            .get(job)
-            .is_some_and(|ids| ids.iter().any(|id| self.planned[id].respawn))
+            .range((index, 0)..=(index, u64::MAX))
+            .map(|(_, id)| *id)
+    }
+
+    fn has_respawn(&self, index: usize) -> bool {
+        self.ids_of(index)
+            .any(|id| self.planned.get(&id).is_some_and(|p| p.respawn))
     }
 
     fn plan(&mut self, request: Request, respawn: bool) {
         let id = self.next_id;
         self.next_id += 1;
         self.timers.push(Reverse((request.schedule_time, id)));
-        self.by_job.entry(request.job.clone()).or_default().push(id);
+        if let Some(index) = self.jobs.index_of(&request.job) {
+            self.by_job.insert((index, id));
+        }
         self.planned.insert(
             id,
             Planned {
-                request,
+                request: Box::new(request),
                 respawn,
                 is_due: false,
             },
@@ -409,11 +428,8 @@ impl Planner {
 
     fn unplan(&mut self, id: u64) -> Option<Planned> {
         let planned = self.planned.remove(&id)?;
-        if let Some(ids) = self.by_job.get_mut(&planned.request.job) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.by_job.remove(&planned.request.job);
-            }
+        if let Some(index) = self.jobs.index_of(&planned.request.job) {
+            self.by_job.remove(&(index, id));
         }
         Some(planned)
     }
@@ -433,11 +449,11 @@ fn first_after(job: &ScheduledJob, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     }
 }
 
-fn scheduled(job: &str, due: DateTime<Utc>, trigger_type: &str) -> Request {
+fn scheduled(job: &str, due: DateTime<Utc>, trigger_type: &'static str) -> Request {
     Request {
         job: job.to_owned(),
         schedule_time: due,
-        trigger_type: trigger_type.to_owned(),
+        trigger_type,
         trigger_data: serde_json::json!({}),
         environment: BTreeMap::new(),
     }

@@ -16,7 +16,7 @@ use crate::daemon::jobs;
 /// Every two seconds (seconds are the sixth field).
 const EVERY_2S: &str = "* * * * * */2";
 
-fn load(yaml: &str) -> (BTreeMap<String, ScheduledJob>, BTreeMap<String, usize>) {
+fn load(yaml: &str) -> (JobTable, BTreeMap<String, usize>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("runner.yaml");
     std::fs::write(&path, yaml).expect("write");
@@ -41,7 +41,7 @@ fn trigger(job: &str, due: DateTime<Utc>) -> Request {
     Request {
         job: job.to_owned(),
         schedule_time: due,
-        trigger_type: "file".to_owned(),
+        trigger_type: "file",
         trigger_data: serde_json::json!({}),
         environment: BTreeMap::new(),
     }
@@ -152,7 +152,7 @@ impl Sim {
             self.running.push((end, s.slot, self.seen.len()));
             self.seen.push(Seen {
                 job: s.request.job,
-                kind: s.request.trigger_type,
+                kind: s.request.trigger_type.to_owned(),
                 schedule: secs(self.origin, s.request.schedule_time),
                 start: secs(self.origin, self.now),
                 end: secs(self.origin, end),

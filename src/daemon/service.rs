@@ -136,7 +136,7 @@ pub(crate) struct Service {
 }
 
 /// The jobs that use events.
-fn event_jobs(jobs: &BTreeMap<String, super::jobs::ScheduledJob>) -> HashMap<String, Job> {
+fn event_jobs(jobs: &super::jobs::JobTable) -> HashMap<String, Job> {
     jobs.iter()
         .filter(|(_, j)| gate::has_events(&j.job))
         .map(|(name, j)| (name.clone(), j.job.clone()))
@@ -146,19 +146,6 @@ fn event_jobs(jobs: &BTreeMap<String, super::jobs::ScheduledJob>) -> HashMap<Str
 /// The data directory: `--state-dir` first, then the configuration's `data_dir`.
 pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathBuf {
     crate::state::resolve(state_dir, config.configured_data_dir.as_deref())
-}
-
-/// Gives the memory freed after reading the configuration back to the system. Parsing a
-/// large configuration builds its whole tree before the jobs are taken out of it; the
-/// allocator keeps the freed pages, scattered between the jobs' own allocations, and a
-/// daemon with ten thousand jobs would hold twice the memory it uses for as long as it
-/// runs.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Each concurrency group's `max`.
@@ -174,7 +161,6 @@ impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
-        release_freed_memory();
         for warning in &config.warnings {
             log::warn!("{warning}");
         }
@@ -251,7 +237,7 @@ impl Service {
         let intake = Intake::start(
             &self.data_dir,
             &self.setup.config_path,
-            self.planner.jobs().keys().cloned(),
+            self.planner.jobs().clone(),
             self.sender.clone(),
         )
         .map_err(|e| Error::io("the trigger reader thread", e))?;
@@ -381,7 +367,7 @@ impl Service {
             self.planner.add(launch::Request {
                 job,
                 schedule_time: Utc::now(),
-                trigger_type: gate::TRIGGER_TYPE.to_owned(),
+                trigger_type: gate::TRIGGER_TYPE,
                 trigger_data: serde_json::json!({}),
                 environment: BTreeMap::new(),
             });
@@ -402,7 +388,7 @@ impl Service {
             self.planner.add(launch::Request {
                 job,
                 schedule_time: Utc::now(),
-                trigger_type: gate::TRIGGER_TYPE.to_owned(),
+                trigger_type: gate::TRIGGER_TYPE,
                 trigger_data: serde_json::json!({"event": event.name, "event_id": event.id}),
                 environment: BTreeMap::new(),
             });
@@ -450,7 +436,7 @@ impl Service {
         let added = self.planner.trigger(launch::Request {
             job: trigger.job,
             schedule_time: due,
-            trigger_type: triggers::TRIGGER_TYPE.to_owned(),
+            trigger_type: triggers::TRIGGER_TYPE,
             trigger_data: trigger.data,
             environment: trigger.environment,
         });
@@ -499,12 +485,15 @@ impl Service {
         let count = jobs.len();
         let added: Vec<String> = jobs
             .keys()
-            .filter(|name| !self.planner.jobs().contains_key(*name))
+            .filter(|name| !self.planner.jobs().contains_key(name))
             .cloned()
             .collect();
         self.event_jobs = event_jobs(&jobs);
         self.planner.reload(jobs, limits(&config), Utc::now());
         self.config = config;
+        // The jobs replaced are gone: their pages too (a daemon reloaded daily would
+        // otherwise hold one more configuration's worth of holes after each).
+        intake::release_freed_memory();
         self.watch_events(Some(&added));
         log::info!("configuration reloaded: {count} job(s)");
     }
@@ -618,7 +607,7 @@ impl Service {
                 job: &run.job.name,
                 schedule_time: run.request.schedule_time.into(),
                 start_time: run.start_time.into(),
-                trigger_type: &run.request.trigger_type,
+                trigger_type: run.request.trigger_type,
                 trigger_data: &run.request.trigger_data,
                 session: self.gates.session(),
                 output_dir: &run.paths.run_dir,
@@ -675,7 +664,7 @@ impl Service {
             None => match self.store.previous_runs(&job.name) {
                 Ok(previous) => {
                     // A chain job's run is also written by the chain: always asked for.
-                    if job.taskdir.is_none() {
+                    if job.taskdir().is_none() {
                         self.previous.insert(job.name.clone(), previous.clone());
                     }
                     previous
@@ -732,7 +721,7 @@ impl Service {
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {
-            max_time: job.max_execution,
+            max_time: job.max_execution(),
             kill_grace: job.max_execution_grace,
             interrupt_grace: Some(
                 self.config

@@ -18,14 +18,13 @@ use super::zone;
 pub(crate) struct Schedule {
     kind: Kind,
     tz: Tz,
-    /// Added to every due time, exactly as dsari does, so jobs sharing a
-    /// second are still started in a stable, spread-out order.
-    offset: Duration,
-    /// The CRC-32 of the job name, which places the hashed RRULE DTSTART.
+    /// The CRC-32 of the job name, which places the hashed RRULE DTSTART and gives
+    /// the sub-second offset (see [`Schedule::offset`]), computed when needed rather
+    /// than kept: a daemon keeps ten thousand schedules.
     crc: u32,
     /// The expression, when it has `R` fields: dsari draws them again for every
     /// next time it computes, and so does `next_after`.
-    random: Option<String>,
+    random: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +76,8 @@ impl Schedule {
         let schedule = Self {
             kind,
             tz,
-            offset: hash::subsecond_offset(crc),
             crc,
-            random: random.then(|| expr.to_owned()),
+            random: random.then(|| expr.into()),
         };
         // Any time since 1970 that fires is enough to show the schedule is possible; an
         // RRULE whose UNTIL has passed since then still parses (it ran once). A random
@@ -122,7 +120,13 @@ impl Schedule {
             (Kind::Cron(spec), None) => self.next_cron(spec, floor),
             (Kind::Rrule(spec), _) => self.next_rrule(spec, floor),
         }?;
-        occurrence.checked_add_signed(self.offset)
+        occurrence.checked_add_signed(self.offset())
+    }
+
+    /// Added to every due time, exactly as dsari does, so jobs sharing a second are
+    /// still started in a stable, spread-out order.
+    fn offset(&self) -> Duration {
+        hash::subsecond_offset(self.crc)
     }
 
     /// The zone this schedule is evaluated in (after resolving `None`).
@@ -516,7 +520,7 @@ mod tests {
     fn five_fields_get_hashed_seconds_and_offset() {
         // test_hash_second's 11:10:32 plus hello's 0.211192 s offset.
         let s = schedule("H H * * *", "hello", Tz::UTC);
-        assert_eq!(s.offset, Duration::microseconds(211_192));
+        assert_eq!(s.offset(), Duration::microseconds(211_192));
         assert_eq!(
             s.next_after(at("2020-01-01T00:00:00")),
             Some(at("2020-01-01T11:10:32.211192"))

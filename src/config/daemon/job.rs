@@ -5,7 +5,7 @@
 //! group exists is decided by `load`, which sees all of them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::de;
@@ -29,6 +29,10 @@ pub(crate) enum CatchUp {
 }
 
 /// One configured job, as the daemon schedules it.
+///
+/// A daemon keeps every job for as long as it runs, ten thousand of them in a large one:
+/// what nearly every job sets is kept inline, the keys few jobs set ([`Rare`]) in one
+/// allocation that a job setting none of them does without, read through accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Job {
     /// The job's name, valid as a directory name (see `config::names::check_daemon`).
@@ -39,41 +43,112 @@ pub(crate) struct Job {
     pub(crate) command_append_run: bool,
     /// The schedule expression as written.
     pub(crate) schedule: Option<String>,
-    /// An IANA time zone name, checked to exist; `None` means local time.
-    pub(crate) schedule_timezone: Option<String>,
+    /// The IANA time zone `schedule_timezone` names (its name is the one written, as
+    /// zone names are matched exactly); `None` means local time.
+    pub(crate) schedule_timezone: Option<chrono_tz::Tz>,
     /// `schedule` parsed in `schedule_timezone` and hashed on the job name, once, where
     /// the job is read, so a bad expression is blamed on the file that wrote it.
     pub(crate) parsed_schedule: Option<Schedule>,
-    /// The job's own variables, above the global ones and below a trigger's.
-    pub(crate) environment: BTreeMap<String, String>,
-    /// How long a run may take before it is sent SIGTERM; `None` waits forever.
-    pub(crate) max_execution: Option<Duration>,
     /// How long after that SIGTERM the run gets SIGKILL.
     pub(crate) max_execution_grace: Duration,
-    /// Names of the concurrency groups the job runs in (all known to the configuration).
-    pub(crate) concurrency_groups: Vec<String>,
     /// Whether runs of this job may overlap.
     pub(crate) concurrent_runs: bool,
-    /// The job group the job was expanded from (or set by hand); becomes `JOB_GROUP`.
-    pub(crate) job_group: Option<String>,
     /// Whether runs get the Jenkins-compatible variables.
     pub(crate) jenkins_environment: bool,
     /// Whether the report shows this job.
     pub(crate) render_reports: bool,
-    /// The task directory of the chain the job runs, instead of a command.
-    pub(crate) taskdir: Option<PathBuf>,
-    /// The chain's INI file; only with `taskdir`.
-    pub(crate) config: Option<PathBuf>,
     /// What to do about a schedule missed while the daemon was down.
     pub(crate) catch_up: CatchUp,
+    /// The keys few jobs set; `None` when the job sets none of them.
+    rare: Option<Box<Rare>>,
+}
+
+/// The keys of a job that most jobs leave out (see [`Job`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Rare {
+    environment: BTreeMap<String, String>,
+    max_execution: Option<Duration>,
+    concurrency_groups: Vec<String>,
+    job_group: Option<String>,
+    taskdir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    after: Vec<String>,
+    unless: Vec<String>,
+    and_every: Option<String>,
+    with_params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the accessors of a job without [`Rare`] keys return.
+static NO_RARE: std::sync::LazyLock<Rare> = std::sync::LazyLock::new(Rare::default);
+
+impl Rare {
+    /// `self`, boxed, unless every key is left out.
+    fn boxed(self) -> Option<Box<Rare>> {
+        (self != Rare::default()).then(|| Box::new(self))
+    }
+}
+
+impl Job {
+    fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The job's own variables, above the global ones and below a trigger's.
+    pub(crate) fn environment(&self) -> &BTreeMap<String, String> {
+        &self.rare().environment
+    }
+
+    /// How long a run may take before it is sent SIGTERM; `None` waits forever.
+    pub(crate) fn max_execution(&self) -> Option<Duration> {
+        self.rare().max_execution
+    }
+
+    /// Names of the concurrency groups the job runs in (all known to the configuration).
+    pub(crate) fn concurrency_groups(&self) -> &[String] {
+        &self.rare().concurrency_groups
+    }
+
+    /// The job group the job was expanded from (or set by hand); becomes `JOB_GROUP`.
+    pub(crate) fn job_group(&self) -> Option<&str> {
+        self.rare().job_group.as_deref()
+    }
+
+    /// Sets [`Job::job_group`]: a job made by a job group belongs to it.
+    pub(crate) fn set_job_group(&mut self, group: String) {
+        let mut rare = self.rare.take().map(|r| *r).unwrap_or_default();
+        rare.job_group = Some(group);
+        self.rare = rare.boxed();
+    }
+
+    /// The task directory of the chain the job runs, instead of a command.
+    pub(crate) fn taskdir(&self) -> Option<&Path> {
+        self.rare().taskdir.as_deref()
+    }
+
+    /// The chain's INI file; only with `taskdir`.
+    pub(crate) fn config(&self) -> Option<&Path> {
+        self.rare().config.as_deref()
+    }
+
     /// Events that must have fired before a run starts.
-    pub(crate) after: Vec<String>,
+    pub(crate) fn after(&self) -> &[String] {
+        &self.rare().after
+    }
+
     /// Events that, once fired, stop the job from starting.
-    pub(crate) unless: Vec<String>,
+    pub(crate) fn unless(&self) -> &[String] {
+        &self.rare().unless
+    }
+
     /// An event whose every further firing starts a new run.
-    pub(crate) and_every: Option<String>,
+    pub(crate) fn and_every(&self) -> Option<&str> {
+        self.rare().and_every.as_deref()
+    }
+
     /// Data merged into the events' data given to a run.
-    pub(crate) with_params: serde_json::Map<String, serde_json::Value>,
+    pub(crate) fn with_params(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.rare().with_params
+    }
 }
 
 /// A job's keys as written (dsari's, then runner's); a job group's too, which adds
@@ -216,28 +291,31 @@ pub(crate) fn build_job(
         }
     }
 
+    let rare = Rare {
+        environment: k.environment,
+        max_execution: k.max_execution,
+        concurrency_groups: k.concurrency_groups,
+        job_group: k.job_group,
+        taskdir,
+        config,
+        after: k.after,
+        unless: k.unless,
+        and_every: k.and_every,
+        with_params: k.with_params,
+    };
     Ok(Job {
         name,
         command: k.command,
         command_append_run: k.command_append_run,
         schedule: k.schedule,
-        schedule_timezone: k.schedule_timezone,
+        schedule_timezone: zone,
         parsed_schedule,
-        environment: k.environment,
-        max_execution: k.max_execution,
         max_execution_grace: k.max_execution_grace.unwrap_or(DEFAULT_MAX_EXECUTION_GRACE),
-        concurrency_groups: k.concurrency_groups,
         concurrent_runs: k.concurrent_runs,
-        job_group: k.job_group,
         jenkins_environment: k.jenkins_environment,
         render_reports: k.render_reports.unwrap_or(true),
-        taskdir,
-        config,
         catch_up,
-        after: k.after,
-        unless: k.unless,
-        and_every: k.and_every,
-        with_params: k.with_params,
+        rare: rare.boxed(),
     })
 }
 
@@ -280,10 +358,10 @@ mod tests {
         assert_eq!(j.command.as_deref(), Some(&["/usr/bin/env".to_owned()][..]));
         assert!(!j.command_append_run && !j.concurrent_runs && !j.jenkins_environment);
         assert!(j.render_reports);
-        assert_eq!(j.max_execution, None);
+        assert_eq!(j.max_execution(), None);
         assert_eq!(j.max_execution_grace, Duration::from_secs(60));
         assert_eq!(j.catch_up, CatchUp::None);
-        assert!(j.after.is_empty() && j.unless.is_empty() && j.with_params.is_empty());
+        assert!(j.after().is_empty() && j.unless().is_empty() && j.with_params().is_empty());
     }
 
     #[test]
@@ -325,20 +403,14 @@ mod tests {
         .expect("loads");
         let j = &jobs["chain"];
         assert_eq!(j.command, None);
-        assert_eq!(
-            j.taskdir.as_deref(),
-            Some(Path::new("/etc/runner/tasks/nightly"))
-        );
-        assert_eq!(
-            j.config.as_deref(),
-            Some(Path::new("/etc/runner/nightly.ini"))
-        );
+        assert_eq!(j.taskdir(), Some(Path::new("/etc/runner/tasks/nightly")));
+        assert_eq!(j.config(), Some(Path::new("/etc/runner/nightly.ini")));
         assert_eq!(j.catch_up, CatchUp::Once);
-        assert_eq!(j.after, ["fetched", "built"]);
-        assert_eq!(j.unless, ["holiday"]);
-        assert_eq!(j.and_every.as_deref(), Some("fetched"));
-        assert_eq!(j.with_params["n"], serde_json::json!(3));
-        assert_eq!(j.max_execution, Some(Duration::from_secs(3600)));
+        assert_eq!(j.after(), ["fetched", "built"]);
+        assert_eq!(j.unless(), ["holiday"]);
+        assert_eq!(j.and_every(), Some("fetched"));
+        assert_eq!(j.with_params()["n"], serde_json::json!(3));
+        assert_eq!(j.max_execution(), Some(Duration::from_secs(3600)));
         assert_eq!(j.max_execution_grace, Duration::from_secs(5));
     }
 
@@ -484,11 +556,36 @@ mod tests {
     }
 
     #[test]
+    fn keys_few_jobs_set_cost_the_others_nothing() {
+        let jobs = jobs(
+            "jobs:\n  plain: {command: [x], schedule: '@daily', schedule_timezone: US/Eastern}\n\
+             \x20 rich: {command: [x], after: [e]}\n  grouped: {command: [x], job_group: g}\n",
+        )
+        .expect("loads");
+        assert!(jobs["plain"].rare.is_none());
+        assert!(jobs["rich"].rare.is_some() && jobs["grouped"].rare.is_some());
+        assert_eq!(jobs["rich"].after(), ["e"]);
+        assert_eq!(jobs["grouped"].job_group(), Some("g"));
+        // A link's name is kept as written, not replaced by the zone it links to.
+        assert_eq!(
+            jobs["plain"].schedule_timezone.map(|tz| tz.name()),
+            Some("US/Eastern")
+        );
+        // Ten thousand jobs are kept by a large daemon: each byte here is 10 kB there.
+        #[cfg(target_pointer_width = "64")]
+        assert!(
+            std::mem::size_of::<Job>() <= 200,
+            "Job is {} bytes",
+            std::mem::size_of::<Job>()
+        );
+    }
+
+    #[test]
     fn timezones_parse() {
         let jobs = jobs("jobs:\n  j: {command: [x], schedule: '0 3 * * *', schedule_timezone: America/New_York}\n")
             .expect("loads");
         assert_eq!(
-            jobs["j"].schedule_timezone.as_deref(),
+            jobs["j"].schedule_timezone.map(|tz| tz.name()),
             Some("America/New_York")
         );
         assert_eq!(jobs["j"].schedule.as_deref(), Some("0 3 * * *"));

@@ -94,7 +94,7 @@ pub(crate) fn build_jobs(
                 return Err(blame(reason));
             }
             let mut job = build_job(name.clone(), template.clone(), node, &scope)?;
-            job.job_group = Some(group.clone());
+            job.set_job_group(group.clone());
             group_of.insert(name.clone(), group.clone());
             out.insert(name, job);
         }
@@ -141,12 +141,12 @@ mod tests {
         for name in ["sample-job-1", "sample-job-2"] {
             let j = &jobs[name];
             assert_eq!(j.name, name);
-            assert_eq!(j.job_group.as_deref(), Some("sample-jobs"));
+            assert_eq!(j.job_group(), Some("sample-jobs"));
             assert_eq!(j.schedule.as_deref(), Some("H H * * *"));
             assert_eq!(j.command.as_deref(), Some(&["job-wrapper".to_owned()][..]));
-            assert_eq!(j.environment["A"], "b");
+            assert_eq!(j.environment()["A"], "b");
         }
-        assert_eq!(jobs["solo"].job_group, None);
+        assert_eq!(jobs["solo"].job_group(), None);
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl DaemonConfig {
         let mut warnings = warnings.into_inner();
 
         for job in jobs.values() {
-            for group in &job.concurrency_groups {
+            for group in job.concurrency_groups() {
                 if !concurrency_groups.contains_key(group) {
                     warnings.push(format!(
                         "job \"{}\": concurrency group \"{group}\" is not declared; it admits one run at a time",
@@ -331,7 +331,7 @@ mod tests {
                 Some(&["/usr/bin/env".to_owned()][..])
             );
             assert_eq!(job.schedule.as_deref(), Some("H/5 * * * *"));
-            assert_eq!(job.concurrency_groups, ["sample-group"]);
+            assert_eq!(job.concurrency_groups(), ["sample-group"]);
             assert_eq!(c.concurrency_groups["sample-group"].max, 1);
             assert!(!c.concurrency_groups["sample-group"].is_implicit);
             assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -362,7 +362,7 @@ mod tests {
         let expanded = load_text("dsari.json", DSARI_JOB_GROUPS_EXPANDED).expect("expanded");
         assert_eq!(grouped.jobs, expanded.jobs);
         assert_eq!(
-            grouped.jobs["sample-job-2"].job_group.as_deref(),
+            grouped.jobs["sample-job-2"].job_group(),
             Some("sample-jobs")
         );
     }
@@ -377,7 +377,7 @@ mod tests {
         assert!(c.concurrency_groups.is_empty());
         let c = load_text("dsari.json", DSARI_CONCURRENCY_TWO_GROUPS).expect("two groups");
         assert_eq!(
-            c.jobs["job5"].concurrency_groups,
+            c.jobs["job5"].concurrency_groups(),
             ["host-a_group", "host-b_group"]
         );
         assert_eq!(c.concurrency_groups["host-b_group"].max, 1);
@@ -395,7 +395,7 @@ mod tests {
         let c = load_text("dsari.json", DSARI_ENVIRONMENT).expect("environment");
         assert_eq!(c.environment["INSTALLATION_LOCATION"], "dc-west");
         assert_eq!(
-            c.jobs["example_job"].environment["JOB_CONTACT"],
+            c.jobs["example_job"].environment()["JOB_CONTACT"],
             "Jane User <jane@example.com>"
         );
 
@@ -425,9 +425,9 @@ mod tests {
         let j = &c.jobs["sample-job"];
         assert!(j.command_append_run && j.jenkins_environment && j.concurrent_runs);
         assert!(!j.render_reports);
-        assert_eq!(j.max_execution, Some(Duration::from_secs(300)));
+        assert_eq!(j.max_execution(), Some(Duration::from_secs(300)));
         assert_eq!(j.max_execution_grace, Duration::from_secs(60));
-        assert_eq!(j.job_group.as_deref(), Some("sample-job"));
+        assert_eq!(j.job_group(), Some("sample-job"));
         assert_eq!(j.catch_up, CatchUp::None);
         assert!(c.concurrency_groups["group-b"].is_implicit);
     }
@@ -578,9 +578,12 @@ mod tests {
         )
         .expect("loads");
         assert_eq!(c.shutdown_kill_grace, Some(Duration::from_secs(120)));
-        assert_eq!(c.jobs["a"].max_execution, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            c.jobs["a"].max_execution(),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(c.jobs["a"].max_execution_grace, Duration::from_secs(30));
-        assert_eq!(c.jobs["b"].max_execution, Some(Duration::from_secs(90)));
+        assert_eq!(c.jobs["b"].max_execution(), Some(Duration::from_secs(90)));
         let e = load_text("r.yaml", "shutdown_kill_grace: [1]\n").expect_err("list");
         assert_eq!(e.key(), Some("shutdown_kill_grace"));
     }
@@ -598,9 +601,12 @@ mod tests {
         let c = DaemonConfig::load(d).expect("loads");
         assert_eq!(c.configured_data_dir, Some(d.join("var")));
         assert_eq!(c.database.file, Some(d.join("db/runs.sqlite3")));
-        assert_eq!(c.jobs["a"].taskdir, Some(d.join("tasks/a")));
-        assert_eq!(c.jobs["a"].config, Some(d.join("a.ini")));
-        assert_eq!(c.jobs["b"].taskdir, Some(d.join("config.d/../tasks/b")));
+        assert_eq!(c.jobs["a"].taskdir(), Some(d.join("tasks/a").as_path()));
+        assert_eq!(c.jobs["a"].config(), Some(d.join("a.ini").as_path()));
+        assert_eq!(
+            c.jobs["b"].taskdir(),
+            Some(d.join("config.d/../tasks/b").as_path())
+        );
     }
 
     #[test]
