@@ -185,6 +185,21 @@ fn release_freed_memory() {
     }
 }
 
+/// Keeps the allocator to two arenas. A run's thread allocates little, but the allocator
+/// gives each thread that finds the others' arenas busy one of its own, up to eight per
+/// core, each holding freed memory of its own: with hundreds of runs in progress (a
+/// thousand runs a second) that was a quarter of the daemon's resident memory. Set
+/// before the first thread is made; `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Each concurrency group's `max`.
 fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
     config
@@ -197,6 +212,7 @@ fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
 impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
+        limit_arenas();
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
         release_freed_memory();
         for warning in &config.warnings {
