@@ -207,16 +207,32 @@ fn program(name: &OsString, env: &BTreeMap<String, String>) -> OsString {
     name.clone()
 }
 
-/// The programs found for the runs of one instant, by name and `PATH`: a thousand runs
-/// of `true` due at once look it up once, not a thousand times (each look-up is a
-/// `stat` of it in each directory of `PATH` before the one that has it). Made anew for
-/// each instant, so a program installed meanwhile is found for the next.
-#[derive(Default)]
+/// The programs found for runs, by name and `PATH`, for a second: a thousand runs of
+/// `true` a second look it up once, not a thousand times (each look-up is a `stat` of
+/// it in each directory of `PATH` before the one that has it). Forgotten after a
+/// second, so a program installed or removed meanwhile is found as it is now.
 pub(crate) struct Programs {
     found: std::collections::HashMap<(OsString, String), OsString>,
+    since: std::time::Instant,
+}
+
+impl Default for Programs {
+    fn default() -> Programs {
+        Programs {
+            found: std::collections::HashMap::new(),
+            since: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Programs {
+    /// Forgets what was found more than a second ago.
+    pub(crate) fn expire(&mut self) {
+        if self.since.elapsed() >= std::time::Duration::from_secs(1) {
+            *self = Programs::default();
+        }
+    }
+
     /// The program to start for `name` in `env` (see [`program`]).
     fn find(&mut self, name: &OsString, env: &BTreeMap<String, String>) -> OsString {
         let path = env.get("PATH").cloned().unwrap_or_default();

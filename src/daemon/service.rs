@@ -90,8 +90,8 @@ const ENDS_AT_ONCE: usize = 1024;
 /// one as processes exit; recorded as they came, a thousand runs a second made a
 /// thousand small transactions that each wrote the same pages again. An end not yet
 /// recorded when the daemon is killed is recorded as lost by the next daemon, as a run
-/// still running would be; before a run starts, the ends waiting are recorded first,
-/// so that its `PREVIOUS_*` and the store agree.
+/// still running would be; before a run of the same job starts, the ends waiting are
+/// recorded first, so that its `PREVIOUS_*` and the store agree.
 const ENDS_WAIT: Duration = Duration::from_millis(20);
 
 /// At most this many runs due at once are recorded in one transaction and then started:
@@ -659,10 +659,22 @@ impl Service {
         if starts.is_empty() {
             return;
         }
-        // What the runs about to start are told of their job's previous runs is what
-        // the store holds.
-        self.record_ends();
-        self.programs = launch::Programs::default();
+        // What a run about to start is told of its job's previous runs is what the
+        // store holds: the ends of its job are recorded first (with the others waiting).
+        // Jobs are spread over their period, so a busy daemon starts a run every
+        // millisecond or so, and the ends of other jobs keep waiting for theirs.
+        let jobs: std::collections::HashSet<&str> =
+            starts.iter().map(|s| s.request.job.as_str()).collect();
+        let of_these = self.ended.iter().any(|(slot, _)| {
+            self.running
+                .get(slot)
+                .is_some_and(|run| jobs.contains(run.job.as_str()))
+        });
+        drop(jobs);
+        if of_these {
+            self.record_ends();
+        }
+        self.programs.expire();
         let mut starts = starts.into_iter().peekable();
         while starts.peek().is_some() {
             let chunk: Vec<Start> = starts.by_ref().take(STARTS_AT_ONCE).collect();
