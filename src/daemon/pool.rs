@@ -3,12 +3,11 @@
 //!
 //! A run is supervised by one thread for as long as it lasts (`Supervisor::run` blocks
 //! until its process is reaped), so the daemon needs as many threads as runs in
-//! progress. Making a thread for each run and ending it after cost more of the daemon's
-//! CPU than anything but the store at a thousand runs a second: the clone, the stack's
-//! mapping and unmapping, the guard page, the signal stack, and the contention on the
-//! address space between all those threads. Here a thread that finished a run waits for
-//! the next one; a run given while none waits gets a new thread at once, so runs never
-//! queue behind each other. A thread left without work for [`IDLE`] ends, so an idle
+//! progress. Making a thread for each run and ending it after cost every run about ten
+//! system calls of its own (the clone, the stack's mapping, guard page and unmapping,
+//! the signal stack, ...) and the loop the clone itself. Here a thread that finished a
+//! run waits for the next one; a run given while none waits gets a new thread at once,
+//! so runs never queue behind each other. A thread left without work for [`IDLE`] ends, so an idle
 //! daemon holds no thread of this pool and nothing here wakes it.
 
 use std::collections::VecDeque;
