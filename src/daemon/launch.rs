@@ -208,6 +208,45 @@ fn program(name: &OsString, env: &BTreeMap<String, String>) -> OsString {
     name.clone()
 }
 
+/// The programs found for runs, by name and `PATH`, for a second: a thousand runs of
+/// `true` a second look it up once, not a thousand times (each look-up is a `stat` of
+/// it in each directory of `PATH` before the one that has it). Forgotten after a
+/// second, so a program installed or removed meanwhile is found as it is now.
+pub(crate) struct Programs {
+    found: std::collections::HashMap<(OsString, String), OsString>,
+    since: std::time::Instant,
+}
+
+impl Default for Programs {
+    fn default() -> Programs {
+        Programs {
+            found: std::collections::HashMap::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Programs {
+    /// Forgets what was found more than a second ago.
+    pub(crate) fn expire(&mut self) {
+        if self.since.elapsed() >= std::time::Duration::from_secs(1) {
+            *self = Programs::default();
+        }
+    }
+
+    /// The program to start for `name` in `env` (see [`program`]).
+    fn find(&mut self, name: &OsString, env: &BTreeMap<String, String>) -> OsString {
+        let path = env.get("PATH").cloned().unwrap_or_default();
+        let key = (name.clone(), path);
+        if let Some(found) = self.found.get(&key) {
+            return found.clone();
+        }
+        let found = program(name, env);
+        self.found.insert(key, found.clone());
+        found
+    }
+}
+
 /// The command of a run: the job's `command` (plus job name and run id with
 /// `command_append_run`), or runner itself running the job's chain attached to this run.
 pub(crate) fn command(
@@ -217,6 +256,7 @@ pub(crate) fn command(
     paths: &RunPaths,
     exe: &Path,
     database: &Location,
+    programs: &mut Programs,
 ) -> Command {
     let mut fleet = None;
     let argv: Vec<OsString> = match (&job.command, job.taskdir()) {
@@ -264,7 +304,7 @@ pub(crate) fn command(
         // The loader requires one of the two.
         (None, None) => vec![OsString::from("false")],
     };
-    let mut cmd = Command::new(program(&argv[0], env));
+    let mut cmd = Command::new(programs.find(&argv[0], env));
     // The job sees the name it gave as its argv[0], as with a search in the child.
     cmd.arg0(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env);
@@ -272,11 +312,12 @@ pub(crate) fn command(
         cmd.env("RUNNER_DATABASE", url);
         cmd.env("RUNNER_HOST", crate::state::host(None));
     }
-    // dsari lets PWD (from the job or a trigger) choose the working directory.
+    // dsari lets PWD (from the job or a trigger) choose the working directory. The run
+    // directory (the usual PWD) is made just before the run starts.
     let cwd = env
         .get("PWD")
         .map(PathBuf::from)
-        .filter(|p| p.is_dir())
+        .filter(|p| *p != paths.run_dir && p.is_dir())
         .unwrap_or_else(|| paths.run_dir.clone());
     cmd.current_dir(cwd);
     cmd

@@ -12,6 +12,7 @@ mod intake;
 pub(crate) mod jobs;
 mod launch;
 mod planner;
+mod pool;
 mod service;
 mod signals;
 mod watch;

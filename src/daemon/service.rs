@@ -5,8 +5,10 @@
 //! event channel until the planner's next due time or an event: a signal, a trigger file
 //! or a configuration read by the intake thread (parsed there, never here), a run that
 //! ended. No periodic polling, so a daemon with ten thousand hourly jobs is idle between
-//! due times. Each run is supervised on its own thread, which reports back through the
-//! channel, so a slot freed in a concurrency group is handed to a waiting run at once.
+//! due times. Each run is supervised on a thread of its own while it lasts (threads are
+//! kept for the next run, see `pool`), which reports back through the channel, so a slot
+//! freed in a concurrency group is handed to a waiting run at once; the ends that come
+//! within a few milliseconds of each other are recorded together.
 //! Jobs with `after`, `unless` or `and_every` are woken by the events watch (inotify on
 //! `events.notify` beside the database, as waiting chains are): a run held for an event
 //! costs nothing until something is fired.
@@ -23,6 +25,7 @@ use super::gate::{self, Gates};
 use super::intake::{self, Intake, Loaded};
 use super::launch::{self, Context, RunPaths};
 use super::planner::{Added, Admission, Planner, RunSlot, Start};
+use super::pool::Pool;
 use super::signals;
 use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
@@ -83,6 +86,19 @@ struct Prepared {
 /// At most this many ended runs are recorded in one transaction.
 const ENDS_AT_ONCE: usize = 1024;
 
+/// How long an ended run may wait for others to be recorded with it. Ends come one by
+/// one as processes exit; recorded as they came, a thousand runs a second made a
+/// thousand small transactions that each wrote the same pages again. An end not yet
+/// recorded when the daemon is killed is recorded as lost by the next daemon, as a run
+/// still running would be; before a run of the same job starts, the ends waiting are
+/// recorded first, so that its `PREVIOUS_*` and the store agree.
+const ENDS_WAIT: Duration = Duration::from_millis(20);
+
+/// At most this many runs due at once are recorded in one transaction and then started:
+/// a thousand runs due at one instant start in turns, so that the first of them does not
+/// wait for all the others to be made and recorded.
+const STARTS_AT_ONCE: usize = 64;
+
 /// Where the daemon's configuration comes from and what overrides it.
 pub(crate) struct Setup {
     /// The configuration file or directory.
@@ -133,6 +149,14 @@ pub(crate) struct Service {
     event_jobs: HashMap<String, Job>,
     /// Wakes the loop when an event is fired, while it lives.
     on_event: Option<crate::interrupt::Subscription>,
+    /// The threads that supervise runs.
+    pool: Pool,
+    /// The programs found for the runs of this instant.
+    programs: launch::Programs,
+    /// Runs that ended and are not recorded yet, oldest first; their slots are free.
+    ended: Vec<(RunSlot, AttemptReport)>,
+    /// When the oldest of them has waited [`ENDS_WAIT`].
+    record_ends_at: Option<Instant>,
 }
 
 /// The jobs that use events.
@@ -148,6 +172,21 @@ pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathB
     crate::state::resolve(state_dir, config.configured_data_dir.as_deref())
 }
 
+/// Keeps the allocator to two arenas. A run's thread allocates little, but the allocator
+/// gives each thread that finds the others' arenas busy one of its own, up to eight per
+/// core, each holding freed memory of its own: with hundreds of runs in progress (a
+/// thousand runs a second) that was a quarter of the daemon's resident memory. Set
+/// before the first thread is made; `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Each concurrency group's `max`.
 fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
     config
@@ -160,6 +199,7 @@ fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
 impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
+        limit_arenas();
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
         for warning in &config.warnings {
             log::warn!("{warning}");
@@ -212,6 +252,10 @@ impl Service {
             stopping: false,
             gates,
             on_event: None,
+            pool: Pool::new(),
+            programs: launch::Programs::default(),
+            ended: Vec::new(),
+            record_ends_at: None,
         })
     }
 
@@ -244,14 +288,24 @@ impl Service {
         self.intake = Some(intake);
 
         loop {
+            if self.record_ends_at.is_some_and(|at| at <= Instant::now()) {
+                self.record_ends();
+            }
             self.start_due(Utc::now());
             if self.stopping && self.running.is_empty() {
                 break;
             }
-            let wait = self
+            let due = self
                 .planner
                 .next_due()
                 .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let ends = self
+                .record_ends_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let wait = match (due, ends) {
+                (Some(due), Some(ends)) => Some(due.min(ends)),
+                (due, ends) => due.or(ends),
+            };
             let event = match (self.pending.take(), wait) {
                 (Some(event), _) => Some(event),
                 (None, wait) => match wait {
@@ -301,12 +355,14 @@ impl Service {
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
             Event::Finished { slot, report } => {
-                // The runs that ended meanwhile are recorded with it, in one transaction;
-                // the first other event is handled next, in its turn.
-                let mut ended = vec![(slot, report)];
-                while ended.len() < ENDS_AT_ONCE {
+                // Its slot is free at once; it is recorded with the runs that end in
+                // the next moments, in one transaction (see ENDS_WAIT). The runs that
+                // ended meanwhile join it; the first other event is handled next, in
+                // its turn.
+                self.ended(slot, report);
+                while self.record_ends_at.is_some() {
                     match self.events.try_recv() {
-                        Ok(Event::Finished { slot, report }) => ended.push((slot, report)),
+                        Ok(Event::Finished { slot, report }) => self.ended(slot, report),
                         Ok(other) => {
                             self.pending = Some(other);
                             break;
@@ -314,7 +370,6 @@ impl Service {
                         Err(_) => break,
                     }
                 }
-                self.finished(ended);
             }
             Event::Fired => {
                 if !self.stopping {
@@ -578,9 +633,10 @@ impl Service {
     }
 
     /// Starts every run the planner lets start now. The runs of one instant are recorded
-    /// in one transaction, committed before any of them starts: a `kill -9` of the daemon
-    /// after that finds each of them recorded (and finalizes it as lost), and a thousand
-    /// runs due at once cost one commit, not a thousand.
+    /// together, [`STARTS_AT_ONCE`] in one transaction, committed before any of them
+    /// starts: a `kill -9` of the daemon after that finds each of them recorded (and
+    /// finalizes it as lost), and a thousand runs due at once cost a few commits, not a
+    /// thousand.
     fn start_due(&mut self, now: DateTime<Utc>) {
         let (store, gates, event_jobs) = (&*self.events_store, &self.gates, &self.event_jobs);
         let starts = self
@@ -589,6 +645,34 @@ impl Service {
                 Some(job) => gates.admit(store, job, request),
                 None => Admission::Start,
             });
+        if starts.is_empty() {
+            return;
+        }
+        // What a run about to start is told of its job's previous runs is what the
+        // store holds: the ends of its job are recorded first (with the others waiting).
+        // Jobs are spread over their period, so a busy daemon starts a run every
+        // millisecond or so, and the ends of other jobs keep waiting for theirs.
+        let jobs: std::collections::HashSet<&str> =
+            starts.iter().map(|s| s.request.job.as_str()).collect();
+        let of_these = self.ended.iter().any(|(slot, _)| {
+            self.running
+                .get(slot)
+                .is_some_and(|run| jobs.contains(run.job.as_str()))
+        });
+        drop(jobs);
+        if of_these {
+            self.record_ends();
+        }
+        self.programs.expire();
+        let mut starts = starts.into_iter().peekable();
+        while starts.peek().is_some() {
+            let chunk: Vec<Start> = starts.by_ref().take(STARTS_AT_ONCE).collect();
+            self.start_together(chunk);
+        }
+    }
+
+    /// Makes, records (in one transaction) and starts runs that are due together.
+    fn start_together(&mut self, starts: Vec<Start>) {
         let mut prepared = Vec::with_capacity(starts.len());
         for start in starts {
             let slot = start.slot;
@@ -703,7 +787,7 @@ impl Service {
         })
     }
 
-    /// Starts a recorded run on a thread of its own; `false` if it could not be started
+    /// Starts a recorded run on a thread of the pool; `false` if it could not be started
     /// at all.
     fn launch(&mut self, run: Prepared) -> bool {
         let Prepared {
@@ -717,7 +801,15 @@ impl Service {
             env,
             events,
         } = run;
-        let cmd = launch::command(&job, &run_id, &env, &paths, &self.exe, &self.location);
+        let cmd = launch::command(
+            &job,
+            &run_id,
+            &env,
+            &paths,
+            &self.exe,
+            &self.location,
+            &mut self.programs,
+        );
         let interrupt = Interrupt::new();
         let supervisor = Supervisor::new(Arc::clone(&interrupt), Arc::clone(&self.guardian));
         let limits = Limits {
@@ -732,35 +824,33 @@ impl Service {
         };
         let sender = self.sender.clone();
         let run_paths = paths.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("run-{}", &run_id[..8]))
-            .spawn(move || {
-                // Making the run's directory and file is most of a run's start on a busy
-                // file system: here it keeps the scheduling loop free for the next run.
-                let file = match launch::output_file(&run_paths) {
-                    Ok(file) => Some(file),
-                    Err(e) => {
-                        log::error!(
-                            "cannot create {}: {e}; the run's output is lost",
-                            run_paths.run_dir.join("output.txt").display()
-                        );
-                        None
-                    }
-                };
-                if let Some(events) = events {
-                    launch::write_events(&run_paths, &events);
+        let spawned = self.pool.run(move || {
+            // Making the run's directory and file is most of a run's start on a busy
+            // file system: here it keeps the scheduling loop free for the next run.
+            let file = match launch::output_file(&run_paths) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    log::error!(
+                        "cannot create {}: {e}; the run's output is lost",
+                        run_paths.run_dir.join("output.txt").display()
+                    );
+                    None
                 }
-                let output = Output {
-                    file,
-                    ..Output::default()
-                };
-                let report = supervisor.run(cmd, limits, &output);
-                if let (Exit::NotStarted(e), Some(mut file)) = (&report.exit, output.file) {
-                    use std::io::Write;
-                    let _ = writeln!(file, "runner: cannot start the command: {e}");
-                }
-                let _ = sender.send(Event::Finished { slot, report });
-            });
+            };
+            if let Some(events) = events {
+                launch::write_events(&run_paths, &events);
+            }
+            let output = Output {
+                file,
+                ..Output::default()
+            };
+            let report = supervisor.run(cmd, limits, &output);
+            if let (Exit::NotStarted(e), Some(mut file)) = (&report.exit, output.file) {
+                use std::io::Write;
+                let _ = writeln!(file, "runner: cannot start the command: {e}");
+            }
+            let _ = sender.send(Event::Finished { slot, report });
+        });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for run {run_id}: {e}");
             let _ = self.store.finish_run(
@@ -823,18 +913,35 @@ impl Service {
         }
     }
 
-    /// Runs that ended, recorded together: one transaction for all their ends.
-    fn finished(&mut self, ended: Vec<(RunSlot, AttemptReport)>) {
+    /// A run ended: its slot is free now, its end is recorded within [`ENDS_WAIT`].
+    fn ended(&mut self, slot: RunSlot, report: AttemptReport) {
+        self.planner.finished(slot);
+        self.ended.push((slot, report));
+        if self.ended.len() >= ENDS_AT_ONCE {
+            self.record_ends();
+        } else if self.record_ends_at.is_none() {
+            self.record_ends_at = Some(Instant::now() + ENDS_WAIT);
+        }
+    }
+
+    /// The runs that ended and wait, recorded together: one transaction for all their
+    /// ends, and one for the events of those that succeeded.
+    fn record_ends(&mut self) {
+        self.record_ends_at = None;
+        if self.ended.is_empty() {
+            return;
+        }
+        let ended = std::mem::take(&mut self.ended);
         let mut done = Vec::with_capacity(ended.len());
         for (slot, report) in ended {
-            self.planner.finished(slot);
             let Some(run) = self.running.remove(&slot) else {
                 continue;
             };
             let run_id = &run.run_id;
             let code = launch::exit_code(&report);
-            if let Some(data) = launch::run_data(&run.paths) {
-                if let Err(e) = self.store.set_run_data(run_id, &data) {
+            let data = launch::run_data(&run.paths);
+            if let Some(data) = &data {
+                if let Err(e) = self.store.set_run_data(run_id, data) {
                     log::warn!(
                         "cannot record return_data of run {run_id}: {}",
                         crate::error::one_line(&e)
@@ -856,11 +963,11 @@ impl Service {
                     }
                 }
             }
-            done.push((run, report, code, status));
+            done.push((run, report, code, status, data));
         }
         let ends: Vec<RunEnd<'_>> = done
             .iter()
-            .map(|(run, report, code, status)| RunEnd {
+            .map(|(run, report, code, status, _)| RunEnd {
                 run_id: &run.run_id,
                 status: *status,
                 exit_code: Some(*code),
@@ -869,7 +976,8 @@ impl Service {
             .collect();
         let recorded = self.store.finish_runs(&ends);
         drop(ends);
-        for ((run, report, code, status), recorded) in done.into_iter().zip(recorded) {
+        let mut fired = Vec::new();
+        for ((run, report, code, status, data), recorded) in done.into_iter().zip(recorded) {
             let run_id = &run.run_id;
             match recorded {
                 Ok(()) => {
@@ -894,7 +1002,7 @@ impl Service {
                 );
             }
             if status == RunStatus::Ok {
-                self.fire_job_event(run_id, &run.job, &run.paths);
+                fired.push((run_id.clone(), run.job.clone(), data));
             }
             let reason = launch::stop_reason(&report)
                 .map(|r| format!(" ({r})"))
@@ -905,6 +1013,7 @@ impl Service {
                 run.started.elapsed().as_secs_f64()
             );
         }
+        self.fire_job_events(fired);
     }
 
     /// What a run needs for events: `RUNNER_SESSION` and `RUNNER_DATABASE`, so that
@@ -943,26 +1052,44 @@ impl Service {
             .to_owned()
     }
 
-    /// A run that succeeded fires an event named after its job, with its
-    /// `return_data.json` (or `{}`) as data.
-    fn fire_job_event(&mut self, run_id: &str, job: &str, paths: &RunPaths) {
-        let data = launch::run_data(paths)
-            .and_then(|d| d.get("return_data").cloned())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
-        let source = format!("job {run_id}");
-        let fired = self.events_store.fire_event(&crate::store::NewEvent {
-            session: self.gates.session(),
-            name: job,
-            data: &data,
-            source: &source,
-        });
-        match fired {
-            Ok(_) => {}
-            Err(e) => log::warn!(
-                "cannot fire the event of job \"{job}\": {}",
-                crate::logging::one_line(&e)
-            ),
+    /// Each run that succeeded fires an event named after its job, with its
+    /// `return_data.json` (or `{}`) as data: `(run id, job, run_data)` each, all in one
+    /// transaction.
+    fn fire_job_events(&mut self, succeeded: Vec<(String, String, Option<serde_json::Value>)>) {
+        if succeeded.is_empty() {
+            return;
+        }
+        let firings: Vec<(String, serde_json::Value)> = succeeded
+            .iter()
+            .map(|(run_id, _, data)| {
+                let data = data
+                    .as_ref()
+                    .and_then(|d| d.get("return_data").cloned())
+                    .filter(serde_json::Value::is_object)
+                    .unwrap_or_else(|| serde_json::json!({}));
+                (format!("job {run_id}"), data)
+            })
+            .collect();
+        let session = self.gates.session().to_owned();
+        let events: Vec<crate::store::NewEvent<'_>> = succeeded
+            .iter()
+            .zip(&firings)
+            .map(|((_, job, _), (source, data))| crate::store::NewEvent {
+                session: &session,
+                name: job,
+                data,
+                source,
+            })
+            .collect();
+        let fired = self.events_store.fire_events(&events);
+        for (event, fired) in events.iter().zip(fired) {
+            if let Err(e) = fired {
+                log::warn!(
+                    "cannot fire the event of job \"{}\": {}",
+                    event.name,
+                    crate::logging::one_line(&e)
+                );
+            }
         }
     }
 }

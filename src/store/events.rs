@@ -196,6 +196,14 @@ impl Store {
 pub(crate) trait EventStore {
     /// Records an event in its own transaction, wakes waiters, returns it as stored.
     fn fire_event(&mut self, event: &NewEvent<'_>) -> Result<EventRecord, StoreError>;
+    /// Records several events, in the order given, and wakes waiters once; one result
+    /// each. Each is fired on its own unless the store can do better.
+    fn fire_events(&mut self, events: &[NewEvent<'_>]) -> Vec<Result<(), StoreError>> {
+        events
+            .iter()
+            .map(|event| self.fire_event(event).map(drop))
+            .collect()
+    }
     /// The events of `session` (of every session for `None`), oldest first.
     fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError>;
     /// The latest firing of each of `names` in `session`, by name.
@@ -222,6 +230,37 @@ impl EventStore for Store {
         let fired = Store::fire_event(self, event)?;
         notify(self.notify_dir());
         Ok(fired)
+    }
+    /// One transaction and one wake-up for all of them (the daemon fires an event for
+    /// each run that succeeds, a thousand a second on a busy one); one by one if that
+    /// transaction fails.
+    fn fire_events(&mut self, events: &[NewEvent<'_>]) -> Vec<Result<(), StoreError>> {
+        if events.len() > 1 {
+            let now = SystemTime::now();
+            let at_once = (|| {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for event in events {
+                    insert_event(&tx, event, now)?;
+                }
+                tx.commit()
+            })();
+            match at_once {
+                Ok(()) => {
+                    notify(self.notify_dir());
+                    return events.iter().map(|_| Ok(())).collect();
+                }
+                Err(e) => log::debug!(
+                    "cannot fire {} events at once ({e}); one by one",
+                    events.len()
+                ),
+            }
+        }
+        events
+            .iter()
+            .map(|event| EventStore::fire_event(self, event).map(drop))
+            .collect()
     }
     fn list_events(&self, session: Option<&str>) -> Result<Vec<EventRecord>, StoreError> {
         Store::list_events(self, session)
