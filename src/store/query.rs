@@ -110,7 +110,7 @@ impl Store {
             || statuses
                 .iter()
                 .any(|s| matches!(s, RunStatus::Running | RunStatus::Lost));
-        let result = (|| {
+        let result = self.snapshot(|| {
             let mut runs = Vec::new();
             for &job in &each_job {
                 let filter = filter(job.is_some());
@@ -153,8 +153,23 @@ impl Store {
             });
             runs.truncate(limit);
             Ok(runs)
-        })();
+        });
         result.map_err(|e| self.wrap(e))
+    }
+
+    /// Runs `read` in one read transaction, so that its statements see the store as of one
+    /// moment. A run that ends moves from `runs_running` to `runs` in one commit; a reader
+    /// whose two statements each saw their own moment found it in both tables (listed
+    /// twice, running and finished) when that commit fell between them. Inside a
+    /// transaction already, `read` just runs: that transaction is the moment.
+    fn snapshot<T>(&self, read: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        if !self.conn.is_autocommit() {
+            return read();
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let out = read()?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The run whose id is `prefix` or starts with it. Any id a store holds can be
@@ -167,7 +182,7 @@ impl Store {
             literal if prefix.is_empty() => literal,
             literal => format!("{literal}*"),
         };
-        let result = (|| {
+        let result = self.snapshot(|| {
             let mut found = Vec::new();
             let mut running = self.conn.prepare_cached(&format!(
                 "SELECT {RUNNING_COLUMNS} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
@@ -184,7 +199,7 @@ impl Store {
                 found.push(run?);
             }
             Ok(found)
-        })();
+        });
         let found = result.map_err(|e| self.wrap(e))?;
         super::model::pick_run(found, prefix)
     }
@@ -394,6 +409,87 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         assert_eq!(store.find_run("abc").expect("abc").run_id, "abc-1");
+    }
+
+    /// A run that ends while it is being listed or looked up is seen once: running or
+    /// ended, never both. The end is committed, by a second connection as the daemon's,
+    /// at each step of the reading statements in turn (SQLite's progress handler runs
+    /// `end_at` at every virtual-machine step), so every place between the reads is tried.
+    #[test]
+    fn a_run_that_ends_while_it_is_read_is_seen_once() {
+        use super::super::sqlite::NewRun;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runner.sqlite3");
+        let mut store = Store::open_file(&path).expect("open");
+        let owner = Owner::current();
+        let data = serde_json::json!({});
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let daemon = Arc::new(Mutex::new(Store::open_file(&path).expect("open again")));
+        type Read = fn(&Store) -> usize;
+        let reads: [(&str, Read); 2] = [
+            ("runs list", |store| {
+                let listed = store
+                    .list_runs_on(&RunFilter::newest(&[], 100))
+                    .expect("list");
+                listed.iter().filter(|r| r.run_id == "run-1").count()
+            }),
+            ("runs show by prefix", |store| {
+                match store.find_run("run-") {
+                    Ok(run) => usize::from(run.run_id == "run-1"),
+                    Err(e) => panic!("{e}"),
+                }
+            }),
+        ];
+        for (what, read) in reads {
+            let mut step = 1;
+            loop {
+                store
+                    .conn
+                    .execute_batch(
+                        "DELETE FROM runs; DELETE FROM runs_running; DELETE FROM run_meta;",
+                    )
+                    .expect("empty");
+                store
+                    .begin_run(&NewRun {
+                        run_id: "run-1",
+                        job: "j",
+                        schedule_time: at,
+                        start_time: at,
+                        trigger_type: "schedule",
+                        trigger_data: &data,
+                        session: "s",
+                        output_dir: dir.path(),
+                        owner: &owner,
+                        tasks: &[],
+                        host: "h",
+                    })
+                    .expect("begin");
+                let steps = Arc::new(AtomicUsize::new(0));
+                let (end_at, counted, daemon) = (step, steps.clone(), daemon.clone());
+                store.conn.progress_handler(
+                    1,
+                    Some(move || {
+                        if counted.fetch_add(1, Ordering::SeqCst) + 1 == end_at {
+                            let mut daemon = daemon.lock().expect("lock");
+                            daemon
+                                .finish_run("run-1", RunStatus::Ok, Some(0), Some(at))
+                                .expect("end");
+                        }
+                        false
+                    }),
+                );
+                let seen = read(&store);
+                store.conn.progress_handler(0, None::<fn() -> bool>);
+                assert_eq!(seen, 1, "{what}: the run ended at step {step} of the reads");
+                if steps.load(Ordering::SeqCst) < step {
+                    break;
+                }
+                step += 1;
+                assert!(step < 100_000, "{what}: the reads never end");
+            }
+        }
     }
 
     #[test]

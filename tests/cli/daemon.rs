@@ -694,12 +694,27 @@ fn catch_up_once_runs_a_missed_schedule_at_start() {
         "{}",
         daemon.daemon_log()
     );
-    let catch_ups = daemon
-        .runs()
+    let runs = daemon.runs();
+    let catch_ups = runs
         .iter()
         .filter(|r| r["trigger_type"] == "catch_up")
         .count();
-    assert_eq!(catch_ups, 1, "caught up once, not once per missed tick");
+    let listed: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} schedule_time={} start_time={} status={}",
+                r["run_id"], r["trigger_type"], r["schedule_time"], r["start_time"], r["status"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        catch_ups,
+        1,
+        "caught up once, not once per missed tick; seeded {old}, runs:\n{}\nlog:\n{}",
+        listed.join("\n"),
+        daemon.daemon_log()
+    );
     daemon.signal(Signal::SIGTERM);
     daemon.wait();
 }
