@@ -311,6 +311,17 @@ fn json(text: Option<String>) -> serde_json::Value {
         .unwrap_or_else(|| serde_json::json!({}))
 }
 
+/// A read-only transaction whose statements all see the database as of its first: a
+/// run that ends moves from `runs_running` to `runs` in one commit, and two statements
+/// each at its own moment (PostgreSQL's default, read committed) found it in both.
+fn one_moment(client: &mut Client) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+}
+
 fn finished_row(row: &Row) -> RunRecord {
     let exit_code: Option<i64> = row.get(8);
     let status: Option<String> = row.get(9);
@@ -749,6 +760,7 @@ impl RunStore for PgStore {
                 .any(|s| matches!(s, RunStatus::Running | RunStatus::Lost));
         let result = (|| {
             let mut client = self.client.borrow_mut();
+            let mut client = one_moment(&mut client)?;
             let running = if want_unfinished {
                 client.query(
                     &format!(
@@ -769,6 +781,7 @@ impl RunStore for PgStore {
                 ),
                 &[&jobs, &host, &limit, &since, &words],
             )?;
+            client.commit()?;
             Ok((running, finished))
         })();
         let (running, finished) = result.map_err(|e| self.wrap(e))?;
@@ -795,6 +808,7 @@ impl RunStore for PgStore {
         let pattern = format!("{}%", prefix.to_ascii_lowercase());
         let result = (|| {
             let mut client = self.client.borrow_mut();
+            let mut client = one_moment(&mut client)?;
             let running = client.query(
                 &format!(
                     "SELECT {} FROM runs_running r LEFT JOIN run_meta m USING (run_id)
@@ -811,6 +825,7 @@ impl RunStore for PgStore {
                 ),
                 &[&pattern],
             )?;
+            client.commit()?;
             Ok((running, finished))
         })();
         let (running, finished) = result.map_err(|e| self.wrap(e))?;
