@@ -386,6 +386,50 @@ fn catch_up_runs_the_missed_time_and_then_the_schedule() {
     assert_eq!(planner.next_due(), Some(at(t0, 32.0)));
 }
 
+/// The daemon's start as `service` makes it, at every tenth of a second of a minute
+/// (the CLI test's job, every minute, last run 180 s before): one catch-up run, then the
+/// schedule's times, each once, whatever the start's place in the minute.
+#[test]
+fn catch_up_once_is_one_run_wherever_in_the_minute_the_daemon_starts() {
+    let yaml = "jobs:\n  nightly:\n    command: [\"true\"]\n    schedule: \"* * * * *\"\n";
+    let (jobs, limits) = load(yaml);
+    let minute = DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01");
+    for tenth in 0..600 {
+        let start = at(minute, f64::from(tenth) / 10.0);
+        let last = DateTime::from_timestamp(start.timestamp() - 180, 0).expect("time");
+        let missed = jobs["nightly"].next_after(last).expect("a time");
+        let mut planner = Planner::new(jobs.clone(), limits.clone());
+        planner.catch_up("nightly", missed);
+        planner.plan_schedules(start);
+        let mut now = start;
+        let mut seen: Vec<(&str, DateTime<Utc>)> = Vec::new();
+        while now < at(start, 200.0) {
+            for run in planner.poll(now) {
+                seen.push((run.request.trigger_type, run.request.schedule_time));
+                planner.finished(run.slot);
+            }
+            now = match planner.next_due() {
+                Some(due) => due.max(at(now, 0.001)),
+                None => break,
+            };
+        }
+        let catch_ups: Vec<_> = seen.iter().filter(|(t, _)| *t == "catch_up").collect();
+        assert_eq!(
+            catch_ups,
+            [&("catch_up", missed)],
+            "start at {start}: {seen:?}"
+        );
+        assert!(
+            seen.windows(2).all(|w| w[0].1 < w[1].1),
+            "start at {start}: each time once, in order: {seen:?}"
+        );
+        assert!(
+            seen.len() >= 4,
+            "start at {start}: the schedule went on: {seen:?}"
+        );
+    }
+}
+
 #[test]
 fn a_reload_keeps_triggers_and_due_runs_and_plans_the_new_schedules() {
     let yaml = every_2s("  manual:\n    command: [\"true\"]\n  gone:\n    command: [\"true\"]\n");
