@@ -31,7 +31,7 @@ pub(crate) use observer::{Observer, TaskStart, Unobserved};
 use waiting::{Readiness, Waiting, waits_for_events};
 
 use crate::record::{
-    AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, TaskResult,
+    AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, StartWrite, TaskResult,
 };
 
 /// How a run of the chain ended.
@@ -477,7 +477,9 @@ impl Chain<'_> {
                                     try_num,
                                     started: SystemTime::now(),
                                 };
-                                let capture = state.recorder.attempt_started(&attempt);
+                                // Only the capture before the spawn: the start's record
+                                // is written while the task's process starts.
+                                let capture = state.recorder.attempt_output(&attempt);
                                 self.observer.task_started(&task_start(step, try_num));
                                 let job = Job {
                                     step,
@@ -494,7 +496,9 @@ impl Chain<'_> {
                                 let finished = tx.clone();
                                 let run_id = state.run_id;
                                 if parallel == 1 {
-                                    // One at a time: no thread to start and hand back from.
+                                    // One at a time: no thread to start and hand back from;
+                                    // the recording thread writes the start meanwhile.
+                                    state.recorder.attempt_started(&attempt, StartWrite::Behind);
                                     let outcome = self.attempt(&job, run_id);
                                     let _ = finished.send(Message::Finished(job.index, outcome));
                                 } else {
@@ -503,6 +507,7 @@ impl Chain<'_> {
                                         let _ =
                                             finished.send(Message::Finished(job.index, outcome));
                                     });
+                                    state.recorder.attempt_started(&attempt, StartWrite::Here);
                                 }
                                 running.push((index, attempt));
                             }
@@ -741,7 +746,7 @@ impl Chain<'_> {
             try_num: 1,
             started: SystemTime::now(),
         };
-        let capture = state.recorder.attempt_started(&attempt);
+        let capture = state.recorder.attempt_output(&attempt);
         self.observer.task_started(&task_start(step, 1));
         let job = Job {
             step,
@@ -751,6 +756,7 @@ impl Chain<'_> {
             events: self.scratch.join(NO_EVENTS),
             extra_env: Vec::new(),
         };
+        state.recorder.attempt_started(&attempt, StartWrite::Behind);
         let finished = self.attempt(&job, state.run_id);
         let result = result_of(&finished.report);
         state

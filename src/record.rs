@@ -289,12 +289,30 @@ pub(crate) struct EventsWaited<'a> {
     pub(crate) events: Vec<EventWait>,
 }
 
+/// Where [`Recorder::attempt_started`] writes an attempt's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartWrite {
+    /// On the caller's thread, before it goes on: the task is already on its way on
+    /// another thread (or no process runs at all).
+    Here,
+    /// Handed to the recording thread without waiting for it: the caller's thread runs
+    /// the task itself next, and the write overlaps the task's spawn. A `kill -9` before
+    /// the write lands leaves the start unwritten (the run is then finalized `lost`).
+    Behind,
+}
+
 /// Receives a chain's progress.
 pub(crate) trait Recorder {
     /// A run started.
     fn run_started(&mut self, run: &RunStart<'_>);
-    /// An attempt is about to start; the returned capture receives its output.
-    fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture>;
+    /// An attempt is about to start: the capture its output goes to, if any. Nothing is
+    /// written yet; [`Recorder::attempt_started`] follows once the attempt is on its way.
+    fn attempt_output(&mut self, _attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
+        None
+    }
+    /// The attempt is on its way (or about to be run by the caller, `how` says which):
+    /// its start is written, with the endings held back before it.
+    fn attempt_started(&mut self, attempt: &AttemptStart<'_>, how: StartWrite);
     /// The attempt ended.
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd);
     /// Writes whatever the recorder held back; called before the chain waits (for a
@@ -331,9 +349,7 @@ pub(crate) struct NullRecorder;
 
 impl Recorder for NullRecorder {
     fn run_started(&mut self, _run: &RunStart<'_>) {}
-    fn attempt_started(&mut self, _attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
-        None
-    }
+    fn attempt_started(&mut self, _attempt: &AttemptStart<'_>, _how: StartWrite) {}
     fn attempt_finished(&mut self, _attempt: &AttemptStart<'_>, _end: &AttemptEnd) {}
     fn flush(&mut self) {}
     fn instance_status(

@@ -14,7 +14,7 @@ use crate::exec::{Guardian, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::plan::Plan;
 use crate::record::{
-    AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, SharedCapture,
+    AttemptEnd, AttemptStart, InstanceStatus, Recorder, RunStart, RunStatus, StartWrite,
 };
 use crate::taskdir::TaskDir;
 
@@ -36,12 +36,11 @@ impl Recorder for Notes {
             tasks.join(" ")
         ));
     }
-    fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
+    fn attempt_started(&mut self, attempt: &AttemptStart<'_>, _how: StartWrite) {
         self.lines.push(format!(
             "start {}#{} try {}",
             attempt.task, attempt.instance, attempt.try_num
         ));
-        None
     }
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd) {
         self.lines.push(format!(

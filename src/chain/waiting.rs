@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use super::{Chain, NO_EVENTS, RunState};
 use crate::plan::Step;
 use crate::record::{
-    AttemptEnd, AttemptStart, EventWait, EventsWaited, InstanceStatus, TaskResult,
+    AttemptEnd, AttemptStart, EventWait, EventsWaited, InstanceStatus, StartWrite, TaskResult,
 };
 
 /// Whether a step can start now.
@@ -231,7 +231,7 @@ impl Chain<'_> {
             try_num,
             started: since.at,
         };
-        let _ = state.recorder.attempt_started(&attempt);
+        state.recorder.attempt_started(&attempt, StartWrite::Here);
         state.recorder.attempt_finished(
             &attempt,
             &AttemptEnd {

@@ -29,7 +29,8 @@ use super::owner::Owner;
 use super::sqlite::{AttemptEnding, Cascade, Store};
 use super::writer::{Op, Progress, Writer};
 use crate::record::{
-    AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, TaskResult,
+    AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, StartWrite,
+    TaskResult,
 };
 
 /// How long the chain waits for a state change to land while the store is healthy
@@ -151,11 +152,10 @@ impl StoreRecorder {
         self.progress.dead.load(Ordering::Relaxed)
     }
 
-    /// Hands `op` to the writer, starting it on first use, and waits briefly for it to
-    /// land if the writer was keeping up.
-    fn send(&mut self, op: Op) {
+    /// Starts the writer on first use; `false` when there is none (recording is off).
+    fn start_writer(&mut self) -> bool {
         if self.is_dead() {
-            return;
+            return false;
         }
         if self.ops.is_none() {
             let (sender, receiver) = mpsc::channel();
@@ -184,9 +184,32 @@ impl StoreRecorder {
                 Err(e) => {
                     log::warn!("cannot record this run (no recording thread: {e})");
                     self.progress.set_dead();
-                    return;
+                    return false;
                 }
             }
+        }
+        true
+    }
+
+    /// Hands `op` to the writer thread and goes on at once: the chain's thread has a
+    /// task to start, and the write lands meanwhile. The next [`StoreRecorder::send`]
+    /// finds it written (and writes from here again), or waits for it as for its own.
+    fn send_behind(&mut self, op: Op) {
+        if !self.start_writer() {
+            return;
+        }
+        if let Some(ops) = &self.ops {
+            if ops.send(op).is_ok() {
+                self.sent += 1;
+            }
+        }
+    }
+
+    /// Hands `op` to the writer, starting it on first use, and waits briefly for it to
+    /// land if the writer was keeping up.
+    fn send(&mut self, op: Op) {
+        if !self.start_writer() {
+            return;
         }
         let patient = self.stalled < STALL_BUDGET;
         // Healthy and nothing queued: write it from here, in order, and be done. A lock
@@ -219,12 +242,17 @@ impl StoreRecorder {
         self.progress.troubled.load(Ordering::Relaxed)
     }
 
-    fn capture(&self, attempt: &AttemptStart<'_>) -> Option<(PathBuf, Arc<Mutex<CaptureFile>>)> {
+    /// Where an attempt's output is kept, when output is kept.
+    fn output_path(&self, attempt: &AttemptStart<'_>) -> Option<PathBuf> {
         let dir = self.output_dir.as_ref()?;
-        let path = dir.join(format!(
+        Some(dir.join(format!(
             "{}#{}.{}.log",
             attempt.task, attempt.instance, attempt.try_num
-        ));
+        )))
+    }
+
+    fn capture(&self, attempt: &AttemptStart<'_>) -> Option<(PathBuf, Arc<Mutex<CaptureFile>>)> {
+        let path = self.output_path(attempt)?;
         let mut capture = CaptureFile::new(&path, self.log_max_bytes);
         if let Some(output) = &self.run_output {
             let prefix = self.prefixed.then(|| format!("[{}] ", attempt.task));
@@ -316,26 +344,35 @@ impl Recorder for StoreRecorder {
         });
     }
 
-    fn attempt_started(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
+    fn attempt_output(&mut self, attempt: &AttemptStart<'_>) -> Option<SharedCapture> {
         if self.is_dead() {
             return None;
         }
-        let capture = self.capture(attempt);
-        self.send(Op::AttemptStarted {
+        let (_, capture) = self.capture(attempt)?;
+        self.captures.insert(
+            (attempt.task.to_owned(), attempt.instance, attempt.try_num),
+            Arc::clone(&capture),
+        );
+        Some(capture)
+    }
+
+    fn attempt_started(&mut self, attempt: &AttemptStart<'_>, how: StartWrite) {
+        if self.is_dead() {
+            return;
+        }
+        let op = Op::AttemptStarted {
             run_id: attempt.run_id.to_owned(),
             task: attempt.task.to_owned(),
             file: attempt.file.to_owned(),
             instance: attempt.instance,
             try_num: attempt.try_num,
             started: attempt.started,
-            output: capture.as_ref().map(|(p, _)| p.clone()),
-        });
-        let (_, capture) = capture?;
-        self.captures.insert(
-            (attempt.task.to_owned(), attempt.instance, attempt.try_num),
-            Arc::clone(&capture),
-        );
-        Some(capture)
+            output: self.output_path(attempt),
+        };
+        match how {
+            StartWrite::Here => self.send(op),
+            StartWrite::Behind => self.send_behind(op),
+        }
     }
 
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd) {

@@ -190,6 +190,43 @@ fn output_is_capped_keeping_head_and_tail() {
 }
 
 #[test]
+fn a_run_whose_last_task_is_running_shows_it_running_and_the_one_before_it_ended() {
+    // The start of a task (with the end of the one before it) is written while its
+    // process starts; it must be there while the task runs, not only once it ends.
+    let chain = Chain::new().task("10-a.sh", "echo a").task(
+        "20-b.sh",
+        "touch \"$LOG.b\"\nwhile [ ! -e \"$LOG.go\" ]; do sleep 0.05; done",
+    );
+    let mut runner = chain.spawn(&[]);
+    assert!(wait_for(Duration::from_secs(20), || chain
+        .path()
+        .join("log.b")
+        .exists()));
+    let mut seen = Value::Null;
+    let shown = wait_for(Duration::from_secs(20), || {
+        seen = chain.last_run();
+        seen["status"] == "running"
+            && statuses(&seen["tasks"])
+                == [
+                    ("a#0".to_owned(), "finished".to_owned()),
+                    ("b#0".to_owned(), "running".to_owned()),
+                ]
+    });
+    std::fs::write(chain.path().join("log.go"), "").expect("go");
+    assert_eq!(runner.wait().expect("runner").code(), Some(0));
+    assert!(shown, "while b ran: {seen}");
+    let run = chain.last_run();
+    assert_eq!(run["status"], "ok");
+    assert_eq!(
+        statuses(&run["tasks"]),
+        [
+            ("a#0".to_owned(), "finished".to_owned()),
+            ("b#0".to_owned(), "finished".to_owned()),
+        ]
+    );
+}
+
+#[test]
 fn tail_follows_a_running_run_until_it_ends() {
     let chain = Chain::new().task(
         "10-a.sh",
