@@ -41,6 +41,12 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 /// the store refusing a write); past it, the chain waits for no record again.
 const STALL_BUDGET: Duration = Duration::from_millis(100);
 
+/// How many task starts written behind (see [`StoreRecorder::send_behind`]) may still be
+/// unwritten when the chain next records something before starts are written on the
+/// chain's thread again: a recording thread that keeps lagging (no core free to run it
+/// on) costs the chain a thread round trip per task instead of saving the commit.
+const BEHIND_LATE_MAX: u32 = 8;
+
 /// How long the process waits at its end for the last records of a healthy store.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
@@ -65,6 +71,10 @@ pub(crate) struct StoreRecorder {
     sent: u64,
     /// Time the chain lost waiting for a store that then refused the write.
     stalled: Duration,
+    /// A start was handed to the writer thread without waiting for it.
+    behind: bool,
+    /// How often such a start had not landed yet by the chain's next record.
+    behind_late: u32,
     state_dir: PathBuf,
     location: Location,
     job: String,
@@ -110,6 +120,8 @@ impl StoreRecorder {
             closing: Arc::new((Mutex::new(None), Condvar::new())),
             sent: 0,
             stalled: Duration::ZERO,
+            behind: false,
+            behind_late: 0,
             state_dir: state_dir.to_owned(),
             location: location.clone(),
             job: job.to_owned(),
@@ -201,6 +213,7 @@ impl StoreRecorder {
         if let Some(ops) = &self.ops {
             if ops.send(op).is_ok() {
                 self.sent += 1;
+                self.behind = true;
             }
         }
     }
@@ -210,6 +223,9 @@ impl StoreRecorder {
     fn send(&mut self, op: Op) {
         if !self.start_writer() {
             return;
+        }
+        if std::mem::take(&mut self.behind) && self.progress.done() != self.sent {
+            self.behind_late += 1;
         }
         let patient = self.stalled < STALL_BUDGET;
         // Healthy and nothing queued: write it from here, in order, and be done. A lock
@@ -370,8 +386,8 @@ impl Recorder for StoreRecorder {
             output: self.output_path(attempt),
         };
         match how {
-            StartWrite::Here => self.send(op),
-            StartWrite::Behind => self.send_behind(op),
+            StartWrite::Behind if self.behind_late < BEHIND_LATE_MAX => self.send_behind(op),
+            _ => self.send(op),
         }
     }
 
