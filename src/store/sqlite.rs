@@ -186,6 +186,10 @@ pub(crate) struct Cascade {
     pub(crate) source: String,
 }
 
+/// The WAL length (in frames) at which a connection given a checkpointer still
+/// checkpoints on its own (see [`Store::checkpoint_apart`]): four times SQLite's default.
+const WRITER_CHECKPOINT_FRAMES: i64 = 4000;
+
 /// An open store.
 pub(crate) struct Store {
     pub(super) conn: Connection,
@@ -278,17 +282,24 @@ impl Store {
         Checkpointer::start(&self.path).map(Arc::new)
     }
 
-    /// Leaves this connection's checkpoints to `checkpointer`'s thread, woken every
-    /// [`COMMITS_PER_CHECKPOINT`] commits of this connection, whatever makes them (see
-    /// [`super::checkpoint`]). When that cannot be set, the connection keeps SQLite's own
-    /// checkpoints.
+    /// Leaves most of this connection's checkpoints to `checkpointer`'s thread, woken
+    /// every [`COMMITS_PER_CHECKPOINT`] commits of this connection, whatever makes them
+    /// (see [`super::checkpoint`]). The connection still checkpoints itself when the WAL
+    /// reaches [`WRITER_CHECKPOINT_FRAMES`], finding most frames copied by then: under
+    /// writes that never pause (the daemon's), a checkpoint from another connection
+    /// copies the whole WAL but SQLite does not start it over, and without the writer's
+    /// own the WAL grew by some 40 MB a second at a thousand runs a second. When the hook
+    /// cannot be set, the connection keeps SQLite's own checkpoints.
     pub(crate) fn checkpoint_apart(&mut self, checkpointer: &Arc<Checkpointer>) {
         let Some(hook) = checkpointer.commit_hook(COMMITS_PER_CHECKPOINT) else {
             return;
         };
-        let off = self
-            .conn
-            .pragma_update_and_check(None, "wal_autocheckpoint", 0, |r| r.get::<_, i64>(0));
+        let off = self.conn.pragma_update_and_check(
+            None,
+            "wal_autocheckpoint",
+            WRITER_CHECKPOINT_FRAMES,
+            |r| r.get::<_, i64>(0),
+        );
         match off {
             Ok(_) => {
                 self.conn.commit_hook(Some(hook));
