@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::store::model::{RunRecord, RunStatus};
-use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore, Store};
+use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
 use crate::triggers::{self, Trigger};
 
 /// A scheduled run this much later than its time gets a warning (a suspended machine, a
@@ -211,29 +211,16 @@ impl Service {
         crate::state::ensure_dir(&data_dir)?;
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
         let host = crate::state::host(None);
+        let store = crate::store::open_for_writing(&location, &host)?;
         // With a fleet database, events are the fleet's: a job here waits for `runner
         // fire` on any host of the session.
-        let (store, events_store): (Box<dyn RunStore>, Box<dyn EventStore>) = match &location.fleet
-        {
-            Some(url) => (
-                crate::store::open_for_writing(&location, &host)?,
-                Box::new(crate::store::FleetEvents::new(
-                    url,
-                    &host,
-                    Duration::from_secs(2),
-                )),
-            ),
-            None => {
-                let (mut store, mut events) =
-                    (Store::open_at(&location)?, Store::open_at(&location)?);
-                // Checkpoints of the WAL (a fifth of the loop's time at 200 runs a second)
-                // happen on a thread of their own, for both connections.
-                if let Some(checkpointer) = store.checkpointer() {
-                    store.checkpoint_apart(&checkpointer);
-                    events.checkpoint_apart(&checkpointer);
-                }
-                (Box::new(store), Box::new(events))
-            }
+        let events_store: Box<dyn EventStore> = match &location.fleet {
+            Some(url) => Box::new(crate::store::FleetEvents::new(
+                url,
+                &host,
+                Duration::from_secs(2),
+            )),
+            None => Box::new(crate::store::Store::open_at(&location)?),
         };
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs

@@ -61,26 +61,6 @@ impl Checkpointer {
         }
     }
 
-    /// A commit hook for another connection to the same store that asks for a checkpoint
-    /// every `every` commits, so that a connection whose commits are spread over many
-    /// call sites (the daemon's) is counted without each site counting. The hook holds a
-    /// way to wake the thread: the connection must close before the checkpointer is
-    /// dropped (a [`super::Store`] holding it does so by its fields' order).
-    pub(crate) fn commit_hook(&self, every: u32) -> Option<impl FnMut() -> bool + Send + 'static> {
-        let wake = self.wake.clone()?;
-        let mut commits = 0u32;
-        Some(move || {
-            commits += 1;
-            if commits >= every {
-                commits = 0;
-                // Full: a checkpoint is asked for already; gone: nothing to be done.
-                let _ = wake.try_send(());
-            }
-            // Never turn the commit into a rollback.
-            false
-        })
-    }
-
     /// Asks for a checkpoint soon; never waits.
     pub(crate) fn wake(&self) {
         if let Some(wake) = &self.wake {

@@ -8,13 +8,11 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{COMMITS_PER_CHECKPOINT, Checkpointer};
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
@@ -186,10 +184,6 @@ pub(crate) struct Cascade {
     pub(crate) source: String,
 }
 
-/// The WAL length (in frames) at which a connection given a checkpointer still
-/// checkpoints on its own (see [`Store::checkpoint_apart`]): four times SQLite's default.
-const WRITER_CHECKPOINT_FRAMES: i64 = 4000;
-
 /// An open store.
 pub(crate) struct Store {
     pub(super) conn: Connection,
@@ -197,10 +191,6 @@ pub(crate) struct Store {
     /// Where runs without a recorded output directory (dsari's) keep their
     /// `runs/JOB/RUN_ID/output.txt`: the database file's directory, as in dsari's layout.
     pub(super) data_dir: PathBuf,
-    /// The thread that checkpoints for this connection, when it was given one (see
-    /// [`Store::checkpoint_apart`]). Declared after `conn`, which therefore closes first
-    /// and lets go of the hook that wakes the thread before the thread is waited for.
-    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// Seconds since the epoch, as dsari stores times.
@@ -272,40 +262,6 @@ impl Store {
             conn,
             path,
             data_dir,
-            checkpointer: None,
-        }
-    }
-
-    /// A checkpointer of this store's file, for this connection and others to share
-    /// through [`Store::checkpoint_apart`]; `None` when it cannot have its thread.
-    pub(crate) fn checkpointer(&self) -> Option<Arc<Checkpointer>> {
-        Checkpointer::start(&self.path).map(Arc::new)
-    }
-
-    /// Leaves most of this connection's checkpoints to `checkpointer`'s thread, woken
-    /// every [`COMMITS_PER_CHECKPOINT`] commits of this connection, whatever makes them
-    /// (see [`super::checkpoint`]). The connection still checkpoints itself when the WAL
-    /// reaches [`WRITER_CHECKPOINT_FRAMES`], finding most frames copied by then: under
-    /// writes that never pause (the daemon's), a checkpoint from another connection
-    /// copies the whole WAL but SQLite does not start it over, and without the writer's
-    /// own the WAL grew by some 40 MB a second at a thousand runs a second. When the hook
-    /// cannot be set, the connection keeps SQLite's own checkpoints.
-    pub(crate) fn checkpoint_apart(&mut self, checkpointer: &Arc<Checkpointer>) {
-        let Some(hook) = checkpointer.commit_hook(COMMITS_PER_CHECKPOINT) else {
-            return;
-        };
-        let off = self.conn.pragma_update_and_check(
-            None,
-            "wal_autocheckpoint",
-            WRITER_CHECKPOINT_FRAMES,
-            |r| r.get::<_, i64>(0),
-        );
-        match off {
-            Ok(_) => {
-                self.conn.commit_hook(Some(hook));
-                self.checkpointer = Some(Arc::clone(checkpointer));
-            }
-            Err(e) => log::debug!("cannot leave checkpoints to their thread: {e}"),
         }
     }
 
