@@ -17,6 +17,14 @@ use std::time::Duration;
 /// How long a thread waits for another run before it ends.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// The stack of a thread of the pool. A run's thread makes the run's directory and
+/// file, starts the process and waits for it: a few kilobytes of stack (its largest
+/// frames hold 4 KiB buffers), where Rust's default reserves 2 MiB a thread, which at a
+/// thousand runs a second and several hundred runs at once was most of the daemon's
+/// address space. 256 KiB leaves a wide margin; the daemon's tests run every run on
+/// such a thread, in debug builds whose frames are several times larger.
+const STACK: usize = 256 * 1024;
+
 /// The work of one run.
 type Work = Box<dyn FnOnce() + Send + 'static>;
 
@@ -54,6 +62,7 @@ impl Pool {
             let shared = Arc::clone(&self.shared);
             std::thread::Builder::new()
                 .name("run".to_owned())
+                .stack_size(STACK)
                 .spawn(move || serve(&shared))?;
             state.available += 1;
         }

@@ -21,9 +21,10 @@ fn a_run_never_waits_for_another_to_end() {
         done.send("first").expect("send");
     })
     .expect("a thread");
+    // "second" is sent before the first is let go, so the order below cannot race.
     pool.run(move || {
-        first_tx.send(()).expect("send");
         done_tx.send("second").expect("send");
+        first_tx.send(()).expect("send");
     })
     .expect("a thread");
     assert_eq!(done_rx.recv_timeout(LIMIT), Ok("second"));
