@@ -62,6 +62,19 @@ const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
 /// The recorder connection's page cache: 256 KiB (a negative `cache_size` counts KiB).
 const WRITER_CACHE: i64 = -256;
 
+/// With a checkpoint thread, the recorder's connection still checkpoints by itself once
+/// the WAL holds this many frames (about 16 MiB). A passive checkpoint running beside a
+/// steady stream of commits never finds the WAL fully copied, and only a fully copied
+/// WAL starts over from its beginning: without this bound a long chain's WAL grows by
+/// every page it writes. This connection's own checkpoint, taken after its commit,
+/// finds little left to copy (the thread copied the rest) and lets the next commit
+/// start the WAL over.
+const WRITER_WAL_FRAMES: i64 = 4_000;
+
+/// The size the WAL file is cut back to when it starts over: 4 MiB, SQLite's own
+/// threshold of 1,000 frames.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
 /// One state change of a chain, with everything it needs owned; a finisher reads it
 /// back from a spool file ([`super::spool`]) as it was written.
 #[derive(Debug, Serialize, Deserialize)]
@@ -522,11 +535,19 @@ impl Writer {
             if let Err(e) = store.conn.pragma_update(None, "cache_size", WRITER_CACHE) {
                 log::debug!("cannot size the run store's page cache: {e}");
             }
+            if let Err(e) = store
+                .conn
+                .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            {
+                log::debug!("cannot limit the size of the run store's WAL: {e}");
+            }
             self.checkpointer = Checkpointer::start(&self.store_path).filter(|_| {
-                // Without SQLite's own checkpoints on this connection, or without the thread.
+                // SQLite's own checkpoints on this connection only as a bound, or no thread.
                 store
                     .conn
-                    .pragma_update_and_check(None, "wal_autocheckpoint", 0, |r| r.get::<_, i64>(0))
+                    .pragma_update_and_check(None, "wal_autocheckpoint", WRITER_WAL_FRAMES, |r| {
+                        r.get::<_, i64>(0)
+                    })
                     .map_err(|e| log::debug!("cannot leave checkpoints to their thread: {e}"))
                     .is_ok()
             });
