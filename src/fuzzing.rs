@@ -58,13 +58,13 @@ pub fn daemon_config(data: &[u8], yaml: bool) {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    if let Ok(config) = DaemonConfig::load(dir.path()) {
-        if let Ok(jobs) = crate::daemon::jobs::prepare(&config) {
-            let from = Utc.timestamp_opt(1_700_000_000, 0).single();
-            for job in jobs.values() {
-                if let Some(from) = from {
-                    let _ = job.next_after(from);
-                }
+    if let Ok(config) = DaemonConfig::load(dir.path())
+        && let Ok(jobs) = crate::daemon::jobs::prepare(&config)
+    {
+        let from = Utc.timestamp_opt(1_700_000_000, 0).single();
+        for job in jobs.values() {
+            if let Some(from) = from {
+                let _ = job.next_after(from);
             }
         }
     }

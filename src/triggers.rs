@@ -204,12 +204,12 @@ fn read(path: &Path, job: &str) -> Result<Trigger, String> {
         };
         environment.insert(key.clone(), text);
     }
-    if let Some(kind) = &file.kind {
-        if kind.len() > MAX_TYPE_BYTES || kind.chars().any(char::is_control) {
-            return Err(format!(
-                "type must be at most {MAX_TYPE_BYTES} bytes without control characters"
-            ));
-        }
+    if let Some(kind) = &file.kind
+        && (kind.len() > MAX_TYPE_BYTES || kind.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "type must be at most {MAX_TYPE_BYTES} bytes without control characters"
+        ));
     }
     let data = serde_json::to_value(&file).map_err(|e| e.to_string())?;
     Ok(Trigger {

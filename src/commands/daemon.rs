@@ -121,10 +121,10 @@ impl JobEvents {
         let mut parts = Vec::new();
         if !self.after.is_empty() {
             let mut part = format!("after {}", self.after.join(", "));
-            if let Some(missing) = &self.waiting_for {
-                if !missing.is_empty() {
-                    part.push_str(&format!(" (waiting for {})", missing.join(", ")));
-                }
+            if let Some(missing) = &self.waiting_for
+                && !missing.is_empty()
+            {
+                part.push_str(&format!(" (waiting for {})", missing.join(", ")));
             }
             parts.push(part);
         }

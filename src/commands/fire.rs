@@ -59,11 +59,12 @@ pub(crate) fn fire(global: &GlobalArgs, args: &FireArgs) -> Result<u8, Error> {
         .map(|path| ChainConfig::load(Some(path)))
         .transpose()?;
     // As root, a configuration others could write must not choose the hook root runs.
-    if let Some(config) = &config {
-        if crate::security::is_root() && !args.insecure {
-            for file in config.doc.files() {
-                crate::security::check(crate::security::Kind::Config, file)?;
-            }
+    if let Some(config) = &config
+        && crate::security::is_root()
+        && !args.insecure
+    {
+        for file in config.doc.files() {
+            crate::security::check(crate::security::Kind::Config, file)?;
         }
     }
     let state_dir = state_dir_for(global, config.as_ref());

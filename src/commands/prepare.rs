@@ -245,15 +245,13 @@ fn check_interpreter(
         return Err(ConfigError::missing_shebang(&step.task.path, program).into());
     }
     // `#!/usr/bin/env python3`: env exists, the program it looks for may not.
-    if Path::new(program).file_name() == Some(OsStr::new("env")) {
-        if let Some(name) = words
+    if Path::new(program).file_name() == Some(OsStr::new("env"))
+        && let Some(name) = words
             .next()
             .filter(|w| !w.starts_with('-') && !w.contains('='))
-        {
-            if !find(name) {
-                return Err(ConfigError::missing_shebang(&step.task.path, name).into());
-            }
-        }
+        && !find(name)
+    {
+        return Err(ConfigError::missing_shebang(&step.task.path, name).into());
     }
     Ok(())
 }

@@ -378,20 +378,20 @@ fn pick<'d>(
     let Some(latest) = latest_instance(detail, name) else {
         return refuse(format!("run {id} has no task \"{name}\""));
     };
-    if let Some(n) = number {
-        if n != instance_number(latest) {
-            let what = detail
-                .tasks
-                .iter()
-                .find(|t| t.name == name && instance_number(t) == n)
-                .map_or("does not exist".to_owned(), |t| {
-                    format!("is {}", t.status.as_str())
-                });
-            return refuse(format!(
-                "{name}#{n} of run {id} {what}: only its latest instance {} can be {verb}",
-                latest.instance
-            ));
-        }
+    if let Some(n) = number
+        && n != instance_number(latest)
+    {
+        let what = detail
+            .tasks
+            .iter()
+            .find(|t| t.name == name && instance_number(t) == n)
+            .map_or("does not exist".to_owned(), |t| {
+                format!("is {}", t.status.as_str())
+            });
+        return refuse(format!(
+            "{name}#{n} of run {id} {what}: only its latest instance {} can be {verb}",
+            latest.instance
+        ));
     }
     if latest.status != InstanceStatus::Failed {
         return refuse(format!(
@@ -444,10 +444,10 @@ fn resume_of(prepared: &Prepared, detail: &RunDetail, halt: Option<&str>) -> Res
             _ => {}
         }
     }
-    if let Some(halt) = halt {
-        if let Some(latest) = latest_instance(detail, halt) {
-            resume.halt_instance = instance_number(latest) + 1;
-        }
+    if let Some(halt) = halt
+        && let Some(latest) = latest_instance(detail, halt)
+    {
+        resume.halt_instance = instance_number(latest) + 1;
     }
     resume
 }

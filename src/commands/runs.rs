@@ -84,13 +84,11 @@ pub(crate) fn runs(global: &GlobalArgs, args: RunsArgs) -> Result<u8, Error> {
             // A run dsari recorded has its output in dsari's layout beside the store.
             // (Not for a record whose names are no safe file names: it is shown as it
             // is, and nothing is looked up for it.)
-            if detail.output_dir.is_none() {
-                if let Ok(dir) = paths::run_dir(&data_dir, &detail.run.job_name, &detail.run.run_id)
-                {
-                    if dir.join("output.txt").is_file() {
-                        detail.output_dir = Some(dir.display().to_string());
-                    }
-                }
+            if detail.output_dir.is_none()
+                && let Ok(dir) = paths::run_dir(&data_dir, &detail.run.job_name, &detail.run.run_id)
+                && dir.join("output.txt").is_file()
+            {
+                detail.output_dir = Some(dir.display().to_string());
             }
             print::records(global.format, &detail, |style| show_table(&detail, style))?;
         }
@@ -320,13 +318,13 @@ fn print_output(
     task: Option<&str>,
     stored: &[StoredOutput],
 ) -> Result<(), Error> {
-    if let Some(name) = task {
-        if !detail.tasks.iter().any(|t| t.name == name) {
-            return Err(Error::Refused(format!(
-                "run {} has no task \"{name}\"",
-                short(&detail.run.run_id)
-            )));
-        }
+    if let Some(name) = task
+        && !detail.tasks.iter().any(|t| t.name == name)
+    {
+        return Err(Error::Refused(format!(
+            "run {} has no task \"{name}\"",
+            short(&detail.run.run_id)
+        )));
     }
     // A fleet database keeps the output itself: the same from every host.
     if !stored.is_empty() {
@@ -382,10 +380,10 @@ fn parse_since(text: &str) -> Result<f64, Error> {
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
     });
-    if let Some(naive) = local {
-        if let Some(t) = Local.from_local_datetime(&naive).earliest() {
-            return Ok(t.timestamp_millis() as f64 / 1000.0);
-        }
+    if let Some(naive) = local
+        && let Some(t) = Local.from_local_datetime(&naive).earliest()
+    {
+        return Ok(t.timestamp_millis() as f64 / 1000.0);
     }
     if let Ok(ago) = humantime::parse_duration(text) {
         let now = std::time::SystemTime::now()
@@ -482,23 +480,23 @@ fn tail(store: &dyn RunStore, data_dir: &Path, run_ids: &[String]) -> Result<u8,
                     } else if let Some(path) = &attempt.output {
                         print_fresh(&PathBuf::from(path), &label, &mut offsets, &mut last_label)?;
                     }
-                    if let Some(result) = &attempt.result {
-                        if told.ended.insert(key) {
-                            let exit = match (attempt.exit_code, attempt.signal) {
-                                (Some(code), _) => format!("exit {code}"),
-                                (None, Some(sig)) => format!("signal {sig}"),
-                                (None, None) => "no exit".to_owned(),
-                            };
-                            let line = format!(
-                                "-- {} {} try {} {result} ({exit}) after {}\n",
-                                short(id),
-                                task.instance,
-                                attempt.try_num,
-                                duration(Some(attempt.start_time), attempt.stop_time)
-                            );
-                            print::write_stdout(line.as_bytes())?;
-                            last_label.clear();
-                        }
+                    if let Some(result) = &attempt.result
+                        && told.ended.insert(key)
+                    {
+                        let exit = match (attempt.exit_code, attempt.signal) {
+                            (Some(code), _) => format!("exit {code}"),
+                            (None, Some(sig)) => format!("signal {sig}"),
+                            (None, None) => "no exit".to_owned(),
+                        };
+                        let line = format!(
+                            "-- {} {} try {} {result} ({exit}) after {}\n",
+                            short(id),
+                            task.instance,
+                            attempt.try_num,
+                            duration(Some(attempt.start_time), attempt.stop_time)
+                        );
+                        print::write_stdout(line.as_bytes())?;
+                        last_label.clear();
                     }
                 }
             }

@@ -48,13 +48,13 @@ pub(crate) fn trigger(global: &GlobalArgs, args: TriggerArgs) -> Result<u8, Erro
         }
         None => None,
     };
-    if let Some(kind) = &args.kind {
-        if kind.len() > triggers::MAX_TYPE_BYTES || kind.chars().any(char::is_control) {
-            return Err(Error::Usage(format!(
-                "--type must be at most {} bytes without control characters",
-                triggers::MAX_TYPE_BYTES
-            )));
-        }
+    if let Some(kind) = &args.kind
+        && (kind.len() > triggers::MAX_TYPE_BYTES || kind.chars().any(char::is_control))
+    {
+        return Err(Error::Usage(format!(
+            "--type must be at most {} bytes without control characters",
+            triggers::MAX_TYPE_BYTES
+        )));
     }
     let file = TriggerFile {
         kind: args.kind,

@@ -332,10 +332,9 @@ impl ChainConfig {
         let mut runner = runner;
         // A relative state_dir is relative to the configuration file, like include_dir.
         if let (Some(dir), Some(base)) = (&runner.state_dir, file.as_ref().and_then(|f| f.parent()))
+            && dir.is_relative()
         {
-            if dir.is_relative() {
-                runner.state_dir = Some(base.join(dir));
-            }
+            runner.state_dir = Some(base.join(dir));
         }
         Ok(ChainConfig {
             file,
@@ -356,10 +355,10 @@ impl ChainConfig {
             return Ok(settings);
         };
         for (key, entry) in section.entries() {
-            if !TASK_KEYS.contains(&key) {
-                if let Some(s) = suggest(key, TASK_KEYS) {
-                    return Err(ConfigError::unknown_key(&entry.origin, name, key, Some(s)));
-                }
+            if !TASK_KEYS.contains(&key)
+                && let Some(s) = suggest(key, TASK_KEYS)
+            {
+                return Err(ConfigError::unknown_key(&entry.origin, name, key, Some(s)));
             }
         }
         let v = Values {

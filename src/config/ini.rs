@@ -283,10 +283,10 @@ impl Document {
             return Vec::new();
         };
         let mut items = Vec::new();
-        if section != DEFAULT_SECTION {
-            if let Some(defaults) = &self.defaults {
-                items.extend(defaults.entries().filter(|(k, _)| own.get(k).is_none()));
-            }
+        if section != DEFAULT_SECTION
+            && let Some(defaults) = &self.defaults
+        {
+            items.extend(defaults.entries().filter(|(k, _)| own.get(k).is_none()));
         }
         items.extend(own.entries());
         items

@@ -199,21 +199,21 @@ fn check(config: &DaemonConfig) -> Result<(), ConfigError> {
         }
         // A chain job whose directory or configuration is missing would fail every run:
         // say so now, like any other configuration error.
-        if let Some(taskdir) = &job.taskdir() {
-            if !taskdir.is_dir() {
-                return Err(bad(
-                    "taskdir",
-                    format!("{} is not a directory", taskdir.display()),
-                ));
-            }
+        if let Some(taskdir) = &job.taskdir()
+            && !taskdir.is_dir()
+        {
+            return Err(bad(
+                "taskdir",
+                format!("{} is not a directory", taskdir.display()),
+            ));
         }
-        if let Some(chain_config) = &job.config() {
-            if !chain_config.is_file() {
-                return Err(bad(
-                    "config",
-                    format!("{} is not a readable file", chain_config.display()),
-                ));
-            }
+        if let Some(chain_config) = &job.config()
+            && !chain_config.is_file()
+        {
+            return Err(bad(
+                "config",
+                format!("{} is not a readable file", chain_config.display()),
+            ));
         }
     }
     Ok(())

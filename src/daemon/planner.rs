@@ -218,11 +218,11 @@ impl Planner {
                 break;
             }
             self.timers.pop();
-            if let Some(planned) = self.planned.get_mut(&id) {
-                if !planned.is_due {
-                    planned.is_due = true;
-                    self.due.push(id);
-                }
+            if let Some(planned) = self.planned.get_mut(&id)
+                && !planned.is_due
+            {
+                planned.is_due = true;
+                self.due.push(id);
             }
         }
         let mut starts = Vec::new();
@@ -263,10 +263,10 @@ impl Planner {
                 }
                 Admission::Abandon => {
                     // Its schedule goes on without it.
-                    if let Some(planned) = self.unplan(id) {
-                        if planned.respawn {
-                            self.plan_next(&planned.request, now);
-                        }
+                    if let Some(planned) = self.unplan(id)
+                        && planned.respawn
+                    {
+                        self.plan_next(&planned.request, now);
                     }
                     continue;
                 }
@@ -335,10 +335,10 @@ impl Planner {
         if let Some(n) = self.busy.get_mut(&held.job) {
             *n = n.saturating_sub(1);
         }
-        if let Some(g) = &held.group {
-            if let Some(n) = self.group_use.get_mut(g) {
-                *n = n.saturating_sub(1);
-            }
+        if let Some(g) = &held.group
+            && let Some(n) = self.group_use.get_mut(g)
+        {
+            *n = n.saturating_sub(1);
         }
     }
 

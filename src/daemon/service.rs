@@ -940,13 +940,13 @@ impl Service {
             let run_id = &run.run_id;
             let code = launch::exit_code(&report);
             let data = launch::run_data(&run.paths);
-            if let Some(data) = &data {
-                if let Err(e) = self.store.set_run_data(run_id, data) {
-                    log::warn!(
-                        "cannot record return_data of run {run_id}: {}",
-                        crate::error::one_line(&e)
-                    );
-                }
+            if let Some(data) = &data
+                && let Err(e) = self.store.set_run_data(run_id, data)
+            {
+                log::warn!(
+                    "cannot record return_data of run {run_id}: {}",
+                    crate::error::one_line(&e)
+                );
             }
             let status = match (code, report.stopped) {
                 (_, Some(crate::exec::Stop::Interrupt(_))) => RunStatus::Interrupted,
@@ -955,12 +955,12 @@ impl Service {
             };
             // A fleet database keeps the run's output for every host (an embedded store
             // keeps only the file): at most its last OUTPUT_KEPT bytes.
-            if self.location.fleet.is_some() {
-                if let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt")) {
-                    let from = bytes.len().saturating_sub(OUTPUT_KEPT);
-                    if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
-                        log::debug!("cannot keep the output of run {run_id}: {e}");
-                    }
+            if self.location.fleet.is_some()
+                && let Ok(bytes) = std::fs::read(run.paths.run_dir.join("output.txt"))
+            {
+                let from = bytes.len().saturating_sub(OUTPUT_KEPT);
+                if let Err(e) = self.store.store_run_output(run_id, &bytes[from..]) {
+                    log::debug!("cannot keep the output of run {run_id}: {e}");
                 }
             }
             done.push((run, report, code, status, data));

@@ -363,10 +363,10 @@ pub(crate) fn linger(pump: Pump) {
             }
         }
     }
-    if let Some(lingering) = guard.as_mut() {
-        if lingering.pumps.send(pump).is_ok() {
-            let _ = lingering.wake.write_all(b"+");
-        }
+    if let Some(lingering) = guard.as_mut()
+        && lingering.pumps.send(pump).is_ok()
+    {
+        let _ = lingering.wake.write_all(b"+");
     }
 }
 

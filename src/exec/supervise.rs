@@ -385,10 +385,10 @@ impl Watched {
                     pgroup::signal_pid(proc.pid, Signal::SIGCONT);
                 }
             }
-            if let std::collections::hash_map::Entry::Vacant(entry) = self.fds.entry(proc.key()) {
-                if let Some(fd) = pgroup::pidfd(proc.pid) {
-                    entry.insert(Arc::new(fd));
-                }
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.fds.entry(proc.key())
+                && let Some(fd) = pgroup::pidfd(proc.pid)
+            {
+                entry.insert(Arc::new(fd));
             }
         }
         let live: std::collections::HashSet<ProcKey> = members.iter().map(Proc::key).collect();
@@ -481,11 +481,11 @@ impl Waiter {
 
     /// Reaps the child if it exited; returns whether it is reaped (now or before).
     fn reap(&mut self) -> io::Result<bool> {
-        if self.status.is_none() {
-            if let Some(status) = self.child.try_wait()? {
-                self.status = Some(status);
-                self.exit_fd = None;
-            }
+        if self.status.is_none()
+            && let Some(status) = self.child.try_wait()?
+        {
+            self.status = Some(status);
+            self.exit_fd = None;
         }
         Ok(self.status.is_some())
     }

@@ -607,10 +607,10 @@ impl Store {
             let key = row.get_ref(0)?.as_str()?;
             let x: f64 = row.get(1)?;
             if picker.as_ref().is_none_or(|(k, _)| k != key) {
-                if let Some((done, p)) = picker.take() {
-                    if let Some(s) = out.get_mut(&done) {
-                        s.quantiles = p.finish();
-                    }
+                if let Some((done, p)) = picker.take()
+                    && let Some(s) = out.get_mut(&done)
+                {
+                    s.quantiles = p.finish();
                 }
                 let n = out.get(key).map_or(0, |s| s.count);
                 picker = Some((key.to_owned(), RankPicker::new(quantiles, n)));
@@ -619,10 +619,10 @@ impl Store {
                 p.push(x);
             }
         }
-        if let Some((done, p)) = picker {
-            if let Some(s) = out.get_mut(&done) {
-                s.quantiles = p.finish();
-            }
+        if let Some((done, p)) = picker
+            && let Some(s) = out.get_mut(&done)
+        {
+            s.quantiles = p.finish();
         }
         Ok(out)
     }

@@ -28,10 +28,10 @@ impl Owner {
 
     /// Whether that process still exists: same boot, same pid, same start time.
     pub(crate) fn is_alive(&self) -> bool {
-        if let Some(boot) = &self.boot_id {
-            if *boot != crate::state::boot_id() {
-                return false;
-            }
+        if let Some(boot) = &self.boot_id
+            && *boot != crate::state::boot_id()
+        {
+            return false;
         }
         match (start_ticks(self.pid), self.start_ticks) {
             (None, _) => false,

@@ -91,15 +91,15 @@ pub(crate) fn check_detail(detail: &RunDetail) -> Result<(), StoreError> {
     let run = &detail.run;
     let run_id = run.run_id.as_str();
     run_dir(Path::new("/"), &run.job_name, run_id)?;
-    if let Some(dir) = &detail.output_dir {
-        if !is_run_dir(Path::new(dir), &run.job_name, run_id) {
-            return Err(unsafe_path(
-                run_id,
-                "output directory",
-                dir,
-                "is not the run's own directory (an absolute …/runs/JOB/RUN_ID)",
-            ));
-        }
+    if let Some(dir) = &detail.output_dir
+        && !is_run_dir(Path::new(dir), &run.job_name, run_id)
+    {
+        return Err(unsafe_path(
+            run_id,
+            "output directory",
+            dir,
+            "is not the run's own directory (an absolute …/runs/JOB/RUN_ID)",
+        ));
     }
     for task in &detail.tasks {
         if let Some(reason) = component_problem(&task.name) {

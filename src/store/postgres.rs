@@ -972,23 +972,23 @@ impl PgStore {
                     }
                 })
                 .collect();
-            if out.is_empty() {
-                if let Some(row) = client.query_opt(
+            if out.is_empty()
+                && let Some(row) = client.query_opt(
                     &format!(
                         "SELECT {} FROM run_meta WHERE run_id = $1::text::uuid
                          AND output IS NOT NULL",
                         output_end("output")
                     ),
                     &[&run_id, &limit],
-                )? {
-                    out.push(StoredOutput {
-                        task: String::new(),
-                        instance: "output.txt".to_owned(),
-                        try_num: 0,
-                        bytes: row.get(0),
-                        size: row.get::<_, i64>(1).max(0) as u64,
-                    });
-                }
+                )?
+            {
+                out.push(StoredOutput {
+                    task: String::new(),
+                    instance: "output.txt".to_owned(),
+                    try_num: 0,
+                    bytes: row.get(0),
+                    size: row.get::<_, i64>(1).max(0) as u64,
+                });
             }
             Ok(out)
         })();

@@ -210,11 +210,11 @@ impl StoreRecorder {
         if !self.start_writer() {
             return;
         }
-        if let Some(ops) = &self.ops {
-            if ops.send(op).is_ok() {
-                self.sent += 1;
-                self.behind = true;
-            }
+        if let Some(ops) = &self.ops
+            && ops.send(op).is_ok()
+        {
+            self.sent += 1;
+            self.behind = true;
         }
     }
 
@@ -230,14 +230,16 @@ impl StoreRecorder {
         let patient = self.stalled < STALL_BUDGET;
         // Healthy and nothing queued: write it from here, in order, and be done. A lock
         // is noticed within a short busy wait, and the write goes to the thread.
-        if patient && !self.is_troubled() && self.progress.done() == self.sent {
-            if let Some(Ok(mut writer)) = self.writer.as_ref().map(|w| w.try_lock()) {
-                let began = Instant::now();
-                if writer.apply_here(&op) {
-                    return;
-                }
-                self.stalled += began.elapsed();
+        if patient
+            && !self.is_troubled()
+            && self.progress.done() == self.sent
+            && let Some(Ok(mut writer)) = self.writer.as_ref().map(|w| w.try_lock())
+        {
+            let began = Instant::now();
+            if writer.apply_here(&op) {
+                return;
             }
+            self.stalled += began.elapsed();
         }
         let Some(ops) = &self.ops else { return };
         if ops.send(op).is_err() {
@@ -298,10 +300,10 @@ impl Drop for StoreRecorder {
                 log::warn!("the run store does not answer; the end of this run is not recorded");
             }
         }
-        if let Some(thread) = self.thread.take() {
-            if self.progress.done() >= self.sent {
-                let _ = thread.join();
-            }
+        if let Some(thread) = self.thread.take()
+            && self.progress.done() >= self.sent
+        {
+            let _ = thread.join();
         }
     }
 }

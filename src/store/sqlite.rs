@@ -218,15 +218,15 @@ impl Store {
             source,
         };
         // As dsari does for `database.file`: its directory is made when missing.
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
-                let made = std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(parent);
-                if let Err(e) = made {
-                    log::debug!("cannot create {}: {e}", parent.display());
-                }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            let made = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent);
+            if let Err(e) = made {
+                log::debug!("cannot create {}: {e}", parent.display());
             }
         }
         // A symlink planted where the database belongs is refused, not followed.
@@ -321,10 +321,11 @@ impl Store {
             self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(value)
         });
-        if result.is_err() && !self.conn.is_autocommit() {
-            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-                log::debug!("cannot roll back in {}: {e}", self.path.display());
-            }
+        if result.is_err()
+            && !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            log::debug!("cannot roll back in {}: {e}", self.path.display());
         }
         result
     }

@@ -361,14 +361,14 @@ impl Writer {
             };
             let mut this = writer.lock().unwrap_or_else(|e| e.into_inner());
             let mut handed = 1;
-            if !this.progress.dead.load(Ordering::Relaxed) {
-                if let Applied::HandOver = this.apply_with_retries(&op) {
-                    // The front has hung up: what is queued is all there is.
-                    let mut pending = vec![op];
-                    pending.extend(ops.iter());
-                    handed = pending.len();
-                    this.hand_over(pending);
-                }
+            if !this.progress.dead.load(Ordering::Relaxed)
+                && let Applied::HandOver = this.apply_with_retries(&op)
+            {
+                // The front has hung up: what is queued is all there is.
+                let mut pending = vec![op];
+                pending.extend(ops.iter());
+                handed = pending.len();
+                this.hand_over(pending);
             }
             let progress = Arc::clone(&this.progress);
             drop(this);
@@ -451,10 +451,10 @@ impl Writer {
     }
 
     fn set_busy_wait(&mut self, wait: Duration) {
-        if let Some(store) = &self.store {
-            if let Err(e) = store.conn.busy_timeout(wait) {
-                log::debug!("cannot set the run store's busy timeout: {e}");
-            }
+        if let Some(store) = &self.store
+            && let Err(e) = store.conn.busy_timeout(wait)
+        {
+            log::debug!("cannot set the run store's busy timeout: {e}");
         }
     }
 
@@ -667,13 +667,13 @@ impl Writer {
                 self.run_id = Some(run_id.clone());
                 let instance_id = self.instance(run_id, task, file, *instance)?;
                 self.drop_written_endings()?;
-                if self.replaying {
-                    if let Some((id, _)) = self.recorded_attempt(task, *instance, *try_num)? {
-                        self.flush()?;
-                        self.attempts
-                            .insert((task.clone(), *instance, *try_num), id);
-                        return Ok(());
-                    }
+                if self.replaying
+                    && let Some((id, _)) = self.recorded_attempt(task, *instance, *try_num)?
+                {
+                    self.flush()?;
+                    self.attempts
+                        .insert((task.clone(), *instance, *try_num), id);
+                    return Ok(());
                 }
                 let ended = self.ended.clone();
                 let id = self.store()?.record_attempts(
@@ -945,14 +945,14 @@ impl Writer {
         };
         match PgStore::open(&url, &self.host) {
             Ok(mut pg) => {
-                if let Ok(local) = self.store() {
-                    if let Err(e) = fleet_sync::send_pending(local, &mut pg) {
-                        log::warn!(
-                            "cannot send runs recorded while {} was unreachable ({}); they are kept here",
-                            url.describe(),
-                            crate::logging::one_line(&e)
-                        );
-                    }
+                if let Ok(local) = self.store()
+                    && let Err(e) = fleet_sync::send_pending(local, &mut pg)
+                {
+                    log::warn!(
+                        "cannot send runs recorded while {} was unreachable ({}); they are kept here",
+                        url.describe(),
+                        crate::logging::one_line(&e)
+                    );
                 }
                 self.fleet = Some(Mirror {
                     store: pg,
@@ -986,10 +986,10 @@ impl Writer {
             return;
         };
         self.current = Some((run_id.clone(), true));
-        if let Ok(store) = self.store() {
-            if let Err(e) = store.mark_fleet_pending(&run_id) {
-                log::debug!("cannot mark run {run_id} to be sent later: {e}");
-            }
+        if let Ok(store) = self.store()
+            && let Err(e) = store.mark_fleet_pending(&run_id)
+        {
+            log::debug!("cannot mark run {run_id} to be sent later: {e}");
         }
     }
 

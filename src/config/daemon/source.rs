@@ -112,13 +112,13 @@ pub(crate) fn read(path: &Path) -> Result<Sources, ConfigError> {
             ));
         }
     }
-    if let Some(node) = root.get("config_d") {
-        if files[..before].iter().all(|f| *f != node.origin.path) {
-            warnings.push(format!(
-                "{}: config_d has no effect in a config.d file",
-                node.origin.path.display()
-            ));
-        }
+    if let Some(node) = root.get("config_d")
+        && files[..before].iter().all(|f| *f != node.origin.path)
+    {
+        warnings.push(format!(
+            "{}: config_d has no effect in a config.d file",
+            node.origin.path.display()
+        ));
     }
     if files.is_empty() {
         return Err(ConfigError::whole(
