@@ -25,7 +25,7 @@ LAYERS = [
     ["hooks", "store"],
     ["exec", "record"],
     ["config", "plan", "taskdir", "schedule", "triggers"],
-    ["state", "security", "signals", "interrupt", "retry", "epoch", "timestamp"],
+    ["state", "security", "signals", "interrupt", "retry", "epoch", "timestamp", "memory"],
     ["cli", "argv", "logging", "terminal"],
 ]
 

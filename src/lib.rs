@@ -17,10 +17,10 @@
 //! - `config`, `plan`, `taskdir`, `schedule`, `triggers`: reading and validating what to
 //!   run and when: the INI and daemon configurations, the ordered plan, the task
 //!   directory, schedule expressions, the trigger-file format.
-//! - `state`, `security`, `signals`, `interrupt`, `retry`, `epoch`, `timestamp`: the
-//!   state directory and the job lock in it, root's checks, a chain run's signal
-//!   handling, the shared "stop was asked" state, retry delays, epoch seconds, points in
-//!   time as files and flags write them.
+//! - `state`, `security`, `signals`, `interrupt`, `retry`, `epoch`, `timestamp`,
+//!   `memory`: the state directory and the job lock in it, root's checks, a chain run's
+//!   signal handling, the shared "stop was asked" state, retry delays, epoch seconds,
+//!   points in time as files and flags write them, the allocator's knobs.
 //! - [`cli`], [`argv`], [`logging`], `terminal`: the command line (clap types only);
 //!   telling a mistyped subcommand from a task directory; log output; the seam that lets
 //!   a live view step aside for task output and log lines.
@@ -43,6 +43,7 @@ mod events;
 mod exec;
 mod hooks;
 mod interrupt;
+mod memory;
 mod metrics;
 mod plan;
 mod record;

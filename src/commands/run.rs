@@ -27,6 +27,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &ChainArgs, taskdir: &Path) -> Resu
         args.job_name.as_deref(),
     )?;
     let config = &prepared.config;
+    // The recorder's and the supervisor's threads allocate little: one arena serves them.
+    crate::memory::limit_arenas(1);
 
     let interrupt = Interrupt::new();
     if let Err(e) = crate::signals::install(&interrupt) {

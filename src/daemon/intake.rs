@@ -61,7 +61,8 @@ pub(super) fn load(path: &Path) -> Result<Loaded, Error> {
         jobs: loaded.jobs.deep_copy(),
     };
     drop(loaded);
-    release_freed_memory();
+    // The freed tree lies between the jobs' allocations: only a trim hands it back.
+    crate::memory::release_freed();
     Ok(copy)
 }
 
@@ -72,17 +73,6 @@ fn read(path: &Path) -> Result<Loaded, Error> {
     // The configuration keeps no second copy of every job.
     let jobs = jobs::take(&mut config)?;
     Ok(Loaded { config, jobs })
-}
-
-/// Gives the memory freed after reading a configuration back to the system (all free
-/// pages of every arena, not only the top of the main one); also after a reload, once
-/// the loop has dropped the jobs it replaced.
-pub(super) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 enum Work {

@@ -172,21 +172,6 @@ pub(crate) fn data_dir(config: &DaemonConfig, state_dir: Option<&Path>) -> PathB
     crate::state::resolve(state_dir, config.configured_data_dir.as_deref())
 }
 
-/// Keeps the allocator to two arenas. A run's thread allocates little, but the allocator
-/// gives each thread that finds the others' arenas busy one of its own, up to eight per
-/// core, each holding freed memory of its own: with hundreds of runs in progress (a
-/// thousand runs a second) that was a quarter of the daemon's resident memory. Set
-/// before the first thread is made; `MALLOC_ARENA_MAX` in the environment still wins.
-fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tuning parameter of the allocator.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
 /// Each concurrency group's `max`.
 fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
     config
@@ -199,7 +184,9 @@ fn limits(config: &DaemonConfig) -> BTreeMap<String, usize> {
 impl Service {
     /// Loads everything and opens the store; nothing runs yet.
     pub(crate) fn new(setup: Setup) -> Result<Service, Error> {
-        limit_arenas();
+        // A run's thread allocates little; with hundreds of runs in progress their own
+        // arenas were a quarter of the daemon's resident memory.
+        crate::memory::limit_arenas(2);
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
         for warning in &config.warnings {
             log::warn!("{warning}");
@@ -548,7 +535,7 @@ impl Service {
         self.config = config;
         // The jobs replaced are gone: their pages too (a daemon reloaded daily would
         // otherwise hold one more configuration's worth of holes after each).
-        intake::release_freed_memory();
+        crate::memory::release_freed();
         self.watch_events(Some(&added));
         log::info!("configuration reloaded: {count} job(s)");
     }
