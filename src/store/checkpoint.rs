@@ -5,11 +5,13 @@
 //! frames: that commit then also syncs the WAL to disk, copies its pages into the
 //! database and syncs that too. On the chain's connection this was several milliseconds
 //! every two hundred tasks, the largest single cost of recording a chain of trivial
-//! tasks. The recorder turns that off on its connection and wakes a [`Checkpointer`]
-//! every [`COMMITS_PER_CHECKPOINT`] commits instead, which runs a `PASSIVE` checkpoint
-//! from its own connection while the chain goes on (a passive checkpoint takes no lock
-//! that a writer or reader waits for). Nothing about durability changes: commits are the
-//! same, and a checkpoint only moves what is already in the WAL.
+//! tasks. The recorder moves its connection's own threshold up to a bound (see
+//! `WRITER_WAL_FRAMES` in `writer.rs`: beside a stream of commits a passive checkpoint
+//! never copies the whole WAL, and only the writer's own checkpoint lets it start over)
+//! and wakes a [`Checkpointer`] every [`COMMITS_PER_CHECKPOINT`] commits, which runs a
+//! `PASSIVE` checkpoint from its own connection while the chain goes on (a passive
+//! checkpoint takes no lock that a writer or reader waits for). Nothing about durability
+//! changes: commits are the same, and a checkpoint only moves what is already in the WAL.
 //!
 //! If the second connection cannot be opened, or its thread not started, there is no
 //! checkpointer and the recorder's connection keeps SQLite's own checkpoints.
