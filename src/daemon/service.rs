@@ -94,6 +94,10 @@ const ENDS_AT_ONCE: usize = 1024;
 /// recorded first, so that its `PREVIOUS_*` and the store agree.
 const ENDS_WAIT: Duration = Duration::from_millis(20);
 
+/// A wait at least this long for the next run or end to record is a pause in which the
+/// store checkpoints (see [`RunStore::lull`]): long enough for one to finish in it.
+const LULL: Duration = Duration::from_millis(50);
+
 /// At most this many runs due at once are recorded in one transaction and then started:
 /// a thousand runs due at one instant start in turns, so that the first of them does not
 /// wait for all the others to be made and recorded.
@@ -157,6 +161,8 @@ pub(crate) struct Service {
     ended: Vec<(RunSlot, AttemptReport)>,
     /// When the oldest of them has waited [`ENDS_WAIT`].
     record_ends_at: Option<Instant>,
+    /// Whether anything was written since the store was last told of a pause.
+    wrote: bool,
 }
 
 /// The jobs that use events.
@@ -198,7 +204,8 @@ impl Service {
         crate::state::ensure_dir(&data_dir)?;
         let location = Location::resolve(setup.database.as_deref(), Some(&config), &data_dir)?;
         let host = crate::state::host(None);
-        let store = crate::store::open_for_writing(&location, &host)?;
+        let mut store = crate::store::open_for_writing(&location, &host)?;
+        store.for_many_writes();
         // With a fleet database, events are the fleet's: a job here waits for `runner
         // fire` on any host of the session.
         let events_store: Box<dyn EventStore> = match &location.fleet {
@@ -207,7 +214,12 @@ impl Service {
                 &host,
                 Duration::from_secs(2),
             )),
-            None => Box::new(crate::store::Store::open_at(&location)?),
+            None => {
+                // The same file: the run store's checkpoints are this connection's too.
+                let mut events = crate::store::Store::open_at(&location)?;
+                events.for_many_writes(false);
+                Box::new(events)
+            }
         };
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         let grace = jobs
@@ -243,6 +255,7 @@ impl Service {
             programs: launch::Programs::default(),
             ended: Vec::new(),
             record_ends_at: None,
+            wrote: false,
         })
     }
 
@@ -293,6 +306,11 @@ impl Service {
                 (Some(due), Some(ends)) => Some(due.min(ends)),
                 (due, ends) => due.or(ends),
             };
+            // A pause ahead, after writes: the store checkpoints in it, on its own thread.
+            if self.wrote && wait.is_none_or(|wait| wait >= LULL) {
+                self.wrote = false;
+                self.store.lull();
+            }
             let event = match (self.pending.take(), wait) {
                 (Some(event), _) => Some(event),
                 (None, wait) => match wait {
@@ -688,6 +706,7 @@ impl Service {
             })
             .collect();
         let recorded = self.store.begin_runs(&news);
+        self.wrote = true;
         drop(news);
         for (run, recorded) in prepared.into_iter().zip(recorded) {
             if let Err(e) = recorded {
@@ -962,6 +981,7 @@ impl Service {
             })
             .collect();
         let recorded = self.store.finish_runs(&ends);
+        self.wrote = true;
         drop(ends);
         let mut fired = Vec::new();
         for ((run, report, code, status, data), recorded) in done.into_iter().zip(recorded) {

@@ -21,6 +21,11 @@ pub(crate) type AttemptStarting<'a> = (i64, u32, SystemTime, Option<&'a Path>);
 pub(crate) trait RunStore {
     /// The store for people: a file, or a database without its password.
     fn describe(&self) -> String;
+    /// Tunes the store for a writer that commits all the time (see
+    /// [`Store::for_many_writes`]); nothing to do for the fleet's server.
+    fn for_many_writes(&mut self) {}
+    /// The writer expects to write nothing for a while (see [`Store::lull`]).
+    fn lull(&mut self) {}
     /// Records a starting run: `runs_running`, its owner, host and task instances.
     fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError>;
     /// Adds the planned instances of a run someone else started.
@@ -113,6 +118,12 @@ pub(crate) trait RunStore {
 impl RunStore for Store {
     fn describe(&self) -> String {
         self.path().display().to_string()
+    }
+    fn for_many_writes(&mut self) {
+        Store::for_many_writes(self, true);
+    }
+    fn lull(&mut self) {
+        Store::lull(self);
     }
     fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
         Store::begin_run(self, run)

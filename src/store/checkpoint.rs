@@ -1,5 +1,5 @@
-//! Checkpoints of a chain's store, on a thread and connection of their own, so that the
-//! chain's commits never wait for one.
+//! Checkpoints of a chain's or the daemon's store, on a thread and connection of their
+//! own, so that the writer's commits never wait for one.
 //!
 //! SQLite checkpoints a WAL file from the connection whose commit took it past 1,000
 //! frames: that commit then also syncs the WAL to disk, copies its pages into the
@@ -13,8 +13,13 @@
 //! checkpoint takes no lock that a writer or reader waits for). Nothing about durability
 //! changes: commits are the same, and a checkpoint only moves what is already in the WAL.
 //!
+//! The daemon's connection does the same with a larger bound (`Store::for_many_writes`):
+//! it wakes the checkpointer every [`COMMITS_PER_CHECKPOINT`] batches it writes, and when
+//! it expects a pause (`Store::lull`), so that a checkpoint can run while nothing waits
+//! and finish before the next writes, which lets the WAL start over.
+//!
 //! If the second connection cannot be opened, or its thread not started, there is no
-//! checkpointer and the recorder's connection keeps SQLite's own checkpoints.
+//! checkpointer and the writer's connection keeps SQLite's own checkpoints.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender};
