@@ -94,6 +94,13 @@ const ENDS_AT_ONCE: usize = 1024;
 /// recorded first, so that its `PREVIOUS_*` and the store agree.
 const ENDS_WAIT: Duration = Duration::from_millis(20);
 
+/// How long a due run may wait for others due after it, to be recorded in one
+/// transaction with them. Jobs are spread over their period (dsari's times), so at a
+/// thousand runs a second one is due every millisecond or so: alone, each start was a
+/// commit of its own, which wrote the same half a dozen index pages again. A run with no
+/// other due within this time starts at once.
+const GATHER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
+
 /// A wait at least this long for the next run or end to record is a pause in which the
 /// store checkpoints (see [`RunStore::lull`]): long enough for one to finish in it.
 const LULL: Duration = Duration::from_millis(50);
@@ -163,6 +170,9 @@ pub(crate) struct Service {
     record_ends_at: Option<Instant>,
     /// Whether anything was written since the store was last told of a pause.
     wrote: bool,
+    /// Runs due that wait, until `held_until`, for the others due within [`GATHER`].
+    held: Vec<Start>,
+    held_until: Option<DateTime<Utc>>,
 }
 
 /// The jobs that use events.
@@ -256,6 +266,8 @@ impl Service {
             ended: Vec::new(),
             record_ends_at: None,
             wrote: false,
+            held: Vec::new(),
+            held_until: None,
         })
     }
 
@@ -299,6 +311,14 @@ impl Service {
                 .planner
                 .next_due()
                 .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            // Runs held for others due with them start by `held_until` at the latest.
+            let due = match (due, self.held_until) {
+                (Some(due), Some(held)) => {
+                    Some(due.min((held - Utc::now()).to_std().unwrap_or(Duration::ZERO)))
+                }
+                (None, Some(held)) => Some((held - Utc::now()).to_std().unwrap_or(Duration::ZERO)),
+                (due, None) => due,
+            };
             let ends = self
                 .record_ends_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
@@ -572,6 +592,11 @@ impl Service {
         }
         self.stopping = true;
         self.planner.clear();
+        // Due, not started: as the runs just cleared.
+        for start in std::mem::take(&mut self.held) {
+            self.planner.finished(start.slot);
+        }
+        self.held_until = None;
         if let Some(intake) = &self.intake {
             intake.stop();
         }
@@ -642,17 +667,29 @@ impl Service {
     /// starts: a `kill -9` of the daemon after that finds each of them recorded (and
     /// finalizes it as lost), and a thousand runs due at once cost a few commits, not a
     /// thousand.
+    ///
+    /// A run due while another is due within [`GATHER`] of it waits for that one (and
+    /// the next, within [`GATHER`] of the first), to be recorded with it.
     fn start_due(&mut self, now: DateTime<Utc>) {
         let (store, gates, event_jobs) = (&*self.events_store, &self.gates, &self.event_jobs);
-        let starts = self
-            .planner
-            .poll_with(now, |request| match event_jobs.get(&request.job) {
-                Some(job) => gates.admit(store, job, request),
-                None => Admission::Start,
-            });
-        if starts.is_empty() {
+        let mut starts = std::mem::take(&mut self.held);
+        starts.extend(
+            self.planner
+                .poll_with(now, |request| match event_jobs.get(&request.job) {
+                    Some(job) => gates.admit(store, job, request),
+                    None => Admission::Start,
+                }),
+        );
+        let Some(first) = starts.iter().map(|s| s.request.schedule_time).min() else {
+            self.held_until = None;
+            return;
+        };
+        let until = *self.held_until.get_or_insert(first + GATHER);
+        if now < until && self.planner.next_due().is_some_and(|next| next <= until) {
+            self.held = starts;
             return;
         }
+        self.held_until = None;
         // What a run about to start is told of its job's previous runs is what the
         // store holds: the ends of its job are recorded first (with the others waiting).
         // Jobs are spread over their period, so a busy daemon starts a run every
