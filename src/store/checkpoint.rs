@@ -14,7 +14,7 @@
 //! changes: commits are the same, and a checkpoint only moves what is already in the WAL.
 //!
 //! The daemon's connection does the same with a larger bound (`Store::for_many_writes`):
-//! it wakes the checkpointer every [`COMMITS_PER_CHECKPOINT`] batches it writes, and when
+//! it wakes the checkpointer every `BATCHES_PER_CHECKPOINT` batches it writes, and when
 //! it expects a pause (`Store::lull`), so that a checkpoint can run while nothing waits
 //! and finish before the next writes, which lets the WAL start over.
 //!
