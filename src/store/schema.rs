@@ -123,6 +123,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instance_events_instance ON instance_events (instance_id);
     ",
+    // 6: one index of `runs` by job instead of four. Every run that ends writes to each
+    // index of `runs`, at its job's place in it (a page of its own per index, with many
+    // jobs), which was most of the daemon's writes per run; the metrics now read every
+    // value they need from this one covering index, in job order, and sort each job's
+    // values in memory. Its (job_name, start_time) prefix still serves `runs list --job`,
+    // the previous runs and the last scheduled time.
+    "
+    DROP INDEX IF EXISTS runs_job_duration;
+    DROP INDEX IF EXISTS runs_job_latency;
+    DROP INDEX IF EXISTS runs_job_stop;
+    DROP INDEX IF EXISTS runs_job_start_time;
+    CREATE INDEX runs_job_start_time
+        ON runs (job_name, start_time, stop_time, exit_code, schedule_time);
+    ",
 ];
 
 /// The schema version this build writes.
