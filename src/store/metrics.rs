@@ -1,11 +1,14 @@
 //! The aggregations behind `runner metrics` and the report's index: counts, sums and
-//! quantiles computed by SQLite, so that a store of many runs is never loaded whole.
+//! quantiles read from SQLite's indexes in order, so that a store of many runs is never
+//! loaded whole.
 //!
-//! Counts and sums are SQL aggregates. A run quantile is exact and computed as dsari's
-//! exporter computes it (linear interpolation between the two closest ranks of the sorted
-//! values): an index on (job_name, value) (migration 4) hands the values over sorted,
-//! and they stream past once, one row in memory at a time, while the ranks a quantile
-//! needs are picked; every scan over all runs reads an index in its order, with no sort
+//! Every run is read once, from the covering (job_name, start_time, ...) index in job
+//! order (migration 6), with one job's latencies and durations in memory at a time (16
+//! bytes a run), sorted here: a run quantile is exact and computed as dsari's exporter
+//! computes it (linear interpolation between the two closest ranks of the sorted
+//! values), and the sums are added as SQLite's `total` adds them, so that the numbers
+//! are those the indexes of one value each (migration 4, dropped because every run paid
+//! for them) gave. Every scan over all runs reads an index in its order, with no sort
 //! and no look-up per run. A task's attempts are many more (one or more per task per
 //! run), so their quantiles come from a bounded uniform sample of [`TASK_SAMPLE`]
 //! attempts per task, drawn as they stream past; their counts and sums are exact. The
@@ -230,9 +233,9 @@ const READ_CACHE_KIB: i64 = -16 * 1024;
 pub(crate) const TASK_SAMPLE: usize = 1024;
 
 impl Store {
-    /// Gives a read-only connection a page cache that holds the `runs` table of a large
-    /// store: the metrics scan it more than once, and re-reading it from the file costs
-    /// a system call a page.
+    /// Gives a read-only connection a page cache that holds the `runs` index of a large
+    /// store: the metrics and the report read it more than once, and re-reading it from
+    /// the file costs a system call a page.
     pub(crate) fn cache_for_scans(&self) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "cache_size", READ_CACHE_KIB)
