@@ -1,11 +1,14 @@
 //! The aggregations behind `runner metrics` and the report's index: counts, sums and
-//! quantiles computed by SQLite, so that a store of many runs is never loaded whole.
+//! quantiles read from SQLite's indexes in order, so that a store of many runs is never
+//! loaded whole.
 //!
-//! Counts and sums are SQL aggregates. A run quantile is exact and computed as dsari's
-//! exporter computes it (linear interpolation between the two closest ranks of the sorted
-//! values): an index on (job_name, value) (migration 4) hands the values over sorted,
-//! and they stream past once, one row in memory at a time, while the ranks a quantile
-//! needs are picked; every scan over all runs reads an index in its order, with no sort
+//! Every run is read once, from the covering (job_name, start_time, ...) index in job
+//! order (migration 6), with one job's latencies and durations in memory at a time (16
+//! bytes a run), sorted here: a run quantile is exact and computed as dsari's exporter
+//! computes it (linear interpolation between the two closest ranks of the sorted
+//! values), and the sums are added as SQLite's `total` adds them, so that the numbers
+//! are those the indexes of one value each (migration 4, dropped because every run paid
+//! for them) gave. Every scan over all runs reads an index in its order, with no sort
 //! and no look-up per run. A task's attempts are many more (one or more per task per
 //! run), so their quantiles come from a bounded uniform sample of [`TASK_SAMPLE`]
 //! attempts per task, drawn as they stream past; their counts and sums are exact. The
@@ -13,6 +16,8 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rusqlite::types::{FromSql, FromSqlError, Value, ValueRef};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use super::owner::Owner;
@@ -208,6 +213,19 @@ const FINISHED_ATTEMPTS_SINCE: &str = "
     CROSS JOIN run_meta m ON m.run_id = t.run_id
     WHERE a.id > ?1 AND a.result IS NOT NULL AND a.stop_time IS NOT NULL";
 
+/// Every run with a job, from the covering (job_name, start_time, stop_time, exit_code,
+/// schedule_time) index in its order (migration 6): what [`Store::scan_runs`] needs of
+/// each, the differences and the comparison computed by SQLite as its aggregates did.
+const RUN_SCAN: &str = "
+    SELECT job_name, rowid, stop_time, exit_code, schedule_time, start_time,
+           exit_code = 0, start_time - schedule_time, stop_time - start_time
+    FROM runs WHERE job_name IS NOT NULL ORDER BY job_name";
+
+/// Each job's runs with exit code 0 and all its runs, from the same index.
+const EXIT_COUNTS: &str = "
+    SELECT job_name, CAST(total(exit_code = 0) AS INTEGER), count(*) FROM runs
+    WHERE job_name IS NOT NULL GROUP BY job_name";
+
 /// The reader's page cache, in KiB (SQLite's negative `cache_size`).
 const READ_CACHE_KIB: i64 = -16 * 1024;
 
@@ -215,9 +233,9 @@ const READ_CACHE_KIB: i64 = -16 * 1024;
 pub(crate) const TASK_SAMPLE: usize = 1024;
 
 impl Store {
-    /// Gives a read-only connection a page cache that holds the `runs` table of a large
-    /// store: the metrics scan it more than once, and re-reading it from the file costs
-    /// a system call a page.
+    /// Gives a read-only connection a page cache that holds the `runs` index of a large
+    /// store: the metrics and the report read it more than once, and re-reading it from
+    /// the file costs a system call a page.
     pub(crate) fn cache_for_scans(&self) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "cache_size", READ_CACHE_KIB)
@@ -275,48 +293,79 @@ impl Store {
         quantiles: &[f64],
         jobs: &mut Metrics,
     ) -> rusqlite::Result<()> {
-        for (job, counts) in self.count_runs(ours)? {
+        let scanned = self.scan_runs(quantiles)?;
+        let by_exit = scanned
+            .iter()
+            .map(|(job, s)| (job.clone(), [s.ok, s.runs - s.ok, 0, 0]))
+            .collect();
+        for (job, counts) in self.count_runs(ours, by_exit)? {
             jobs.entry(job).or_default().runs_by_result = counts;
         }
-        self.last_runs(jobs)?;
-        // Each summary reads its (job_name, x) index front to back (migration 4).
-        let latency = "start_time - schedule_time";
-        for (job, summary) in self.summaries(latency, quantiles)? {
-            jobs.entry(job).or_default().latency = summary;
-        }
-        let duration = "stop_time - start_time";
-        for (job, summary) in self.summaries(duration, quantiles)? {
-            jobs.entry(job).or_default().duration = summary;
+        for (job, s) in scanned {
+            // A job gets an entry from each part it has a number for, as from the
+            // aggregates each part used to be.
+            if s.last_run.is_none() && s.latency.is_none() && s.duration.is_none() {
+                continue;
+            }
+            let entry = jobs.entry(job).or_default();
+            if let Some(last) = s.last_run {
+                entry.last_run = Some(last.finish()?);
+            }
+            if let Some(latency) = s.latency {
+                entry.latency = latency;
+            }
+            if let Some(duration) = s.duration {
+                entry.duration = duration;
+            }
         }
         Ok(())
     }
 
-    /// Each job's last finished run: the newest stop time by job from the (job_name,
-    /// stop_time, exit_code) index, then that run's row.
-    fn last_runs(&self, jobs: &mut Metrics) -> rusqlite::Result<()> {
-        let mut newest = self.conn.prepare(
-            "SELECT job_name, max(stop_time) FROM runs
-             WHERE job_name IS NOT NULL AND stop_time IS NOT NULL GROUP BY job_name",
-        )?;
-        let mut run = self.conn.prepare(
-            "SELECT exit_code, schedule_time, start_time FROM runs
-             WHERE job_name = ?1 AND stop_time = ?2 LIMIT 1",
-        )?;
-        let mut rows = newest.query([])?;
+    /// Every run with a job, read once from the covering `runs_job_start_time` index
+    /// (migration 6) in job order, one job's values in memory at a time: its counts by
+    /// exit code, its latency and duration summaries (the values sorted here, summed in
+    /// ascending order as the (job_name, value) indexes of old handed them to SQLite's
+    /// `total`, so the numbers are the same to the bit) and its last finished run.
+    fn scan_runs(&self, quantiles: &[f64]) -> rusqlite::Result<BTreeMap<String, RunScan>> {
+        let mut out: BTreeMap<String, RunScan> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(RUN_SCAN)?;
+        let mut rows = stmt.query([])?;
+        let mut latencies: Vec<f64> = Vec::new();
+        let mut durations: Vec<f64> = Vec::new();
+        let mut current: Option<(String, RunScan)> = None;
+        let mut finish =
+            |job: String, mut scan: RunScan, latencies: &mut Vec<f64>, durations: &mut Vec<f64>| {
+                scan.latency = summarize(latencies, quantiles);
+                scan.duration = summarize(durations, quantiles);
+                out.insert(job, scan);
+            };
         while let Some(row) = rows.next()? {
-            let job: String = row.get(0)?;
-            let stop_time: f64 = row.get(1)?;
-            let last = run.query_row(rusqlite::params![job, stop_time], |r| {
-                Ok(LastRun {
-                    stop_time: Some(stop_time),
-                    exit_code: r.get(0)?,
-                    schedule_time: r.get(1)?,
-                    start_time: r.get(2)?,
-                })
-            })?;
-            jobs.entry(job).or_default().last_run = Some(last);
+            let job = row.get_ref(0)?.as_str()?;
+            if current.as_ref().is_none_or(|(j, _)| j != job) {
+                if let Some((done, scan)) = current.take() {
+                    finish(done, scan, &mut latencies, &mut durations);
+                }
+                current = Some((job.to_owned(), RunScan::default()));
+            }
+            let Some((_, scan)) = current.as_mut() else {
+                continue;
+            };
+            scan.runs += 1;
+            if row.get::<_, Option<i64>>(6)? == Some(1) {
+                scan.ok += 1;
+            }
+            if let Some(x) = row.get::<_, Option<f64>>(7)? {
+                latencies.push(x);
+            }
+            if let Some(x) = row.get::<_, Option<f64>>(8)? {
+                durations.push(x);
+            }
+            scan.offer_last(row)?;
         }
-        Ok(())
+        if let Some((done, scan)) = current {
+            finish(done, scan, &mut latencies, &mut durations);
+        }
+        Ok(out)
     }
 
     /// Finished runs of every job by status word (`ok`, `failed`, ...), for the
@@ -325,32 +374,33 @@ impl Store {
         &self,
     ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
         let ours = self.has_table("run_meta")?;
-        self.count_runs(ours).map_err(|e| self.wrap(e))
+        let result = (|| {
+            let mut by_exit: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+            let mut stmt = self.conn.prepare(EXIT_COUNTS)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let ok: i64 = row.get(1)?;
+                let all: i64 = row.get(2)?;
+                by_exit.insert(row.get(0)?, [ok, all - ok, 0, 0]);
+            }
+            self.count_runs(ours, by_exit)
+        })();
+        result.map_err(|e| self.wrap(e))
     }
 
-    /// Finished runs by job and status, from two index scans and no per-run look-up
-    /// (joining `runs` to `run_meta` by random run ids costs several times more on a
-    /// large store). Our runs' statuses come from `run_meta`; runs dsari wrote have none, and
-    /// are judged by exit code: they are what `runs` counts beyond `run_meta`'s finished
-    /// runs (exit 0 for `ok`, anything else for the rest).
-    fn count_runs(&self, ours: bool) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
+    /// Finished runs by job and status, from `by_exit` (each job's runs in `runs` with
+    /// exit 0 and the others, read from the covering index) and one scan of run_meta's
+    /// (job_name, status) index; no per-run look-up (joining `runs` to `run_meta` by
+    /// random run ids costs several times more on a large store). Our runs' statuses come
+    /// from `run_meta`; runs dsari wrote have none, and are judged by exit code: they are
+    /// what `runs` counts beyond `run_meta`'s finished runs (exit 0 for `ok`, anything
+    /// else for the rest).
+    fn count_runs(
+        &self,
+        ours: bool,
+        mut by_exit: BTreeMap<String, [i64; 4]>,
+    ) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, u64>>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        // Per job: runs with exit 0, and the others, in `runs` and in `run_meta`; both
-        // read from a (job_name, ...) index in its order, with no sort.
-        let mut by_exit: BTreeMap<String, [i64; 4]> = BTreeMap::new();
-        let mut stmt = self.conn.prepare(
-            "SELECT job_name, CAST(total(exit_code = 0) AS INTEGER), count(*) FROM runs
-             WHERE job_name IS NOT NULL GROUP BY job_name",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let job: String = row.get(0)?;
-            let ok: i64 = row.get(1)?;
-            let all: i64 = row.get(2)?;
-            let counts = by_exit.entry(job).or_default();
-            counts[0] += ok;
-            counts[1] += all - ok;
-        }
         if ours {
             let mut stmt = self.conn.prepare(
                 "SELECT job_name, status, count(*) FROM run_meta
@@ -573,58 +623,151 @@ impl Store {
         }
         Ok((first_unfinished, newest))
     }
+}
 
-    /// Count, sum and quantiles of `x` (an expression over `runs`' columns) per job, of
-    /// the runs where it is not NULL.
-    fn summaries(&self, x: &str, quantiles: &[f64]) -> rusqlite::Result<BTreeMap<String, Summary>> {
-        let mut out: BTreeMap<String, Summary> = BTreeMap::new();
-        let values = format!("FROM runs WHERE job_name IS NOT NULL AND {x} IS NOT NULL");
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT job_name, count(*), total({x}) {values} GROUP BY job_name"
-        ))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let key: String = row.get(0)?;
-            let count: i64 = row.get(1)?;
-            out.insert(
-                key,
-                Summary {
-                    count: count as u64,
-                    sum: row.get(2)?,
-                    quantiles: Vec::new(),
-                },
-            );
+/// What one scan of the runs found of a job.
+#[derive(Debug, Default)]
+struct RunScan {
+    /// Its runs, and those of them with exit code 0.
+    runs: i64,
+    ok: i64,
+    /// Start minus schedule time where neither is NULL; `None` when no run has one.
+    latency: Option<Summary>,
+    /// Stop minus start time, likewise.
+    duration: Option<Summary>,
+    /// The run that stopped last so far.
+    last_run: Option<LastCandidate>,
+}
+
+/// The run that stopped last, with its values as SQLite holds them until the end (a
+/// value of a type that does not fit is an error only when it is the one shown, as it
+/// was when this run was looked up by its stop time).
+#[derive(Debug)]
+struct LastCandidate {
+    stop_time: Value,
+    exit_code: Value,
+    rowid: i64,
+    schedule_time: Value,
+    start_time: Value,
+}
+
+impl RunScan {
+    /// Takes the run of `row` (a row of [`RUN_SCAN`]) as the last one when it stopped
+    /// later than the last one so far. Among runs that stopped at the same time the one
+    /// shown is the one the (job_name, stop_time, exit_code) index of old gave first: the
+    /// lowest exit code in SQLite's order (NULL first), then the lowest rowid.
+    fn offer_last(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        let stop_time = row.get_ref(2)?;
+        if stop_time == ValueRef::Null {
+            return Ok(());
         }
-        if quantiles.is_empty() {
-            return Ok(out);
+        let exit_code = row.get_ref(3)?;
+        let rowid: i64 = row.get(1)?;
+        let later = match &self.last_run {
+            None => true,
+            Some(last) => sqlite_order(stop_time, (&last.stop_time).into())
+                .then_with(|| sqlite_order((&last.exit_code).into(), exit_code))
+                .then_with(|| last.rowid.cmp(&rowid))
+                .is_gt(),
+        };
+        if later {
+            self.last_run = Some(LastCandidate {
+                stop_time: stop_time.into(),
+                exit_code: exit_code.into(),
+                rowid,
+                schedule_time: row.get_ref(4)?.into(),
+                start_time: row.get_ref(5)?.into(),
+            });
         }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT job_name, {x} {values} ORDER BY job_name, {x}"
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut picker: Option<(String, RankPicker)> = None;
-        while let Some(row) = rows.next()? {
-            let key = row.get_ref(0)?.as_str()?;
-            let x: f64 = row.get(1)?;
-            if picker.as_ref().is_none_or(|(k, _)| k != key) {
-                if let Some((done, p)) = picker.take()
-                    && let Some(s) = out.get_mut(&done)
-                {
-                    s.quantiles = p.finish();
+        Ok(())
+    }
+}
+
+impl LastCandidate {
+    fn finish(self) -> rusqlite::Result<LastRun> {
+        fn value<T: FromSql>(column: usize, v: &Value) -> rusqlite::Result<T> {
+            T::column_result(v.into()).map_err(|e| match e {
+                FromSqlError::InvalidType => {
+                    rusqlite::Error::InvalidColumnType(column, String::new(), v.data_type())
                 }
-                let n = out.get(key).map_or(0, |s| s.count);
-                picker = Some((key.to_owned(), RankPicker::new(quantiles, n)));
-            }
-            if let Some((_, p)) = picker.as_mut() {
-                p.push(x);
-            }
+                other => rusqlite::Error::FromSqlConversionFailure(
+                    column,
+                    v.data_type(),
+                    Box::new(other),
+                ),
+            })
         }
-        if let Some((done, p)) = picker
-            && let Some(s) = out.get_mut(&done)
-        {
-            s.quantiles = p.finish();
-        }
-        Ok(out)
+        Ok(LastRun {
+            stop_time: Some(value(2, &self.stop_time)?),
+            exit_code: value(3, &self.exit_code)?,
+            schedule_time: value(4, &self.schedule_time)?,
+            start_time: value(5, &self.start_time)?,
+        })
+    }
+}
+
+/// The summary of `values` (in any order; emptied), `None` when there are none: sorted
+/// in memory, summed in ascending order as SQLite's `total` sums, and the quantiles
+/// picked by [`RankPicker`].
+fn summarize(values: &mut Vec<f64>, quantiles: &[f64]) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let mut picker = RankPicker::new(quantiles, values.len() as u64);
+    for &x in values.iter() {
+        picker.push(x);
+    }
+    let summary = Summary {
+        count: values.len() as u64,
+        sum: sqlite_total(values),
+        quantiles: picker.finish(),
+    };
+    values.clear();
+    Some(summary)
+}
+
+/// SQLite's `total()` of `values` in their order: since SQLite 3.43 it adds with a
+/// Kahan-Babuska-Neumaier compensation term and adds that term at the end unless it
+/// overflowed, so the same values in the same order give the same bits. (SQLite keeps
+/// integers apart until the first real; the values here are differences of REAL
+/// columns, reals, or small integers from text, which both ways add exactly.)
+fn sqlite_total(values: &[f64]) -> f64 {
+    let (mut sum, mut compensation) = (0.0_f64, 0.0_f64);
+    for &x in values {
+        let t = sum + x;
+        compensation += if sum.abs() > x.abs() {
+            (sum - t) + x
+        } else {
+            (x - t) + sum
+        };
+        sum = t;
+    }
+    if compensation.is_finite() {
+        sum + compensation
+    } else {
+        sum
+    }
+}
+
+/// SQLite's order of two values, as an index with the BINARY collation sorts them:
+/// NULL, then numbers by value, then text by its bytes, then blobs.
+fn sqlite_order(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
+    let class = |v: &ValueRef<'_>| match v {
+        ValueRef::Null => 0,
+        ValueRef::Integer(_) | ValueRef::Real(_) => 1,
+        ValueRef::Text(_) => 2,
+        ValueRef::Blob(_) => 3,
+    };
+    // SQLite holds no NaN; -0.0 and 0.0 are equal to it as to `partial_cmp`.
+    let numbers = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+    match (a, b) {
+        (ValueRef::Integer(x), ValueRef::Integer(y)) => x.cmp(&y),
+        (ValueRef::Integer(x), ValueRef::Real(y)) => numbers(x as f64, y),
+        (ValueRef::Real(x), ValueRef::Integer(y)) => numbers(x, y as f64),
+        (ValueRef::Real(x), ValueRef::Real(y)) => numbers(x, y),
+        (ValueRef::Text(x), ValueRef::Text(y)) | (ValueRef::Blob(x), ValueRef::Blob(y)) => x.cmp(y),
+        (a, b) => class(&a).cmp(&class(&b)),
     }
 }
 
@@ -749,31 +892,292 @@ mod tests {
                 .expect("plan rows");
             rows.join("; ")
         };
-        for x in ["start_time - schedule_time", "stop_time - start_time"] {
-            let values = format!("FROM runs WHERE job_name IS NOT NULL AND {x} IS NOT NULL");
-            for sql in [
-                format!("SELECT job_name, count(*), total({x}) {values} GROUP BY job_name"),
-                format!("SELECT job_name, {x} {values} ORDER BY job_name, {x}"),
-            ] {
-                let p = plan(&sql);
-                assert!(p.contains("COVERING INDEX runs_job_"), "{sql}: {p}");
-                assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
-            }
+        // The runs' part: one scan of the covering index in its order, nothing else.
+        for sql in [RUN_SCAN, EXIT_COUNTS] {
+            let p = plan(sql);
+            assert!(
+                p.contains("COVERING INDEX runs_job_start_time"),
+                "{sql}: {p}"
+            );
+            assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+            assert!(!p.contains(';'), "one step only: {sql}: {p}");
         }
         let p = plan(INSTANCE_TASKS);
         assert!(p.contains("COVERING INDEX run_meta_run_job"), "{p}");
         assert!(!p.contains("TEMP B-TREE"), "{p}");
-        for sql in [
-            "SELECT job_name, CAST(total(exit_code = 0) AS INTEGER), count(*) FROM runs
-             WHERE job_name IS NOT NULL GROUP BY job_name",
-            "SELECT job_name, max(stop_time) FROM runs
-             WHERE job_name IS NOT NULL AND stop_time IS NOT NULL GROUP BY job_name",
-            "SELECT job_name, status, count(*) FROM run_meta
-             WHERE status != 'running' GROUP BY 1, 2",
+        let sql = "SELECT job_name, status, count(*) FROM run_meta
+             WHERE status != 'running' GROUP BY 1, 2";
+        let p = plan(sql);
+        assert!(
+            p.contains("COVERING INDEX run_meta_job_status"),
+            "{sql}: {p}"
+        );
+        assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+    }
+
+    /// A store of several jobs as the daemon, `runner run` and dsari leave them: times
+    /// with many decimals, NULL schedule, start and stop times (running, lost), runs
+    /// without run_meta (dsari's), rows without a job, ties in the newest stop time.
+    fn varied_store() -> (tempfile::TempDir, Store) {
+        let (dir, store) = store_with(&[]);
+        let mut rng = StdRng::seed_from_u64(13);
+        let tx = store.conn.unchecked_transaction().expect("tx");
+        let insert =
+            |job: Option<String>, times: [Option<f64>; 3], exit_code: Option<i64>, ours: bool| {
+                let n: i64 = tx
+                    .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+                    .expect("count");
+                let run_id = format!("r{n}");
+                tx.execute(
+                    "INSERT INTO runs (job_name, run_id, schedule_time, start_time, stop_time,
+                    exit_code, trigger_type, trigger_data, run_data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'schedule', '{}', '{}')",
+                    rusqlite::params![job, run_id, times[0], times[1], times[2], exit_code],
+                )
+                .expect("insert run");
+                if let (true, Some(job)) = (ours, job) {
+                    let status = match exit_code {
+                        Some(0) => "ok",
+                        Some(_) => "failed",
+                        None => "lost",
+                    };
+                    tx.execute(
+                        "INSERT INTO run_meta (run_id, job_name, status) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![run_id, job, status],
+                    )
+                    .expect("insert meta");
+                }
+            };
+        for i in 0..3000 {
+            let job = (rng.gen_range(0..50) != 0).then(|| format!("job-{}", rng.gen_range(0..6)));
+            let schedule = 1.7e9 + i as f64 * 0.37 + rng.gen_range(0.0..1.0);
+            let start = schedule + rng.gen_range(0.0..0.05_f64).powi(2);
+            let stop = start + rng.gen_range(0.0..30.0_f64).powi(2) / 7.0;
+            // Durations of every size and both signs (a clock set back), whose sum depends
+            // on how it is added (differences of epoch times are multiples of 2^-22 s,
+            // which add exactly up to 2^31 s).
+            let sign = if rng.gen_range(0..2) == 0 { -1.0 } else { 1.0 };
+            let stop = match &job {
+                Some(j) if j == "job-5" => start + sign * 10_f64.powf(rng.gen_range(-6.0..10.0)),
+                _ => stop,
+            };
+            let times = [
+                (rng.gen_range(0..10) != 0).then_some(schedule),
+                (rng.gen_range(0..30) != 0).then_some(start),
+                (rng.gen_range(0..10) != 0).then_some(stop),
+            ];
+            let exit_code = match rng.gen_range(0..20) {
+                0 => None,
+                1..=3 => Some(1),
+                4 => Some(255),
+                _ => Some(0),
+            };
+            insert(job, times, exit_code, rng.gen_range(0..2) == 0);
+        }
+        // Ties in the newest stop time: the one shown is the lowest exit code (NULL
+        // first), then the first inserted, whatever the start times.
+        let job = |name: &str| Some(name.to_owned());
+        let tie = 2e9;
+        for (start, exit_code) in [(5.0, Some(2)), (4.0, None), (3.0, Some(1))] {
+            insert(
+                job("job-1"),
+                [None, Some(tie - start), Some(tie)],
+                exit_code,
+                false,
+            );
+        }
+        for (start, exit_code) in [(5.0, Some(3)), (4.0, Some(1)), (3.0, Some(1))] {
+            insert(
+                job("job-2"),
+                [Some(1.0), Some(tie - start), Some(tie)],
+                exit_code,
+                true,
+            );
+        }
+        // A job that never finished a run, and one of a single running run.
+        insert(job("never"), [Some(1.0), Some(2.0), None], None, false);
+        insert(job("once"), [Some(1.0), None, None], None, true);
+
+        tx.commit().expect("commit");
+        (dir, store)
+    }
+
+    /// The queries the metrics ran before migration 6, each over the index it had then,
+    /// for comparison: counts by exit code, the last run by its stop time, and each
+    /// summary as an aggregate and a sorted stream.
+    fn old_run_metrics(store: &Store, quantiles: &[f64]) -> Metrics {
+        store
+            .conn
+            .execute_batch(
+                "DROP INDEX runs_job_start_time;
+                 CREATE INDEX runs_job_start_time ON runs (job_name, start_time);
+                 CREATE INDEX runs_job_duration ON runs (job_name, stop_time - start_time);
+                 CREATE INDEX runs_job_latency ON runs (job_name, start_time - schedule_time);
+                 CREATE INDEX runs_job_stop ON runs (job_name, stop_time, exit_code);",
+            )
+            .expect("old indexes");
+        let conn = &store.conn;
+        let mut jobs = Metrics::new();
+        for (job, counts) in store.runs_by_result().expect("counts") {
+            jobs.entry(job).or_default().runs_by_result = counts;
+        }
+        let mut newest = conn
+            .prepare(
+                "SELECT job_name, max(stop_time) FROM runs
+                 WHERE job_name IS NOT NULL AND stop_time IS NOT NULL GROUP BY job_name",
+            )
+            .expect("newest");
+        let mut run = conn
+            .prepare(
+                "SELECT exit_code, schedule_time, start_time FROM runs
+                 WHERE job_name = ?1 AND stop_time = ?2 LIMIT 1",
+            )
+            .expect("run");
+        let newest: Vec<(String, f64)> = newest
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("newest")
+            .collect::<rusqlite::Result<_>>()
+            .expect("newest rows");
+        for (job, stop_time) in newest {
+            let last = run
+                .query_row(rusqlite::params![job, stop_time], |r| {
+                    Ok(LastRun {
+                        stop_time: Some(stop_time),
+                        exit_code: r.get(0)?,
+                        schedule_time: r.get(1)?,
+                        start_time: r.get(2)?,
+                    })
+                })
+                .expect("last run");
+            jobs.entry(job).or_default().last_run = Some(last);
+        }
+        for (latency, x) in [
+            (true, "start_time - schedule_time"),
+            (false, "stop_time - start_time"),
         ] {
-            let p = plan(sql);
-            assert!(p.contains("COVERING INDEX"), "{sql}: {p}");
-            assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+            let values = format!("FROM runs WHERE job_name IS NOT NULL AND {x} IS NOT NULL");
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT job_name, count(*), total({x}) {values} GROUP BY job_name"
+                ))
+                .expect("aggregate");
+            let mut out: BTreeMap<String, Summary> = stmt
+                .query_map([], |r| {
+                    let count: i64 = r.get(1)?;
+                    Ok((
+                        r.get(0)?,
+                        Summary {
+                            count: count as u64,
+                            sum: r.get(2)?,
+                            quantiles: Vec::new(),
+                        },
+                    ))
+                })
+                .expect("aggregate")
+                .collect::<rusqlite::Result<_>>()
+                .expect("aggregate rows");
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT job_name, {x} {values} ORDER BY job_name, {x}"
+                ))
+                .expect("values");
+            let mut sorted: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for row in stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+                .expect("values")
+            {
+                let (job, x) = row.expect("value");
+                sorted.entry(job).or_default().push(x);
+            }
+            for (job, values) in sorted {
+                let summary = out.get_mut(&job).expect("counted");
+                let mut picker = RankPicker::new(quantiles, summary.count);
+                values.iter().for_each(|&x| picker.push(x));
+                summary.quantiles = picker.finish();
+            }
+            for (job, summary) in out {
+                let entry = jobs.entry(job).or_default();
+                if latency {
+                    entry.latency = summary;
+                } else {
+                    entry.duration = summary;
+                }
+            }
+        }
+        jobs
+    }
+
+    /// The numbers of one scan of the covering index are those of the queries over the
+    /// four indexes it replaced, to the bit (`{:?}` of an f64 tells every bit apart).
+    #[test]
+    fn one_scan_gives_the_numbers_of_the_old_queries_to_the_bit() {
+        for quantiles in [&[][..], &[0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0][..]] {
+            let (_dir, store) = varied_store();
+            let runs_part = |m: Metrics| -> Vec<String> {
+                m.into_iter()
+                    .filter(|(_, j)| {
+                        !j.runs_by_result.is_empty()
+                            || j.last_run.is_some()
+                            || j.latency.count > 0
+                            || j.duration.count > 0
+                    })
+                    .map(|(job, j)| {
+                        format!(
+                            "{job}: {:?} {:?} {:?} {:?}",
+                            j.latency, j.duration, j.runs_by_result, j.last_run
+                        )
+                    })
+                    .collect()
+            };
+            let mut new = Metrics::new();
+            store
+                .run_metrics(true, quantiles, &mut new)
+                .expect("metrics");
+            let new = runs_part(new);
+            assert!(new.len() >= 7, "{new:#?}");
+            let old = runs_part(old_run_metrics(&store, quantiles));
+            assert_eq!(new, old);
+            // Ties: the lowest exit code, NULL first; then the first inserted.
+            let last = |job: &str| {
+                let m = store.metrics(quantiles).expect("metrics");
+                m[job].last_run.clone().expect("last run")
+            };
+            assert_eq!(last("job-1").exit_code, None);
+            assert_eq!(last("job-1").start_time, Some(2e9 - 4.0));
+            assert_eq!(last("job-2").exit_code, Some(1));
+            assert_eq!(last("job-2").start_time, Some(2e9 - 4.0));
+        }
+    }
+
+    #[test]
+    fn sqlite_total_is_the_aggregate_to_the_bit() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE v (i INTEGER PRIMARY KEY, x REAL)")
+            .expect("table");
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut values: Vec<f64> = (0..5000)
+            .map(|i| match i % 4 {
+                0 => rng.gen_range(0.0..1.0),
+                1 => rng.gen_range(0.0..1e12),
+                2 => -rng.gen_range(0.0..1e-3),
+                _ => 1e16 * rng.gen_range(0.0..1.0),
+            })
+            .collect();
+        values.push(f64::INFINITY);
+        for (n, &x) in values.iter().enumerate() {
+            let prefix = &values[..=n];
+            conn.execute("INSERT INTO v (x) VALUES (?1)", [x])
+                .expect("insert");
+            if n % 97 == 0 || n + 1 == values.len() {
+                let total: f64 = conn
+                    .query_row(
+                        "SELECT total(x) FROM (SELECT x FROM v ORDER BY i)",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .expect("total");
+                assert_eq!(sqlite_total(prefix).to_bits(), total.to_bits(), "{n}");
+            }
         }
     }
 

@@ -123,6 +123,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instance_events_instance ON instance_events (instance_id);
     ",
+    // 6: one index of `runs` by job instead of four. Every run that ends writes to each
+    // index of `runs`, at its job's place in it (a page of its own per index, with many
+    // jobs), which was most of the daemon's writes per run; the metrics now read every
+    // value they need from this one covering index, in job order, and sort each job's
+    // values in memory. Its (job_name, start_time) prefix still serves `runs list --job`,
+    // the previous runs and the last scheduled time.
+    "
+    DROP INDEX IF EXISTS runs_job_duration;
+    DROP INDEX IF EXISTS runs_job_latency;
+    DROP INDEX IF EXISTS runs_job_stop;
+    DROP INDEX IF EXISTS runs_job_start_time;
+    CREATE INDEX runs_job_start_time
+        ON runs (job_name, start_time, stop_time, exit_code, schedule_time);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -264,6 +278,60 @@ mod tests {
             "file unchanged"
         );
         assert!(!dir.path().join("dsari.sqlite3-wal").exists());
+    }
+
+    /// Migration 6 widened `runs_job_start_time`: the look-ups by job and start time
+    /// (`runs list --job`, the previous runs, the last scheduled time, retention) still
+    /// search its (job_name, start_time) prefix, none scans `runs` or sorts.
+    #[test]
+    fn look_ups_by_job_search_the_wide_index_by_its_prefix() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("sql").expect("version");
+        let columns = "r.run_id, r.job_name, r.schedule_time, r.start_time, r.trigger_type,
+            r.trigger_data, r.run_data, r.stop_time, r.exit_code, m.status, m.host";
+        let from = "FROM runs r LEFT JOIN run_meta m USING (run_id)";
+        for sql in [
+            format!(
+                "SELECT {columns} {from} WHERE r.job_name = ?1 ORDER BY r.start_time DESC LIMIT 1"
+            ),
+            format!(
+                "SELECT {columns} {from} WHERE r.job_name = ?1 AND r.exit_code = 0
+                 ORDER BY r.start_time DESC LIMIT 1"
+            ),
+            format!(
+                "SELECT {columns} {from} WHERE r.job_name = ?1
+                 AND (?3 IS NULL OR r.start_time >= ?3) AND (?5 IS NULL OR m.host = ?5)
+                 ORDER BY r.start_time DESC LIMIT ?2"
+            ),
+            "SELECT schedule_time FROM runs WHERE job_name = ?1
+                AND trigger_type IN ('schedule', 'catch_up')"
+                .to_owned(),
+            "SELECT run_id FROM runs WHERE job_name = ?1 AND start_time < ?5
+                ORDER BY start_time DESC LIMIT -1 OFFSET ?2"
+                .to_owned(),
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain");
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan rows");
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("SEARCH r USING INDEX runs_job_start_time (job_name=?")
+                    || plan.contains("SEARCH runs USING INDEX runs_job_start_time (job_name=?")
+                    || plan.contains("USING COVERING INDEX runs_job_start_time (job_name=?"),
+                "{sql}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+            assert!(
+                !plan.contains("SCAN r") && !plan.contains("SCAN runs"),
+                "{sql}: {plan}"
+            );
+        }
     }
 
     #[test]
