@@ -68,10 +68,13 @@ def main():
             "runner (recording)": [runner, "-q", "--state-dir", state, "-n", "1", tasks],
         }
         if args.baseline:
+            # A state directory of its own: a build with an older schema refuses a store
+            # the other one migrated, and would run without recording.
             baseline = os.path.abspath(args.baseline)
+            other = os.path.join(root, "baseline-state")
             modes["baseline --no-record"] = [baseline, "-q", "--no-record", "--state-dir",
-                                             state, "-n", "1", tasks]
-            modes["baseline (recording)"] = [baseline, "-q", "--state-dir", state, "-n", "1",
+                                             other, "-n", "1", tasks]
+            modes["baseline (recording)"] = [baseline, "-q", "--state-dir", other, "-n", "1",
                                              tasks]
         times = {name: [] for name in modes}
         rss = {name: 0 for name in modes}
