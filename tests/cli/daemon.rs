@@ -1174,3 +1174,62 @@ fn relative_paths_in_the_daemon_configuration_are_relative_to_it() {
     .expect("signal");
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
+
+#[test]
+fn a_busy_daemon_keeps_its_wal_bounded_and_records_every_run() {
+    // 200 jobs every second: several thousand WAL pages a second, far more than the
+    // bound the daemon's store keeps its WAL under (4,000 frames, about 16 MiB).
+    let mut yaml = String::from("jobs:\n");
+    for i in 0..200 {
+        yaml.push_str(&format!(
+            "  job{i:03}:\n    command: [\"true\"]\n    schedule: \"{EVERY_SECOND}\"\n"
+        ));
+    }
+    let mut daemon = Daemon::new(&[("runner.yaml", &yaml)]);
+    daemon.start("runner.yaml");
+    let db_path = daemon.state_dir().join("runner.sqlite3");
+    let wal_path = daemon.state_dir().join("runner.sqlite3-wal");
+    let finished = || -> i64 {
+        rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|db| db.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    let mut largest = 0;
+    let enough = wait_for(Duration::from_secs(90), || {
+        largest = largest.max(std::fs::metadata(&wal_path).map_or(0, |m| m.len()));
+        finished() >= 1_500
+    });
+    assert!(enough, "{}", daemon.daemon_log());
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0), "{}", daemon.daemon_log());
+    // 1,500 runs wrote several times the bound to the WAL: it started over.
+    assert!(
+        largest <= 20 * 1024 * 1024,
+        "the WAL reached {largest} bytes"
+    );
+    let db = rusqlite::Connection::open(&db_path).expect("db");
+    let (all, bad): (i64, i64) = db
+        .query_row(
+            "SELECT count(*), total(exit_code != 0) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, f64>(1)? as i64)),
+        )
+        .expect("count");
+    let running: i64 = db
+        .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
+        .expect("running");
+    let owned: i64 = db
+        .query_row(
+            "SELECT count(*) FROM run_meta WHERE status = 'ok'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("meta");
+    assert!(all >= 1_500);
+    assert_eq!(
+        (bad, running),
+        (0, 0),
+        "every run ended with exit 0 and was moved to runs"
+    );
+    assert_eq!(owned, all, "every run has its status");
+}
