@@ -21,10 +21,14 @@ with every figure, and ratios within one run are what to compare.
 Where the daemons' data lives matters more than one would think: each run makes a
 directory and a file, and on ext4 without a journal a directory full of recently
 deleted inodes (a busy /tmp) makes each of those cost up to a millisecond of kernel
-time. --tmp chooses the parent of the temporary directories (default: target/bench-tmp).
+time. --tmp chooses the parent of the temporary directories (default: target/bench-tmp),
+and --keep leaves them there: deleting tens of thousands of run directories makes a
+benchmark started in the next minutes pay for it. Each runner row also gives the main
+thread's CPU per run (scheduling and recording); the rest is mostly the runs' threads
+(directories, files, processes) and the checkpoint thread.
 
 Usage: bench/daemon.py [--runner PATH] [--baseline PATH] [--jobs N[,N...]] [--seconds S]
-                       [--idle-jobs N] [--idle-seconds S] [--tmp DIR]
+                       [--idle-jobs N] [--idle-seconds S] [--tmp DIR] [--keep]
 """
 
 import argparse
