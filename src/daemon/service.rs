@@ -103,6 +103,12 @@ const ENDS_WAIT: Duration = Duration::from_millis(50);
 /// other due within this time starts at once.
 const GATHER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
 
+/// The page cache of the daemon's second connection to its store, which writes only the
+/// events of runs that succeeded and reads the events that jobs wait for: 512 KiB
+/// instead of SQLite's 2 MiB, most of which it filled with index pages it rarely reads
+/// again.
+const EVENTS_CACHE_KIB: i64 = 512;
+
 /// A wait at least this long for the next run or end to record is a pause in which the
 /// store checkpoints (see [`RunStore::lull`]): long enough for one to finish in it.
 const LULL: Duration = Duration::from_millis(50);
@@ -230,6 +236,7 @@ impl Service {
                 // The same file: the run store's checkpoints are this connection's too.
                 let mut events = crate::store::Store::open_at(&location)?;
                 events.for_many_writes(false);
+                events.limit_cache(EVENTS_CACHE_KIB);
                 Box::new(events)
             }
         };

@@ -321,6 +321,13 @@ impl Store {
         }
     }
 
+    /// Keeps this connection's page cache to at most `kib` KiB.
+    pub(crate) fn limit_cache(&mut self, kib: i64) {
+        if let Err(e) = self.conn.pragma_update(None, "cache_size", -kib) {
+            log::debug!("cannot size the page cache of {}: {e}", self.path.display());
+        }
+    }
+
     /// Nothing more will be written for a while: a checkpoint now, on the checkpoint
     /// thread (if [`Store::for_many_writes`] started one), never waiting for it.
     pub(crate) fn lull(&mut self) {
