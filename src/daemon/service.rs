@@ -316,18 +316,12 @@ impl Service {
             if self.stopping && self.running.is_empty() {
                 break;
             }
-            let due = self
-                .planner
-                .next_due()
-                .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             // Runs held for others due with them start by `held_until` at the latest.
-            let due = match (due, self.held_until) {
-                (Some(due), Some(held)) => {
-                    Some(due.min((held - Utc::now()).to_std().unwrap_or(Duration::ZERO)))
-                }
-                (None, Some(held)) => Some((held - Utc::now()).to_std().unwrap_or(Duration::ZERO)),
-                (due, None) => due,
-            };
+            let due = match (self.planner.next_due(), self.held_until) {
+                (Some(due), Some(held)) => Some(due.min(held)),
+                (due, held) => due.or(held),
+            }
+            .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let ends = self
                 .record_ends_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
