@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::StdRng;
@@ -497,8 +497,10 @@ impl Chain<'_> {
                                 let run_id = state.run_id;
                                 if parallel == 1 {
                                     // One at a time: no thread to start and hand back from;
-                                    // the recording thread writes the start meanwhile.
-                                    state.recorder.attempt_started(&attempt, StartWrite::Behind);
+                                    // the start is written while the task's process starts.
+                                    let mut job = job;
+                                    job.output.on_spawn =
+                                        Mutex::new(state.recorder.attempt_spawning(&attempt));
                                     let outcome = self.attempt(&job, run_id);
                                     let _ = finished.send(Message::Finished(job.index, outcome));
                                 } else {
@@ -605,7 +607,7 @@ impl Chain<'_> {
         Output {
             prefix: (parallel > 1).then(|| format!("[{}] ", step.task.name)),
             capture,
-            file: None,
+            ..Output::default()
         }
     }
 
@@ -748,7 +750,7 @@ impl Chain<'_> {
         };
         let capture = state.recorder.attempt_output(&attempt);
         self.observer.task_started(&task_start(step, 1));
-        let job = Job {
+        let mut job = Job {
             step,
             index: self.plan.steps.len(),
             try_num: 1,
@@ -756,7 +758,7 @@ impl Chain<'_> {
             events: self.scratch.join(NO_EVENTS),
             extra_env: Vec::new(),
         };
-        state.recorder.attempt_started(&attempt, StartWrite::Behind);
+        job.output.on_spawn = Mutex::new(state.recorder.attempt_spawning(&attempt));
         let finished = self.attempt(&job, state.run_id);
         let result = result_of(&finished.report);
         state

@@ -301,6 +301,10 @@ pub(crate) enum StartWrite {
     Behind,
 }
 
+/// The write of an attempt's start that [`Recorder::attempt_spawning`] hands to whoever
+/// spawns the attempt.
+pub(crate) type StartOnSpawn = Box<dyn FnOnce() + Send>;
+
 /// Receives a chain's progress.
 pub(crate) trait Recorder {
     /// A run started.
@@ -313,6 +317,15 @@ pub(crate) trait Recorder {
     /// The attempt is on its way (or about to be run by the caller, `how` says which):
     /// its start is written, with the endings held back before it.
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>, how: StartWrite);
+    /// The attempt is about to be run by the caller on this thread: what it returns is
+    /// called the moment the task's process is spawned, and writes the start then, on
+    /// the caller's thread while the process starts (no hand-over to another thread).
+    /// A start whose write was never called (the spawn failed) is written with the next
+    /// record. Without one, the start is written as [`StartWrite::Behind`] says.
+    fn attempt_spawning(&mut self, attempt: &AttemptStart<'_>) -> Option<StartOnSpawn> {
+        self.attempt_started(attempt, StartWrite::Behind);
+        None
+    }
     /// The attempt ended.
     fn attempt_finished(&mut self, attempt: &AttemptStart<'_>, end: &AttemptEnd);
     /// Writes whatever the recorder held back; called before the chain waits (for a

@@ -43,7 +43,14 @@ pub(crate) struct Output {
     pub(crate) capture: Option<SharedCapture>,
     /// A file that receives both streams directly instead (a daemon run's output.txt).
     pub(crate) file: Option<std::fs::File>,
+    /// Called once the process is spawned, before its output is moved or its exit
+    /// awaited, on the supervising thread: what the caller does while the task starts
+    /// (a chain writes the attempt's start then).
+    pub(crate) on_spawn: Mutex<Option<OnSpawn>>,
 }
+
+/// What [`Output::on_spawn`] calls.
+pub(crate) type OnSpawn = Box<dyn FnOnce() + Send>;
 
 impl Output {
     fn needs_pipes(&self) -> bool {
@@ -88,6 +95,15 @@ impl Output {
         stdout: Option<ChildStdout>,
         stderr: Option<ChildStderr>,
     ) -> Option<Pump> {
+        // The supervisor asks for the pump the moment the child is spawned.
+        let spawned = self
+            .on_spawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(spawned) = spawned {
+            spawned();
+        }
         if stdout.is_none() && stderr.is_none() {
             return None;
         }

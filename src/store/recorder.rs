@@ -29,8 +29,8 @@ use super::owner::Owner;
 use super::sqlite::{AttemptEnding, Cascade, Store};
 use super::writer::{Op, Progress, Writer};
 use crate::record::{
-    AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, StartWrite,
-    TaskResult,
+    AttemptEnd, AttemptStart, EventsWaited, Recorder, RunStart, SharedCapture, StartOnSpawn,
+    StartWrite, TaskResult,
 };
 
 /// How long the chain waits for a state change to land while the store is healthy
@@ -58,6 +58,16 @@ const EXIT_GRACE: Duration = Duration::from_millis(250);
 /// in trouble refuses (one busy wait, a file written, a process started).
 const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
 
+/// What became of a start handed to an attempt's spawn.
+enum SpawnedStart {
+    /// Not written yet: the spawn has not happened (or never will).
+    Waiting(Box<Op>),
+    /// Written on the spawning thread (or refused for good, which stopped recording).
+    Written,
+    /// Handed to the writer thread, not counted as sent yet.
+    Queued,
+}
+
 /// Records into a [`Store`] through the writer thread.
 pub(crate) struct StoreRecorder {
     ops: Option<Sender<Op>>,
@@ -75,6 +85,9 @@ pub(crate) struct StoreRecorder {
     behind: bool,
     /// How often such a start had not landed yet by the chain's next record.
     behind_late: u32,
+    /// The start handed to the attempt's spawn (see [`Recorder::attempt_spawning`]),
+    /// until the chain's next record looks at what became of it.
+    spawned_start: Option<Arc<Mutex<SpawnedStart>>>,
     state_dir: PathBuf,
     location: Location,
     job: String,
@@ -122,6 +135,7 @@ impl StoreRecorder {
             stalled: Duration::ZERO,
             behind: false,
             behind_late: 0,
+            spawned_start: None,
             state_dir: state_dir.to_owned(),
             location: location.clone(),
             job: job.to_owned(),
@@ -224,6 +238,7 @@ impl StoreRecorder {
         if !self.start_writer() {
             return;
         }
+        self.settle_spawned_start();
         if std::mem::take(&mut self.behind) && self.progress.done() != self.sent {
             self.behind_late += 1;
         }
@@ -260,6 +275,39 @@ impl StoreRecorder {
         self.progress.troubled.load(Ordering::Relaxed)
     }
 
+    /// Accounts for the start handed to the last spawn: written by it, handed to the
+    /// writer thread by it, or (the spawn never happened) still to be written: now.
+    fn settle_spawned_start(&mut self) {
+        let Some(slot) = self.spawned_start.take() else {
+            return;
+        };
+        let state = std::mem::replace(
+            &mut *slot.lock().unwrap_or_else(|e| e.into_inner()),
+            SpawnedStart::Written,
+        );
+        match state {
+            SpawnedStart::Written => {}
+            SpawnedStart::Queued => {
+                self.sent += 1;
+                self.behind = true;
+            }
+            SpawnedStart::Waiting(op) => self.send(*op),
+        }
+    }
+
+    /// The record of `attempt`'s start.
+    fn start_op(&self, attempt: &AttemptStart<'_>) -> Op {
+        Op::AttemptStarted {
+            run_id: attempt.run_id.to_owned(),
+            task: attempt.task.to_owned(),
+            file: attempt.file.to_owned(),
+            instance: attempt.instance,
+            try_num: attempt.try_num,
+            started: attempt.started,
+            output: self.output_path(attempt),
+        }
+    }
+
     /// Where an attempt's output is kept, when output is kept.
     fn output_path(&self, attempt: &AttemptStart<'_>) -> Option<PathBuf> {
         let dir = self.output_dir.as_ref()?;
@@ -283,6 +331,9 @@ impl StoreRecorder {
 impl Drop for StoreRecorder {
     /// Waits (bounded) for the writer to write everything, then lets it end.
     fn drop(&mut self) {
+        if self.ops.is_some() {
+            self.settle_spawned_start();
+        }
         let Some(ops) = self.ops.take() else { return };
         drop(ops);
         // A healthy store gets the last records now; one that refuses them (someone
@@ -374,19 +425,47 @@ impl Recorder for StoreRecorder {
         Some(capture)
     }
 
+    fn attempt_spawning(&mut self, attempt: &AttemptStart<'_>) -> Option<StartOnSpawn> {
+        if self.is_dead() || !self.start_writer() {
+            return None;
+        }
+        self.settle_spawned_start();
+        // Written by the spawn only when the front would write it itself now: the store
+        // open and healthy, nothing queued for the thread.
+        let here =
+            self.stalled < STALL_BUDGET && !self.is_troubled() && self.progress.done() == self.sent;
+        let (Some(writer), Some(ops), true) = (&self.writer, &self.ops, here) else {
+            self.attempt_started(attempt, StartWrite::Behind);
+            return None;
+        };
+        let (writer, ops) = (Arc::clone(writer), ops.clone());
+        let op = Box::new(self.start_op(attempt));
+        let slot = Arc::new(Mutex::new(SpawnedStart::Waiting(op)));
+        self.spawned_start = Some(Arc::clone(&slot));
+        Some(Box::new(move || {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let SpawnedStart::Waiting(op) = std::mem::replace(&mut *slot, SpawnedStart::Written)
+            else {
+                return;
+            };
+            if let Ok(mut writer) = writer.try_lock()
+                && writer.apply_here(&op)
+            {
+                return;
+            }
+            // Not written from here (a lock, a fleet to mirror to): the thread writes it,
+            // retrying as it does, while the task runs.
+            if ops.send(*op).is_ok() {
+                *slot = SpawnedStart::Queued;
+            }
+        }))
+    }
+
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>, how: StartWrite) {
         if self.is_dead() {
             return;
         }
-        let op = Op::AttemptStarted {
-            run_id: attempt.run_id.to_owned(),
-            task: attempt.task.to_owned(),
-            file: attempt.file.to_owned(),
-            instance: attempt.instance,
-            try_num: attempt.try_num,
-            started: attempt.started,
-            output: self.output_path(attempt),
-        };
+        let op = self.start_op(attempt);
         match how {
             StartWrite::Behind if self.behind_late < BEHIND_LATE_MAX => self.send_behind(op),
             _ => self.send(op),
@@ -474,6 +553,9 @@ impl Recorder for StoreRecorder {
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool {
         // Earlier iterations of this process count too: let their records land (unless
         // the store refuses them: then the read is of what is there).
+        if self.ops.is_some() {
+            self.settle_spawned_start();
+        }
         self.progress.wait_healthy(self.sent, ACK_WAIT);
         if self.reader.is_none() {
             match Store::read_only(&self.location) {

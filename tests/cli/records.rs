@@ -106,6 +106,30 @@ fn each_ending_has_its_status() {
 }
 
 #[test]
+fn a_task_that_cannot_be_started_is_recorded_with_its_attempt() {
+    // The first task takes the second one's file away: its spawn fails, and the start
+    // the spawn would have written is written with the attempt's end.
+    let chain = Chain::new()
+        .task("10-a.sh", "rm -f \"$RUNNER_TASKDIR/20-gone.sh\"")
+        .task("20-gone.sh", "true")
+        .ini("[runner]\nmax_tries = 1");
+    chain.run(&[]).assert_code(1);
+    let run = chain.last_run();
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        statuses(&run["tasks"]),
+        [
+            ("a#0".to_owned(), "finished".to_owned()),
+            ("gone#0".to_owned(), "failed".to_owned())
+        ]
+    );
+    let attempts = run["tasks"][1]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{run}");
+    assert!(attempts[0]["start_time"].as_f64().is_some(), "{run}");
+    assert!(attempts[0]["stop_time"].as_f64().is_some(), "{run}");
+}
+
+#[test]
 fn interrupted_run_is_recorded_as_interrupted() {
     let chain = Chain::new()
         .task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300")
