@@ -431,9 +431,12 @@ impl Recorder for StoreRecorder {
         }
         self.settle_spawned_start();
         // Written by the spawn only when the front would write it itself now: the store
-        // open and healthy, nothing queued for the thread.
-        let here =
-            self.stalled < STALL_BUDGET && !self.is_troubled() && self.progress.done() == self.sent;
+        // open and healthy, nothing queued for the thread, no fleet database to mirror to
+        // (those writes stay on the thread).
+        let here = self.location.fleet.is_none()
+            && self.stalled < STALL_BUDGET
+            && !self.is_troubled()
+            && self.progress.done() == self.sent;
         let (Some(writer), Some(ops), true) = (&self.writer, &self.ops, here) else {
             self.attempt_started(attempt, StartWrite::Behind);
             return None;
