@@ -3,7 +3,8 @@
 
 Prints, for a directory of N trivial `#!/bin/sh` tasks, the median wall time of
 `runner -n 1` (recording off, and on) and of `run-parts`, alternating runs so that
-both see the same machine state; the ratio of each runner mode to run-parts; the
+both see the same machine state; the ratio of each runner mode to run-parts, in wall
+time and in CPU time (which a busy machine changes less); the
 overshoot past `max_time = 1` on `sleep 30`; and runner's peak RSS on the chain. With
 `--baseline PATH`, another runner binary (an older build) runs in the same rotation, so
 before and after are measured in the same machine state.
@@ -21,20 +22,23 @@ import time
 
 
 def timed(argv, env=None):
-    """Runs argv; returns (seconds, peak RSS in KiB).
+    """Runs argv; returns (seconds, CPU seconds, peak RSS in KiB).
 
     GNU time reports the peak RSS: measuring from here would count the copy of this
-    Python process that exists between fork and exec.
+    Python process that exists between fork and exec. The CPU time (user and system, of
+    the command and every task it ran) is what the machine's load changes least.
     """
     with tempfile.NamedTemporaryFile("r") as report:
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name] + argv,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name] + argv,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             raise SystemExit(f"{argv} exited {proc.returncode}")
         peak = int(report.read().split()[-1])
-    return elapsed, peak
+    return elapsed, usage.ru_utime + usage.ru_stime, peak
 
 
 def main():
@@ -77,20 +81,27 @@ def main():
             modes["baseline (recording)"] = [baseline, "-q", "--state-dir", other, "-n", "1",
                                              tasks]
         times = {name: [] for name in modes}
+        cpu = {name: [] for name in modes}
         rss = {name: 0 for name in modes}
         for name, argv in modes.items():  # warm-up: page cache, store creation
             timed(argv, env)
         for _ in range(args.runs):
             for name, argv in modes.items():
-                seconds, peak = timed(argv, env)
+                seconds, used, peak = timed(argv, env)
                 times[name].append(seconds)
+                cpu[name].append(used)
                 rss[name] = max(rss[name], peak)
 
         base = statistics.median(times["run-parts"])
-        print(f"chain of {args.tasks} trivial tasks, median of {args.runs} alternating runs:")
+        base_cpu = statistics.median(cpu["run-parts"])
+        print(f"chain of {args.tasks} trivial tasks, median of {args.runs} alternating runs"
+              " (CPU: user and system time, tasks included):")
         for name in modes:
             median = statistics.median(times[name])
-            print(f"  {name:<22} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x   peak RSS {rss[name] / 1024:5.1f} MB")
+            used = statistics.median(cpu[name])
+            print(f"  {name:<22} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x"
+                  f"   CPU {used * 1000:6.1f} ms ({used / base_cpu:4.2f}x)"
+                  f"   peak RSS {rss[name] / 1024:5.1f} MB")
 
         slow = os.path.join(root, "slow.d")
         os.mkdir(slow, 0o755)
