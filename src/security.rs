@@ -13,7 +13,9 @@
 //! entry below it. A path that does not exist passes: whoever needs the file reports it
 //! missing with a better message.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,15 +121,30 @@ pub(crate) fn is_enforced(insecure: bool) -> bool {
 /// execution follows them): each must be owned by root and not writable by its group or
 /// others, except root-owned sticky directories above the file.
 pub(crate) fn check(kind: Kind, path: &Path) -> Result<(), UnsafeError> {
-    let Ok(abs) = std::path::absolute(path) else {
-        return Ok(());
-    };
-    let mut walk = Walk {
-        kind,
-        file: &abs,
-        links: 0,
-    };
-    walk.walk(PathBuf::from("/"), &abs, true).map(|_| ())
+    check_all(kind, [path])
+}
+
+/// Checks each of `paths` as [`check`] does, looking at each directory above them once:
+/// the files of a task directory share every directory above them, which were looked at
+/// again for each of them (nine `stat`s a task file where two do).
+pub(crate) fn check_all<'p>(
+    kind: Kind,
+    paths: impl IntoIterator<Item = &'p Path>,
+) -> Result<(), UnsafeError> {
+    let mut passed = HashSet::new();
+    for path in paths {
+        let Ok(abs) = std::path::absolute(path) else {
+            continue;
+        };
+        let mut walk = Walk {
+            kind,
+            file: &abs,
+            links: 0,
+            passed: &mut passed,
+        };
+        walk.walk(PathBuf::from("/"), &abs, true)?;
+    }
+    Ok(())
 }
 
 /// Checks a state directory (records, locks, run output) that root writes into: owned by
@@ -174,6 +191,8 @@ struct Walk<'a> {
     kind: Kind,
     file: &'a Path,
     links: u32,
+    /// Real directories above a file, by path, that passed already.
+    passed: &'a mut HashSet<PathBuf>,
 }
 
 impl Walk<'_> {
@@ -194,8 +213,14 @@ impl Walk<'_> {
         if rel.has_root() {
             current = PathBuf::from("/");
             let is_target = target && last.is_none();
-            if !self.entry(&current, is_target)? {
-                return Ok(None);
+            if is_target || !self.passed.contains(&current) {
+                let Ok(meta) = std::fs::symlink_metadata(&current) else {
+                    return Ok(None);
+                };
+                self.entry(&current, is_target, &meta)?;
+                if !is_target {
+                    self.passed.insert(current.clone());
+                }
             }
         }
         for (i, component) in components.iter().enumerate() {
@@ -209,6 +234,10 @@ impl Walk<'_> {
             };
             let is_target = target && Some(i) == last;
             let next = current.join(name);
+            if !is_target && self.passed.contains(&next) {
+                current = next;
+                continue;
+            }
             let Ok(meta) = std::fs::symlink_metadata(&next) else {
                 return Ok(None);
             };
@@ -237,18 +266,16 @@ impl Walk<'_> {
                 continue;
             }
             current = next;
-            if !self.entry(&current, is_target)? {
-                return Ok(None);
+            self.entry(&current, is_target, &meta)?;
+            if !is_target {
+                self.passed.insert(current.clone());
             }
         }
         Ok(Some(current))
     }
 
-    /// Checks one real (non-link) entry; `false` when it does not exist.
-    fn entry(&self, path: &Path, is_target: bool) -> Result<bool, UnsafeError> {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return Ok(false);
-        };
+    /// Checks one real (non-link) entry, `meta` being its own (not followed) metadata.
+    fn entry(&self, path: &Path, is_target: bool, meta: &Metadata) -> Result<(), UnsafeError> {
         let mode = meta.mode();
         let subject = if is_target {
             "it".to_owned()
@@ -278,7 +305,7 @@ impl Walk<'_> {
                 format!("chmod go-w {}", path.display()),
             ));
         }
-        Ok(true)
+        Ok(())
     }
 
     fn fail(&self, reason: String, fix: String) -> UnsafeError {
@@ -324,5 +351,33 @@ mod tests {
         std::fs::write(&inner, "").expect("write");
         let err = check(Kind::TaskFile, &inner).expect_err("dir above is 0777");
         assert!(err.to_string().contains("above it"), "{err}");
+    }
+
+    #[test]
+    fn files_checked_together_are_each_checked_and_so_are_their_links() {
+        if !is_root() {
+            eprintln!("SKIPPED: ownership checks need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (a, b, c) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("c"),
+        );
+        for file in [&a, &b] {
+            std::fs::write(file, "").expect("write");
+        }
+        check_all(Kind::TaskFile, [a.as_path(), b.as_path()]).expect("both root's");
+        // The directories above were looked at for `a`; `b` itself still is.
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let err = check_all(Kind::TaskFile, [a.as_path(), b.as_path()]).expect_err("b is 0666");
+        assert!(err.to_string().contains(&*b.to_string_lossy()), "{err}");
+        assert!(err.to_string().contains("writable by"), "{err}");
+        // A symlink to a file others may write is followed and refused, after files that
+        // passed through the same directories.
+        std::os::unix::fs::symlink(&b, &c).expect("symlink");
+        let err = check_all(Kind::TaskFile, [a.as_path(), c.as_path()]).expect_err("c -> b");
+        assert!(err.to_string().contains("writable by"), "{err}");
     }
 }

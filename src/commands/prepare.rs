@@ -86,9 +86,10 @@ fn check_ownership(config: &ChainConfig, dir: &TaskDir, plan: &Plan) -> Result<(
         security::check(Kind::IncludeDir, &base.join(&entry.value))?;
     }
     security::check(Kind::TaskDir, &dir.path)?;
-    for step in &plan.steps {
-        security::check(Kind::TaskFile, &step.task.path)?;
-    }
+    security::check_all(
+        Kind::TaskFile,
+        plan.steps.iter().map(|step| step.task.path.as_path()),
+    )?;
     if let Some(step) = &plan.halt {
         security::check(Kind::HaltTask, &step.task.path)?;
     }
