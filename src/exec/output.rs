@@ -63,15 +63,13 @@ impl Output {
     /// Sets the child's stdout and stderr before it is spawned.
     pub(crate) fn configure(&self, cmd: &mut Command) {
         if let Some(file) = &self.file {
-            match (file.try_clone(), file.try_clone()) {
-                (Ok(out), Ok(err)) => {
+            match file.try_clone() {
+                Ok(out) => {
                     cmd.stdout = Stdio::File(out);
-                    cmd.stderr = Stdio::File(err);
+                    cmd.stderr = Stdio::SameAsStdout;
                     return;
                 }
-                (Err(e), _) | (_, Err(e)) => {
-                    log::warn!("cannot hand the output file to the process: {e}");
-                }
+                Err(e) => log::warn!("cannot hand the output file to the process: {e}"),
             }
         }
         if self.needs_pipes() {

@@ -38,7 +38,7 @@ pub(crate) enum Stdio {
     Inherit,
     /// A new pipe, read by runner.
     Piped,
-    /// For stderr: stdout's pipe, one pipe for both streams (stdout is `Piped`).
+    /// For stderr: where stdout goes, its pipe or its file (one for both streams).
     SameAsStdout,
     /// This file.
     File(File),
@@ -344,7 +344,15 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
             .map(|fd| fd.as_raw_fd())
             .or(match &cmd.stderr {
                 Stdio::File(f) => Some(f.as_raw_fd()),
-                Stdio::SameAsStdout => stdout_fd.as_ref().map(|fd| fd.as_raw_fd()),
+                Stdio::SameAsStdout => {
+                    stdout_fd
+                        .as_ref()
+                        .map(|fd| fd.as_raw_fd())
+                        .or(match &cmd.stdout {
+                            Stdio::File(f) => Some(f.as_raw_fd()),
+                            _ => None,
+                        })
+                }
                 _ => None,
             }),
     ];
