@@ -87,13 +87,8 @@ impl Output {
         }
     }
 
-    /// The pump for a spawned child's pipes; `None` when output is not piped.
-    pub(crate) fn pump(
-        &self,
-        stdout: Option<ChildStdout>,
-        stderr: Option<ChildStderr>,
-    ) -> Option<Pump> {
-        // The supervisor asks for the pump the moment the child is spawned.
+    /// The process is spawned: calls [`Output::on_spawn`], once.
+    pub(crate) fn spawned(&self) {
         let spawned = self
             .on_spawn
             .lock()
@@ -102,6 +97,14 @@ impl Output {
         if let Some(spawned) = spawned {
             spawned();
         }
+    }
+
+    /// The pump for a spawned child's pipes; `None` when output is not piped.
+    pub(crate) fn pump(
+        &self,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+    ) -> Option<Pump> {
         if stdout.is_none() && stderr.is_none() {
             return None;
         }

@@ -187,6 +187,7 @@ impl Supervisor {
             }
         };
         let group = ProcessGroup::of(&child);
+        output.spawned();
         let mut waiter = Waiter {
             exit_fd: pgroup::exit_fd(&child),
             pump: output.pump(child.stdout.take(), child.stderr.take()),
