@@ -7,6 +7,7 @@ python3 bench/chain.py "$@"
 python3 bench/chain_cost.py
 python3 bench/records.py
 python3 bench/daemon.py
+python3 bench/daemon_counts.py
 python3 bench/observe.py
 python3 bench/overshoot.py
 python3 bench/escape.py
