@@ -663,6 +663,9 @@ impl Chain<'_> {
             .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
             .collect();
         if let Some(hook) = hook {
+            // The attempt begins with its hook: its start is written now, not when the
+            // task's process is spawned after a hook that may take long.
+            job.output.spawned();
             self.call_hook(hook, &payload, &hook_env, settings.kill_grace);
         }
         let limits = Limits {

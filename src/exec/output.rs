@@ -45,7 +45,7 @@ pub(crate) struct Output {
     pub(crate) file: Option<std::fs::File>,
     /// Called once the process is spawned, before its output is moved or its exit
     /// awaited, on the supervising thread: what the caller does while the task starts
-    /// (a chain writes the attempt's start then).
+    /// (a chain writes the attempt's start then, or before a task hook that runs first).
     pub(crate) on_spawn: Mutex<Option<OnSpawn>>,
 }
 
@@ -87,7 +87,8 @@ impl Output {
         }
     }
 
-    /// The process is spawned: calls [`Output::on_spawn`], once.
+    /// The process is spawned (or the attempt began earlier, with a hook): calls
+    /// [`Output::on_spawn`], once; later calls do nothing.
     pub(crate) fn spawned(&self) {
         let spawned = self
             .on_spawn

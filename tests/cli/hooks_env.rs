@@ -265,3 +265,47 @@ fn include_dir_reads_every_file_but_backups_and_leftovers() {
     chain.run(&[]).assert_code(0);
     assert_eq!(chain.log_lines(), ["extra.cfg"]);
 }
+
+#[test]
+fn an_attempt_is_recorded_as_started_while_its_pre_hook_runs() {
+    // The attempt starts with its hook: a `kill -9` while the hook runs still leaves the
+    // attempt in the records, and the next run finalizes it.
+    let chain = Chain::new().task("10-a.sh", "echo ran >> \"$LOG\"");
+    let hook = chain.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\ncase \"$1\" in *RUNNING*) echo hooked >> \"$LOG.hook\"; sleep 30;; esac\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let chain = chain.ini(&format!("[runner]\ntask_hook = {}", hook.display()));
+    let mut child = chain.spawn(&[]);
+    let hooked = chain.path().join("log.hook");
+    assert!(crate::support::wait_for(
+        std::time::Duration::from_secs(20),
+        || hooked.exists()
+    ));
+    let run = chain.last_run();
+    let attempts = &run["tasks"][0]["attempts"];
+    assert_eq!(attempts.as_array().map(Vec::len), Some(1), "{run}");
+    assert!(attempts[0]["start_time"].as_f64().is_some(), "{run}");
+    assert!(attempts[0]["stop_time"].is_null(), "{run}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("signal");
+    child.wait().expect("wait");
+    let id = run["run_id"].as_str().expect("id").to_owned();
+    // The hook was left behind by the kill; the next run's own hook call is quick.
+    std::fs::write(&hook, "#!/bin/sh\n").expect("write");
+    chain.run(&[]).assert_code(0);
+    let killed = chain.runs_json(&["show", &id]);
+    assert_eq!(killed["status"], "lost", "{killed}");
+    assert_eq!(
+        killed["tasks"][0]["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{killed}"
+    );
+}
