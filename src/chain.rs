@@ -529,25 +529,33 @@ impl Chain<'_> {
                         break;
                     }
                 }
-                // About to wait: nothing recorded may lag behind the wait.
-                state.recorder.flush();
-                // Without inotify, waiting steps look again every second.
-                if matches!(on_event, Some(None)) {
-                    let soon = Instant::now() + Duration::from_secs(1);
-                    deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
-                }
-                let message = match deadline {
-                    Some(end) => {
-                        match messages.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                            Ok(message) => message,
-                            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                // A task run on this thread has its end waiting already: no wait, so
+                // the records gathered with it are not written yet.
+                let message = match messages.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        // About to wait: nothing recorded may lag behind the wait.
+                        state.recorder.flush();
+                        // Without inotify, waiting steps look again every second.
+                        if matches!(on_event, Some(None)) {
+                            let soon = Instant::now() + Duration::from_secs(1);
+                            deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+                        }
+                        match deadline {
+                            Some(end) => match messages
+                                .recv_timeout(end.saturating_duration_since(Instant::now()))
+                            {
+                                Ok(message) => message,
+                                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            },
+                            None => match messages.recv() {
+                                Ok(message) => message,
+                                Err(_) => break,
+                            },
                         }
                     }
-                    None => match messages.recv() {
-                        Ok(message) => message,
-                        Err(_) => break,
-                    },
                 };
                 let Message::Finished(index, finished_attempt) = message else {
                     continue;
@@ -665,7 +673,7 @@ impl Chain<'_> {
         if let Some(hook) = hook {
             // The attempt begins with its hook: its start is written now, not when the
             // task's process is spawned after a hook that may take long.
-            job.output.spawned();
+            job.output.record_now();
             self.call_hook(hook, &payload, &hook_env, settings.kill_grace);
         }
         let limits = Limits {

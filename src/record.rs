@@ -302,8 +302,11 @@ pub(crate) enum StartWrite {
 }
 
 /// The write of an attempt's start that [`Recorder::attempt_spawning`] hands to whoever
-/// spawns the attempt.
-pub(crate) type StartOnSpawn = Box<dyn FnOnce() + Send>;
+/// spawns the attempt. Called with `false` when the process is spawned, it may hold the
+/// start back to be written with the records that follow (a quick task's own end, the
+/// next attempts) and returns when to call it again, while the process still runs, to
+/// write what it held; called with `true`, it writes at once.
+pub(crate) type StartOnSpawn = Box<dyn FnMut(bool) -> Option<std::time::Instant> + Send>;
 
 /// Receives a chain's progress.
 pub(crate) trait Recorder {
@@ -318,8 +321,9 @@ pub(crate) trait Recorder {
     /// its start is written, with the endings held back before it.
     fn attempt_started(&mut self, attempt: &AttemptStart<'_>, how: StartWrite);
     /// The attempt is about to be run by the caller on this thread: what it returns is
-    /// called the moment the task's process is spawned, and writes the start then, on
-    /// the caller's thread while the process starts (no hand-over to another thread).
+    /// called the moment the task's process is spawned, and writes the start then (or
+    /// soon after, with what follows: see [`StartOnSpawn`]), on the caller's thread
+    /// while the process starts (no hand-over to another thread).
     /// A start whose write was never called (the spawn failed) is written with the next
     /// record. Without one, the start is written as [`StartWrite::Behind`] says.
     fn attempt_spawning(&mut self, attempt: &AttemptStart<'_>) -> Option<StartOnSpawn> {

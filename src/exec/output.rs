@@ -22,6 +22,7 @@ use std::process::{ChildStderr, ChildStdout};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -44,13 +45,14 @@ pub(crate) struct Output {
     /// A file that receives both streams directly instead (a daemon run's output.txt).
     pub(crate) file: Option<std::fs::File>,
     /// Called once the process is spawned, before its output is moved or its exit
-    /// awaited, on the supervising thread: what the caller does while the task starts
-    /// (a chain writes the attempt's start then, or before a task hook that runs first).
+    /// awaited, on the supervising thread, and again when the moment it returns comes
+    /// while the process runs: what the caller does while the task starts (a chain
+    /// writes the attempt's start then, or before a task hook that runs first).
     pub(crate) on_spawn: Mutex<Option<OnSpawn>>,
 }
 
 /// What [`Output::on_spawn`] calls.
-pub(crate) type OnSpawn = Box<dyn FnOnce() + Send>;
+pub(crate) type OnSpawn = Box<dyn FnMut(bool) -> Option<Instant> + Send>;
 
 impl Output {
     fn needs_pipes(&self) -> bool {
@@ -87,17 +89,28 @@ impl Output {
         }
     }
 
-    /// The process is spawned (or the attempt began earlier, with a hook): calls
-    /// [`Output::on_spawn`], once; later calls do nothing.
-    pub(crate) fn spawned(&self) {
-        let spawned = self
-            .on_spawn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(spawned) = spawned {
-            spawned();
-        }
+    /// The process is spawned: calls [`Output::on_spawn`], which may hold its records
+    /// back for a moment; returns when to call [`Output::records_due`] if the process
+    /// still runs then.
+    pub(crate) fn spawned(&self) -> Option<Instant> {
+        self.call_on_spawn(false)
+    }
+
+    /// The moment [`Output::spawned`] named has come: writes what was held back; returns
+    /// the next such moment, if any.
+    pub(crate) fn records_due(&self) -> Option<Instant> {
+        self.call_on_spawn(false)
+    }
+
+    /// The attempt begins before its process (a task hook runs first): its records are
+    /// written now.
+    pub(crate) fn record_now(&self) {
+        self.call_on_spawn(true);
+    }
+
+    fn call_on_spawn(&self, now: bool) -> Option<Instant> {
+        let mut on_spawn = self.on_spawn.lock().unwrap_or_else(|e| e.into_inner());
+        on_spawn.as_mut().and_then(|call| call(now))
     }
 
     /// The pump for a spawned child's pipes; `None` when output is not piped.

@@ -187,7 +187,7 @@ impl Supervisor {
             }
         };
         let group = ProcessGroup::of(&child);
-        output.spawned();
+        let mut records_due = output.spawned();
         let mut waiter = Waiter {
             exit_fd: pgroup::exit_fd(&child),
             pump: output.pump(child.stdout.take(), child.stderr.take()),
@@ -207,9 +207,13 @@ impl Supervisor {
                 self.stop_all(&mut waiter, &tracker, group, grace);
                 break;
             }
+            let now = Instant::now();
+            // Records held back since the spawn are due: written while the task runs.
+            if records_due.is_some_and(|due| now >= due) {
+                records_due = output.records_due();
+            }
             let slice = match deadline {
                 Some(deadline) => {
-                    let now = Instant::now();
                     if now >= deadline {
                         stopped = Some(Stop::Timeout);
                         self.stop_all(&mut waiter, &tracker, group, limits.kill_grace);
@@ -218,6 +222,10 @@ impl Supervisor {
                     (deadline - now).min(SLICE)
                 }
                 None => SLICE,
+            };
+            let slice = match records_due {
+                Some(due) => slice.min(due.saturating_duration_since(now)),
+                None => slice,
             };
             match waiter.wait(slice) {
                 Ok(true) => break,

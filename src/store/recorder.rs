@@ -64,7 +64,8 @@ enum SpawnedStart {
     Waiting(Box<Op>),
     /// Written on the spawning thread (or refused for good, which stopped recording).
     Written,
-    /// Handed to the writer thread, not counted as sent yet.
+    /// Handed to the writer thread (the start, or what was held with it), not counted
+    /// as sent yet.
     Queued,
 }
 
@@ -331,8 +332,9 @@ impl StoreRecorder {
 impl Drop for StoreRecorder {
     /// Waits (bounded) for the writer to write everything, then lets it end.
     fn drop(&mut self) {
-        if self.ops.is_some() {
-            self.settle_spawned_start();
+        // Records still gathered are written now (or handed to the thread).
+        if self.ops.is_some() && !self.is_dead() {
+            self.send(Op::Flush);
         }
         let Some(ops) = self.ops.take() else { return };
         drop(ops);
@@ -445,22 +447,34 @@ impl Recorder for StoreRecorder {
         let op = Box::new(self.start_op(attempt));
         let slot = Arc::new(Mutex::new(SpawnedStart::Waiting(op)));
         self.spawned_start = Some(Arc::clone(&slot));
-        Some(Box::new(move || {
+        Some(Box::new(move |now: bool| {
             let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let SpawnedStart::Waiting(op) = std::mem::replace(&mut *slot, SpawnedStart::Written)
-            else {
-                return;
+            // The first call brings the start; a later one, that the time to write what
+            // was held with it has come.
+            let op = match std::mem::replace(&mut *slot, SpawnedStart::Written) {
+                SpawnedStart::Waiting(op) => *op,
+                SpawnedStart::Written => Op::Flush,
+                SpawnedStart::Queued => {
+                    *slot = SpawnedStart::Queued;
+                    return None;
+                }
             };
-            if let Ok(mut writer) = writer.try_lock()
-                && writer.apply_here(&op)
-            {
-                return;
+            if let Ok(mut writer) = writer.try_lock() {
+                let applied = if now || matches!(op, Op::Flush) {
+                    writer.apply_here(&op)
+                } else {
+                    writer.apply_gathered(&op)
+                };
+                if applied {
+                    return writer.gathered_due();
+                }
             }
-            // Not written from here (a lock, a fleet to mirror to): the thread writes it,
-            // retrying as it does, while the task runs.
-            if ops.send(*op).is_ok() {
+            // Not written from here (a lock, a write refused for now): the thread writes
+            // it, retrying as it does, while the task runs.
+            if ops.send(op).is_ok() {
                 *slot = SpawnedStart::Queued;
             }
+            None
         }))
     }
 
@@ -555,9 +569,9 @@ impl Recorder for StoreRecorder {
 
     fn succeeded_before(&mut self, task: &str, this_boot_only: bool) -> bool {
         // Earlier iterations of this process count too: let their records land (unless
-        // the store refuses them: then the read is of what is there).
-        if self.ops.is_some() {
-            self.settle_spawned_start();
+        // the store refuses them: then the read is of what is there), gathered ones too.
+        if self.ops.is_some() && !self.is_dead() {
+            self.send(Op::Flush);
         }
         self.progress.wait_healthy(self.sent, ACK_WAIT);
         if self.reader.is_none() {

@@ -624,61 +624,56 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let result = self.immediate(|tx| {
             for end in ended {
-                tx.prepare_cached(
-                    "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3,
-                        result = ?4, note = ?5, result_data = ?6,
-                        output_path = CASE WHEN ?8 THEN output_path END, leftovers = ?9
-                     WHERE id = ?7",
-                )?
-                .execute(params![
-                    epoch(end.stop_time),
-                    end.exit_code,
-                    end.signal,
-                    end.result,
-                    end.note,
-                    end.result_data.as_ref().map(|v| v.to_string()),
-                    end.attempt_id,
-                    end.has_output,
-                    end.leftovers.as_ref().map(|v| v.to_string())
-                ])?;
-                tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
-                    .execute(params![end.instance_status.as_str(), end.instance_id])?;
-                if let Some(cascade) = &end.cascade {
-                    super::events::insert_event(
-                        tx,
-                        &super::events::NewEvent {
-                            session: &cascade.session,
-                            name: &cascade.name,
-                            data: &cascade.data,
-                            source: &cascade.source,
-                        },
-                        end.stop_time,
-                    )?;
-                }
+                end_attempt(tx, end, end.attempt_id)?;
             }
-            let mut id = None;
-            if let Some((instance_id, try_num, start_time, output)) = starting {
-                tx.prepare_cached(
-                    "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    instance_id,
-                    try_num,
-                    epoch(start_time),
-                    output.map(|p| p.to_string_lossy().into_owned())
-                ])?;
-                id = Some(tx.last_insert_rowid());
-                tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
-                    .execute([instance_id])?;
-            }
-            Ok(id)
+            starting
+                .map(|(instance_id, try_num, start_time, output)| {
+                    start_attempt(tx, instance_id, try_num, start_time, output)
+                })
+                .transpose()
         });
         let id = result.map_err(|e| self.wrap(e))?;
         if ended.iter().any(|e| e.cascade.is_some()) {
             super::events::notify(self.notify_dir());
         }
         Ok(id)
+    }
+
+    /// As [`Store::record_attempts`] for the records a chain gathered (see the writer's
+    /// `GATHER`): the endings of attempts written before, then attempts started since,
+    /// each with its ending when it has one already, all in one transaction. Returns the
+    /// new attempts' ids, in order.
+    pub(crate) fn record_gathered(
+        &mut self,
+        ended: &[AttemptEnding],
+        starts: &[GatheredStart<'_>],
+    ) -> Result<Vec<i64>, StoreError> {
+        let result = self.immediate(|tx| {
+            for end in ended {
+                end_attempt(tx, end, end.attempt_id)?;
+            }
+            let mut ids = Vec::with_capacity(starts.len());
+            for start in starts {
+                let id = start_attempt(
+                    tx,
+                    start.instance_id,
+                    start.try_num,
+                    start.started,
+                    start.output,
+                )?;
+                if let Some(end) = start.ending {
+                    end_attempt(tx, end, id)?;
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        });
+        let ids = result.map_err(|e| self.wrap(e))?;
+        let cascades = ended.iter().chain(starts.iter().filter_map(|s| s.ending));
+        if cascades.into_iter().any(|e| e.cascade.is_some()) {
+            super::events::notify(self.notify_dir());
+        }
+        Ok(ids)
     }
 
     /// Moves a run from `runs_running` to `runs` with its end, in one transaction.
@@ -791,6 +786,78 @@ fn insert_instances(tx: &Connection, run_id: &str, tasks: &[(&str, &str)]) -> ru
         insert.execute(params![run_id, name, file, position as i64])?;
     }
     Ok(())
+}
+
+/// An attempt a chain started and recorded later, with the records gathered with it.
+pub(crate) struct GatheredStart<'a> {
+    pub(crate) instance_id: i64,
+    pub(crate) try_num: u32,
+    pub(crate) started: SystemTime,
+    pub(crate) output: Option<&'a Path>,
+    /// Its ending, when it ended before it was written.
+    pub(crate) ending: Option<&'a AttemptEnding>,
+}
+
+/// Writes an attempt's ending (row `attempt_id`), its instance's status and its cascade
+/// event, inside the caller's transaction.
+fn end_attempt(tx: &Connection, end: &AttemptEnding, attempt_id: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE attempts SET stop_time = ?1, exit_code = ?2, signal = ?3,
+            result = ?4, note = ?5, result_data = ?6,
+            output_path = CASE WHEN ?8 THEN output_path END, leftovers = ?9
+         WHERE id = ?7",
+    )?
+    .execute(params![
+        epoch(end.stop_time),
+        end.exit_code,
+        end.signal,
+        end.result,
+        end.note,
+        end.result_data.as_ref().map(|v| v.to_string()),
+        attempt_id,
+        end.has_output,
+        end.leftovers.as_ref().map(|v| v.to_string())
+    ])?;
+    tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
+        .execute(params![end.instance_status.as_str(), end.instance_id])?;
+    if let Some(cascade) = &end.cascade {
+        super::events::insert_event(
+            tx,
+            &super::events::NewEvent {
+                session: &cascade.session,
+                name: &cascade.name,
+                data: &cascade.data,
+                source: &cascade.source,
+            },
+            end.stop_time,
+        )?;
+    }
+    Ok(())
+}
+
+/// Inserts a starting attempt and marks its instance running, inside the caller's
+/// transaction; returns the attempt's id.
+fn start_attempt(
+    tx: &Connection,
+    instance_id: i64,
+    try_num: u32,
+    start_time: SystemTime,
+    output: Option<&Path>,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (instance_id, try_num, start_time, output_path)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        instance_id,
+        try_num,
+        epoch(start_time),
+        output.map(|p| p.to_string_lossy().into_owned())
+    ])?;
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached("UPDATE task_instances SET status = 'running' WHERE id = ?1")?
+        .execute([instance_id])?;
+    Ok(id)
 }
 
 /// WAL mode, its durability setting and the migrations, on a fresh connection.

@@ -2,7 +2,8 @@
 //! the chain (contract section 12: a boot chain waits for nothing it does not need).
 //!
 //! The chain thread sends [`Op`]s in order; this thread applies each to the store, one
-//! transaction per state change as before. A write that fails for a reason that passes
+//! transaction per state change (a one-at-a-time chain's thread gathers the records of
+//! a few milliseconds into one: see [`GATHER`]). A write that fails for a reason that passes
 //! (the database is locked or busy, the disk is full, an I/O error) is retried with a
 //! growing pause until it succeeds, so the record ends with the real result once the
 //! store is writable again; later operations wait in the channel behind it, in order.
@@ -45,7 +46,7 @@ use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
 use super::postgres::PgStore;
 use super::spool::{self, Spool};
-use super::sqlite::{AttemptEnding, NewRun, Store, StoreError};
+use super::sqlite::{AttemptEnding, GatheredStart, NewRun, Store, StoreError};
 
 /// The first pause before retrying a failed write; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
@@ -58,6 +59,14 @@ const BUSY_WAIT: Duration = Duration::from_millis(50);
 /// SQLite's wait for a lock when the chain's thread writes itself ([`Writer::apply_here`]):
 /// a lock held longer than a normal transaction hands the write to this thread.
 const FRONT_BUSY_WAIT: Duration = Duration::from_millis(10);
+
+/// How long a one-at-a-time chain holds its records back to write them together: an
+/// attempt that starts is written with what comes in the next few milliseconds (its own
+/// end, the next attempts) in one transaction, or on its own once the time is up while
+/// it still runs. A chain of quick tasks pays for a transaction every few tasks rather
+/// than for every one; no record waits longer than this (plus the supervising loop's
+/// reaction) to be written, and a chain about to wait for anything writes first.
+pub(crate) const GATHER: Duration = Duration::from_millis(5);
 
 /// The recorder connection's page cache: 256 KiB (a negative `cache_size` counts KiB).
 const WRITER_CACHE: i64 = -256;
@@ -230,6 +239,12 @@ pub(crate) struct Writer {
     instances: HashMap<(String, u32), i64>,
     attempts: HashMap<(String, u32, u32), i64>,
     ended: Vec<AttemptEnding>,
+    /// Attempts started and not written yet (see [`GATHER`]), in order.
+    held: Vec<HeldStart>,
+    /// When the oldest record not written yet (in `held` or `ended`) was made.
+    held_since: Option<Instant>,
+    /// The operation being applied may be held back ([`Writer::apply_gathered`]).
+    gathering: bool,
     warned: bool,
     /// The fleet database named, if any, and the host runs are recorded with.
     fleet_url: Option<FleetUrl>,
@@ -247,6 +262,26 @@ pub(crate) struct Writer {
     replaying: bool,
     /// The run being recorded, for the spool and for replaying.
     run_id: Option<String>,
+}
+
+/// An attempt started and held back, with what the spool needs to write it later.
+struct HeldStart {
+    run_id: String,
+    task: String,
+    file: String,
+    instance: u32,
+    try_num: u32,
+    instance_id: i64,
+    started: SystemTime,
+    output: Option<PathBuf>,
+    /// Its ending, when it ended before it was written.
+    ending: Option<AttemptEnding>,
+}
+
+impl HeldStart {
+    fn is(&self, task: &str, instance: u32, try_num: u32) -> bool {
+        self.task == task && self.instance == instance && self.try_num == try_num
+    }
 }
 
 /// How applying one operation ended.
@@ -339,6 +374,9 @@ impl Writer {
             instances: HashMap::new(),
             attempts: HashMap::new(),
             ended: Vec::new(),
+            held: Vec::new(),
+            held_since: None,
+            gathering: false,
             warned: false,
             fleet_url,
             host,
@@ -381,6 +419,29 @@ impl Writer {
     /// Writes `pending` (and what this writer knows) to a spool file and starts the
     /// finisher that writes them once the store is writable ([`super::spool`]).
     fn hand_over(&mut self, pending: Vec<Op>) {
+        // Held-back attempts go first, as the operations they came as.
+        let mut ops = Vec::with_capacity(self.held.len() * 2 + pending.len());
+        for held in std::mem::take(&mut self.held) {
+            ops.push(Op::AttemptStarted {
+                run_id: held.run_id,
+                task: held.task.clone(),
+                file: held.file,
+                instance: held.instance,
+                try_num: held.try_num,
+                started: held.started,
+                output: held.output,
+            });
+            if let Some(ending) = held.ending {
+                ops.push(Op::AttemptFinished {
+                    task: held.task,
+                    instance: held.instance,
+                    try_num: held.try_num,
+                    ending: Box::new(ending),
+                });
+            }
+        }
+        ops.extend(pending);
+        let pending = ops;
         let spool = Spool {
             store: self.store_path.clone(),
             job: self.job.clone(),
@@ -448,6 +509,24 @@ impl Writer {
                 true
             }
         }
+    }
+
+    /// As [`Writer::apply_here`], but an attempt's start may be held back to be written
+    /// with the records that follow it (see [`GATHER`]); [`Writer::gathered_due`] says
+    /// by when what is held must be written.
+    pub(crate) fn apply_gathered(&mut self, op: &Op) -> bool {
+        self.gathering = true;
+        let applied = self.apply_here(op);
+        self.gathering = false;
+        applied
+    }
+
+    /// When the records held back must be written, if any are.
+    pub(crate) fn gathered_due(&self) -> Option<Instant> {
+        if self.held.is_empty() && self.ended.is_empty() {
+            return None;
+        }
+        self.held_since.map(|since| since + GATHER)
     }
 
     fn set_busy_wait(&mut self, wait: Duration) {
@@ -636,6 +715,8 @@ impl Writer {
                     self.instances.clear();
                     self.attempts.clear();
                     self.ended.clear();
+                    self.held.clear();
+                    self.held_since = None;
                 }
                 // Resumed, its run, instances and earlier attempts are recorded already.
                 if !self.resumed {
@@ -675,12 +756,42 @@ impl Writer {
                         .insert((task.clone(), *instance, *try_num), id);
                     return Ok(());
                 }
+                if self.gathering && !self.replaying {
+                    if !self.held.iter().any(|h| h.is(task, *instance, *try_num)) {
+                        self.held.push(HeldStart {
+                            run_id: run_id.clone(),
+                            task: task.clone(),
+                            file: file.clone(),
+                            instance: *instance,
+                            try_num: *try_num,
+                            instance_id,
+                            started: *started,
+                            output: output.clone(),
+                            ending: None,
+                        });
+                        self.held_since.get_or_insert_with(Instant::now);
+                    }
+                    if self.gathered_due().is_some_and(|due| due <= Instant::now()) {
+                        self.write_held()?;
+                    }
+                    return Ok(());
+                }
+                // In order: what is held back is written before this start (and the
+                // start itself, when a refused gathered write comes back here).
+                if !self.held.is_empty() {
+                    let was_held = self.held.iter().any(|h| h.is(task, *instance, *try_num));
+                    self.write_held()?;
+                    if was_held {
+                        return Ok(());
+                    }
+                }
                 let ended = self.ended.clone();
                 let id = self.store()?.record_attempts(
                     &ended,
                     Some((instance_id, *try_num, *started, output.as_deref())),
                 )?;
                 self.ended.clear();
+                self.held_since = None;
                 if let Some(id) = id {
                     self.attempts
                         .insert((task.clone(), *instance, *try_num), id);
@@ -692,6 +803,18 @@ impl Writer {
                 try_num,
                 ending,
             } => {
+                if let Some(held) = self
+                    .held
+                    .iter_mut()
+                    .find(|h| h.is(task, *instance, *try_num))
+                {
+                    if held.ending.is_none() {
+                        let mut ending = (**ending).clone();
+                        ending.instance_id = held.instance_id;
+                        held.ending = Some(ending);
+                    }
+                    return Ok(());
+                }
                 // An attempt whose start was never written has no row to end.
                 let key = (task.clone(), *instance, *try_num);
                 let known = match (
@@ -709,6 +832,7 @@ impl Writer {
                 ending.attempt_id = id;
                 ending.instance_id = instance_id;
                 self.ended.push(ending);
+                self.held_since.get_or_insert_with(Instant::now);
             }
             Op::Flush => self.flush()?,
             Op::InstanceStatus {
@@ -765,13 +889,55 @@ impl Writer {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         self.drop_written_endings()?;
+        if !self.held.is_empty() {
+            return self.write_held();
+        }
         if self.ended.is_empty() {
             return Ok(());
         }
         let ended = self.ended.clone();
         self.store()?.record_attempts(&ended, None)?;
         self.ended.clear();
+        self.held_since = None;
         Ok(())
+    }
+
+    /// Writes the endings and the starts held back, in one transaction; what it holds
+    /// is let go only once the transaction is committed.
+    fn write_held(&mut self) -> Result<(), StoreError> {
+        let held = std::mem::take(&mut self.held);
+        let ended = std::mem::take(&mut self.ended);
+        let starts: Vec<GatheredStart<'_>> = held
+            .iter()
+            .map(|h| GatheredStart {
+                instance_id: h.instance_id,
+                try_num: h.try_num,
+                started: h.started,
+                output: h.output.as_deref(),
+                ending: h.ending.as_ref(),
+            })
+            .collect();
+        let written = self
+            .store()
+            .and_then(|store| store.record_gathered(&ended, &starts));
+        drop(starts);
+        match written {
+            Ok(ids) => {
+                for (held, id) in held.into_iter().zip(ids) {
+                    if held.ending.is_none() {
+                        self.attempts
+                            .insert((held.task, held.instance, held.try_num), id);
+                    }
+                }
+                self.held_since = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.held = held;
+                self.ended = ended;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -130,6 +130,55 @@ fn a_task_that_cannot_be_started_is_recorded_with_its_attempt() {
 }
 
 #[test]
+fn quick_tasks_and_a_long_one_are_recorded_while_it_runs() {
+    // Quick tasks' records are gathered into few transactions; none of them, nor the
+    // start of the long task after them, may wait for the long task to end.
+    let mut chain = Chain::new();
+    for i in 1..=9 {
+        chain = chain.task(&format!("1{i}-quick{i}.sh"), "true");
+    }
+    let chain = chain.task("20-long.sh", "echo $$ > \"$LOG.long\"; sleep 30");
+    let mut child = chain.spawn(&[]);
+    read_pid(&chain.path().join("log.long"));
+    let mut run = Value::Null;
+    let recorded = wait_for(Duration::from_secs(20), || {
+        run = chain.last_run();
+        run["tasks"].as_array().is_some_and(|tasks| {
+            tasks
+                .iter()
+                .all(|t| t["attempts"].as_array().map(Vec::len) == Some(1))
+        })
+    });
+    assert!(
+        recorded,
+        "every started attempt is recorded while the last one runs: {run}"
+    );
+    let tasks = run["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 10, "{run}");
+    for quick in &tasks[..9] {
+        assert_eq!(quick["status"], "finished", "{run}");
+        assert_eq!(quick["attempts"][0]["result"], "OK", "{run}");
+    }
+    assert_eq!(tasks[9]["status"], "running", "{run}");
+    assert!(tasks[9]["attempts"][0]["stop_time"].is_null(), "{run}");
+    // On disk, not only in runner's memory: a kill -9 keeps all of it.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill");
+    child.wait().expect("wait");
+    let id = run["run_id"].as_str().expect("id").to_owned();
+    std::fs::remove_file(chain.taskdir().join("20-long.sh")).expect("remove");
+    chain.run(&[]).assert_code(0);
+    let killed = chain.runs_json(&["show", &id]);
+    assert_eq!(killed["status"], "lost", "{killed}");
+    let attempts: usize = killed["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["attempts"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(attempts, 10, "{killed}");
+}
+
+#[test]
 fn interrupted_run_is_recorded_as_interrupted() {
     let chain = Chain::new()
         .task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300")
