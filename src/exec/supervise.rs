@@ -203,6 +203,10 @@ impl Supervisor {
         loop {
             if let Some(sig) = self.interrupt.received() {
                 stopped = Some(Stop::Interrupt(sig));
+                // Stopping may take the whole grace: what was held is written first.
+                if records_due.take().is_some() {
+                    output.record_now();
+                }
                 let grace = limits.interrupt_grace.unwrap_or(limits.kill_grace);
                 self.stop_all(&mut waiter, &tracker, group, grace);
                 break;
@@ -216,6 +220,9 @@ impl Supervisor {
                 Some(deadline) => {
                     if now >= deadline {
                         stopped = Some(Stop::Timeout);
+                        if records_due.take().is_some() {
+                            output.record_now();
+                        }
                         self.stop_all(&mut waiter, &tracker, group, limits.kill_grace);
                         break;
                     }
@@ -246,6 +253,10 @@ impl Supervisor {
         if stopped.is_none() && tracker.may_have_members() {
             let left = tracker.members();
             if !left.is_empty() {
+                // Stopping them (or waiting for their output) may take long.
+                if records_due.take().is_some() {
+                    output.record_now();
+                }
                 leftovers = left
                     .iter()
                     .map(|p| Leftover {

@@ -523,7 +523,10 @@ impl Writer {
 
     /// When the records held back must be written, if any are.
     pub(crate) fn gathered_due(&self) -> Option<Instant> {
-        if self.held.is_empty() && self.ended.is_empty() {
+        // Recording stopped for good: nothing more will be written.
+        if (self.held.is_empty() && self.ended.is_empty())
+            || self.progress.dead.load(Ordering::Relaxed)
+        {
             return None;
         }
         self.held_since.map(|since| since + GATHER)

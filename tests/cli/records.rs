@@ -178,6 +178,76 @@ fn quick_tasks_and_a_long_one_are_recorded_while_it_runs() {
     assert_eq!(attempts, 10, "{killed}");
 }
 
+fn attempts_of(run: &Value) -> usize {
+    run["tasks"].as_array().map_or(0, |tasks| {
+        tasks
+            .iter()
+            .map(|t| t["attempts"].as_array().map_or(0, Vec::len))
+            .sum()
+    })
+}
+
+#[test]
+fn a_store_that_refuses_attempts_for_good_is_one_warning() {
+    let chain = Chain::new().task("10-a.sh", "true");
+    chain.run(&[]).assert_code(0);
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
+    db.execute_batch(
+        "CREATE TRIGGER no_attempts BEFORE INSERT ON attempts \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .expect("trigger");
+    drop(db);
+    std::fs::remove_file(chain.taskdir().join("10-a.sh")).expect("remove");
+    let chain = chain.task("20-long.sh", "sleep 0.5");
+    let run = chain.run(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr().matches("cannot record this run").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
+}
+
+/// Runs `chain`, whose task writes its pid to `$LOG.pid` and is then stopped with a long
+/// grace; its start must be in the store during the grace.
+fn start_is_recorded_during_the_grace(chain: &Chain) {
+    let mut child = chain.spawn(&[]);
+    read_pid(&chain.path().join("log.pid"));
+    let mut run = Value::Null;
+    let recorded = wait_for(Duration::from_secs(5), || {
+        run = chain.last_run();
+        attempts_of(&run) == 1
+    });
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+    assert!(
+        recorded,
+        "the start is not in the store during the grace: {run}"
+    );
+}
+
+#[test]
+fn a_start_is_recorded_while_leftovers_are_stopped() {
+    let chain = Chain::new()
+        .ini("[runner]\nleftovers = kill\nkill_grace = 8")
+        .task(
+            "10-a.sh",
+            "(trap '' TERM; exec sleep 30) & echo $! > \"$LOG.pid\"",
+        );
+    start_is_recorded_during_the_grace(&chain);
+}
+
+#[test]
+fn a_start_is_recorded_while_an_interrupted_task_is_stopped() {
+    let chain = Chain::new().ini("[runner]\nkill_grace = 8").task(
+        "10-a.sh",
+        "trap '' TERM; kill -TERM $PPID; echo $$ > \"$LOG.pid\"; exec sleep 30",
+    );
+    start_is_recorded_during_the_grace(&chain);
+}
+
 #[test]
 fn interrupted_run_is_recorded_as_interrupted() {
     let chain = Chain::new()
