@@ -815,7 +815,13 @@ fn read_result(path: &Path, task: &str) -> Option<serde_json::Value> {
     let mut text = String::new();
     let read = std::fs::File::open(path)
         .and_then(|f| f.take(MAX_RESULT_BYTES + 1).read_to_string(&mut text));
-    let _ = std::fs::remove_file(path);
+    match read {
+        // Most tasks write none: nothing to remove either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        _ => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     read.ok()?;
     // It is recorded with the attempt: a task cannot make the store hold gigabytes.
     if text.len() as u64 > MAX_RESULT_BYTES {
