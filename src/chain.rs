@@ -813,16 +813,20 @@ pub(crate) const MAX_RESULT_BYTES: u64 = 1 << 20;
 fn read_result(path: &Path, task: &str) -> Option<serde_json::Value> {
     use std::io::Read;
     let mut text = String::new();
-    let read = std::fs::File::open(path)
+    let read = crate::state::open_left_file(path)
         .and_then(|f| f.take(MAX_RESULT_BYTES + 1).read_to_string(&mut text));
-    match read {
+    match &read {
         // Most tasks write none: nothing to remove either.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        _ => {
+        Err(e) => {
+            log::warn!("task \"{task}\" left a RUNNER_RESULT that cannot be read ({e}); ignored");
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        Ok(_) => {
             let _ = std::fs::remove_file(path);
         }
     }
-    read.ok()?;
     // It is recorded with the attempt: a task cannot make the store hold gigabytes.
     if text.len() as u64 > MAX_RESULT_BYTES {
         log::warn!(

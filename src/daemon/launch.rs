@@ -358,13 +358,13 @@ pub(crate) fn stop_reason(report: &AttemptReport) -> Option<&'static str> {
 /// `return_data.json` in its directory.
 pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
     let path = paths.run_dir.join("return_data.json");
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .ok()?
+    let mut file = match crate::state::open_left_file(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{} cannot be read ({e}); not recorded", path.display());
+            return None;
+        }
     };
     // The job wrote it with its own umask; it is task output, as private as output.txt.
     {

@@ -88,6 +88,24 @@ pub(crate) fn open_private(
         .open(path)
 }
 
+/// Opens a file a task or job left for runner to read (`RUNNER_RESULT`,
+/// `return_data.json`), never through a symlink and never blocking: a FIFO (or any
+/// other file that is not a regular one) is refused rather than waited on forever.
+pub(crate) fn open_left_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// The host runs are recorded with (section 13): `RUNNER_HOST`, else the configured
 /// name (`[runner] host`), else the machine's hostname.
 pub(crate) fn host(configured: Option<&str>) -> String {

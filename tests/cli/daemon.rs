@@ -1233,3 +1233,23 @@ fn a_busy_daemon_keeps_its_wal_bounded_and_records_every_run() {
     );
     assert_eq!(owned, all, "every run has its status");
 }
+
+#[test]
+fn a_return_data_fifo_is_refused_not_waited_on() {
+    // A job that leaves a FIFO where its return data goes must not hold its run (and the
+    // run's thread) open forever.
+    let mut daemon = Daemon::new(&[(
+        "runner.yaml",
+        "jobs:\n  fifo:\n    command: [\"/bin/sh\", \"-c\", \"mkfifo \\\"$RUN_DIR/return_data.json\\\"\"]\n",
+    )]);
+    daemon.start("runner.yaml");
+    let run = daemon.trigger_and_wait("fifo");
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert!(
+        daemon.daemon_log().contains("not a regular file"),
+        "{}",
+        daemon.daemon_log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait();
+}

@@ -249,6 +249,25 @@ fn a_start_is_recorded_while_an_interrupted_task_is_stopped() {
 }
 
 #[test]
+fn a_runner_result_fifo_is_refused_not_waited_on() {
+    let chain = Chain::new()
+        .task("10-fifo.sh", "mkfifo \"$RUNNER_RESULT\"")
+        .task("20-next.sh", "echo '{\"n\": 2}' > \"$RUNNER_RESULT\"");
+    let run = chain.run(&[]);
+    run.assert_code(0)
+        .assert_stderr_contains("left a RUNNER_RESULT that cannot be read (not a regular file)");
+    let recorded = chain.last_run();
+    assert!(
+        recorded["tasks"][0]["attempts"][0]["result_data"].is_null(),
+        "{recorded}"
+    );
+    assert_eq!(
+        recorded["tasks"][1]["attempts"][0]["result_data"]["n"], 2,
+        "{recorded}"
+    );
+}
+
+#[test]
 fn interrupted_run_is_recorded_as_interrupted() {
     let chain = Chain::new()
         .task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300")
