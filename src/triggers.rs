@@ -29,12 +29,23 @@ const MAX_FILE_BYTES: u64 = 64 << 10;
 /// The longest trigger `type`: it is shown in every run list.
 pub(crate) const MAX_TYPE_BYTES: usize = 256;
 
-/// Reads a trigger file of at most `MAX_FILE_BYTES`.
+/// Reads a trigger file of at most `MAX_FILE_BYTES`. Never blocks: [`take`] looks only
+/// at regular files, but one swapped for a FIFO after that look is refused here rather
+/// than waited on for good.
 fn read_bounded(path: &Path) -> Result<String, String> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut text = String::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
         .map_err(|e| e.to_string())?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(format!("it is larger than {} KiB", MAX_FILE_BYTES >> 10));
