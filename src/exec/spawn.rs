@@ -330,32 +330,19 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
     let null = dev_null()?;
     let (stdout_read, stdout_fd) = target(&cmd.stdout)?;
     let (stderr_read, stderr_fd) = target(&cmd.stderr)?;
-    let stdio = [
-        Some(null.as_raw_fd()),
-        stdout_fd
-            .as_ref()
-            .map(|fd| fd.as_raw_fd())
-            .or(match &cmd.stdout {
-                Stdio::File(f) => Some(f.as_raw_fd()),
-                _ => None,
-            }),
-        stderr_fd
-            .as_ref()
-            .map(|fd| fd.as_raw_fd())
-            .or(match &cmd.stderr {
-                Stdio::File(f) => Some(f.as_raw_fd()),
-                Stdio::SameAsStdout => {
-                    stdout_fd
-                        .as_ref()
-                        .map(|fd| fd.as_raw_fd())
-                        .or(match &cmd.stdout {
-                            Stdio::File(f) => Some(f.as_raw_fd()),
-                            _ => None,
-                        })
-                }
-                _ => None,
-            }),
-    ];
+    // The descriptor a stream gets: its pipe's write end, or the file it was given.
+    let fd_of = |made: &Option<OwnedFd>, stdio: &Stdio| {
+        made.as_ref().map(|fd| fd.as_raw_fd()).or(match stdio {
+            Stdio::File(f) => Some(f.as_raw_fd()),
+            _ => None,
+        })
+    };
+    let stdout = fd_of(&stdout_fd, &cmd.stdout);
+    let stderr = match &cmd.stderr {
+        Stdio::SameAsStdout => stdout,
+        other => fd_of(&stderr_fd, other),
+    };
+    let stdio = [Some(null.as_raw_fd()), stdout, stderr];
     let pid = pgroup::spawn_process(&plan, stdio, listing)?;
     // The child has exec'd (or failed): runner's copies of the write ends go.
     drop(stdout_fd);
