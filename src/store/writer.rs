@@ -892,17 +892,11 @@ impl Writer {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         self.drop_written_endings()?;
-        if !self.held.is_empty() {
-            return self.write_held();
-        }
-        if self.ended.is_empty() {
+        if self.held.is_empty() && self.ended.is_empty() {
+            self.held_since = None;
             return Ok(());
         }
-        let ended = self.ended.clone();
-        self.store()?.record_attempts(&ended, None)?;
-        self.ended.clear();
-        self.held_since = None;
-        Ok(())
+        self.write_held()
     }
 
     /// Writes the endings and the starts held back, in one transaction; what it holds
