@@ -116,10 +116,17 @@ fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
 /// leaders their supervisors spawned and wait for. Reading every thread's list instead
 /// cost a file per thread for each ended run, with a thread per run in the daemon: at
 /// 1,000 runs a second, three quarters of the daemon's CPU.
+///
+/// The file is opened once and read from its start each time (`pread`, which needs no
+/// shared offset, so threads may read it at once): the kernel makes the list anew for a
+/// read at offset 0, and the open and close it took per ended task were half of this
+/// check's system calls, a path walk through `/proc` among them.
 pub(crate) fn own_children() -> Option<Vec<i32>> {
-    static PATH: OnceLock<String> = OnceLock::new();
-    let path = PATH.get_or_init(|| format!("/proc/self/task/{}/children", own_pid()));
-    let text = read_small(path).ok()?;
+    static FILE: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    let file = FILE
+        .get_or_init(|| std::fs::File::open(format!("/proc/self/task/{}/children", own_pid())).ok())
+        .as_ref()?;
+    let text = read_whole(file).ok()?;
     Some(
         text.split(|b| b.is_ascii_whitespace())
             .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
@@ -137,15 +144,19 @@ pub(crate) fn own_pid() -> i32 {
 /// `fs::read` spends on a size `/proc` does not know, nor the reads that a buffer
 /// grown from 32 bytes takes.
 fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    read_whole(&std::fs::File::open(path)?)
+}
+
+/// All of `file` from its start, by `pread`, into a buffer of a kilobyte grown as needed.
+fn read_whole(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1024];
     let mut len = 0;
     loop {
         if len == buf.len() {
             buf.resize(len * 2, 0);
         }
-        match file.read(&mut buf[len..]) {
+        match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
