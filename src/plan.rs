@@ -197,6 +197,7 @@ impl Plan {
                     file_name,
                     path: path.clone(),
                     name,
+                    mode: std::fs::metadata(path).map_or(0, |m| m.permissions().mode()),
                 };
                 let settings = config.task_settings(&task.name)?;
                 check_executable(&task, &settings)?;
@@ -220,10 +221,7 @@ fn check_executable(task: &TaskFile, settings: &TaskSettings) -> Result<(), Plan
     if settings.interpreter.is_some() {
         return Ok(());
     }
-    let mode = std::fs::metadata(&task.path)
-        .map(|m| m.permissions().mode())
-        .unwrap_or(0);
-    if mode & 0o111 == 0 {
+    if task.mode & 0o111 == 0 {
         return Err(PlanError::NotExecutable {
             path: task.path.clone(),
         });

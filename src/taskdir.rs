@@ -7,6 +7,7 @@
 //! ownership are checked by the plan and the security check.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -32,6 +33,9 @@ pub(crate) struct TaskFile {
     pub(crate) path: PathBuf,
     /// The task name derived from the file name.
     pub(crate) name: String,
+    /// Its permission bits as the scan found them (a link's target's), so that the plan
+    /// needs no second look at each file to tell whether it is executable.
+    pub(crate) mode: u32,
 }
 
 /// Why a file in the task directory is not a task.
@@ -240,6 +244,7 @@ impl TaskDir {
                 file_name,
                 path: file_path,
                 name,
+                mode: meta.permissions().mode(),
             });
         }
         let halt = halt_path.is_file().then_some(halt_path);
