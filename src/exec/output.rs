@@ -76,6 +76,8 @@ impl Output {
         }
         if self.needs_pipes() {
             cmd.stdout = Stdio::Piped;
+            // See `Waiter::write_ends` in `supervise.rs`.
+            cmd.hold_write_ends = true;
             // Both streams end in the same place anyway: one pipe carries both, in the
             // order they were written.
             cmd.stderr = if streams_are_one() {

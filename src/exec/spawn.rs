@@ -56,6 +56,9 @@ pub(crate) struct Command {
     cwd: Option<PathBuf>,
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
+    /// Keep runner's copies of the pipes' write ends in the [`Child`] (see
+    /// [`Child::write_ends`]) instead of closing them once the child runs.
+    pub(crate) hold_write_ends: bool,
 }
 
 impl Command {
@@ -70,6 +73,7 @@ impl Command {
             cwd: None,
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
+            hold_write_ends: false,
         }
     }
 
@@ -283,6 +287,11 @@ pub(crate) struct Child {
     pub(crate) stdout: Option<ChildStdout>,
     /// The read end of its stderr pipe, when piped.
     pub(crate) stderr: Option<ChildStderr>,
+    /// runner's copies of the write ends of those pipes, when the command asked to hold
+    /// them ([`Command::hold_write_ends`]): while they are open the pipes never reach
+    /// end-of-file, so whoever holds them must read what is ready, not to the end, and
+    /// drop them once the child is reaped.
+    pub(crate) write_ends: Vec<OwnedFd>,
     status: Option<ExitStatus>,
 }
 
@@ -344,13 +353,17 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
     };
     let stdio = [Some(null.as_raw_fd()), stdout, stderr];
     let pid = pgroup::spawn_process(&plan, stdio, listing)?;
-    // The child has exec'd (or failed): runner's copies of the write ends go.
-    drop(stdout_fd);
-    drop(stderr_fd);
+    // The child has exec'd (or failed): runner's copies of the write ends go, unless
+    // they were asked for.
+    let write_ends = match cmd.hold_write_ends {
+        true => [stdout_fd, stderr_fd].into_iter().flatten().collect(),
+        false => Vec::new(),
+    };
     Ok(Child {
         pid,
         stdout: stdout_read.map(ChildStdout::from),
         stderr: stderr_read.map(ChildStderr::from),
+        write_ends,
         status: None,
     })
 }

@@ -191,6 +191,7 @@ impl Supervisor {
         let mut waiter = Waiter {
             exit_fd: pgroup::exit_fd(&child),
             pump: output.pump(child.stdout.take(), child.stderr.take()),
+            write_ends: std::mem::take(&mut child.write_ends),
             child,
             status: None,
             looked: false,
@@ -448,6 +449,12 @@ struct Waiter {
     child: Child,
     exit_fd: Option<OwnedFd>,
     pump: Option<Pump>,
+    /// runner's copies of the pipes' write ends, held until the child is reaped. A
+    /// process closes its descriptors just before it exits: with only the child's ends
+    /// the pipe's end-of-file woke the supervising thread first, which took the CPU
+    /// from the exiting task, found it not yet reaped and slept again until the exit
+    /// fired. Held, the exit is one wake-up; the pipes end at once when they go.
+    write_ends: Vec<OwnedFd>,
     status: Option<ExitStatus>,
     /// Whether `wait` has looked at the child before.
     looked: bool,
@@ -506,6 +513,7 @@ impl Waiter {
         {
             self.status = Some(status);
             self.exit_fd = None;
+            self.write_ends.clear();
         }
         Ok(self.status.is_some())
     }
@@ -579,6 +587,7 @@ impl Waiter {
     /// leftover holds them) hand the pump to the lingering thread at once.
     fn finish_output(&mut self, expect_eof: bool) {
         self.exit_fd = None;
+        self.write_ends.clear();
         if expect_eof {
             let end = Instant::now() + DRAIN_BOUND;
             while self.pump.as_ref().is_some_and(|p| !p.is_done()) {
