@@ -589,6 +589,11 @@ impl Waiter {
         self.exit_fd = None;
         self.write_ends.clear();
         if expect_eof {
+            // The write ends runner held are gone: most often the pipes are at their end
+            // already, which a read sees without a `poll` first.
+            if let Some(pump) = self.pump.as_mut() {
+                pump.drain_ready();
+            }
             let end = Instant::now() + DRAIN_BOUND;
             while self.pump.as_ref().is_some_and(|p| !p.is_done()) {
                 let left = end.saturating_duration_since(Instant::now());
