@@ -1081,3 +1081,41 @@ fn a_long_chain_checkpoints_its_store_while_it_runs() {
     assert_eq!(tasks.len(), 1201);
     assert!(tasks.iter().all(|t| t["status"] == "finished"), "{run}");
 }
+
+#[test]
+fn a_task_that_closes_its_output_early_is_waited_for_and_runner_keeps_no_pipe_after_it() {
+    // runner holds its own copy of each capture pipe's write end while a task runs, so
+    // the end of a task's output is not taken for its exit, and drops it at the reap.
+    // The chain goes on only once the quiet task has exited (20-b finds its mark), what
+    // it wrote before closing is captured, and runner's descriptors, counted by each
+    // task from its parent's /proc entry, do not grow from task to task.
+    let count = "ls /proc/$PPID/fd | wc -l >> \"$LOG.fds\"";
+    let chain = Chain::new()
+        .task("05-first.sh", count)
+        .task(
+            "10-quiet.sh",
+            "echo BEFORE; echo TO-STDERR >&2; exec >&- 2>&-; sleep 0.3; touch \"$LOG.done\"",
+        )
+        .task("20-b.sh", &format!("test -e \"$LOG.done\" && {count}"))
+        .task("30-c.sh", count)
+        .task("40-d.sh", count);
+    chain.run(&[]).assert_code(0);
+    let record = chain.last_run();
+    assert_eq!(record["status"], "ok", "{record}");
+    let path = record["tasks"][1]["attempts"][0]["output"]
+        .as_str()
+        .expect("output path");
+    let captured = std::fs::read_to_string(path).expect("capture");
+    assert!(captured.contains("BEFORE"), "{captured:?}");
+    assert!(captured.contains("TO-STDERR"), "{captured:?}");
+    let counts: Vec<String> = std::fs::read_to_string(chain.path().join("log.fds"))
+        .expect("counts")
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c == counts[0]),
+        "runner's descriptors grew from task to task: {counts:?}"
+    );
+}
