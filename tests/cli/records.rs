@@ -508,6 +508,15 @@ fn a_killed_runner_leaves_a_lost_run_that_the_next_run_finalizes() {
     let chain = Chain::new().task("10-slow.sh", "echo $$ > \"$LOG.task\"; sleep 300");
     let mut child = chain.spawn(&[]);
     let task = read_pid(&chain.path().join("log.task"));
+    // The attempt's start is written within the gathering window (5 ms) of the task's
+    // start, while it runs; a kill -9 inside that window may lose it (the run stays
+    // recorded, and lost). This test is about what happens after a start is recorded.
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            chain.last_run()["tasks"][0]["attempts"][0]["start_time"].is_f64()
+        }),
+        "the attempt's start is recorded while the task runs"
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");
     child.wait().expect("reap");
     assert!(wait_for(Duration::from_secs(10), || !is_alive(task)));
