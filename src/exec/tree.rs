@@ -117,16 +117,18 @@ fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
 /// cost a file per thread for each ended run, with a thread per run in the daemon: at
 /// 1,000 runs a second, three quarters of the daemon's CPU.
 ///
-/// The file is opened once and read from its start each time (`pread`, which needs no
-/// shared offset, so threads may read it at once): the kernel makes the list anew for a
-/// read at offset 0, and the open and close it took per ended task were half of this
-/// check's system calls, a path walk through `/proc` among them.
+/// Each thread opens the file once and reads it from its start each time (`pread`): the
+/// kernel makes the list anew for a read at offset 0, and the open and close it took per
+/// ended task were half of this check's system calls, a path walk through `/proc` among
+/// them. One descriptor per thread, not one for all: reads of one open file from several
+/// threads at once move its position under each other, and a read that goes on from
+/// where another thread's left off can cut a pid in two.
 pub(crate) fn own_children() -> Option<Vec<i32>> {
-    static FILE: OnceLock<Option<std::fs::File>> = OnceLock::new();
-    let file = FILE
-        .get_or_init(|| std::fs::File::open(format!("/proc/self/task/{}/children", own_pid())).ok())
-        .as_ref()?;
-    let text = read_whole(file).ok()?;
+    thread_local! {
+        static FILE: Option<std::fs::File> =
+            std::fs::File::open(format!("/proc/self/task/{}/children", own_pid())).ok();
+    }
+    let text = FILE.with(|file| file.as_ref().map(read_whole))?.ok()?;
     Some(
         text.split(|b| b.is_ascii_whitespace())
             .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
