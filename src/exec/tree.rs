@@ -132,6 +132,8 @@ pub(crate) fn own_children() -> Option<Vec<i32>> {
     Some(
         text.split(|b| b.is_ascii_whitespace())
             .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
+            // Never 0 or less: those name process groups to `waitpid` and `kill`.
+            .filter(|&pid| pid > 0)
             .collect(),
     )
 }
