@@ -355,9 +355,12 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
     let pid = pgroup::spawn_process(&plan, stdio, listing)?;
     // The child has exec'd (or failed): runner's copies of the write ends go, unless
     // they were asked for.
-    let write_ends = match cmd.hold_write_ends {
-        true => [stdout_fd, stderr_fd].into_iter().flatten().collect(),
-        false => Vec::new(),
+    let write_ends = if cmd.hold_write_ends {
+        [stdout_fd, stderr_fd].into_iter().flatten().collect()
+    } else {
+        drop(stdout_fd);
+        drop(stderr_fd);
+        Vec::new()
     };
     Ok(Child {
         pid,
