@@ -1096,16 +1096,24 @@ fn a_task_that_closes_its_output_early_is_waited_for_and_runner_keeps_no_pipe_af
     // runner holds its own copy of each capture pipe's write end while a task runs, so
     // the end of a task's output is not taken for its exit, and drops it at the reap.
     // The chain goes on only once the quiet task has exited (20-b finds its mark), what
-    // it wrote before closing is captured, and runner's descriptors, counted by each
-    // task from its parent's /proc entry, do not grow from task to task.
-    let count = "ls /proc/$PPID/fd | wc -l >> \"$LOG.fds\"";
+    // it wrote before closing is captured, and runner's pipes, counted by each task from
+    // its parent's /proc entry, do not grow from task to task. A task can run before
+    // runner's spawn has returned, while spawn's own descriptors are still open and the
+    // task's pidfd not yet: each task waits for the pidfd, and counts only pipes, so that
+    // a database connection another thread opens meanwhile does not count either.
+    let count = "i=0; until ls -l /proc/$PPID/fd | grep -q pidfd || [ $i -ge 1000 ]; do \
+                 sleep 0.01; i=$((i+1)); done; \
+                 ls -l /proc/$PPID/fd | grep -c pipe: >> \"$LOG.fds\"";
     let chain = Chain::new()
         .task("05-first.sh", count)
         .task(
             "10-quiet.sh",
             "echo BEFORE; echo TO-STDERR >&2; exec >&- 2>&-; sleep 0.3; touch \"$LOG.done\"",
         )
-        .task("20-b.sh", &format!("test -e \"$LOG.done\" && {count}"))
+        .task(
+            "20-b.sh",
+            &format!("test -e \"$LOG.done\" || exit 1; {count}"),
+        )
         .task("30-c.sh", count)
         .task("40-d.sh", count);
     chain.run(&[]).assert_code(0);
@@ -1125,6 +1133,6 @@ fn a_task_that_closes_its_output_early_is_waited_for_and_runner_keeps_no_pipe_af
     assert_eq!(counts.len(), 4, "{counts:?}");
     assert!(
         counts.iter().all(|c| *c == counts[0]),
-        "runner's descriptors grew from task to task: {counts:?}"
+        "runner's pipes grew from task to task: {counts:?}"
     );
 }
