@@ -5,8 +5,9 @@
 //! `service` is the loop around it that starts processes, records runs and answers
 //! signals; `intake` reads trigger files and reloaded configurations on its own thread,
 //! told by `watch` (inotify) when a file arrives; `launch` builds one run's directory,
-//! environment and command; `gate` holds or drops due runs of jobs that wait for events.
+//! environment and command; `ends` hands ended runs to the loop; `gate` holds or drops due runs of jobs that wait for events.
 
+mod ends;
 mod gate;
 mod intake;
 pub(crate) mod jobs;

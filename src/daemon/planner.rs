@@ -32,7 +32,7 @@ pub(super) const SCHEDULE: &str = "schedule";
 
 /// A run the planner let start; handed back to [`Planner::finished`] when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct RunSlot(u64);
+pub(super) struct RunSlot(pub(super) u64);
 
 /// A run to start now.
 #[derive(Debug, Clone)]
@@ -340,6 +340,12 @@ impl Planner {
         {
             *n = n.saturating_sub(1);
         }
+    }
+
+    /// Whether a due run waits for its job, a slot or an event: then a run that ends
+    /// may let it start, and the loop wants to hear of every end at once.
+    pub(super) fn has_waiting(&self) -> bool {
+        !self.due.is_empty()
     }
 
     /// The time of the next planned run that is not due yet: when to poll again (runs

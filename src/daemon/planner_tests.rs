@@ -338,10 +338,21 @@ fn a_group_of_two_admits_two_and_hands_a_freed_slot_on_in_order() {
     assert_eq!(names, ["c", "a"], "the first two to fall due");
     assert!(first.iter().all(|s| s.group.as_deref() == Some("pair")));
     assert!(planner.poll(at(t, 2.0)).is_empty(), "the group is full");
+    assert!(
+        planner.has_waiting(),
+        "d and b wait: the loop wants every end at once"
+    );
     planner.finished(first[1].slot);
     let next = planner.poll(at(t, 3.0));
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].request.job, "d");
+    assert!(planner.has_waiting(), "b still waits");
+    planner.finished(first[0].slot);
+    assert_eq!(planner.poll(at(t, 4.0)).len(), 1);
+    assert!(
+        !planner.has_waiting(),
+        "nothing waits: an end can wait for the next look"
+    );
 }
 
 #[test]

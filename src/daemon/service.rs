@@ -6,9 +6,10 @@
 //! or a configuration read by the intake thread (parsed there, never here), a run that
 //! ended. No periodic polling, so a daemon with ten thousand hourly jobs is idle between
 //! due times. Each run is supervised on a thread of its own while it lasts (threads are
-//! kept for the next run, see `pool`), which reports back through the channel, so a slot
-//! freed in a concurrency group is handed to a waiting run at once; the ends that come
-//! within a few milliseconds of each other are recorded together.
+//! kept for the next run, see `pool`), which hands its end to the loop (see `ends`): a
+//! slot freed in a concurrency group is handed to a waiting run at once, an end nothing
+//! waits for wakes nobody, and the ends that come within a few milliseconds of each
+//! other are recorded together.
 //! Jobs with `after`, `unless` or `and_every` are woken by the events watch (inotify on
 //! `events.notify` beside the database, as waiting chains are): a run held for an event
 //! costs nothing until something is fired.
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
+use super::ends::Ends;
 use super::gate::{self, Gates};
 use super::intake::{self, Intake, Loaded};
 use super::launch::{self, Context, RunPaths};
@@ -46,10 +48,8 @@ pub(super) enum Event {
     Trigger(Trigger),
     /// The configuration, loaded again by the intake thread (SIGHUP).
     Reloaded(Box<Result<Loaded, Error>>),
-    Finished {
-        slot: RunSlot,
-        report: AttemptReport,
-    },
+    /// A run ended while the loop asked to hear of it at once (see `ends`).
+    Ended,
     /// The intake thread took the trigger files that were there at start.
     Ready,
     /// An event was fired (the events watch).
@@ -168,8 +168,8 @@ pub(crate) struct Service {
     sender: Sender<Event>,
     events: Receiver<Event>,
     intake: Option<Intake>,
-    /// An event taken from the channel while collecting ended runs, handled next.
-    pending: Option<Event>,
+    /// Runs that ended, not yet taken by the loop.
+    ends: Arc<Ends>,
     stopping: bool,
     /// The event rules of the daemon's session.
     gates: Gates,
@@ -280,7 +280,7 @@ impl Service {
             sender,
             events,
             intake: None,
-            pending: None,
+            ends: Arc::default(),
             stopping: false,
             gates,
             on_event: None,
@@ -326,6 +326,7 @@ impl Service {
         self.intake = Some(intake);
 
         loop {
+            self.take_ends();
             if self.record_ends_at.is_some_and(|at| at <= Instant::now()) {
                 self.record_ends();
             }
@@ -351,18 +352,22 @@ impl Service {
                 self.wrote = false;
                 self.store.lull();
             }
-            let event = match (self.pending.take(), wait) {
-                (Some(event), _) => Some(event),
-                (None, wait) => match wait {
-                    Some(wait) => match self.events.recv_timeout(wait) {
-                        Ok(event) => Some(event),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    },
-                    None => match self.events.recv() {
-                        Ok(event) => Some(event),
-                        Err(_) => break,
-                    },
+            // An end is wanted at once by a run that waits for it, by the first end of a
+            // batch (recorded within ENDS_WAIT of it) and by a daemon that stops.
+            let wake_for_an_end =
+                self.stopping || self.record_ends_at.is_none() || self.planner.has_waiting();
+            if !self.ends.sleep(wake_for_an_end) {
+                continue;
+            }
+            let event = match wait {
+                Some(wait) => match self.events.recv_timeout(wait) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.events.recv() {
+                    Ok(event) => Some(event),
+                    Err(_) => break,
                 },
             };
             // One event, then the planner again: a trigger that may start at once starts
@@ -399,23 +404,8 @@ impl Service {
             Event::Signal(signals::Request::Shutdown(sig)) => self.shutdown(sig),
             Event::Trigger(trigger) => self.trigger(trigger),
             Event::Reloaded(loaded) => self.reloaded(*loaded),
-            Event::Finished { slot, report } => {
-                // Its slot is free at once; it is recorded with the runs that end in
-                // the next moments, in one transaction (see ENDS_WAIT). The runs that
-                // ended meanwhile join it; the first other event is handled next, in
-                // its turn.
-                self.ended(slot, report);
-                while self.record_ends_at.is_some() {
-                    match self.events.try_recv() {
-                        Ok(Event::Finished { slot, report }) => self.ended(slot, report),
-                        Ok(other) => {
-                            self.pending = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
+            // Taken at the top of the loop, with every other end that came meanwhile.
+            Event::Ended => {}
             Event::Fired => {
                 if !self.stopping {
                     self.take_firings();
@@ -904,6 +894,7 @@ impl Service {
             leftovers: crate::exec::Leftovers::Keep,
         };
         let sender = self.sender.clone();
+        let ends = Arc::clone(&self.ends);
         let run_paths = paths.clone();
         let spawned = self.pool.run(move || {
             // Making the run's directory and file is most of a run's start on a busy
@@ -930,7 +921,9 @@ impl Service {
                 use std::io::Write;
                 let _ = writeln!(file, "runner: cannot start the command: {e}");
             }
-            let _ = sender.send(Event::Finished { slot, report });
+            if ends.push((slot, report)) {
+                let _ = sender.send(Event::Ended);
+            }
         });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for run {run_id}: {e}");
@@ -991,6 +984,13 @@ impl Service {
             if newer {
                 previous[slot] = Some(record.clone());
             }
+        }
+    }
+
+    /// The runs that ended since the last look: their slots are free now.
+    fn take_ends(&mut self) {
+        for (slot, report) in self.ends.take() {
+            self.ended(slot, report);
         }
     }
 
