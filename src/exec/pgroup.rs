@@ -444,6 +444,8 @@ struct ChildArgs {
     stdio: [RawFd; 3],
     /// The guardian's slot for the child's group, or null.
     listing: *const AtomicI32,
+    /// The reaper's slot for the child's pid, or null.
+    leader: *const AtomicI32,
     /// The signals to give back their default action (see [`Dispositions`]).
     dispositions: Dispositions,
     /// Set by the child as it starts: the parent sees it only if the child shares its
@@ -529,12 +531,14 @@ fn dispositions() -> Dispositions {
 /// Starts `plan` as a new process that leads its own process group, with `stdio`
 /// (`None` keeps runner's descriptor) as fds 0-2, and returns its pid once it has exec'd.
 /// Before the exec the child stores its pid in `listing` (a guardian's slot), so the
-/// guardian knows the group before the program runs. A failure before or at the exec (a missing program, a
+/// guardian knows the group before the program runs, and in `leader` (the reaper's slot,
+/// see `reaper.rs`), so that its SIGCHLD is known for a leader's however soon it exits. A failure before or at the exec (a missing program, a
 /// working directory that is gone) is returned as that error, the child reaped.
 pub(crate) fn spawn_process(
     plan: &ExecPlan,
     stdio: [Option<RawFd>; 3],
     listing: Option<&AtomicI32>,
+    leader: Option<&AtomicI32>,
 ) -> io::Result<i32> {
     let paths: Vec<*const libc::c_char> = plan.paths.iter().map(|p| p.as_ptr()).collect();
     let argv: Vec<*const libc::c_char> = plan
@@ -565,6 +569,7 @@ pub(crate) fn spawn_process(
         cwd: plan.cwd.map_or(std::ptr::null(), |c| c.as_ptr()),
         stdio: stdio.map(|fd| fd.unwrap_or(-1)),
         listing: listing.map_or(std::ptr::null(), std::ptr::from_ref),
+        leader: leader.map_or(std::ptr::null(), std::ptr::from_ref),
         dispositions: dispositions(),
         started: AtomicBool::new(false),
         errno: AtomicI32::new(0),
@@ -650,6 +655,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     unsafe {
         let args = &*arg.cast::<ChildArgs>();
         args.started.store(true, Ordering::Release);
+        if let Some(leader) = args.leader.as_ref() {
+            // Before anything that could end this child: its exit is a leader's.
+            leader.store(libc::getpid(), Ordering::Release);
+        }
         // runner's handlers must not run here, in its memory: back to the default.
         // What is ignored stays ignored across exec, as with std.
         let mut default: libc::sigaction = std::mem::zeroed();

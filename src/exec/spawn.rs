@@ -327,8 +327,13 @@ impl Child {
 
 /// Starts `cmd` with stdin from `/dev/null`, leading a new process group that the child
 /// itself lists with the guardian in `listing` (a guardian's slot, when there is one)
-/// before it execs. Returns once the program runs, or with the reason it could not.
-pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Child> {
+/// and, as a leader, in `leader` (the reaper's slot) before it execs. Returns once the
+/// program runs, or with the reason it could not.
+pub(crate) fn spawn(
+    cmd: &Command,
+    listing: Option<&AtomicI32>,
+    leader: Option<&AtomicI32>,
+) -> io::Result<Child> {
     let prepared = cmd.plan()?;
     let plan = ExecPlan {
         paths: &prepared.paths,
@@ -352,7 +357,7 @@ pub(crate) fn spawn(cmd: &Command, listing: Option<&AtomicI32>) -> io::Result<Ch
         other => fd_of(&stderr_fd, other),
     };
     let stdio = [Some(null.as_raw_fd()), stdout, stderr];
-    let pid = pgroup::spawn_process(&plan, stdio, listing)?;
+    let pid = pgroup::spawn_process(&plan, stdio, listing, leader)?;
     // The child has exec'd (or failed): runner's copies of the write ends go, unless
     // they were asked for.
     let write_ends = if cmd.hold_write_ends {
@@ -390,15 +395,17 @@ mod tests {
 
     #[test]
     fn the_child_lists_its_group_before_its_program_runs() {
-        // Nothing but the child writes to this "guardian" slot, and spawn returns only
-        // once the program runs: the listing must already be there, naming the child,
-        // which leads its own group.
+        // Nothing but the child writes to this "guardian" slot and this reaper's slot,
+        // and spawn returns only once the program runs: both listings must already be
+        // there, naming the child, which leads its own group.
         let slot = AtomicI32::new(-1);
+        let leader = AtomicI32::new(-1);
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "exec sleep 5"]);
-        let mut child = spawn(&cmd, Some(&slot)).expect("spawn");
+        let mut child = spawn(&cmd, Some(&slot), Some(&leader)).expect("spawn");
         let pid = child.id() as i32;
         assert_eq!(slot.load(std::sync::atomic::Ordering::Acquire), pid);
+        assert_eq!(leader.load(std::sync::atomic::Ordering::Acquire), pid);
         assert_eq!(
             nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok(),
             Some(nix::unistd::Pid::from_raw(pid))
@@ -411,12 +418,14 @@ mod tests {
     fn a_failed_start_is_the_error_of_the_exec_or_chdir() {
         let mut cmd = Command::new("/nonexistent/program");
         cmd.arg("x");
-        let err = spawn(&cmd, None).expect_err("no such program");
+        let err = spawn(&cmd, None, None).expect_err("no such program");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         let mut cmd = Command::new("/bin/true");
         cmd.current_dir("/nonexistent/dir");
         assert_eq!(
-            spawn(&cmd, None).expect_err("no such directory").kind(),
+            spawn(&cmd, None, None)
+                .expect_err("no such directory")
+                .kind(),
             io::ErrorKind::NotFound
         );
     }
@@ -425,7 +434,7 @@ mod tests {
     fn a_child_that_listed_itself_and_could_not_exec_is_taken_back() {
         let slot = AtomicI32::new(-1);
         let cmd = Command::new("/nonexistent/program");
-        spawn(&cmd, Some(&slot)).expect_err("no such program");
+        spawn(&cmd, Some(&slot), None).expect_err("no such program");
         // Back to reserved: still its owner's, naming no group.
         assert_eq!(slot.load(std::sync::atomic::Ordering::Acquire), -1);
     }
@@ -442,7 +451,7 @@ mod tests {
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "grep '^SigIgn:' /proc/self/status"]);
         cmd.stdout = Stdio::File(out);
-        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut child = spawn(&cmd, None, None).expect("spawn");
         let status = child.wait().expect("wait");
         // SAFETY: as above.
         unsafe { libc::signal(libc::SIGUSR2, old) };
@@ -474,7 +483,7 @@ mod tests {
             .env("PATH", "/usr/bin:/bin")
             .current_dir(dir.path());
         cmd.stdout = Stdio::File(out);
-        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut child = spawn(&cmd, None, None).expect("spawn");
         assert!(child.wait().expect("wait").success());
         let text = std::fs::read_to_string(dir.path().join("out")).expect("read");
         let cwd = dir.path().canonicalize().expect("canonical");
@@ -488,7 +497,7 @@ mod tests {
             .env("AAA_RUNNER_TEST", "first")
             .env("zzz_runner_test", "last");
         cmd.stdout = Stdio::Piped;
-        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut child = spawn(&cmd, None, None).expect("spawn");
         let mut out = String::new();
         child
             .stdout
@@ -529,7 +538,7 @@ mod tests {
         cmd.args(["-c", "echo out; echo err >&2"]);
         cmd.stdout = Stdio::Piped;
         cmd.stderr = Stdio::Piped;
-        let mut child = spawn(&cmd, None).expect("spawn");
+        let mut child = spawn(&cmd, None, None).expect("spawn");
         let mut out = String::new();
         child
             .stdout
