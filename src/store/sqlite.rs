@@ -654,16 +654,16 @@ impl Store {
             }
             let mut ids = Vec::with_capacity(starts.len());
             for start in starts {
-                let id = start_attempt(
-                    tx,
-                    start.instance_id,
-                    start.try_num,
-                    start.started,
-                    start.output,
-                )?;
-                if let Some(end) = start.ending {
-                    end_attempt(tx, end, id)?;
-                }
+                let id = match start.ending {
+                    Some(end) => ended_attempt(tx, start, end)?,
+                    None => start_attempt(
+                        tx,
+                        start.instance_id,
+                        start.try_num,
+                        start.started,
+                        start.output,
+                    )?,
+                };
                 ids.push(id);
             }
             Ok(ids)
@@ -818,6 +818,47 @@ fn end_attempt(tx: &Connection, end: &AttemptEnding, attempt_id: i64) -> rusqlit
         end.has_output,
         end.leftovers.as_ref().map(|v| v.to_string())
     ])?;
+    set_ended_status(tx, end)
+}
+
+/// Inserts an attempt that ended before its start was written (see the writer's
+/// `GATHER`) as one finished row, with its instance's status and its cascade, inside
+/// the caller's transaction: the row [`start_attempt`] and then [`end_attempt`] would
+/// leave, in two statements fewer (the `running` status would be overwritten in the
+/// same transaction anyway). Returns the attempt's id.
+fn ended_attempt(
+    tx: &Connection,
+    start: &GatheredStart<'_>,
+    end: &AttemptEnding,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (instance_id, try_num, start_time, output_path, stop_time,
+            exit_code, signal, result, note, result_data, leftovers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        start.instance_id,
+        start.try_num,
+        epoch(start.started),
+        start
+            .output
+            .filter(|_| end.has_output)
+            .map(|p| p.to_string_lossy().into_owned()),
+        epoch(end.stop_time),
+        end.exit_code,
+        end.signal,
+        end.result,
+        end.note,
+        end.result_data.as_ref().map(|v| v.to_string()),
+        end.leftovers.as_ref().map(|v| v.to_string())
+    ])?;
+    let id = tx.last_insert_rowid();
+    set_ended_status(tx, end)?;
+    Ok(id)
+}
+
+/// The status an ending gives its instance, and its cascade event.
+fn set_ended_status(tx: &Connection, end: &AttemptEnding) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE task_instances SET status = ?1 WHERE id = ?2")?
         .execute(params![end.instance_status.as_str(), end.instance_id])?;
     if let Some(cascade) = &end.cascade {

@@ -1136,3 +1136,47 @@ fn a_task_that_closes_its_output_early_is_waited_for_and_runner_keeps_no_pipe_af
         "runner's pipes grew from task to task: {counts:?}"
     );
 }
+
+#[test]
+fn quick_attempts_written_with_their_ends_keep_their_output_and_cascades() {
+    // Tasks this quick end before their start is written: each attempt is stored as one
+    // finished row. A silent attempt names no output file; one that spoke names its own.
+    let chain = Chain::new()
+        .task("10-quiet.sh", "true")
+        .task("20-talk.sh", "echo said")
+        .task("30-still.sh", "true");
+    chain.run(&[]).assert_code(0);
+    let db = rusqlite::Connection::open(chain.state_dir().join("runner.sqlite3")).expect("open");
+    // Name, instance status, output path, stop time, result.
+    type Row = (String, String, Option<String>, Option<f64>, Option<String>);
+    let rows: Vec<Row> = db
+        .prepare(
+            "SELECT i.name, i.status, a.output_path, a.stop_time, a.result
+             FROM attempts a JOIN task_instances i ON i.id = a.instance_id ORDER BY a.id",
+        )
+        .expect("prepare")
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["quiet", "talk", "still"], "{rows:?}");
+    for (name, status, output, stop, result) in &rows {
+        assert_eq!(status, "finished", "{name}: {rows:?}");
+        assert!(stop.is_some(), "{name} has no stop time: {rows:?}");
+        assert_eq!(result.as_deref(), Some("OK"), "{name}: {rows:?}");
+        assert_eq!(output.is_some(), name == "talk", "{name}: {rows:?}");
+    }
+    let talk = rows[1].2.as_deref().expect("talk's output");
+    assert_eq!(std::fs::read_to_string(talk).expect("read"), "said\n");
+    let cascades: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE source LIKE 'cascade %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(cascades, 3);
+}
