@@ -151,7 +151,19 @@ fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
     read_whole(&std::fs::File::open(path)?)
 }
 
-/// All of `file` from its start, by `pread`, into a buffer of a kilobyte grown as needed.
+/// The most a read of a `/proc` file may ask for and still trust a short answer as
+/// the end (see [`read_whole`]): the page a `seq_file` formats into at first.
+const SEQ_PAGE: usize = 4096;
+
+/// All of a `/proc` file from its start, by `pread`, into a buffer of a kilobyte grown
+/// as needed.
+///
+/// These files are `seq_file`s: a read goes on formatting records until it has what
+/// was asked for or the records end, and only a record too big for the kernel's page
+/// (never a pid, nor a `stat` line) returns less before the end. So a short answer
+/// to a read of at most [`SEQ_PAGE`] is the whole rest, and the `pread` that would
+/// return 0 is left out: one system call per task instead of two, the children list
+/// being read for every task that ends.
 fn read_whole(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1024];
@@ -160,8 +172,13 @@ fn read_whole(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
         if len == buf.len() {
             buf.resize(len * 2, 0);
         }
+        let asked = buf.len() - len;
         match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
+            Ok(n) if n < asked && asked <= SEQ_PAGE => {
+                len += n;
+                break;
+            }
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -227,6 +244,37 @@ mod tests {
         assert_eq!(proc.ppid, nix::unistd::getppid().as_raw());
         assert!(snapshot.children(proc.ppid).any(|p| p.pid == me));
         assert!(command_line(me).contains("runner") || !command_line(me).is_empty());
+    }
+
+    #[test]
+    fn a_children_list_longer_than_the_first_read_is_read_whole() {
+        // 400 pids are more than the first read's kilobyte: the read that fills it, and
+        // the short one after it that ends the list, must bring every pid.
+        let mut spawned: Vec<std::process::Child> = (0..400)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .expect("sleep")
+            })
+            .collect();
+        let path = format!("/proc/self/task/{}/children", nix::unistd::gettid());
+        let file = std::fs::File::open(path).expect("children file");
+        let text = read_whole(&file).expect("read");
+        for child in &mut spawned {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(text.len() > 1024, "only {} bytes", text.len());
+        let mut listed: Vec<u32> = String::from_utf8(text)
+            .expect("text")
+            .split_whitespace()
+            .map(|p| p.parse().expect("a pid"))
+            .collect();
+        let mut expected: Vec<u32> = spawned.iter().map(|c| c.id()).collect();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected);
     }
 
     #[test]
