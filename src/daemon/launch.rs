@@ -101,6 +101,44 @@ fn daemon_user() -> Option<&'static (String, String)> {
     .as_ref()
 }
 
+/// The names of the variables for the previous run, the previous good one and the
+/// previous bad one: run id, schedule, start and stop time, exit code. Spelled out, so
+/// that a run's start formats none of them.
+const PREVIOUS_NAMES: [[&str; 5]; 3] = [
+    [
+        "PREVIOUS_RUN_ID",
+        "PREVIOUS_SCHEDULE_TIME",
+        "PREVIOUS_START_TIME",
+        "PREVIOUS_STOP_TIME",
+        "PREVIOUS_EXIT_CODE",
+    ],
+    [
+        "PREVIOUS_GOOD_RUN_ID",
+        "PREVIOUS_GOOD_SCHEDULE_TIME",
+        "PREVIOUS_GOOD_START_TIME",
+        "PREVIOUS_GOOD_STOP_TIME",
+        "PREVIOUS_GOOD_EXIT_CODE",
+    ],
+    [
+        "PREVIOUS_BAD_RUN_ID",
+        "PREVIOUS_BAD_SCHEDULE_TIME",
+        "PREVIOUS_BAD_START_TIME",
+        "PREVIOUS_BAD_STOP_TIME",
+        "PREVIOUS_BAD_EXIT_CODE",
+    ],
+];
+
+/// The daemon's own `PATH`, read once: runner never changes its environment.
+fn daemon_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()))
+}
+
+/// A path as the text of a variable (as `Path::display` shows it).
+fn text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 /// The run's environment, built from scratch (only PATH is inherited), in dsari's
 /// precedence: automatic < global `environment` < job `environment` < trigger.
 pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
@@ -108,21 +146,18 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };
-    let run_dir = ctx.paths.run_dir.display().to_string();
+    let run_dir = text(&ctx.paths.run_dir);
     set("CI", "true".to_owned());
     set("DSARI", "true".to_owned());
-    set(
-        "PATH",
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()),
-    );
+    set("PATH", daemon_path().to_owned());
     if let Some((name, home)) = daemon_user() {
         set("LOGNAME", name.clone());
         set("HOME", home.clone());
     }
     set("PWD", run_dir.clone());
-    set("DATA_DIR", ctx.paths.data_dir.display().to_string());
+    set("DATA_DIR", text(&ctx.paths.data_dir));
     set("JOB_NAME", ctx.job.name.clone());
-    set("JOB_DIR", ctx.paths.job_dir.display().to_string());
+    set("JOB_DIR", text(&ctx.paths.job_dir));
     set("RUN_ID", ctx.run_id.to_owned());
     set("RUN_DIR", run_dir.clone());
     set("SCHEDULE_TIME", epoch(ctx.request.schedule_time));
@@ -131,9 +166,7 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     // The base directory, as dsari sets it: `${TRIGGER_DIR}/${OTHER_JOB}/trigger.json`.
     set(
         "TRIGGER_DIR",
-        crate::triggers::base_dir(&ctx.paths.data_dir)
-            .display()
-            .to_string(),
+        text(&crate::triggers::base_dir(&ctx.paths.data_dir)),
     );
     if let Some(group) = ctx.group {
         set("CONCURRENCY_GROUP", group.to_owned());
@@ -141,23 +174,21 @@ pub(crate) fn environment(ctx: &Context<'_>) -> BTreeMap<String, String> {
     if let Some(group) = ctx.job.job_group() {
         set("JOB_GROUP", group.to_owned());
     }
-    for (prefix, run) in ["PREVIOUS", "PREVIOUS_GOOD", "PREVIOUS_BAD"]
-        .iter()
-        .zip(ctx.previous.iter())
-    {
+    for (names, run) in PREVIOUS_NAMES.iter().zip(ctx.previous.iter()) {
         let Some(run) = run else { continue };
-        set(&format!("{prefix}_RUN_ID"), run.run_id.clone());
+        let [run_id, schedule, start, stop, exit_code] = *names;
+        set(run_id, run.run_id.clone());
         for (name, value) in [
-            ("SCHEDULE_TIME", run.schedule_time),
-            ("START_TIME", run.start_time),
-            ("STOP_TIME", run.stop_time),
+            (schedule, run.schedule_time),
+            (start, run.start_time),
+            (stop, run.stop_time),
         ] {
             if let Some(value) = value {
-                set(&format!("{prefix}_{name}"), format_epoch(value));
+                set(name, format_epoch(value));
             }
         }
         if let Some(code) = run.exit_code {
-            set(&format!("{prefix}_EXIT_CODE"), code.to_string());
+            set(exit_code, code.to_string());
         }
     }
     if ctx.job.jenkins_environment {
@@ -261,7 +292,7 @@ impl Programs {
 pub(crate) fn command(
     job: &Job,
     run_id: &str,
-    env: &BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
     paths: &RunPaths,
     exe: &Path,
     database: &Location,
@@ -313,14 +344,9 @@ pub(crate) fn command(
         // The loader requires one of the two.
         (None, None) => vec![OsString::from("false")],
     };
-    let mut cmd = Command::new(programs.find(&argv[0], env));
+    let mut cmd = Command::new(programs.find(&argv[0], &env));
     // The job sees the name it gave as its argv[0], as with a search in the child.
     cmd.arg0(&argv[0]);
-    cmd.args(&argv[1..]).env_clear().envs(env);
-    if let Some(url) = fleet {
-        cmd.env("RUNNER_DATABASE", url);
-        cmd.env("RUNNER_HOST", crate::state::host(None));
-    }
     // dsari lets PWD (from the job or a trigger) choose the working directory. The run
     // directory (the usual PWD) is made just before the run starts.
     let cwd = env
@@ -329,6 +355,11 @@ pub(crate) fn command(
         .filter(|p| *p != paths.run_dir && p.is_dir())
         .unwrap_or_else(|| paths.run_dir.clone());
     cmd.current_dir(cwd);
+    cmd.args(&argv[1..]).env_clear().envs_owned(env);
+    if let Some(url) = fleet {
+        cmd.env("RUNNER_DATABASE", url);
+        cmd.env("RUNNER_HOST", crate::state::host(None));
+    }
     cmd
 }
 

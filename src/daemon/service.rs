@@ -875,7 +875,7 @@ impl Service {
         let cmd = launch::command(
             &job,
             &run_id,
-            &env,
+            env,
             &paths,
             &self.exe,
             &self.location,

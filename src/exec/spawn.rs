@@ -120,6 +120,23 @@ impl Command {
         self
     }
 
+    /// Sets every variable of `vars`, keeping their strings as they are instead of
+    /// copying them: the daemon hands over each run's environment this way.
+    pub(crate) fn envs_owned(&mut self, vars: BTreeMap<String, String>) -> &mut Command {
+        if self.env.is_empty() {
+            // In order already: the map is built in one pass.
+            self.env = vars
+                .into_iter()
+                .map(|(k, v)| (OsString::from(k), Some(OsString::from(v))))
+                .collect();
+        } else {
+            for (key, value) in vars {
+                self.env.insert(key.into(), Some(value.into()));
+            }
+        }
+        self
+    }
+
     /// Starts the child's environment empty instead of from runner's.
     pub(crate) fn env_clear(&mut self) -> &mut Command {
         self.clear_env = true;
@@ -155,21 +172,41 @@ impl Command {
             .chain(&self.args)
             .map(|a| c_string(a.as_bytes().to_vec()))
             .collect::<io::Result<Vec<_>>>()?;
-        let mut set = Vec::with_capacity(self.env.len());
+        // The variables the command sets, `KEY=value` and a NUL each, one after another in
+        // one buffer: a daemon run sets some thirty, and a C string of its own for each
+        // was most of the allocations of its start.
+        let size = self
+            .env
+            .iter()
+            .filter_map(|(k, v)| Some(k.len() + v.as_ref()?.len() + 2))
+            .sum();
+        let mut set = Vec::with_capacity(size);
+        let mut starts = Vec::with_capacity(self.env.len());
         for (key, value) in &self.env {
             if let Some(value) = value {
-                set.push((key.as_os_str(), pair(key, value)?));
+                if key.as_bytes().contains(&0) || value.as_bytes().contains(&0) {
+                    return Err(nul_error());
+                }
+                starts.push((key.as_os_str(), set.len()));
+                set.extend_from_slice(key.as_bytes());
+                set.push(b'=');
+                set.extend_from_slice(value.as_bytes());
+                set.push(0);
             }
         }
+        // Filled: from here on the buffer never moves, and pointers into it stay valid.
+        let base: *const libc::c_char = set.as_ptr().cast();
+        // SAFETY: every start is an offset inside `set`, where a NUL-terminated entry begins.
+        let at = |start: usize| unsafe { base.add(start) };
         // runner's variables that the command neither sets nor removes, merged with the
         // command's: both are sorted by name, and so is the result, as std has it.
         let inherited: &[(OsString, CString)] = if self.clear_env { &[] } else { inherited() };
-        let mut envp = Vec::with_capacity(inherited.len() + set.len() + 1);
+        let mut envp = Vec::with_capacity(inherited.len() + starts.len() + 1);
         let mut changes = self.env.keys().peekable();
-        let mut own = set.iter().peekable();
+        let mut own = starts.iter().peekable();
         for (key, entry) in inherited {
-            while let Some((_, c)) = own.next_if(|(k, _)| *k < key.as_os_str()) {
-                envp.push(c.as_ptr());
+            while let Some(&(_, start)) = own.next_if(|(k, _)| *k < key.as_os_str()) {
+                envp.push(at(start));
             }
             while changes
                 .next_if(|k| k.as_os_str() < key.as_os_str())
@@ -179,7 +216,7 @@ impl Command {
                 envp.push(entry.as_ptr());
             }
         }
-        envp.extend(own.map(|(_, c)| c.as_ptr()));
+        envp.extend(own.map(|&(_, start)| at(start)));
         envp.push(std::ptr::null());
         let path = match self.env.get(OsStr::new("PATH")) {
             Some(Some(value)) => Some(value.as_bytes()),
@@ -197,7 +234,7 @@ impl Command {
         Ok(Prepared {
             paths,
             argv,
-            _set: set.into_iter().map(|(_, c)| c).collect(),
+            _set: set,
             envp,
             cwd,
         })
@@ -232,8 +269,9 @@ impl Command {
 struct Prepared {
     paths: Vec<CString>,
     argv: Vec<CString>,
-    /// The variables the command sets, which `envp` points into.
-    _set: Vec<CString>,
+    /// The variables the command sets, `KEY=value` and a NUL each, which `envp` points
+    /// into.
+    _set: Vec<u8>,
     /// Null-terminated; points into `_set` and into [`inherited`].
     envp: Vec<*const libc::c_char>,
     cwd: Option<CString>,
@@ -261,12 +299,14 @@ fn pair(key: &OsStr, value: &OsStr) -> io::Result<CString> {
 }
 
 fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a NUL byte in a program, argument or environment variable",
-        )
-    })
+    CString::new(bytes).map_err(|_| nul_error())
+}
+
+fn nul_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a NUL byte in a program, argument or environment variable",
+    )
 }
 
 /// `/dev/null`, opened once for every child's stdin.
