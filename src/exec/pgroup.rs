@@ -28,6 +28,7 @@
 //! reaping one orphan, pidfds of any process, and the relay that keeps copying a kept
 //! leftover's output once runner has exited.
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -35,7 +36,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -135,10 +136,12 @@ pub(crate) fn become_subreaper() -> io::Result<()> {
 }
 
 /// Writes a byte to `wake` at each SIGCHLD, unless it tells of the exit of one of
-/// `leaders` (see `reaper.rs`): the thread reading `wake` reaps the orphans.
+/// `leaders` (see `reaper.rs`; only the first `used` slots may hold one): the thread
+/// reading `wake` reaps the orphans.
 pub(crate) fn wake_on_sigchld(
     wake: std::os::unix::net::UnixStream,
     leaders: &'static [AtomicI32],
+    used: &'static AtomicUsize,
 ) -> io::Result<()> {
     wake.set_nonblocking(true)?;
     let fd = wake.as_raw_fd();
@@ -153,7 +156,8 @@ pub(crate) fn wake_on_sigchld(
                 libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
             );
             let pid = info.si_pid();
-            if exited && pid > 0 && leaders.iter().any(|c| c.load(Ordering::Relaxed) == pid) {
+            let listed = &leaders[..used.load(Ordering::Acquire).min(leaders.len())];
+            if exited && pid > 0 && listed.iter().any(|c| c.load(Ordering::Relaxed) == pid) {
                 return;
             }
             let byte = [b'X'];
@@ -577,8 +581,14 @@ pub(crate) fn spawn_process(
             .as_ref()
             .map_or(-1, |(_, write)| write.as_raw_fd()),
     };
-    // Not zeroed: the child only pushes onto it.
-    let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(CHILD_STACK);
+    // Not zeroed: the child only pushes onto it. Kept for the thread's next spawn:
+    // allocating 64 KiB for each one made glibc sort its free lists every time.
+    thread_local! {
+        static STACK: Cell<Option<Box<[std::mem::MaybeUninit<u8>]>>> = const { Cell::new(None) };
+    }
+    let mut stack = STACK
+        .take()
+        .unwrap_or_else(|| Box::new_uninit_slice(CHILD_STACK));
     // SAFETY: the stack is ours and outlives the child's use of it (the parent is
     // suspended until the child execs or exits); `args` and everything it points to live
     // in this frame until then. All signals are blocked around the clone so that none of
@@ -630,7 +640,8 @@ pub(crate) fn spawn_process(
             }
         }
     };
-    drop(stack);
+    // The child has exec'd or exited, or has a copy of its own: the stack is free.
+    STACK.set(Some(stack));
     if errno != 0 {
         // The child may have listed itself before the exec failed: take it back before
         // the pid is free again, or the guardian could one day signal whatever group

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
 
 use super::pgroup;
@@ -159,17 +159,26 @@ const LEADER_SLOTS: usize = 1024;
 /// A slot of [`LEADERS`] taken and not yet named: it matches no pid.
 const LEADER_RESERVED: i32 = -1;
 
+/// How many slots at the front of [`LEADERS`] have ever been taken: the SIGCHLD handler
+/// looks only at those. Slots are taken first free first, so this is the most leaders
+/// that ran at once, not all 1,024 slots for each exit.
+static LEADERS_USED: AtomicUsize = AtomicUsize::new(0);
+
 /// Takes a free slot of [`LEADERS`] for a leader about to be spawned, if there is one.
 fn reserve_leader() -> Option<&'static AtomicI32> {
-    LEADERS.iter().find(|cell| {
+    let (index, cell) = LEADERS.iter().enumerate().find(|(_, cell)| {
         cell.compare_exchange(0, LEADER_RESERVED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-    })
+    })?;
+    // Before the spawn, so the handler already looks at this slot when the child exits.
+    LEADERS_USED.fetch_max(index + 1, Ordering::AcqRel);
+    Some(cell)
 }
 
 /// Takes `pid` out of [`LEADERS`].
 fn unlist_leader(pid: i32) {
-    if let Some(cell) = LEADERS
+    let used = LEADERS_USED.load(Ordering::Acquire);
+    if let Some(cell) = LEADERS[..used]
         .iter()
         .find(|cell| cell.load(Ordering::Acquire) == pid)
     {
@@ -179,7 +188,7 @@ fn unlist_leader(pid: i32) {
 
 fn start_reaping() -> io::Result<()> {
     let (mut read, write) = UnixStream::pair()?;
-    pgroup::wake_on_sigchld(write, &LEADERS)?;
+    pgroup::wake_on_sigchld(write, &LEADERS, &LEADERS_USED)?;
     std::thread::Builder::new()
         .name("reaper".to_owned())
         .spawn(move || {

@@ -128,14 +128,21 @@ pub(crate) fn own_children() -> Option<Vec<i32>> {
         static FILE: Option<std::fs::File> =
             std::fs::File::open(format!("/proc/self/task/{}/children", own_pid())).ok();
     }
-    let text = FILE.with(|file| file.as_ref().map(read_whole))?.ok()?;
-    Some(
-        text.split(|b| b.is_ascii_whitespace())
-            .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
-            // Never 0 or less: those name process groups to `waitpid` and `kill`.
-            .filter(|&pid| pid > 0)
-            .collect(),
-    )
+    thread_local! {
+        // Read into again for each task: its thread reads the list once per task.
+        static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    TEXT.with_borrow_mut(|text| {
+        FILE.with(|file| file.as_ref().map(|file| read_whole_into(file, text)))?
+            .ok()?;
+        Some(
+            text.split(|b| b.is_ascii_whitespace())
+                .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok())
+                // Never 0 or less: those name process groups to `waitpid` and `kill`.
+                .filter(|&pid| pid > 0)
+                .collect(),
+        )
+    })
 }
 
 /// runner's pid, asked once: nothing that calls this runs in a forked copy of runner.
@@ -165,8 +172,15 @@ const SEQ_PAGE: usize = 4096;
 /// return 0 is left out: one system call per task instead of two, the children list
 /// being read for every task that ends.
 fn read_whole(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    read_whole_into(file, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`read_whole`] into `buf`, whose contents it replaces, keeping its allocation.
+fn read_whole_into(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 1024];
+    buf.resize(buf.capacity().max(1024), 0);
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -185,7 +199,7 @@ fn read_whole(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
         }
     }
     buf.truncate(len);
-    Ok(buf)
+    Ok(())
 }
 
 /// The start time (clock ticks since boot) in one `/proc/PID/stat` line.
