@@ -665,11 +665,15 @@ impl Chain<'_> {
             extra: &job.extra_env,
         }
         .apply(&mut cmd);
-        // Hooks get the task's environment (contract section 5).
-        let hook_env: Vec<(OsString, OsString)> = cmd
-            .get_envs()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
-            .collect();
+        // Hooks get the task's environment (contract section 5), copied only when there
+        // is a hook: two strings for each of a dozen variables, for every attempt.
+        let hook_env: Vec<(OsString, OsString)> = match hook {
+            Some(_) => cmd
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+                .collect(),
+            None => Vec::new(),
+        };
         if let Some(hook) = hook {
             // The attempt begins with its hook: its start is written now, not when the
             // task's process is spawned after a hook that may take long.
