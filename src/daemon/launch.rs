@@ -86,8 +86,12 @@ fn epoch(t: DateTime<Utc>) -> String {
 }
 
 fn format_epoch(t: f64) -> String {
+    use std::fmt::Write;
     // Python's str(float) form, which dsari scripts parse: shortest round-trip digits.
-    format!("{t}")
+    // Room for any epoch to the microsecond, so the digits are written in one allocation.
+    let mut text = String::with_capacity(24);
+    let _ = write!(text, "{t}");
+    text
 }
 
 /// The daemon's user: its name and home, looked up once (the password database is read
