@@ -156,7 +156,10 @@ impl Output {
             ],
             prefix: self.prefix.clone(),
             capture: self.capture.clone(),
-            buffer: vec![0; 8192],
+            buffer: READ_BUFFER
+                .take()
+                .filter(|b| b.len() == READ_SIZE)
+                .unwrap_or_else(|| vec![0; READ_SIZE]),
             decorated: Vec::new(),
         })
     }
@@ -286,6 +289,24 @@ pub(crate) struct Pump {
     decorated: Vec<u8>,
 }
 
+/// How much a pump reads at once.
+const READ_SIZE: usize = 8192;
+
+thread_local! {
+    /// The read buffer of the thread's last pump, for its next: zeroing 8 KiB for each
+    /// attempt took about 9,000 of the 110,000 instructions (callgrind) that runner's
+    /// chain thread spent on a task that prints nothing.
+    static READ_BUFFER: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        // A thread that is exiting has no buffer to keep.
+        let _ = READ_BUFFER.try_with(|cell| cell.set(Some(buffer)));
+    }
+}
+
 impl Pump {
     /// The descriptors still open, with their stream index, for `poll`.
     pub(crate) fn fds(&self) -> Vec<(usize, BorrowedFd<'_>)> {
@@ -309,8 +330,8 @@ impl Pump {
     }
 
     /// The pipes still open, each with the descriptor it is copied to (1 or 2).
-    fn into_fds(self) -> Vec<(OwnedFd, i32)> {
-        self.streams
+    fn into_fds(mut self) -> Vec<(OwnedFd, i32)> {
+        std::mem::take(&mut self.streams)
             .into_iter()
             .flatten()
             .map(|s| {
