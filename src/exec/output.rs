@@ -157,7 +157,9 @@ impl Output {
             prefix: self.prefix.clone(),
             capture: self.capture.clone(),
             buffer: READ_BUFFER
-                .take()
+                .try_with(std::cell::Cell::take)
+                .ok()
+                .flatten()
                 .filter(|b| b.len() == READ_SIZE)
                 .unwrap_or_else(|| vec![0; READ_SIZE]),
             decorated: Vec::new(),

@@ -586,8 +586,11 @@ pub(crate) fn spawn_process(
     thread_local! {
         static STACK: Cell<Option<Box<[std::mem::MaybeUninit<u8>]>>> = const { Cell::new(None) };
     }
+    // A thread whose locals are being dropped allocates one as before.
     let mut stack = STACK
-        .take()
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
         .unwrap_or_else(|| Box::new_uninit_slice(CHILD_STACK));
     // SAFETY: the stack is ours and outlives the child's use of it (the parent is
     // suspended until the child execs or exits); `args` and everything it points to live
@@ -641,7 +644,7 @@ pub(crate) fn spawn_process(
         }
     };
     // The child has exec'd or exited, or has a copy of its own: the stack is free.
-    STACK.set(Some(stack));
+    let _ = STACK.try_with(|kept| kept.set(Some(stack)));
     if errno != 0 {
         // The child may have listed itself before the exec failed: take it back before
         // the pid is free again, or the guardian could one day signal whatever group
