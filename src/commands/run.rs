@@ -171,7 +171,7 @@ fn iterate(
         iteration += 1;
         let run_id = match &args.attach_run {
             Some(id) => id.clone(),
-            None => uuid::Uuid::new_v4().to_string(),
+            None => crate::store::new_run_id(),
         };
         if let Some(lock) = lock.as_deref_mut() {
             lock.announce(&run_id);

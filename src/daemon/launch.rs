@@ -29,15 +29,6 @@ pub(crate) struct Request {
     pub(crate) environment: BTreeMap<String, String>,
 }
 
-/// A new run's id: a random (version 4) UUID, as dsari's, from the thread's generator
-/// (seeded from the OS and reseeded as it goes) rather than `Uuid::new_v4`, which asks
-/// the kernel for 16 bytes for each run.
-pub(crate) fn new_run_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string()
-}
-
 /// Where a run lives on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct RunPaths {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 
-use super::{new_run_id, program};
+use super::program;
 
 fn env(path: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("PATH".to_owned(), path.to_owned())])
@@ -35,19 +35,4 @@ fn what_cannot_be_resolved_here_is_left_as_it_is() {
     assert_eq!(program(&"true".into(), &env("bin:/usr/bin:/bin")), "true");
     assert_eq!(program(&"./true".into(), &env("/usr/bin:/bin")), "./true");
     assert_eq!(program(&"true".into(), &BTreeMap::new()), "true");
-}
-
-#[test]
-fn run_ids_are_random_version_4_uuids() {
-    let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_run_id()).collect();
-    assert_eq!(ids.len(), 1000, "no id twice");
-    for id in &ids {
-        let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
-        assert_eq!(uuid.get_version_num(), 4, "{id}");
-        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
-        assert_eq!(&uuid.hyphenated().to_string(), id, "dsari's form: {id}");
-    }
-    // Random in every hex digit but the version's: the first eight are not shared by all.
-    let prefixes: std::collections::HashSet<&str> = ids.iter().map(|id| &id[..8]).collect();
-    assert!(prefixes.len() > 990, "prefixes repeat: {}", prefixes.len());
 }

@@ -798,7 +798,7 @@ impl Service {
             merged_from,
         } = start;
         let job = self.planner.jobs().get(&request.job)?.job.clone();
-        let run_id = launch::new_run_id();
+        let run_id = crate::store::new_run_id();
         let paths = RunPaths::new(&self.data_dir, &job.name, &run_id);
         let start_time = Utc::now();
         if let Some(from) = merged_from {
