@@ -1046,21 +1046,45 @@ impl Service {
             }
             done.push((run, report, code, status, data));
         }
+        // Each run that succeeded fires an event named after its job. With the local
+        // store it is written in the transaction that records the run's end.
+        let joint = self.location.fleet.is_none() && self.store.fires_events();
+        let session = self.gates.session().to_owned();
+        let firings: Vec<Option<(String, serde_json::Value)>> = done
+            .iter()
+            .map(|(run, _, _, status, data)| {
+                (*status == RunStatus::Ok).then(|| job_event(&run.run_id, data.as_ref()))
+            })
+            .collect();
         let ends: Vec<RunEnd<'_>> = done
             .iter()
-            .map(|(run, report, code, status, _)| RunEnd {
+            .zip(&firings)
+            .map(|((run, report, code, status, _), firing)| RunEnd {
                 run_id: &run.run_id,
                 status: *status,
                 exit_code: Some(*code),
                 stop_time: Some(report.stopped_at()),
+                event: firing.as_ref().filter(|_| joint).map(|(source, data)| {
+                    crate::store::NewEvent {
+                        session: &session,
+                        name: &run.job,
+                        data,
+                        source,
+                    }
+                }),
             })
             .collect();
         let recorded = self.store.finish_runs(&ends);
         self.wrote = true;
         drop(ends);
-        let mut fired = Vec::new();
-        for ((run, report, code, status, data), recorded) in done.into_iter().zip(recorded) {
+        let mut unfired = Vec::new();
+        for (((run, report, code, status, _), recorded), firing) in
+            done.into_iter().zip(recorded).zip(firings)
+        {
             let run_id = &run.run_id;
+            // An end that could not be written took its event with it: it is fired on
+            // its own, as without the local store.
+            let fired = joint && recorded.is_ok();
             match recorded {
                 Ok(()) => {
                     let stop = crate::epoch::seconds(report.stopped_at());
@@ -1083,8 +1107,8 @@ impl Service {
                     crate::exec::describe_leftovers(&report.leftovers)
                 );
             }
-            if status == RunStatus::Ok {
-                fired.push((run_id.clone(), run.job.clone(), data));
+            if let Some((source, data)) = firing.filter(|_| !fired) {
+                unfired.push((run.job.clone(), source, data));
             }
             let reason = launch::stop_reason(&report)
                 .map(|r| format!(" ({r})"))
@@ -1095,7 +1119,7 @@ impl Service {
                 run.started.elapsed().as_secs_f64()
             );
         }
-        self.fire_job_events(fired);
+        self.fire_job_events(&session, unfired);
     }
 
     /// What a run needs for events: `RUNNER_SESSION` and `RUNNER_DATABASE`, so that
@@ -1134,30 +1158,20 @@ impl Service {
             .to_owned()
     }
 
-    /// Each run that succeeded fires an event named after its job, with its
-    /// `return_data.json` (or `{}`) as data: `(run id, job, run_data)` each, all in one
-    /// transaction.
-    fn fire_job_events(&mut self, succeeded: Vec<(String, String, Option<serde_json::Value>)>) {
-        if succeeded.is_empty() {
+    /// Fires the events of jobs whose runs succeeded, `(job, source, data)` each, all in
+    /// one transaction of the events store: those its run's end did not write.
+    fn fire_job_events(
+        &mut self,
+        session: &str,
+        firings: Vec<(String, String, serde_json::Value)>,
+    ) {
+        if firings.is_empty() {
             return;
         }
-        let firings: Vec<(String, serde_json::Value)> = succeeded
+        let events: Vec<crate::store::NewEvent<'_>> = firings
             .iter()
-            .map(|(run_id, _, data)| {
-                let data = data
-                    .as_ref()
-                    .and_then(|d| d.get("return_data").cloned())
-                    .filter(serde_json::Value::is_object)
-                    .unwrap_or_else(|| serde_json::json!({}));
-                (format!("job {run_id}"), data)
-            })
-            .collect();
-        let session = self.gates.session().to_owned();
-        let events: Vec<crate::store::NewEvent<'_>> = succeeded
-            .iter()
-            .zip(&firings)
-            .map(|((_, job, _), (source, data))| crate::store::NewEvent {
-                session: &session,
+            .map(|(job, source, data)| crate::store::NewEvent {
+                session,
                 name: job,
                 data,
                 source,
@@ -1174,4 +1188,14 @@ impl Service {
             }
         }
     }
+}
+
+/// The event a succeeded run fires: its source (`job RUN_ID`) and its data, the object
+/// its `return_data.json` holds (or `{}`).
+fn job_event(run_id: &str, run_data: Option<&serde_json::Value>) -> (String, serde_json::Value) {
+    let data = run_data
+        .and_then(|d| d.get("return_data").cloned())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    (format!("job {run_id}"), data)
 }

@@ -83,6 +83,11 @@ pub(crate) trait RunStore {
     fn begin_runs(&mut self, runs: &[NewRun<'_>]) -> Vec<Result<(), StoreError>> {
         runs.iter().map(|run| self.begin_run(run)).collect()
     }
+    /// Whether [`RunStore::finish_runs`] writes each end's `event` with it, into the
+    /// events of this same store. One that does not leaves the events to the caller.
+    fn fires_events(&self) -> bool {
+        false
+    }
     /// Records the ends of several runs, as [`RunStore::begin_runs`] their starts.
     fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
         ends.iter()
@@ -185,6 +190,9 @@ impl RunStore for Store {
     }
     fn begin_runs(&mut self, runs: &[NewRun<'_>]) -> Vec<Result<(), StoreError>> {
         Store::begin_runs(self, runs)
+    }
+    fn fires_events(&self) -> bool {
+        true
     }
     fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
         Store::finish_runs(self, ends)

@@ -39,7 +39,7 @@ pub(crate) struct EventRecord {
 }
 
 /// An event to insert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct NewEvent<'a> {
     /// The session.
     pub(crate) session: &'a str,

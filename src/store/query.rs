@@ -523,6 +523,7 @@ mod tests {
             status,
             exit_code: Some(i32::from(status != RunStatus::Ok)),
             stop_time: Some(at + std::time::Duration::from_secs(1)),
+            event: None,
         };
         let ended = store.finish_runs(&[
             end("a", RunStatus::Ok),
@@ -544,6 +545,87 @@ mod tests {
             .query_row("SELECT count(*) FROM runs_running", [], |r| r.get(0))
             .expect("count");
         assert_eq!(running, 0, "every ended run left runs_running");
+    }
+
+    #[test]
+    fn a_run_end_and_its_event_are_written_together_or_not_at_all() {
+        use super::super::events::NewEvent;
+        use super::super::sqlite::{NewRun, RunEnd};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open_file(&dir.path().join("runner.sqlite3")).expect("open");
+        let owner = Owner::current();
+        let empty = serde_json::json!({});
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let new = |run_id| NewRun {
+            run_id,
+            job: run_id,
+            schedule_time: at,
+            start_time: at,
+            trigger_type: "schedule",
+            trigger_data: &empty,
+            session: "s",
+            output_dir: dir.path(),
+            owner: &owner,
+            tasks: &[],
+            host: "h",
+        };
+        assert!(
+            store
+                .begin_runs(&[new("good"), new("bad"), new("quiet")])
+                .iter()
+                .all(Result::is_ok)
+        );
+        // The event of "bad" cannot be written, as on a store that refuses it.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON events WHEN NEW.name = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .expect("trigger");
+        let data = serde_json::json!({"answer": 42});
+        let event = |name| NewEvent {
+            session: "s",
+            name,
+            data: &data,
+            source: "job",
+        };
+        let end = |run_id, event| RunEnd {
+            run_id,
+            status: RunStatus::Ok,
+            exit_code: Some(0),
+            stop_time: Some(at + std::time::Duration::from_secs(1)),
+            event,
+        };
+        let ended = store.finish_runs(&[
+            end("good", Some(event("good"))),
+            end("bad", Some(event("bad"))),
+            end("quiet", None),
+        ]);
+        assert!(ended[0].is_ok() && ended[2].is_ok(), "{ended:?}");
+        assert!(
+            ended[1].is_err(),
+            "the end whose event was refused is refused"
+        );
+        assert_eq!(store.find_run("good").expect("good").status, RunStatus::Ok);
+        assert_eq!(
+            store.find_run("quiet").expect("quiet").status,
+            RunStatus::Ok
+        );
+        assert_eq!(
+            store.find_run("bad").expect("bad").status,
+            RunStatus::Running,
+            "a refused end stays unwritten, as its event"
+        );
+        let events = store.list_events(Some("s")).expect("events");
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["good"]);
+        assert_eq!(events[0].data, data);
+        assert_eq!(events[0].source.as_deref(), Some("job"));
+        assert!(
+            dir.path().join(super::super::events::NOTIFY_FILE).exists(),
+            "waiters were told"
+        );
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub(crate) struct RunEnd<'a> {
     pub(crate) exit_code: Option<i32>,
     /// When it ended.
     pub(crate) stop_time: Option<SystemTime>,
+    /// The event its end fires (a daemon job that succeeded), written in the same
+    /// transaction: a run recorded as ended has fired its event, even if runner is
+    /// killed the moment after.
+    pub(crate) event: Option<super::events::NewEvent<'a>>,
 }
 
 /// An attempt's end, as stored.
@@ -434,10 +438,18 @@ impl Store {
     }
 
     /// Moves several ended runs to `runs`, as [`Store::begin_runs`] records starts.
+    /// An end's event is written with it; those waiting for events hear of them once
+    /// the ends are committed.
     pub(crate) fn finish_runs(&mut self, ends: &[RunEnd<'_>]) -> Vec<Result<(), StoreError>> {
-        self.batch(ends, move_to_runs, |store, e| {
-            store.finish_run(e.run_id, e.status, e.exit_code, e.stop_time)
-        })
+        let written = self.batch(ends, move_to_runs, Store::finish_end);
+        let fired = ends
+            .iter()
+            .zip(&written)
+            .any(|(end, written)| end.event.is_some() && written.is_ok());
+        if fired {
+            super::events::notify(self.notify_dir());
+        }
+        written
     }
 
     /// Applies `write` to each item in one transaction, a savepoint each; falls back to
@@ -684,17 +696,23 @@ impl Store {
         exit_code: Option<i32>,
         stop_time: Option<SystemTime>,
     ) -> Result<(), StoreError> {
-        let end = RunEnd {
+        self.finish_end(&RunEnd {
             run_id,
             status,
             exit_code,
             stop_time,
-        };
+            event: None,
+        })
+    }
+
+    /// Moves one ended run to `runs` (firing its event, if it has one) in a transaction
+    /// of its own.
+    fn finish_end(&mut self, end: &RunEnd<'_>) -> Result<(), StoreError> {
         let result = (|| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            move_to_runs(&tx, &end)?;
+            move_to_runs(&tx, end)?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -1017,6 +1035,9 @@ fn move_to_runs(tx: &Connection, end: &RunEnd<'_>) -> rusqlite::Result<()> {
              SELECT run_id, job_name, ?1 FROM runs WHERE run_id = ?2 LIMIT 1",
         )?
         .execute(params![end.status.as_str(), end.run_id])?;
+    }
+    if let Some(event) = &end.event {
+        super::events::insert_event(tx, event, SystemTime::now())?;
     }
     Ok(())
 }
