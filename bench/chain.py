@@ -4,10 +4,11 @@
 Prints, for a directory of N trivial `#!/bin/sh` tasks, the median wall time of
 `runner -n 1` (recording off, and on) and of `run-parts`, alternating runs so that
 both see the same machine state; the ratio of each runner mode to run-parts, in wall
-time and in CPU time (which a busy machine changes less); the
-overshoot past `max_time = 1` on `sleep 30`; and runner's peak RSS on the chain. With
-`--baseline PATH`, another runner binary (an older build) runs in the same rotation, so
-before and after are measured in the same machine state.
+time and in CPU time (which a busy machine changes less), and the ratio within each
+round of the rotation (median and range); the overshoot past `max_time = 1` on
+`sleep 30`; and runner's peak RSS on the chain. With `--baseline PATH`, another runner
+binary (an older build) runs in the same rotation, so before and after are measured in
+the same machine state.
 
 Usage: bench/chain.py [--runner PATH] [--baseline PATH] [--tasks N] [--runs K]
 """
@@ -102,6 +103,16 @@ def main():
             print(f"  {name:<22} {median * 1000:8.1f} ms   ratio {median / base:5.2f}x"
                   f"   CPU {used * 1000:6.1f} ms ({used / base_cpu:4.2f}x)"
                   f"   peak RSS {rss[name] / 1024:5.1f} MB")
+        # The machine's pace drifts over a benchmark by more than the differences
+        # measured; each round's runs follow each other within a second or two, so
+        # the ratio within a round sees the least of that drift.
+        print(f"ratio to run-parts within each round (median, lowest and highest of {args.runs}):")
+        for name in modes:
+            if name == "run-parts":
+                continue
+            ratios = sorted(t / b for t, b in zip(times[name], times["run-parts"]))
+            print(f"  {name:<22} {statistics.median(ratios):5.3f}x"
+                  f"   [{ratios[0]:5.3f}x .. {ratios[-1]:5.3f}x]")
 
         slow = os.path.join(root, "slow.d")
         os.mkdir(slow, 0o755)
