@@ -874,6 +874,19 @@ fn end_of(finished: &Finished, result: TaskResult) -> AttemptEnd {
 }
 
 fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
+    // Worded only when it is written: under `-q` every task that succeeds skips it.
+    let level = match result {
+        TaskResult::Ok => log::Level::Info,
+        _ => log::Level::Warn,
+    };
+    if log::log_enabled!(level) {
+        log_how(step, report, result);
+    }
+    log_leftovers(step, report);
+}
+
+/// How an attempt ended, in one line at `info` (it succeeded) or `warn`.
+fn log_how(step: &Step, report: &AttemptReport, result: TaskResult) {
     let secs = report.duration.as_secs_f64();
     let name = &step.task.name;
     let how = match (&report.exit, report.stopped) {
@@ -892,6 +905,11 @@ fn log_report(step: &Step, report: &AttemptReport, result: TaskResult) {
         TaskResult::Ok => log::info!("task \"{name}\" {how}: {}", result.as_str()),
         _ => log::warn!("task \"{name}\" {how}: {}", result.as_str()),
     }
+}
+
+/// The processes an attempt left behind, when it left any.
+fn log_leftovers(step: &Step, report: &AttemptReport) {
+    let name = &step.task.name;
     if !report.leftovers.is_empty() {
         let what = match step.settings.leftovers {
             crate::config::Leftovers::Keep => "kept running",

@@ -379,7 +379,7 @@ impl Guardian {
             .get_envs()
             .find(|(key, _)| *key == MARK_VAR)
             .map(|(_, value)| value.map(std::ffi::OsStr::to_owned))
-            .unwrap_or_else(|| std::env::var_os(MARK_VAR))
+            .unwrap_or_else(inherited_mark)
             .and_then(|v| v.into_string().ok())
             .filter(|v| !v.is_empty() && v.len() <= MARK_MAX_OUTER);
         match outer {
@@ -396,6 +396,13 @@ impl Guardian {
             table.marks[mark.0].store(0, Ordering::Release);
         }
     }
+}
+
+/// The mark runner itself inherited, read once: runner never changes its environment,
+/// and this was a scan of it under its lock for every process started.
+fn inherited_mark() -> Option<std::ffi::OsString> {
+    static MARK: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| std::env::var_os(MARK_VAR)).clone()
 }
 
 /// The table shared with the guardian: anonymous shared memory, zeroed by the kernel.
