@@ -397,11 +397,17 @@ impl Chain<'_> {
             });
             let mut on_event = None;
             let mut running: Vec<(usize, AttemptStart<'_>)> = Vec::new();
+            // Steps before this one are all done or started, and stay so in this pass:
+            // the search for the next step to start begins here, not at the first.
+            let mut settled = 0;
             loop {
                 let interrupted = self.supervisor.interrupt().received();
                 let mut deadline: Option<Instant> = None;
+                while settled < steps.len() && (done[settled] || started[settled]) {
+                    settled += 1;
+                }
                 if failure.is_none() && interrupted.is_none() {
-                    for index in 0..steps.len() {
+                    for index in settled..steps.len() {
                         if running.len() >= parallel {
                             break;
                         }
