@@ -75,9 +75,13 @@ impl ProcessGroup {
 /// A descriptor that becomes readable when `child` exits (a pidfd, Linux 5.3 and
 /// later), so one `poll` can wait for the exit and for output at once. `None` on older
 /// kernels; callers then poll with short sleeps.
-pub(crate) fn exit_fd(child: &Child) -> Option<OwnedFd> {
-    // The child is not reaped yet, so its pid cannot have been reused.
-    pidfd(i32::try_from(child.id()).ok()?)
+pub(crate) fn exit_fd(child: &mut Child) -> Option<OwnedFd> {
+    // The one its clone made, if the kernel made one; else one opened now. The child is
+    // not reaped yet, so its pid cannot have been reused.
+    child
+        .pidfd
+        .take()
+        .or_else(|| pidfd(i32::try_from(child.id()).ok()?))
 }
 
 /// A pidfd of any process: readable once it has exited. The caller must know that
@@ -550,7 +554,7 @@ pub(crate) fn spawn_process(
     stdio: [Option<RawFd>; 3],
     listing: Option<&AtomicI32>,
     leader: Option<&AtomicI32>,
-) -> io::Result<i32> {
+) -> io::Result<(i32, Option<OwnedFd>)> {
     let paths: Vec<*const libc::c_char> = plan.paths.iter().map(|p| p.as_ptr()).collect();
     let argv: Vec<*const libc::c_char> = plan
         .argv
@@ -604,6 +608,12 @@ pub(crate) fn spawn_process(
     // in this frame until then. All signals are blocked around the clone so that none of
     // runner's handlers runs in the child, which shares runner's memory; the child resets
     // them (see `child_main`) before it unblocks.
+    //
+    // The clone also makes the child's pidfd (`CLONE_PIDFD`, Linux 5.2), which its
+    // supervisor polls for the exit: a `pidfd_open` less for every process. A kernel
+    // that refuses the flag (a seccomp filter may) is asked once more without it, and
+    // not again; one that predates it ignores it and leaves `pidfd` at -1.
+    let mut pidfd: libc::c_int = -1;
     let pid = unsafe {
         let top = stack.as_mut_ptr().add(CHILD_STACK);
         let top = top.sub(top as usize % 16);
@@ -611,12 +621,25 @@ pub(crate) fn spawn_process(
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
-            child_main,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_ref(&args).cast_mut().cast(),
-        );
+        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        let arg = std::ptr::from_ref(&args).cast_mut().cast();
+        let mut pid = -1;
+        if !NO_CLONE_PIDFD.load(Ordering::Relaxed) {
+            pid = libc::clone(
+                child_main,
+                top.cast(),
+                flags | libc::CLONE_PIDFD,
+                arg,
+                &raw mut pidfd,
+            );
+            if pid < 0 {
+                NO_CLONE_PIDFD.store(true, Ordering::Relaxed);
+                pidfd = -1;
+            }
+        }
+        if pid < 0 {
+            pid = libc::clone(child_main, top.cast(), flags, arg);
+        }
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
@@ -624,6 +647,8 @@ pub(crate) fn spawn_process(
         }
         pid
     };
+    // SAFETY: a descriptor the clone just made for this process alone.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     // Under CLONE_VFORK the child has exec'd or exited by now; elsewhere (valgrind turns
     // the clone into a fork) the read waits for the exec to close the pipe.
     let errno = match error_pipe {
@@ -662,8 +687,11 @@ pub(crate) fn spawn_process(
         let _ = wait_for(pid, true);
         return Err(io::Error::from_raw_os_error(errno));
     }
-    Ok(pid)
+    Ok((pid, pidfd))
 }
+
+/// Set once a clone with `CLONE_PIDFD` was refused: later ones go without.
+static NO_CLONE_PIDFD: AtomicBool = AtomicBool::new(false);
 
 /// The child of [`spawn_process`], on its own stack in runner's memory, with every
 /// signal blocked: resets the handlers, takes its group, stdio and working directory,

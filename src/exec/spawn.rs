@@ -323,6 +323,8 @@ fn dev_null() -> io::Result<&'static OwnedFd> {
 #[derive(Debug)]
 pub(crate) struct Child {
     pid: i32,
+    /// Its pidfd, when its clone made one (see [`pgroup::exit_fd`]).
+    pub(crate) pidfd: Option<OwnedFd>,
     /// The read end of its stdout pipe, when piped.
     pub(crate) stdout: Option<ChildStdout>,
     /// The read end of its stderr pipe, when piped.
@@ -397,7 +399,7 @@ pub(crate) fn spawn(
         other => fd_of(&stderr_fd, other),
     };
     let stdio = [Some(null.as_raw_fd()), stdout, stderr];
-    let pid = pgroup::spawn_process(&plan, stdio, listing, leader)?;
+    let (pid, pidfd) = pgroup::spawn_process(&plan, stdio, listing, leader)?;
     // The child has exec'd (or failed): runner's copies of the write ends go, unless
     // they were asked for.
     let write_ends = if cmd.hold_write_ends {
@@ -409,6 +411,7 @@ pub(crate) fn spawn(
     };
     Ok(Child {
         pid,
+        pidfd,
         stdout: stdout_read.map(ChildStdout::from),
         stderr: stderr_read.map(ChildStderr::from),
         write_ends,

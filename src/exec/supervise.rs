@@ -189,7 +189,7 @@ impl Supervisor {
         let group = ProcessGroup::of(&child);
         let mut records_due = output.spawned();
         let mut waiter = Waiter {
-            exit_fd: pgroup::exit_fd(&child),
+            exit_fd: pgroup::exit_fd(&mut child),
             pump: output.pump(child.stdout.take(), child.stderr.take()),
             write_ends: std::mem::take(&mut child.write_ends),
             child,
