@@ -137,6 +137,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_job_start_time
         ON runs (job_name, start_time, stop_time, exit_code, schedule_time);
     ",
+    // 7: run_meta's (job_name, status) index holds the runs that ended only, the rows
+    // its one reader (the counts by job and status) asks for. A run's start wrote its
+    // 'running' entry at its job's place in the index, a page of its own per job, and
+    // its end moved it: with many jobs that was one of the half-dozen pages each start's
+    // transaction wrote, where the others are at the ends of their tables and indexes
+    // and shared by the runs that start together.
+    "
+    DROP INDEX IF EXISTS run_meta_job_status;
+    CREATE INDEX run_meta_job_status ON run_meta (job_name, status)
+        WHERE status != 'running';
+    ",
 ];
 
 /// The schema version this build writes.
@@ -278,6 +289,58 @@ mod tests {
             "file unchanged"
         );
         assert!(!dir.path().join("dsari.sqlite3-wal").exists());
+    }
+
+    /// Migration 7 keeps the runs still running out of `run_meta_job_status`: a store at
+    /// version 6 keeps its rows, its index then holds only the ended ones, a run that ends
+    /// enters it, and the counts by status read it, covering.
+    #[test]
+    fn the_status_index_holds_the_ended_runs_only() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .expect("version table");
+        for (done, migration) in MIGRATIONS[..6].iter().enumerate() {
+            conn.execute_batch(migration).expect("migration");
+            conn.execute("INSERT INTO schema_version VALUES (?1)", [done as i64 + 1])
+                .expect("version");
+        }
+        conn.execute_batch(
+            "INSERT INTO run_meta (run_id, job_name, status) VALUES
+                 ('r1', 'j', 'ok'), ('r2', 'j', 'running'), ('r3', 'k', 'failed');",
+        )
+        .expect("rows at version 6");
+        migrate(&mut conn).expect("sql").expect("version");
+        let indexed = |conn: &Connection| -> Vec<(String, String)> {
+            conn.prepare(
+                "SELECT job_name, status FROM run_meta INDEXED BY run_meta_job_status
+                 WHERE status != 'running' ORDER BY job_name, status",
+            )
+            .expect("the partial index serves its term")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("scan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+        };
+        let pair = |j: &str, s: &str| (j.to_owned(), s.to_owned());
+        assert_eq!(indexed(&conn), [pair("j", "ok"), pair("k", "failed")]);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM run_meta", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 3, "every row is kept");
+        conn.execute("UPDATE run_meta SET status = 'ok' WHERE run_id = 'r2'", [])
+            .expect("the run ends");
+        assert_eq!(
+            indexed(&conn),
+            [pair("j", "ok"), pair("j", "ok"), pair("k", "failed")]
+        );
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'run_meta_job_status'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert!(sql.contains("WHERE status != 'running'"), "{sql}");
     }
 
     /// Migration 6 widened `runs_job_start_time`: the look-ups by job and start time
