@@ -292,8 +292,9 @@ mod tests {
     }
 
     /// Migration 7 keeps the runs still running out of `run_meta_job_status`: a store at
-    /// version 6 keeps its rows, its index then holds only the ended ones, a run that ends
-    /// enters it, and the counts by status read it, covering.
+    /// version 6 keeps its rows, its index then holds only the ended ones, and a run that
+    /// ends enters it. (That the counts by status read it, covering, is held by the plan
+    /// test in `store::metrics`.)
     #[test]
     fn the_status_index_holds_the_ended_runs_only() {
         let mut conn = Connection::open_in_memory().expect("open");
