@@ -398,8 +398,9 @@ impl Store {
     }
 
     /// Runs `write` in an `IMMEDIATE` transaction whose `BEGIN` and `COMMIT` are cached
-    /// statements (a chain step's transaction, where parsing them each time showed), and
-    /// rolls it back when `write` or the commit fails.
+    /// statements (a chain step's transaction and the daemon's batches, a few hundred a
+    /// second, where parsing them each time showed), and rolls it back when `write` or
+    /// the commit fails.
     fn immediate<T>(
         &self,
         write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -420,14 +421,8 @@ impl Store {
 
     /// Records a starting run: `runs_running`, its owner and its task instances, at once.
     pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            insert_run(&tx, run)?;
-            tx.commit()
-        })();
-        result.map_err(|e| self.wrap(e))
+        self.immediate(|tx| insert_run(tx, run))
+            .map_err(|e| self.wrap(e))
     }
 
     /// Records the runs that start together in one transaction, each in a savepoint of
@@ -469,15 +464,7 @@ impl Store {
         if items.len() == 1 {
             return vec![alone(self, &items[0])];
         }
-        let at_once = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for item in items {
-                write(&tx, item)?;
-            }
-            tx.commit()
-        })();
+        let at_once = self.immediate(|tx| items.iter().try_for_each(|item| write(tx, item)));
         match at_once {
             Ok(()) => return items.iter().map(|_| Ok(())).collect(),
             Err(e) => log::debug!(
@@ -708,14 +695,8 @@ impl Store {
     /// Moves one ended run to `runs` (firing its event, if it has one) in a transaction
     /// of its own.
     fn finish_end(&mut self, end: &RunEnd<'_>) -> Result<(), StoreError> {
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            move_to_runs(&tx, end)?;
-            tx.commit()
-        })();
-        result.map_err(|e| self.wrap(e))
+        self.immediate(|tx| move_to_runs(tx, end))
+            .map_err(|e| self.wrap(e))
     }
 
     /// Sets a running run's `run_data` (the daemon's `return_data`).
