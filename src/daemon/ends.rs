@@ -22,15 +22,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::planner::RunSlot;
 use crate::exec::AttemptReport;
 
-/// A run that ended.
-pub(super) struct End {
-    /// Its slot.
-    pub(super) slot: RunSlot,
-    /// How it ended.
-    pub(super) report: AttemptReport,
-    /// What it left in `return_data.json`, read on its thread (see `launch::run_data`).
-    pub(super) data: Option<serde_json::Value>,
-}
+/// A run that ended, and how.
+pub(super) type End = (RunSlot, AttemptReport);
 
 #[derive(Default)]
 struct State {
@@ -88,17 +81,16 @@ mod tests {
     use crate::exec::Exit;
 
     fn end(n: u64) -> End {
-        End {
-            slot: RunSlot(n),
-            report: AttemptReport {
+        (
+            RunSlot(n),
+            AttemptReport {
                 started: SystemTime::now(),
                 duration: Duration::ZERO,
                 exit: Exit::Code(0),
                 stopped: None,
                 leftovers: Vec::new(),
             },
-            data: None,
-        }
+        )
     }
 
     #[test]
@@ -114,7 +106,7 @@ mod tests {
         assert!(ends.sleep(true));
         assert!(ends.push(end(2)), "the loop asked");
         assert!(!ends.push(end(3)), "it is woken once");
-        let taken: Vec<u64> = ends.take().into_iter().map(|end| end.slot.0).collect();
+        let taken: Vec<u64> = ends.take().into_iter().map(|(slot, _)| slot.0).collect();
         assert_eq!(taken, [2, 3], "oldest first");
         assert!(!ends.push(end(4)), "taking the queue ends the wish");
     }

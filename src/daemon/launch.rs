@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 
 use crate::config::daemon::Job;
 use crate::exec::{AttemptReport, Command, Exit, Stop};
-use crate::state::Dir;
 use crate::store::Location;
 use crate::store::model::RunRecord;
 
@@ -359,19 +358,16 @@ pub(crate) fn command(
     cmd
 }
 
-/// Makes the run's directory and opens `RUN_DIR/output.txt` in it for the run's stdout
-/// and stderr; the directory stays open for what is made and read in it later. Task
-/// output may hold secrets: the run directory is 0700 and the file 0600, as a chain's
-/// logs, and a symlink planted in their place is not followed.
-pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<(Dir, File)> {
+/// Opens `RUN_DIR/output.txt` for the run's stdout and stderr. Task output may hold
+/// secrets: the run directory is 0700 and the file 0600, as a chain's logs, and a symlink
+/// planted in their place is not followed.
+pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<File> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&paths.run_dir)?;
-    let dir = Dir::open(&paths.run_dir)?;
-    let file = dir.create_private("output.txt", 0o600)?;
-    Ok((dir, file))
+    crate::state::open_private(&paths.run_dir.join("output.txt"), 0o600, false, true)
 }
 
 /// The run's exit code in dsari's terms: the code, or 128 + the signal that ended it.
@@ -394,15 +390,14 @@ pub(crate) fn stop_reason(report: &AttemptReport) -> Option<&'static str> {
 }
 
 /// `run_data` for a finished run: `{"return_data": ...}` when the run left a valid
-/// `return_data.json` in its directory `dir` (at `paths`, for messages).
-pub(crate) fn run_data(dir: &Dir, paths: &RunPaths) -> Option<serde_json::Value> {
-    const NAME: &str = "return_data.json";
-    let path = || paths.run_dir.join(NAME);
-    let mut file = match dir.open_left(NAME) {
+/// `return_data.json` in its directory.
+pub(crate) fn run_data(paths: &RunPaths) -> Option<serde_json::Value> {
+    let path = paths.run_dir.join("return_data.json");
+    let mut file = match crate::state::open_left_file(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            log::warn!("{} cannot be read ({e}); not recorded", path().display());
+            log::warn!("{} cannot be read ({e}); not recorded", path.display());
             return None;
         }
     };
@@ -418,7 +413,7 @@ pub(crate) fn run_data(dir: &Dir, paths: &RunPaths) -> Option<serde_json::Value>
     if text.len() as u64 > limit {
         log::warn!(
             "{} is larger than {} KiB; not recorded",
-            path().display(),
+            path.display(),
             limit >> 10
         );
         return None;
@@ -426,20 +421,17 @@ pub(crate) fn run_data(dir: &Dir, paths: &RunPaths) -> Option<serde_json::Value>
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) => Some(serde_json::json!({ "return_data": value })),
         Err(e) => {
-            log::warn!("{} is not valid JSON ({e}); not recorded", path().display());
+            log::warn!("{} is not valid JSON ({e}); not recorded", path.display());
             None
         }
     }
 }
 
-/// Writes the data of the events a run waited for where its `RUNNER_EVENTS` points: the
-/// file [`super::gate::EVENTS_FILE`] in the run's directory `dir` (at `paths`).
-pub(crate) fn write_events(dir: &Dir, paths: &RunPaths, events: &str) {
-    let written = dir
-        .create_private(super::gate::EVENTS_FILE, 0o666)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, events.as_bytes()));
-    if let Err(e) = written {
-        let path = paths.run_dir.join(super::gate::EVENTS_FILE);
+/// Writes the data of the events a run waited for where its `RUNNER_EVENTS` points
+/// (the run's directory exists by then).
+pub(crate) fn write_events(paths: &RunPaths, events: &str) {
+    let path = paths.run_dir.join(super::gate::EVENTS_FILE);
+    if let Err(e) = std::fs::write(&path, events) {
         log::warn!("cannot write {}: {e}", path.display());
     }
 }

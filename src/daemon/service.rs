@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::ends::{End, Ends};
+use super::ends::Ends;
 use super::gate::{self, Gates};
 use super::intake::{self, Intake, Loaded};
 use super::launch::{self, Context, RunPaths};
@@ -31,7 +31,7 @@ use super::pool::Pool;
 use super::signals;
 use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
-use crate::exec::{Exit, Guardian, Limits, Output, Supervisor};
+use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::store::model::{RunRecord, RunStatus};
 use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
@@ -182,7 +182,7 @@ pub(crate) struct Service {
     /// The programs found for the runs of this instant.
     programs: launch::Programs,
     /// Runs that ended and are not recorded yet, oldest first; their slots are free.
-    ended: Vec<End>,
+    ended: Vec<(RunSlot, AttemptReport)>,
     /// When the oldest of them has waited [`ENDS_WAIT`].
     record_ends_at: Option<Instant>,
     /// Whether anything was written since the store was last told of a pause.
@@ -708,9 +708,9 @@ impl Service {
         // millisecond or so, and the ends of other jobs keep waiting for theirs.
         let jobs: std::collections::HashSet<&str> =
             starts.iter().map(|s| s.request.job.as_str()).collect();
-        let of_these = self.ended.iter().any(|end| {
+        let of_these = self.ended.iter().any(|(slot, _)| {
             self.running
-                .get(&end.slot)
+                .get(slot)
                 .is_some_and(|run| jobs.contains(run.job.as_str()))
         });
         drop(jobs);
@@ -899,18 +899,18 @@ impl Service {
         let spawned = self.pool.run(move || {
             // Making the run's directory and file is most of a run's start on a busy
             // file system: here it keeps the scheduling loop free for the next run.
-            let (dir, file) = match launch::output_file(&run_paths) {
-                Ok((dir, file)) => (Some(dir), Some(file)),
+            let file = match launch::output_file(&run_paths) {
+                Ok(file) => Some(file),
                 Err(e) => {
                     log::error!(
                         "cannot create {}: {e}; the run's output is lost",
                         run_paths.run_dir.join("output.txt").display()
                     );
-                    (None, None)
+                    None
                 }
             };
-            if let (Some(dir), Some(events)) = (&dir, events) {
-                launch::write_events(dir, &run_paths, &events);
+            if let Some(events) = events {
+                launch::write_events(&run_paths, &events);
             }
             let output = Output {
                 file,
@@ -921,10 +921,7 @@ impl Service {
                 use std::io::Write;
                 let _ = writeln!(file, "runner: cannot start the command: {e}");
             }
-            // Read here, through the directory already open, rather than by the loop
-            // down the run's whole path: the loop only records it.
-            let data = dir.and_then(|dir| launch::run_data(&dir, &run_paths));
-            if ends.push(End { slot, report, data }) {
+            if ends.push((slot, report)) {
                 let _ = sender.send(Event::Ended);
             }
         });
@@ -992,15 +989,15 @@ impl Service {
 
     /// The runs that ended since the last look: their slots are free now.
     fn take_ends(&mut self) {
-        for end in self.ends.take() {
-            self.ended(end);
+        for (slot, report) in self.ends.take() {
+            self.ended(slot, report);
         }
     }
 
     /// A run ended: its slot is free now, its end is recorded within [`ENDS_WAIT`].
-    fn ended(&mut self, end: End) {
-        self.planner.finished(end.slot);
-        self.ended.push(end);
+    fn ended(&mut self, slot: RunSlot, report: AttemptReport) {
+        self.planner.finished(slot);
+        self.ended.push((slot, report));
         if self.ended.len() >= ENDS_AT_ONCE {
             self.record_ends();
         } else if self.record_ends_at.is_none() {
@@ -1017,12 +1014,13 @@ impl Service {
         }
         let ended = std::mem::take(&mut self.ended);
         let mut done = Vec::with_capacity(ended.len());
-        for End { slot, report, data } in ended {
+        for (slot, report) in ended {
             let Some(run) = self.running.remove(&slot) else {
                 continue;
             };
             let run_id = &run.run_id;
             let code = launch::exit_code(&report);
+            let data = launch::run_data(&run.paths);
             if let Some(data) = &data
                 && let Err(e) = self.store.set_run_data(run_id, data)
             {

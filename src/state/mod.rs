@@ -98,77 +98,12 @@ pub(crate) fn open_left_file(path: &Path) -> std::io::Result<std::fs::File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(not_a_regular_file());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok(file)
-}
-
-/// A directory of the state held open: the files made and read in it are found by
-/// name in it, not by a walk down its whole path each time.
-///
-/// The daemon makes each run's output file in the run's directory and, when the run
-/// has ended, looks there for what it left; at a thousand runs a second the walks down
-/// `DATA_DIR/runs/JOB/RUN_ID/` were a tenth of the loop's CPU. The directory itself is
-/// opened without following a symlink, and so is every file in it, as
-/// [`open_private`] and [`open_left_file`] do by path.
-pub(crate) struct Dir {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl Dir {
-    /// Opens the directory `path` (a symlink there is an error).
-    pub(crate) fn open(path: &Path) -> std::io::Result<Dir> {
-        use nix::fcntl::OFlag;
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?;
-        // SAFETY: `open` just returned this descriptor, and nothing else owns it.
-        let fd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
-        Ok(Dir { fd })
-    }
-
-    /// Opens `name` in this directory with `flags` (always `O_NOFOLLOW | O_CLOEXEC`),
-    /// creating it with `mode` when `flags` say so.
-    fn open_at(
-        &self,
-        name: &str,
-        flags: nix::fcntl::OFlag,
-        mode: u32,
-    ) -> std::io::Result<std::fs::File> {
-        use nix::fcntl::OFlag;
-        use std::os::fd::AsRawFd;
-        let fd = nix::fcntl::openat(
-            Some(self.fd.as_raw_fd()),
-            name,
-            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::from_bits_truncate(mode),
-        )?;
-        // SAFETY: `openat` just returned this descriptor, and nothing else owns it.
-        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-    }
-
-    /// [`open_private`] of `name` in this directory, for writing and truncated.
-    pub(crate) fn create_private(&self, name: &str, mode: u32) -> std::io::Result<std::fs::File> {
-        use nix::fcntl::OFlag;
-        self.open_at(
-            name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
-            mode,
-        )
-    }
-
-    /// [`open_left_file`] of `name` in this directory.
-    pub(crate) fn open_left(&self, name: &str) -> std::io::Result<std::fs::File> {
-        use nix::fcntl::OFlag;
-        let file = self.open_at(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
-        if !file.metadata()?.is_file() {
-            return Err(not_a_regular_file());
-        }
-        Ok(file)
-    }
-}
-
-fn not_a_regular_file() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")
 }
 
 /// The host runs are recorded with (section 13): `RUNNER_HOST`, else the configured
@@ -193,78 +128,4 @@ pub(crate) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown-boot".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        std::fs::symlink_metadata(path)
-            .expect("metadata")
-            .permissions()
-            .mode()
-            & 0o777
-    }
-
-    #[test]
-    fn a_dir_makes_and_reads_files_by_name_in_it() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = Dir::open(tmp.path()).expect("open");
-        {
-            use std::io::Write;
-            let mut file = dir.create_private("out.txt", 0o600).expect("create");
-            file.write_all(b"first, longer\n").expect("write");
-        }
-        assert_eq!(mode(&tmp.path().join("out.txt")), 0o600);
-        // Made again, it starts empty, as `open_private` with `truncate`.
-        drop(dir.create_private("out.txt", 0o600).expect("create again"));
-        assert_eq!(
-            std::fs::read(tmp.path().join("out.txt")).expect("read"),
-            b""
-        );
-        std::fs::write(tmp.path().join("left.json"), "{}").expect("write");
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut dir.open_left("left.json").expect("open"), &mut text)
-            .expect("read");
-        assert_eq!(text, "{}");
-        let missing = dir.open_left("missing.json").expect_err("no such file");
-        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
-    }
-
-    #[test]
-    fn a_dir_follows_no_symlink_to_itself_or_in_it() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let target = tmp.path().join("target");
-        std::fs::create_dir(&target).expect("mkdir");
-        std::os::unix::fs::symlink(&target, tmp.path().join("link")).expect("symlink");
-        assert!(
-            Dir::open(&tmp.path().join("link")).is_err(),
-            "a linked directory"
-        );
-
-        let dir = Dir::open(&target).expect("open");
-        let victim = tmp.path().join("victim");
-        std::fs::write(&victim, "kept").expect("write");
-        std::os::unix::fs::symlink(&victim, target.join("out.txt")).expect("symlink");
-        std::os::unix::fs::symlink(&victim, target.join("left.json")).expect("symlink");
-        assert!(
-            dir.create_private("out.txt", 0o600).is_err(),
-            "made through a link"
-        );
-        assert!(dir.open_left("left.json").is_err(), "read through a link");
-        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "kept");
-    }
-
-    #[test]
-    fn a_fifo_left_in_a_dir_is_refused_not_waited_on() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        nix::unistd::mkfifo(&tmp.path().join("left.json"), nix::sys::stat::Mode::S_IRWXU)
-            .expect("mkfifo");
-        let dir = Dir::open(tmp.path()).expect("open");
-        let refused = dir.open_left("left.json").expect_err("a FIFO");
-        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
-    }
 }
