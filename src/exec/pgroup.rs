@@ -624,6 +624,7 @@ pub(crate) fn spawn_process(
         let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
         let arg = std::ptr::from_ref(&args).cast_mut().cast();
         let mut pid = -1;
+        let mut refused = None;
         if !NO_CLONE_PIDFD.load(Ordering::Relaxed) {
             pid = libc::clone(
                 child_main,
@@ -633,6 +634,7 @@ pub(crate) fn spawn_process(
                 &raw mut pidfd,
             );
             if pid < 0 {
+                refused = Some(io::Error::last_os_error());
                 NO_CLONE_PIDFD.store(true, Ordering::Relaxed);
                 pidfd = -1;
             }
@@ -642,6 +644,9 @@ pub(crate) fn spawn_process(
         }
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if let Some(e) = refused {
+            log::debug!("clone with CLONE_PIDFD refused ({e}); pidfds come from pidfd_open");
+        }
         if pid < 0 {
             return Err(clone_error);
         }

@@ -500,3 +500,104 @@ fn kill_9_of_runner_leaves_no_scratch_directory() {
         scratch.display()
     );
 }
+
+/// Makes `cmd`'s process (and so everything it starts) see `clone` with `CLONE_PIDFD`
+/// refused with EPERM, as a container's seccomp profile may refuse it; every other
+/// system call, `clone` without the flag and `clone3` are allowed.
+#[cfg(target_arch = "x86_64")]
+fn refuse_clone_pidfd(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = |offset: u32| op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset, 0, 0);
+    let ret = |value: u32| op(libc::BPF_RET | libc::BPF_K, value, 0, 0);
+    // Offsets into struct seccomp_data: nr at 0, arch at 4, args[0]'s low half at 16.
+    let filter = [
+        load(4),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            AUDIT_ARCH_X86_64,
+            0,
+            5,
+        ),
+        load(0),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            libc::SYS_clone as u32,
+            0,
+            3,
+        ),
+        load(16),
+        op(
+            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+            libc::CLONE_PIDFD as u32,
+            0,
+            1,
+        ),
+        ret(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure makes only two system calls, on memory it owns; nothing in it
+    // allocates or takes a lock between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            let set = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &raw const program,
+            );
+            if set != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn where_clone_refuses_pidfds_tasks_still_run_and_a_timeout_ends_them_at_once() {
+    // The fallback takes each task's pidfd with pidfd_open after the clone: the task that
+    // exits is seen to, the one that times out is ended with its whole group at the
+    // limit, not after the grace, and nothing is left.
+    within("a timeout without CLONE_PIDFD", 1.0..2.0, || {
+        let chain = Chain::new()
+            .task("10-a.sh", "echo a >> \"$LOG\"")
+            .task("20-b.sh", SLEEPER)
+            .task("halt.sh", HALT)
+            .ini(LIMITS);
+        let mut cmd = chain.command(&["-v"]);
+        refuse_clone_pidfd(&mut cmd);
+        let output = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("CLONE_PIDFD refused"),
+            "the filter did not reach runner's clone: {stderr}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("timed out"), "{stderr}");
+        assert_eq!(chain.log_lines(), ["a", "halted"], "{stderr}");
+        let left = fs::read_to_string(chain.path().join("log.left")).expect("halt task ran");
+        assert!(left.is_empty(), "left when the chain went on:\n{left}");
+        let times = attempt_times(&chain.last_run(), "b");
+        assert_eq!(times.len(), 1, "{stderr}");
+        times[0].1 - times[0].0
+    });
+}
