@@ -112,6 +112,20 @@ fn attempt_times(run: &serde_json::Value, name: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Runs a chain whose task times out (`what` names it in messages): exit 1 and the
+/// timeout said on stderr, which is returned.
+fn timed_out(cmd: &mut Command, what: &str) -> String {
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+    assert!(stderr.contains("timed out"), "{what}: {stderr}");
+    stderr
+}
+
 /// Runs one shape, with `wrap` put before runner's command line (for `unshare`), checks
 /// that nothing is left, and returns the attempt's recorded duration.
 fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) -> f64 {
@@ -137,14 +151,7 @@ fn timeout_case(shape: &str, body: &str, expected: usize, wrap: &[&str]) -> f64 
         }
         None => plain,
     };
-    let output = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{shape}: {stderr}");
-    assert!(stderr.contains("timed out"), "{shape}: {stderr}");
+    let stderr = timed_out(&mut cmd, shape);
     let recorded = pids(&chain.path().join("log.pids"));
     assert_eq!(
         recorded.len(),
@@ -581,18 +588,11 @@ fn where_clone_refuses_pidfds_tasks_still_run_and_a_timeout_ends_them_at_once() 
             .ini(LIMITS);
         let mut cmd = chain.command(&["-v"]);
         refuse_clone_pidfd(&mut cmd);
-        let output = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = timed_out(&mut cmd, "without CLONE_PIDFD");
         assert!(
             stderr.contains("CLONE_PIDFD refused"),
             "the filter did not reach runner's clone: {stderr}"
         );
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("timed out"), "{stderr}");
         assert_eq!(chain.log_lines(), ["a", "halted"], "{stderr}");
         let left = fs::read_to_string(chain.path().join("log.left")).expect("halt task ran");
         assert!(left.is_empty(), "left when the chain went on:\n{left}");
