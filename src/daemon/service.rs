@@ -103,11 +103,13 @@ const ENDS_WAIT: Duration = Duration::from_millis(50);
 /// other due within this time starts at once.
 const GATHER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
 
-/// The wait of [`GATHER`] while the daemon is busy (see [`BUSY_STARTS`]): three runs
-/// to a transaction and a wake of the loop, instead of one or two, cost 10-30% less CPU
-/// per run at a thousand runs a second (`bench/daemon.py`), for a start 1-2 ms later.
-/// Below that rate the CPU is there to spare, and the start on time is worth more.
-const GATHER_BUSY: chrono::TimeDelta = chrono::TimeDelta::milliseconds(3);
+/// The wait of [`GATHER`] while the daemon is busy (see [`BUSY_STARTS`]). At a thousand
+/// runs a second, 3 ms (three runs to a transaction and a wake of the loop, instead of one
+/// or two) cost 10-30% less CPU per run than 1 ms; 6 ms (about six runs) cost 4-16% less
+/// again and 15% fewer WAL writes per run (`bench/daemon.py`, `bench/daemon_counts.py`),
+/// for a start about 1.4 ms later at the median and 2.5 ms at the 99th percentile. Below
+/// that rate the CPU is there to spare, and the start on time is worth more.
+const GATHER_BUSY: chrono::TimeDelta = chrono::TimeDelta::milliseconds(6);
 
 /// Starts a second from which the daemon counts as busy, over the last second or more.
 const BUSY_STARTS: f64 = 500.0;
