@@ -23,7 +23,16 @@ use super::planner::RunSlot;
 use crate::exec::AttemptReport;
 
 /// A run that ended, and how.
-pub(super) type End = (RunSlot, AttemptReport);
+pub(super) struct End {
+    /// Its slot in the planner.
+    pub(super) slot: RunSlot,
+    /// How its process ended.
+    pub(super) report: AttemptReport,
+    /// What it left in its `return_data.json`, read on its own thread: on a busy disk
+    /// the look-up of that file (which most runs never write) could keep the loop
+    /// waiting for tens of milliseconds behind other runs' directories.
+    pub(super) run_data: Option<serde_json::Value>,
+}
 
 #[derive(Default)]
 struct State {
@@ -81,16 +90,17 @@ mod tests {
     use crate::exec::Exit;
 
     fn end(n: u64) -> End {
-        (
-            RunSlot(n),
-            AttemptReport {
+        End {
+            slot: RunSlot(n),
+            report: AttemptReport {
                 started: SystemTime::now(),
                 duration: Duration::ZERO,
                 exit: Exit::Code(0),
                 stopped: None,
                 leftovers: Vec::new(),
             },
-        )
+            run_data: None,
+        }
     }
 
     #[test]
@@ -106,7 +116,7 @@ mod tests {
         assert!(ends.sleep(true));
         assert!(ends.push(end(2)), "the loop asked");
         assert!(!ends.push(end(3)), "it is woken once");
-        let taken: Vec<u64> = ends.take().into_iter().map(|(slot, _)| slot.0).collect();
+        let taken: Vec<u64> = ends.take().into_iter().map(|end| end.slot.0).collect();
         assert_eq!(taken, [2, 3], "oldest first");
         assert!(!ends.push(end(4)), "taking the queue ends the wish");
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::ends::Ends;
+use super::ends::{End, Ends};
 use super::gate::{self, Gates};
 use super::intake::{self, Intake, Loaded};
 use super::launch::{self, Context, RunPaths};
@@ -31,7 +31,7 @@ use super::pool::Pool;
 use super::signals;
 use crate::config::daemon::{CatchUp, DaemonConfig, Job};
 use crate::error::Error;
-use crate::exec::{AttemptReport, Exit, Guardian, Limits, Output, Supervisor};
+use crate::exec::{Exit, Guardian, Limits, Output, Supervisor};
 use crate::interrupt::Interrupt;
 use crate::store::model::{RunRecord, RunStatus};
 use crate::store::{EventStore, Location, NewRun, Owner, RunEnd, RunStore};
@@ -184,7 +184,7 @@ pub(crate) struct Service {
     /// The programs found for the runs of this instant.
     programs: launch::Programs,
     /// Runs that ended and are not recorded yet, oldest first; their slots are free.
-    ended: Vec<(RunSlot, AttemptReport)>,
+    ended: Vec<End>,
     /// When the oldest of them has waited [`ENDS_WAIT`].
     record_ends_at: Option<Instant>,
     /// Whether anything was written since the store was last told of a pause.
@@ -710,9 +710,9 @@ impl Service {
         // millisecond or so, and the ends of other jobs keep waiting for theirs.
         let jobs: std::collections::HashSet<&str> =
             starts.iter().map(|s| s.request.job.as_str()).collect();
-        let of_these = self.ended.iter().any(|(slot, _)| {
+        let of_these = self.ended.iter().any(|end| {
             self.running
-                .get(slot)
+                .get(&end.slot)
                 .is_some_and(|run| jobs.contains(run.job.as_str()))
         });
         drop(jobs);
@@ -923,7 +923,13 @@ impl Service {
                 use std::io::Write;
                 let _ = writeln!(file, "runner: cannot start the command: {e}");
             }
-            if ends.push((slot, report)) {
+            // Read here, after the process ended, not on the loop (see `End::run_data`).
+            let run_data = launch::run_data(&run_paths);
+            if ends.push(End {
+                slot,
+                report,
+                run_data,
+            }) {
                 let _ = sender.send(Event::Ended);
             }
         });
@@ -991,15 +997,15 @@ impl Service {
 
     /// The runs that ended since the last look: their slots are free now.
     fn take_ends(&mut self) {
-        for (slot, report) in self.ends.take() {
-            self.ended(slot, report);
+        for end in self.ends.take() {
+            self.ended(end);
         }
     }
 
     /// A run ended: its slot is free now, its end is recorded within [`ENDS_WAIT`].
-    fn ended(&mut self, slot: RunSlot, report: AttemptReport) {
-        self.planner.finished(slot);
-        self.ended.push((slot, report));
+    fn ended(&mut self, end: End) {
+        self.planner.finished(end.slot);
+        self.ended.push(end);
         if self.ended.len() >= ENDS_AT_ONCE {
             self.record_ends();
         } else if self.record_ends_at.is_none() {
@@ -1016,13 +1022,17 @@ impl Service {
         }
         let ended = std::mem::take(&mut self.ended);
         let mut done = Vec::with_capacity(ended.len());
-        for (slot, report) in ended {
+        for End {
+            slot,
+            report,
+            run_data: data,
+        } in ended
+        {
             let Some(run) = self.running.remove(&slot) else {
                 continue;
             };
             let run_id = &run.run_id;
             let code = launch::exit_code(&report);
-            let data = launch::run_data(&run.paths);
             if let Some(data) = &data
                 && let Err(e) = self.store.set_run_data(run_id, data)
             {
