@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{Checkpointer, Restart};
 use super::location::Location;
 use super::model::{InstanceStatus, RunStatus};
 use super::owner::Owner;
@@ -203,20 +203,57 @@ pub(crate) struct Store {
 }
 
 /// The WAL frames (pages of 4 KiB) after which a [`Store::for_many_writes`] connection
-/// checkpoints by itself: about 16 MiB. With 10,000 the checkpoints that let the WAL
-/// start over took long enough (two syncs of larger files) to show in the daemon's start
-/// latency, for no clear saving.
-const BUSY_WAL_FRAMES: i64 = 4_000;
+/// checkpoints by itself: about 64 MiB, a bound its checkpoint thread keeps it from
+/// reaching ([`RESTART_WAL_FRAMES`]). The connection's own checkpoint copies all that
+/// the thread has not and syncs two files between two of the daemon's batches: at a
+/// thousand runs a second on a disk with slow syncs that paused the loop 30 to 130 ms
+/// every two seconds or so.
+const BUSY_WAL_FRAMES: i64 = 16_000;
+
+/// The WAL frames (about 32 MiB) from which the checkpoint thread of a
+/// [`Store::for_many_writes`] connection lets the WAL start over (see
+/// [`super::checkpoint`]). Each start-over pauses the loop for two syncs (the restart's,
+/// under the write lock) and one more (SQLite syncs the new WAL header at the next
+/// commit), however long the WAL, so a long WAL means fewer pauses: every five seconds
+/// or so at a thousand runs a second. Half the connection's own bound, so the thread has
+/// seconds of tries before that is reached.
+const RESTART_WAL_FRAMES: i64 = BUSY_WAL_FRAMES / 2;
 
 /// The size a [`Store::for_many_writes`] connection cuts its WAL file back to when the
-/// WAL starts over: as much as it fills up to its bound, so that the file is not shrunk
-/// and grown again a few times a second.
-const BUSY_WAL_KEPT: i64 = 16 * 1024 * 1024;
+/// WAL starts over: a little more than it fills up to before the thread restarts it, so
+/// that the file is not shrunk and grown again each time.
+const BUSY_WAL_KEPT: i64 = 36 * 1024 * 1024;
 
 /// How many batches a [`Store::for_many_writes`] connection writes between two wake-ups
 /// of its checkpoint thread: at a thousand runs a second, a checkpoint every twentieth of
 /// a second or so, each of a few hundred frames.
 const BATCHES_PER_CHECKPOINT: u32 = 50;
+
+/// How often a [`Store::for_many_writes`] connection looks again at a lock it wants:
+/// every [`BRIEF_POLL`] for the first [`BRIEF_POLLS`] times, then every [`LONG_POLL`].
+const BRIEF_POLL: Duration = Duration::from_millis(1);
+const BRIEF_POLLS: u32 = 50;
+const LONG_POLL: Duration = Duration::from_millis(10);
+
+/// The busy handler of a [`Store::for_many_writes`] connection: the lock it waits for is
+/// mostly its checkpoint thread's restart of the WAL, held for a few milliseconds, and
+/// SQLite's own handler (asleep for 1, 2, 5, 10, 15, 20 ms in turn) kept the daemon's loop
+/// waiting up to twice as long as the lock was held. Gives up after about
+/// [`BUSY_TIMEOUT`], as the other connections do.
+fn wait_briefly(tries: i32) -> bool {
+    let tries = u32::try_from(tries).unwrap_or(0);
+    let waited =
+        BRIEF_POLL * tries.min(BRIEF_POLLS) + LONG_POLL * tries.saturating_sub(BRIEF_POLLS);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(if tries < BRIEF_POLLS {
+        BRIEF_POLL
+    } else {
+        LONG_POLL
+    });
+    true
+}
 
 /// Seconds since the epoch, as dsari stores times.
 pub(crate) use crate::epoch::seconds as epoch;
@@ -292,9 +329,11 @@ impl Store {
     }
 
     /// Tunes this connection for a writer that commits all the time (the daemon): its
-    /// commits checkpoint only past [`BUSY_WAL_FRAMES`] frames instead of 1,000, and a
+    /// commits checkpoint only past [`BUSY_WAL_FRAMES`] frames instead of 1,000, a
     /// thread of its own checkpoints every [`BATCHES_PER_CHECKPOINT`] batches and when
-    /// the writer expects a pause ([`Store::lull`]).
+    /// the writer expects a pause ([`Store::lull`]) and lets the WAL start over from
+    /// [`RESTART_WAL_FRAMES`] on, and the connection waits for a lock in steps of a
+    /// millisecond ([`wait_briefly`]).
     ///
     /// Every checkpoint syncs the WAL and the database file and copies each page the WAL
     /// holds; at 1,000 runs a second SQLite's default made a dozen checkpoints a second
@@ -306,12 +345,19 @@ impl Store {
     /// back to [`BUSY_WAL_KEPT`] when it starts over.
     pub(crate) fn for_many_writes(&mut self, checkpoints: bool) {
         if checkpoints && self.checkpointer.is_none() {
-            self.checkpointer = Checkpointer::start(&self.path).map(|c| (c, 0));
+            self.checkpointer =
+                Checkpointer::start(&self.path, Restart::From(RESTART_WAL_FRAMES)).map(|c| (c, 0));
         }
         let tuned = self
             .conn
-            .pragma_update_and_check(None, "wal_autocheckpoint", BUSY_WAL_FRAMES, |r| {
-                r.get::<_, i64>(0)
+            .busy_handler(Some(wait_briefly))
+            .and_then(|()| {
+                self.conn.pragma_update_and_check(
+                    None,
+                    "wal_autocheckpoint",
+                    BUSY_WAL_FRAMES,
+                    |r| r.get::<_, i64>(0),
+                )
             })
             .and_then(|_| {
                 self.conn

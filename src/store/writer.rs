@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::backend::RunStore;
-use super::checkpoint::{COMMITS_PER_CHECKPOINT, Checkpointer};
+use super::checkpoint::{COMMITS_PER_CHECKPOINT, Checkpointer, Restart};
 use super::fleet_sync;
 use super::fleet_url::FleetUrl;
 use super::model::{InstanceStatus, RunStatus};
@@ -623,16 +623,20 @@ impl Writer {
             {
                 log::debug!("cannot limit the size of the run store's WAL: {e}");
             }
-            self.checkpointer = Checkpointer::start(&self.store_path).filter(|_| {
-                // SQLite's own checkpoints on this connection only as a bound, or no thread.
-                store
-                    .conn
-                    .pragma_update_and_check(None, "wal_autocheckpoint", WRITER_WAL_FRAMES, |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map_err(|e| log::debug!("cannot leave checkpoints to their thread: {e}"))
-                    .is_ok()
-            });
+            self.checkpointer =
+                Checkpointer::start(&self.store_path, Restart::Never).filter(|_| {
+                    // SQLite's own checkpoints on this connection only as a bound, or no thread.
+                    store
+                        .conn
+                        .pragma_update_and_check(
+                            None,
+                            "wal_autocheckpoint",
+                            WRITER_WAL_FRAMES,
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .map_err(|e| log::debug!("cannot leave checkpoints to their thread: {e}"))
+                        .is_ok()
+                });
             self.store = Some(store);
         }
         Ok(self.store.as_mut().expect("just opened"))
