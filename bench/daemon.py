@@ -24,8 +24,12 @@ deleted inodes (a busy /tmp) makes each of those cost up to a millisecond of ker
 time. --tmp chooses the parent of the temporary directories (default: target/bench-tmp),
 and --keep leaves them there: deleting tens of thousands of run directories makes a
 benchmark started in the next minutes pay for it. Each runner row also gives the main
-thread's CPU per run (scheduling and recording); the rest is mostly the runs' threads
-(directories, files, processes) and the checkpoint thread.
+thread's CPU per run (scheduling and recording) and its wake-ups per run (voluntary
+context switches: on a VM a sleep and a wake-up of the loop cost tens of microseconds);
+the rest is mostly the runs' threads (directories, files, processes) and the checkpoint
+thread. Two daemons of one build, one after the other in one invocation, measured up to
+10% apart in CPU per run (either way round): compare two builds both ways round
+(--runner A --baseline B, then B and A), and more than once.
 
 Usage: bench/daemon.py [--runner PATH] [--baseline PATH] [--jobs N[,N...]] [--seconds S]
                        [--idle-jobs N] [--idle-seconds S] [--tmp DIR] [--keep]
@@ -68,6 +72,16 @@ def cpu_seconds(pid, thread=None):
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def sleeps(pid):
+    """The voluntary context switches of the main thread of `pid`: each is a sleep and a
+    wake-up of the daemon's loop."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
 
 
 def rss_mb(pid, key):
@@ -189,9 +203,9 @@ def every_second(daemons, jobs, seconds):
         with scratch() as root:
             d = Daemon(kind, program, root, config)
             pid = d.proc.pid
-            cpu0, main0, t0 = cpu_seconds(pid), cpu_seconds(pid, pid), time.time()
+            cpu0, main0, sleeps0, t0 = cpu_seconds(pid), cpu_seconds(pid, pid), sleeps(pid), time.time()
             time.sleep(seconds)
-            cpu1, main1, t1 = cpu_seconds(pid), cpu_seconds(pid, pid), time.time()
+            cpu1, main1, sleeps1, t1 = cpu_seconds(pid), cpu_seconds(pid, pid), sleeps(pid), time.time()
             hwm = rss_mb(pid, "VmHWM")
             end_load = load()
             d.stop()
@@ -215,12 +229,14 @@ def every_second(daemons, jobs, seconds):
         # The main thread schedules and records; the rest is mostly the runs' own threads
         # (directories, files, processes), whose cost the file system sets.
         main_per_run = (main1 - main0) / started * 1000 if started else float("nan")
+        wakes_per_run = (sleeps1 - sleeps0) / started if started else float("nan")
         rows[kind] = {"p99": percentile(latencies, 99), "cpu": cpu, "per_run": per_run, "rss": hwm}
         print(f"  {kind:<8} due {due}, ran {len(window)}, ticks skipped {gaps}; "
               f"latency p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
               f"max {max(latencies, default=float('nan')):.2f} ms; "
               f"output.txt made p50 {percentile(made, 50):.2f} ms, p99 {percentile(made, 99):.2f} ms; "
-              f"CPU {cpu:.2f} s ({per_run:.3f} ms per run, main thread {main_per_run:.3f}); peak RSS {hwm:.1f} MB  [{end_load} at the end]")
+              f"CPU {cpu:.2f} s ({per_run:.3f} ms per run, main thread {main_per_run:.3f} "
+              f"and {wakes_per_run:.2f} wake-ups); peak RSS {hwm:.1f} MB  [{end_load} at the end]")
     ratio_row(rows, [("p99", "p99"), ("cpu", "CPU"), ("per_run", "CPU per run"), ("rss", "RSS")])
 
 

@@ -100,7 +100,8 @@ const ENDS_WAIT: Duration = Duration::from_millis(50);
 /// transaction with them. Jobs are spread over their period (dsari's times), so at a
 /// thousand runs a second one is due every millisecond or so: alone, each start was a
 /// commit of its own, which wrote the same half a dozen index pages again. A run with no
-/// other due within this time starts at once.
+/// other due within this time starts at once; the others start together at its end, and
+/// the loop sleeps until then (see `Service::run`).
 const GATHER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
 
 /// The wait of [`GATHER`] while the daemon is busy (see [`BUSY_STARTS`]). At a thousand
@@ -336,12 +337,15 @@ impl Service {
             if self.stopping && self.running.is_empty() {
                 break;
             }
-            // Runs held for others due with them start by `held_until` at the latest.
-            let due = match (self.planner.next_due(), self.held_until) {
-                (Some(due), Some(held)) => Some(due.min(held)),
-                (due, held) => due.or(held),
-            }
-            .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            // Runs held for others due with them start at `held_until`, together with
+            // every run due by then: the loop sleeps until that moment, not until each
+            // of those runs is due. At a thousand runs a second one is due every
+            // millisecond or so, and waking for each to add it to the held ones was most
+            // of the loop's sleeps and wake-ups.
+            let due = self
+                .held_until
+                .or_else(|| self.planner.next_due())
+                .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let ends = self
                 .record_ends_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
