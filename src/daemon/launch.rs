@@ -370,6 +370,21 @@ pub(crate) fn output_file(paths: &RunPaths) -> std::io::Result<File> {
     crate::state::open_private(&paths.run_dir.join("output.txt"), 0o600, false, true)
 }
 
+/// Adds to the run's `output.txt` why its command could not start (the process had the
+/// file; runner kept no descriptor of it).
+pub(crate) fn note_not_started(paths: &RunPaths, error: &str) {
+    use std::io::Write;
+    let path = paths.run_dir.join("output.txt");
+    let written = crate::state::open_private(&path, 0o600, false, false).and_then(|mut file| {
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::End(0))?;
+        writeln!(file, "runner: cannot start the command: {error}")
+    });
+    if let Err(e) = written {
+        log::warn!("cannot write to {}: {e}", path.display());
+    }
+}
+
 /// The run's exit code in dsari's terms: the code, or 128 + the signal that ended it.
 pub(crate) fn exit_code(report: &AttemptReport) -> i32 {
     match &report.exit {

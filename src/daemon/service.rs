@@ -228,6 +228,10 @@ impl Service {
         // A run's thread allocates little; with hundreds of runs in progress their own
         // arenas were a quarter of the daemon's resident memory.
         crate::memory::limit_arenas(2);
+        // Each run in progress holds a few descriptors; its process gets the limit back.
+        if let Some((before, after)) = crate::exec::limits::raise_open_files() {
+            log::debug!("limit on open files raised from {before} to {after}; runs get {before}");
+        }
         let Loaded { config, jobs } = intake::load(&setup.config_path)?;
         for warning in &config.warnings {
             log::warn!("{warning}");
@@ -918,14 +922,14 @@ impl Service {
             if let Some(events) = events {
                 launch::write_events(&run_paths, &events);
             }
+            let made = file.is_some();
             let output = Output {
-                file,
+                file: std::sync::Mutex::new(file),
                 ..Output::default()
             };
             let report = supervisor.run(cmd, limits, &output);
-            if let (Exit::NotStarted(e), Some(mut file)) = (&report.exit, output.file) {
-                use std::io::Write;
-                let _ = writeln!(file, "runner: cannot start the command: {e}");
+            if let (Exit::NotStarted(e), true) = (&report.exit, made) {
+                launch::note_not_started(&run_paths, e);
             }
             // Read here, after the process ended, not on the loop (see `End::run_data`).
             let run_data = launch::run_data(&run_paths);

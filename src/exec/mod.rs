@@ -4,6 +4,7 @@
 //! Nothing here knows about chains, records or SQLite; callers get an [`AttemptReport`].
 
 pub(crate) mod env;
+pub(crate) mod limits;
 pub(crate) mod output;
 pub(crate) mod pgroup;
 pub(crate) mod reaper;

@@ -43,7 +43,10 @@ pub(crate) struct Output {
     /// Where the copy goes, if anywhere.
     pub(crate) capture: Option<SharedCapture>,
     /// A file that receives both streams directly instead (a daemon run's output.txt).
-    pub(crate) file: Option<std::fs::File>,
+    /// [`Output::configure`] hands it to the process itself, so that runner holds no
+    /// descriptor of it while the process runs: a daemon with a thousand runs at once
+    /// would otherwise hold a thousand more.
+    pub(crate) file: Mutex<Option<std::fs::File>>,
     /// Called once the process is spawned, before its output is moved or its exit
     /// awaited, on the supervising thread, and again when the moment it returns comes
     /// while the process runs: what the caller does while the task starts (a chain
@@ -58,21 +61,16 @@ impl Output {
     fn needs_pipes(&self) -> bool {
         // While a live view draws on the terminal, output goes through runner so that
         // the view can step aside for it.
-        self.file.is_none()
-            && (self.prefix.is_some() || self.capture.is_some() || crate::terminal::is_shared())
+        self.prefix.is_some() || self.capture.is_some() || crate::terminal::is_shared()
     }
 
-    /// Sets the child's stdout and stderr before it is spawned.
+    /// Sets the child's stdout and stderr before it is spawned; takes [`Output::file`].
     pub(crate) fn configure(&self, cmd: &mut Command) {
-        if let Some(file) = &self.file {
-            match file.try_clone() {
-                Ok(out) => {
-                    cmd.stdout = Stdio::File(out);
-                    cmd.stderr = Stdio::SameAsStdout;
-                    return;
-                }
-                Err(e) => log::warn!("cannot hand the output file to the process: {e}"),
-            }
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(file) = file {
+            cmd.stdout = Stdio::File(file);
+            cmd.stderr = Stdio::SameAsStdout;
+            return;
         }
         if self.needs_pipes() {
             cmd.stdout = Stdio::Piped;

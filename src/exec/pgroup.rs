@@ -471,6 +471,9 @@ struct ChildArgs {
     errno: AtomicI32,
     /// The error pipe's write end, or -1 when the parent reads `errno` instead.
     error: RawFd,
+    /// The limit on open files the child sets before it execs: the one runner was
+    /// started with, when runner raised its own (see `limits.rs`).
+    open_files: Option<libc::rlimit>,
 }
 
 /// Whether the child of a spawn shares runner's memory until it execs or exits, as
@@ -591,6 +594,7 @@ pub(crate) fn spawn_process(
         error: error_pipe
             .as_ref()
             .map_or(-1, |(_, write)| write.as_raw_fd()),
+        open_files: super::limits::for_children(),
     };
     // Not zeroed: the child only pushes onto it. Kept for the thread's next spawn:
     // allocating 64 KiB for each one made glibc sort its free lists every time.
@@ -634,8 +638,17 @@ pub(crate) fn spawn_process(
                 &raw mut pidfd,
             );
             if pid < 0 {
-                refused = Some(io::Error::last_os_error());
-                NO_CLONE_PIDFD.store(true, Ordering::Relaxed);
+                let e = io::Error::last_os_error();
+                // Out of descriptors (or memory, or processes) is not a refusal of the
+                // flag: this spawn goes without, and the next one asks again.
+                let passing = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN)
+                );
+                if !passing {
+                    NO_CLONE_PIDFD.store(true, Ordering::Relaxed);
+                    refused = Some(e);
+                }
                 pidfd = -1;
             }
         }
@@ -756,6 +769,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             // Shared memory, which the guardian reads once runner is gone: this child
             // holds a copy of the guardian's pipe until it execs, so that is after this.
             listing.store(libc::getpid(), Ordering::Release);
+        }
+        // The program sees the limit runner was started with, not the one it raised.
+        // Lowering a soft limit cannot be refused.
+        if let Some(open_files) = args.open_files.as_ref() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, open_files);
         }
         // std gives programs SIGPIPE at its default (runner ignores it).
         libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());

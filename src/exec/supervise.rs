@@ -168,6 +168,9 @@ impl Supervisor {
         // The child lists its group with the guardian itself, before its program runs.
         let slot = self.guardian.reserve();
         let spawned = reaper::spawn(&cmd, slot.as_ref().map(|s| s.cell()));
+        // The child has its own copies of the descriptors the command holds (a daemon
+        // run's output file): runner's go now, not when the attempt ends.
+        drop(cmd);
         let (mut child, tracker) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {

@@ -1253,3 +1253,93 @@ fn a_return_data_fifo_is_refused_not_waited_on() {
     daemon.signal(Signal::SIGTERM);
     daemon.wait();
 }
+
+#[test]
+fn many_runs_at_once_do_not_run_out_of_open_files_and_get_the_limit_they_came_with() {
+    // A service manager starts the daemon with a soft limit of 1024 open files. Each run
+    // in progress holds a few of the daemon's descriptors, so a few hundred long runs at
+    // once ran out: output files could not be made. The daemon raises its own soft limit
+    // to the hard one; its runs get the soft limit the daemon was started with, as they
+    // would without it (a program using select() breaks on descriptors past 1024).
+    const SOFT: u64 = 96;
+    const JOBS: usize = 40;
+    let mut jobs = String::from("jobs:\n");
+    for i in 0..JOBS {
+        jobs.push_str(&format!(
+            "  job{i:02}:\n    command: [\"/bin/sh\", \"-c\", \"grep 'Max open files' /proc/self/limits > limits; sleep 3\"]\n    schedule: \"{EVERY_SECOND}\"\n"
+        ));
+    }
+    let mut daemon = Daemon::new(&[("runner.yaml", &jobs)]);
+    daemon.start_with_open_files("", SOFT);
+    // Three seconds a run, a run a second: some 120 runs at once, about four open files
+    // each in the daemon, against a soft limit of 96.
+    for i in 0..JOBS {
+        daemon.wait_runs(&format!("job{i:02}"), 3);
+    }
+    let daemon_limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", daemon.child_pid())).expect("limits");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    let log = daemon.daemon_log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    let soft_of = |line: &str| -> u64 {
+        line.split_whitespace()
+            .nth(3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no soft limit in {line:?}"))
+    };
+    let own = daemon_limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    assert!(soft_of(own) > SOFT, "the daemon kept its soft limit: {own}");
+    let runs = daemon.runs();
+    assert!(runs.len() >= 3 * JOBS, "{} runs", runs.len());
+    let mut seen = 0;
+    for run in runs.iter().filter(|r| r["status"] != "running") {
+        assert_eq!(run["exit_code"], 0, "{run}\n{log}");
+        let dir = daemon
+            .state_dir()
+            .join("runs")
+            .join(run["job_name"].as_str().expect("job"))
+            .join(run["run_id"].as_str().expect("run id"));
+        assert!(
+            dir.join("output.txt").is_file(),
+            "no output.txt in {}",
+            dir.display()
+        );
+        let limits = std::fs::read_to_string(dir.join("limits")).expect("the run's limits");
+        assert_eq!(soft_of(&limits), SOFT, "{}: {limits}", dir.display());
+        seen += 1;
+    }
+    assert!(seen >= 3 * JOBS, "{seen} finished runs");
+}
+
+#[test]
+fn a_command_that_cannot_start_says_why_in_the_runs_output() {
+    // The process is handed output.txt and runner keeps no descriptor of it; when the
+    // spawn fails, runner opens the file again to say why.
+    let mut daemon = Daemon::new(&[
+        ("not-executable", "#!/bin/sh\necho never\n"),
+        (
+            "runner.yaml",
+            "jobs:\n  broken:\n    command: [\"@ROOT@/etc/not-executable\"]\n",
+        ),
+    ]);
+    daemon.start("runner.yaml");
+    let run = daemon.trigger_and_wait("broken");
+    assert_eq!(run["status"], "failed", "{run}\n{}", daemon.daemon_log());
+    assert_eq!(run["exit_code"], 127, "{run}");
+    let output = daemon
+        .state_dir()
+        .join("runs/broken")
+        .join(run["run_id"].as_str().expect("run id"))
+        .join("output.txt");
+    let text = std::fs::read_to_string(&output).expect("output.txt");
+    assert!(
+        text.starts_with("runner: cannot start the command: ") && text.contains("ermission"),
+        "{text:?}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+}

@@ -381,11 +381,41 @@ impl Daemon {
 
     /// Starts the daemon with extra environment variables.
     pub fn start_with_env(&mut self, config: &str, env: &[(&str, PathBuf)]) {
-        let log = fs::File::create(self.log_path()).expect("log");
         let mut cmd = runner();
         for (key, value) in env {
             cmd.env(key, value);
         }
+        self.start_command(config, cmd);
+    }
+
+    /// Starts the daemon with a soft limit of `soft` open files, as a service manager
+    /// would set it (systemd's default is 1024); the hard limit is left as it is.
+    pub fn start_with_open_files(&mut self, config: &str, soft: u64) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = runner();
+        // SAFETY: the closure makes two system calls on its own stack memory; nothing
+        // in it allocates or takes a lock between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = soft.min(limit.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.start_command(config, cmd);
+    }
+
+    fn start_command(&mut self, config: &str, mut cmd: Command) {
+        let log = fs::File::create(self.log_path()).expect("log");
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .args(["-v", "daemon", "--config"])
@@ -402,6 +432,11 @@ impl Daemon {
             "{}",
             self.daemon_log()
         );
+    }
+
+    /// The daemon's pid.
+    pub fn child_pid(&self) -> u32 {
+        self.child.as_ref().expect("started").id()
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
