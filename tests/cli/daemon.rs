@@ -1271,8 +1271,8 @@ fn many_runs_at_once_do_not_run_out_of_open_files_and_get_the_limit_they_came_wi
     }
     let mut daemon = Daemon::new(&[("runner.yaml", &jobs)]);
     daemon.start_with_open_files("", SOFT);
-    // Three seconds a run, a run a second: some 120 runs at once, about four open files
-    // each in the daemon, against a soft limit of 96.
+    // Three seconds a run, a run a second: some 120 runs at once, each holding one of
+    // the daemon's descriptors (its pidfd; three before), against a soft limit of 96.
     for i in 0..JOBS {
         daemon.wait_runs(&format!("job{i:02}"), 3);
     }
